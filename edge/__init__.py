@@ -1,0 +1,1 @@
+"""Edge runtime: camera -> TFLite -> pass/fail -> MQTT. Never imports TensorFlow."""

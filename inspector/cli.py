@@ -1,0 +1,78 @@
+"""The ``inspector`` command: one entry point, one subcommand per job.
+
+Each subcommand lives in a ``cli`` module of the package that does the work and exposes
+``add_arguments(parser)`` and ``run(args) -> int``. Those modules import nothing heavy at load time, so
+``inspector --help`` and the edge commands start fast and never import TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from inspector import __version__
+
+# (command, module, one-line help). Order is the order of --help.
+COMMANDS = [
+    ("synth", "inspector.commands.synth", "generate a synthetic labeled-folder dataset"),
+    ("dataset", "inspector.commands.dataset", "scan a labeled folder, report it and write a split manifest"),
+    ("bundle", "inspector.commands.bundle", "inspect or verify a model bundle"),
+    ("train", "training.cli", "train a MobileNetV3 + channel-attention classifier on labeled folders"),
+    ("calibrate", "calibration.cli", "quantize a trained run into a deployable bundle"),
+    ("evaluate", "calibration.evaluate_cli", "run a bundle on a labeled folder and report its metrics"),
+    ("run", "edge.cli", "run an inspection station: camera -> model -> pass/fail over MQTT"),
+    ("controller", "controller.cli", "run the reference line controller"),
+    ("monitor", "controller.monitor_cli", "live terminal view of the stations on a broker"),
+    ("bench", "bench.cli", "run the benchmarks"),
+    ("demo", "inspector.commands.demo", "run the whole line on this machine"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inspector",
+        description="Industrial defect inspection: train, calibrate, deploy and run on the line.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part of the product is not installed in this checkout
+            raise
+        cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, RuntimeError, OSError) as exc:
+        # Domain errors (config, dataset, bundle, backend) carry a message meant for the user.
+        if args.verbose:
+            raise
+        print(f"inspector {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

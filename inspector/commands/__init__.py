@@ -1,0 +1,1 @@
+"""Subcommands of the shared core (synth, dataset, bundle, demo)."""

@@ -1,0 +1,40 @@
+"""Inspect or verify a model bundle (.inspector zip or directory).
+
+`inspect` prints the manifest summary; `verify` also loads the model in the edge interpreter and runs one
+blank frame through it, which is what a device does before it accepts a new model.
+
+Example:
+  inspector bundle inspect model.inspector
+  inspector bundle verify model.inspector
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["inspect", "verify"], help="what to do")
+    parser.add_argument("path", help="bundle file or directory")
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON (inspect)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.bundle import Bundle
+
+    bundle = Bundle.load(args.path)
+    if args.action == "inspect":
+        print(bundle.manifest_json() if args.json else bundle.summary())
+        return 0
+    import numpy as np
+
+    from edge.interpreter import Classifier
+
+    clf = Classifier(bundle)
+    spec = bundle.manifest.preprocess
+    result = clf.classify(np.full((spec.height, spec.width, 3), 128, np.uint8), order="rgb")
+    print(bundle.summary())
+    print(f"verified: checksum ok, loads in {clf.runner.backend.value}, "
+          f"test frame -> {result.verdict.value} ({result.inference_ms:.1f} ms)")
+    print(json.dumps({"ok": True, "backend": clf.runner.backend.value}))
+    return 0

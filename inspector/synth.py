@@ -1,0 +1,177 @@
+"""Synthetic inspection images: textured industrial surfaces with procedural defects.
+
+Serves the tests and the demo where no real data may be shipped. Each image is a surface (brushed metal,
+woven fabric or ceramic tile) under uneven light and sensor noise; defect classes add a scratch, a spot/pit,
+a crack or a stain of random size, position and contrast, some of them faint. Good parts vary as much as
+defective ones (texture, light, noise), so a classifier has to find the defect, not the background.
+
+Example:
+    >>> import tempfile
+    >>> counts = generate(tempfile.mkdtemp(), per_class=2, size=(64, 64), seed=0)
+    >>> sorted(counts)
+    ['crack', 'good', 'scratch', 'spot', 'stain']
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from inspector.imageio import save_image
+
+DEFECTS = ("scratch", "spot", "crack", "stain")
+GOOD = "good"
+SURFACES = ("metal", "fabric", "tile")
+
+
+def _surface(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarray:
+    """A grayscale float32 surface in 0..1."""
+    base = rng.uniform(0.35, 0.65)
+    if kind == "metal":
+        noise = rng.normal(0, 1, (h, w)).astype(np.float32)
+        k = max(3, (w // 6) | 1)
+        streaks = cv2.blur(noise, (k, 1))
+        img = base + 0.08 * streaks / (streaks.std() + 1e-6)
+    elif kind == "fabric":
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        period = rng.uniform(3.0, 6.0) * max(h, w) / 128
+        angle = rng.uniform(0, np.pi)
+        u = xx * np.cos(angle) + yy * np.sin(angle)
+        v = -xx * np.sin(angle) + yy * np.cos(angle)
+        weave = np.sin(2 * np.pi * u / period) * np.sin(2 * np.pi * v / period)
+        img = base + 0.06 * weave + 0.02 * rng.normal(0, 1, (h, w))
+    else:  # tile: fine grain and a few large mottles
+        grain = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.0)
+        mottle = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(h, w) / 10)
+        img = base + 0.03 * grain / (grain.std() + 1e-6) + 0.04 * mottle / (mottle.std() + 1e-6)
+    return img.astype(np.float32)
+
+
+def _lighting(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gx, gy = rng.uniform(-0.15, 0.15, 2)
+    cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+    vignette = 1.0 - rng.uniform(0, 0.15) * (((xx - cx) / w) ** 2 + ((yy - cy) / h) ** 2)
+    return (1.0 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)) * vignette
+
+
+def _contrast(rng: np.random.Generator) -> float:
+    """Defect contrast: mostly clear, one in five faint, so the task is not trivially separable."""
+    return float(rng.uniform(0.06, 0.12) if rng.random() < 0.2 else rng.uniform(0.12, 0.3))
+
+
+def _scratch(rng, img, h, w):
+    mask = np.zeros((h, w), np.float32)
+    length = rng.uniform(0.3, 0.8) * max(h, w)
+    angle = rng.uniform(0, np.pi)
+    cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
+    bend = rng.uniform(-0.15, 0.15) * length
+    t = np.linspace(-0.5, 0.5, 24)
+    xs = cx + t * length * np.cos(angle) - bend * (t**2 - 0.25) * np.sin(angle)
+    ys = cy + t * length * np.sin(angle) + bend * (t**2 - 0.25) * np.cos(angle)
+    pts = np.stack([xs, ys], 1).round().astype(np.int32)
+    cv2.polylines(mask, [pts], False, 1.0, thickness=max(1, int(round(max(h, w) / 128))), lineType=cv2.LINE_AA)
+    sign = rng.choice([-1.0, 1.0])
+    return img + sign * _contrast(rng) * 1.5 * mask
+
+
+def _spot(rng, img, h, w):
+    mask = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        r = rng.uniform(0.02, 0.06) * max(h, w)
+        center = (int(rng.uniform(0.15, 0.85) * w), int(rng.uniform(0.15, 0.85) * h))
+        cv2.circle(mask, center, max(1, int(r)), 1.0, -1, lineType=cv2.LINE_AA)
+    rim = cv2.GaussianBlur(mask, (0, 0), 1.0) - mask
+    return img - _contrast(rng) * 1.8 * mask + 0.5 * _contrast(rng) * np.clip(rim, 0, None) * 4
+
+
+def _crack(rng, img, h, w):
+    mask = np.zeros((h, w), np.float32)
+    x, y = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
+    heading = rng.uniform(0, 2 * np.pi)
+    step = max(h, w) / 40
+    branches = [(x, y, heading)]
+    for _ in range(int(rng.integers(1, 3))):
+        if not branches:
+            break
+        x, y, heading = branches.pop()
+        pts = [(x, y)]
+        for _ in range(int(rng.integers(12, 30))):
+            heading += rng.normal(0, 0.5)
+            x, y = x + step * np.cos(heading), y + step * np.sin(heading)
+            pts.append((x, y))
+            if rng.random() < 0.08:
+                branches.append((x, y, heading + rng.choice([-1, 1]) * rng.uniform(0.5, 1.2)))
+        cv2.polylines(mask, [np.array(pts).round().astype(np.int32)], False, 1.0, 1, cv2.LINE_8)
+    return img - _contrast(rng) * 2.0 * mask
+
+
+def _stain(rng, img, h, w):
+    blob = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(2, 6))):
+        center = (int(rng.uniform(0.2, 0.8) * w), int(rng.uniform(0.2, 0.8) * h))
+        axes = (int(rng.uniform(0.05, 0.15) * w) + 1, int(rng.uniform(0.05, 0.15) * h) + 1)
+        cv2.ellipse(blob, center, axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
+    blob = cv2.GaussianBlur(blob, (0, 0), max(h, w) / 40)
+    blob /= blob.max() + 1e-6
+    sign = rng.choice([-1.0, 1.0])
+    return img + sign * _contrast(rng) * blob
+
+
+_DEFECT_FN = {"scratch": _scratch, "spot": _spot, "crack": _crack, "stain": _stain}
+
+
+def render(
+    rng: np.random.Generator, label: str, size: Tuple[int, int] = (128, 128), surface: Optional[str] = None
+) -> np.ndarray:
+    """One HxWx3 uint8 RGB image of class ``label`` (``good`` or one of :data:`DEFECTS`)."""
+    w, h = size
+    kind = surface or SURFACES[int(rng.integers(len(SURFACES)))]
+    img = _surface(rng, kind, h, w)
+    if label != GOOD:
+        img = _DEFECT_FN[label](rng, img, h, w)
+    img = img * _lighting(rng, h, w) + rng.normal(0, rng.uniform(0.005, 0.02), (h, w))
+    gray = np.clip(img * 255.0, 0, 255).astype(np.uint8)
+    tint = rng.uniform(0.94, 1.06, 3)
+    rgb = np.clip(gray[:, :, None].astype(np.float32) * tint, 0, 255).astype(np.uint8)
+    return rgb
+
+
+def generate(
+    out: str | os.PathLike,
+    per_class: int | Dict[str, int] = 50,
+    size: Tuple[int, int] = (128, 128),
+    seed: int = 0,
+    classes: Sequence[str] = (GOOD,) + DEFECTS,
+    image_format: str = "png",
+) -> Dict[str, int]:
+    """Write ``out/<class>/<class>_NNNNN.<format>``; returns images written per class.
+
+    Each image's random stream depends only on (seed, class, index), so asking for more images keeps the
+    earlier ones identical.
+    """
+    out = Path(out)
+    counts = {}
+    for class_index, label in enumerate(classes):
+        if label != GOOD and label not in _DEFECT_FN:
+            raise ValueError(f"unknown synthetic class {label!r}; choose from {(GOOD,) + DEFECTS}")
+        n = per_class[label] if isinstance(per_class, dict) else per_class
+        folder = out / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            rng = np.random.default_rng([seed, class_index, i])
+            save_image(folder / f"{label}_{i:05d}.{image_format}", render(rng, label, size))
+        counts[label] = n
+    return counts
+
+
+def iter_parts(
+    seed: int, labels: Iterable[str], size: Tuple[int, int]
+) -> Iterable[Tuple[str, np.ndarray]]:
+    """Yield (label, RGB image) for a sequence of labels, from a stream independent of :func:`generate`."""
+    rng = np.random.default_rng([seed, 9999])
+    for label in labels:
+        yield label, render(rng, label, size)
