@@ -1,4 +1,4 @@
-"""Shared fixtures. Each area keeps its fixtures in its own module, registered here."""
+"""Shared fixtures. Each area keeps its fixtures in its own ``tests/fixtures_*.py`` module, registered here."""
 import sys
 from pathlib import Path
 
@@ -6,8 +6,4 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-pytest_plugins = [
-    name
-    for name in ("tests.fixtures_data", "tests.fixtures_model", "tests.fixtures_mqtt")
-    if (ROOT / (name.replace(".", "/") + ".py")).exists()
-]
+pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
