@@ -1,0 +1,29 @@
+"""The inspector command: synth and dataset end to end, and errors as messages not tracebacks."""
+import json
+import subprocess
+import sys
+
+from inspector.cli import main
+
+
+def test_synth_then_dataset(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["synth", str(data), "--per-class", "6", "--size", "32x24", "--seed", "2"]) == 0
+    (data / "good" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    out = tmp_path / "split.json"
+    assert main(["dataset", str(data), "--out", str(out), "--ratios", "0.5,0.25,0.25"]) == 0
+    text = capsys.readouterr().out
+    assert "good*" in text and "skipped 1 file(s)" in text and "good/broken.jpg" in text
+    manifest = json.loads(out.read_text())
+    assert sum(len(v) for v in manifest["splits"].values()) == 30
+
+
+def test_errors_are_one_line_messages(tmp_path, capsys):
+    assert main(["dataset", str(tmp_path), "--good-class", "ok"]) == 1
+    err = capsys.readouterr().err
+    assert "inspector dataset: error:" in err and "Traceback" not in err
+
+
+def test_help_runs_as_a_program():
+    done = subprocess.run([sys.executable, "-m", "inspector.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "dataset" in done.stdout and "synth" in done.stdout

@@ -1,0 +1,79 @@
+"""Image loading: every kind of file a line or labelling tool writes, and the broken ones."""
+import cv2
+import numpy as np
+import pytest
+
+from inspector.imageio import ImageError, load_image
+
+
+def _write(path, array):
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path):
+    gray = np.arange(64 * 48, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
+    img = load_image(_write(tmp_path / "g.png", gray))
+    assert img.shape == (48, 64, 3) and img.dtype == np.uint8
+    assert np.array_equal(img[:, :, 0], gray) and np.array_equal(img[:, :, 2], gray)
+
+
+def test_color_is_returned_in_rgb_order(tmp_path):
+    bgr = np.zeros((8, 8, 3), np.uint8)
+    bgr[:, :, 0] = 200  # blue in OpenCV order
+    img = load_image(_write(tmp_path / "c.png", bgr))
+    assert img[0, 0].tolist() == [0, 0, 200]
+
+
+def test_sixteen_bit_uses_full_range(tmp_path):
+    deep = np.array([[0, 65535], [32896, 257]], np.uint16)
+    img = load_image(_write(tmp_path / "d.png", deep))
+    assert img[:, :, 0].tolist() == [[0, 255], [128, 1]]
+
+
+def test_alpha_is_dropped(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 2] = 90
+    rgba[..., 3] = 10
+    img = load_image(_write(tmp_path / "a.png", rgba))
+    assert img.shape == (4, 4, 3) and img[0, 0].tolist() == [90, 0, 0]
+
+
+def test_palette_png_loads(tmp_path):
+    # A hand-made 2x1 palette PNG (color type 3) with a red and a blue entry.
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 8, 3, 0, 0, 0))
+    png += chunk(b"PLTE", bytes([255, 0, 0, 0, 0, 255]))
+    png += chunk(b"IDAT", zlib.compress(b"\x00\x00\x01")) + chunk(b"IEND", b"")
+    path = tmp_path / "p.png"
+    path.write_bytes(png)
+    assert load_image(path).tolist() == [[[255, 0, 0], [0, 0, 255]]]
+
+
+@pytest.mark.parametrize(
+    "name,content,reason",
+    [
+        ("empty.png", b"", "empty file"),
+        ("text.png", b"this is not an image\n", "not a PNG file"),
+        ("text.jpg", b"hello", "not a JPEG file"),
+    ],
+)
+def test_unusable_files_raise_with_reason(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as err:
+        load_image(path)
+    assert reason in err.value.reason
+
+
+def test_truncated_jpeg_is_detected(tmp_path):
+    ok, data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data.tobytes()[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated JPEG"):
+        load_image(path)
