@@ -147,11 +147,13 @@ class Classifier:
     threads: Optional[int] = None
     delegates: Sequence[str] = ()
     policy: Optional[DecisionPolicy] = None
+    delegate_options: Optional[Dict[str, str]] = None
     runner: ModelRunner = field(init=False)
 
     def __post_init__(self):
         m = self.bundle.manifest
-        self.runner = ModelRunner(self.bundle.model, self.backend, self.threads, self.delegates)
+        self.runner = ModelRunner(self.bundle.model, self.backend, self.threads, self.delegates,
+                                  self.delegate_options)
         expected = (1, m.preprocess.height, m.preprocess.width, 3)
         if self.runner.input_shape != expected:
             raise BackendError(

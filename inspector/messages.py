@@ -98,6 +98,7 @@ class Result(_Message):
     inference_ms: float
     preprocess_ms: float = 0.0
     image: Optional[str] = Field(None, description="Archived image path on the station, if saved")
+    frame: Optional[str] = Field(None, description="Source frame reference: file name (folder) or file#index (video)")
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 

@@ -1,0 +1,91 @@
+"""Run an inspection station: camera -> INT8 model -> pass/fail/review -> MQTT, until stopped.
+
+Reads a station config (deploy/station.example.yaml documents every key); any key can be overridden with
+--set key.path=value, and the common ones have their own flags. Results go through a durable on-disk
+outbox, so nothing is lost while the broker is away or after a power cut. Topics, payloads and commands:
+docs/edge.md.
+
+Examples:
+  inspector run --config station.yaml
+  inspector run --config station.yaml --set mqtt.port=1884 --set mode.type=triggered
+  inspector run --bundle model.inspector --source images/ --broker localhost:1883 --station cam1
+  inspector run --bundle model.inspector --source 0 --print-config > station.yaml
+
+Exit codes:
+  0 stopped by SIGTERM/SIGINT, or a replay source ended with every result delivered
+  1 unexpected internal error            2 bad command line or configuration
+  3 the model bundle cannot be loaded    4 the frame source cannot work / stayed lost too long
+  5 the outbox database cannot be used   6 a replay ended with results still queued
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="YAML", help="station config file (station.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set mqtt.port=1884 (repeatable; wins over flags)")
+    parser.add_argument("--bundle", help="model bundle (.inspector); same as --set bundle=...")
+    parser.add_argument("--source", help="frame source: camera index (0), rtsp://|http:// URL, GStreamer "
+                                         "pipeline (with '!'), image folder or video file")
+    parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker")
+    parser.add_argument("--line", help="line name (topic level)")
+    parser.add_argument("--station", help="station name (topic level)")
+    parser.add_argument("--mode", choices=["continuous", "triggered"], help="inspection mode")
+    parser.add_argument("--outbox", metavar="PATH", help="outbox SQLite file")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration as YAML and exit")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from edge.config import source_from_text
+    from inspector.config import parse_override
+
+    out: dict = {}
+    if args.bundle:
+        out["bundle"] = args.bundle
+    if args.source:
+        out["source"] = source_from_text(args.source)
+    if args.broker:
+        host, _, port = args.broker.rpartition(":") if ":" in args.broker else (args.broker, "", "")
+        out["mqtt.host"] = host
+        if port:
+            out["mqtt.port"] = int(port) if port.isdigit() else port
+    for key in ("line", "station"):
+        if getattr(args, key):
+            out[key] = getattr(args, key)
+    if args.mode:
+        out["mode.type"] = args.mode
+    if args.outbox:
+        out["outbox.path"] = args.outbox
+    for text in args.overrides:
+        key, value = parse_override(text)
+        out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+
+    import yaml
+
+    from edge import logs
+    from edge.config import load_station_config
+    from edge.runtime import ExitCode, Station
+    from inspector.config import ConfigError
+
+    try:
+        cfg = load_station_config(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"inspector run: configuration error:\n{exc}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
+    if args.print_config:
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        return int(ExitCode.OK)
+    logs.configure("debug" if getattr(args, "verbose", False) else cfg.log.level, cfg.log.format)
+    station = Station(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: station.request_stop(signal.Signals(signum).name))
+    return station.run()

@@ -1,0 +1,123 @@
+"""Commands a station accepts on ``<prefix>/<line>/<station>/cmd``: JSON, validated before anything changes.
+
+Every command is a JSON object with a ``cmd`` field; an optional ``request_id`` (string) is echoed in the
+events the command produces, so a controller can match answers to requests. Types are strict: ``"0.4"``
+is not a threshold. A command that fails validation is answered with a ``command_rejected`` event and
+changes nothing.
+
+=================  ==============================================================================
+``trigger``        ``{"cmd": "trigger", "part_id": "A-1042"}`` inspect the next frame (triggered mode)
+``pause``          ``{"cmd": "pause"}`` stop inspecting (capture continues, nothing is published)
+``resume``         ``{"cmd": "resume"}``
+``set_threshold``  ``{"cmd": "set_threshold", "threshold": 0.4}`` (optional ``review_low``/``review_high``)
+``reload``         ``{"cmd": "reload", "bundle": "v7.inspector", "sha256": "<of the file, optional>"}``
+``snapshot``       ``{"cmd": "snapshot"}`` save the current camera frame
+=================  ==============================================================================
+
+``reload`` only loads bundles inside the station's models directory (no ``..``, no symlink escaping it).
+
+Example:
+    >>> parse_command(b'{"cmd": "trigger", "part_id": "A-1"}').part_id
+    'A-1'
+    >>> parse_command(b'{"cmd": "set_threshold", "threshold": "high"}')
+    Traceback (most recent call last):
+    ...
+    edge.commands.CommandError: threshold: Input should be a valid number
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from typing_extensions import Annotated
+
+MAX_COMMAND_BYTES = 16 * 1024
+
+
+class CommandError(ValueError):
+    """A command that is not valid JSON, not a known command, or has wrong fields; says which."""
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    request_id: Optional[str] = Field(None, max_length=128, description="Echoed in the resulting events")
+
+
+class TriggerCommand(_Command):
+    cmd: Literal["trigger"]
+    part_id: Optional[str] = Field(None, min_length=1, max_length=256, description="Part id reported in the result")
+
+
+class PauseCommand(_Command):
+    cmd: Literal["pause"]
+
+
+class ResumeCommand(_Command):
+    cmd: Literal["resume"]
+
+
+class SetThresholdCommand(_Command):
+    cmd: Literal["set_threshold"]
+    threshold: float = Field(ge=0.0, le=1.0, description="New fail threshold on the defect score")
+    review_low: Optional[float] = Field(None, ge=0.0, le=1.0, description="New review band start")
+    review_high: Optional[float] = Field(None, ge=0.0, le=1.0, description="New review band end")
+
+
+class ReloadCommand(_Command):
+    cmd: Literal["reload"]
+    bundle: str = Field(min_length=1, max_length=1024, description="Bundle path inside the models directory")
+    sha256: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected SHA-256 of the file")
+
+
+class SnapshotCommand(_Command):
+    cmd: Literal["snapshot"]
+
+
+Command = Annotated[
+    Union[TriggerCommand, PauseCommand, ResumeCommand, SetThresholdCommand, ReloadCommand, SnapshotCommand],
+    Field(discriminator="cmd"),
+]
+COMMAND_NAMES = ("trigger", "pause", "resume", "set_threshold", "reload", "snapshot")
+_ADAPTER = TypeAdapter(Command)
+
+
+def parse_command(payload: bytes | str) -> _Command:
+    """Validate one command payload; raises :class:`CommandError` with a one-line reason."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandError(f"command larger than {MAX_COMMAND_BYTES} bytes")
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"a command must be a JSON object, got {type(data).__name__}")
+    name = data.get("cmd")
+    if name not in COMMAND_NAMES:
+        raise CommandError(f"unknown command {name!r}; known: {', '.join(COMMAND_NAMES)}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"][1:]) or "command"
+        if first["type"] == "extra_forbidden":
+            raise CommandError(f"{loc}: unknown field") from None
+        raise CommandError(f"{loc}: {first['msg']}") from None
+
+
+def resolve_bundle_path(requested: str, models_dir: Path) -> Path:
+    """The bundle path a reload may load: inside ``models_dir`` after resolving ``..`` and symlinks."""
+    root = models_dir.resolve()
+    candidate = Path(requested)
+    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    try:
+        path.relative_to(root)
+    except ValueError:
+        raise CommandError(f"bundle {requested!r} is outside the models directory {root}") from None
+    if not path.exists():
+        raise CommandError(f"bundle {requested!r} does not exist in {root}")
+    return path

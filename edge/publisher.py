@@ -1,0 +1,263 @@
+"""The station's MQTT side: status and last will, the command subscription, events, stats, outbox drain.
+
+One paho-mqtt 2.x client (``CallbackAPIVersion.VERSION2``, MQTT 5 or 3.1.1) runs its network loop in a
+background thread and reconnects by itself with backoff. Results never go to paho directly: the drain
+thread reads them from the :class:`~edge.outbox.Outbox` in order, keeps at most ``max_inflight`` of them
+unacknowledged, and deletes a row only when its PUBACK has arrived (``MQTTMessageInfo.is_published``).
+
+Ordering across a reconnect: paho resends its unacknowledged QoS 1 messages by itself right after the
+CONNACK (and calls ``on_connect`` *before* doing so), so after a reconnect the drain sends nothing new until
+every message in flight at the disconnect has been acknowledged. Otherwise a new result could overtake
+an older one being resent.
+
+Status: ``online`` (retained) on every connect, ``offline`` (retained) as the last will and on a clean
+stop. Retained messages on the command topic are ignored: a command must not run again at every reconnect.
+
+Example:
+    >>> pub = Publisher(cfg.mqtt, topics, "inspector-line1-cam1", outbox, on_command=print)  # doctest: +SKIP
+    >>> pub.start(); pub.notify()                                                            # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Dict, Optional, Tuple
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from edge.config import MqttConfig
+from edge.outbox import Outbox, Row
+from inspector.messages import OFFLINE, ONLINE, Event, StationTopics, Stats
+
+log = logging.getLogger(__name__)
+
+RESULT_QOS = 1
+EVENT_QOS = 1
+MAX_QUEUED_EVENTS = 1000  # events kept in memory by paho while the broker is away
+
+
+class Publisher:
+    """Owns the paho client and the drain thread; thread-safe for the runtime's calls."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        topics: StationTopics,
+        client_id: str,
+        outbox: Outbox,
+        on_command: Callable[[bytes, bool], None],
+        on_rejected: Optional[Callable[[Row, str], None]] = None,
+        on_connection: Optional[Callable[[bool, str], None]] = None,
+    ):
+        self.cfg = cfg
+        self.topics = topics
+        self.outbox = outbox
+        self.client_id = client_id
+        self._on_command = on_command
+        self._on_rejected = on_rejected
+        self._on_connection = on_connection
+        self._state = threading.Lock()
+        self._connected = False
+        self._reconnected = False
+        self._refused: Dict[int, Tuple[str, float]] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._drain_thread: Optional[threading.Thread] = None
+        self.published = 0
+        self.connects = 0
+        self.client = self._make_client(client_id)
+
+    # -- client setup ----------------------------------------------------------------------------------------
+
+    def _make_client(self, client_id: str) -> mqtt.Client:
+        cfg = self.cfg
+        v5 = cfg.protocol == "5"
+        kwargs = {"client_id": client_id, "protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311}
+        if not v5:
+            kwargs["clean_session"] = True
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, **kwargs)
+        client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)
+        # Results are bounded by our own window; the rest of paho's queue is for events while offline.
+        client.max_inflight_messages_set(cfg.max_inflight + 10)
+        client.max_queued_messages_set(cfg.max_inflight + MAX_QUEUED_EVENTS)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password())
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(cfg.tls.insecure)
+        client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background (retrying until the broker answers) and start draining the outbox."""
+        kwargs = {"clean_start": True} if self.cfg.protocol == "5" else {}
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, **kwargs)
+        self.client.loop_start()
+        self._drain_thread = threading.Thread(target=self._drain, name="outbox-drain", daemon=True)
+        self._drain_thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # -- paho callbacks (network thread: keep them short, never block) ---------------------------------------
+
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
+            return
+        client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+        client.subscribe(self.topics.cmd, qos=1)
+        with self._state:
+            self._connected = True
+            self._reconnected = True
+            self.connects += 1
+        log.info("connected to %s:%d as %s", self.cfg.host, self.cfg.port, self.client_id)
+        self._wake.set()
+        if self._on_connection:
+            self._on_connection(True, str(reason_code))
+
+    def _handle_connect_fail(self, client, userdata) -> None:
+        log.warning("cannot reach broker %s:%d, retrying", self.cfg.host, self.cfg.port)
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._state:
+            was = self._connected
+            self._connected = False
+        if was:
+            log.log(logging.INFO if self._stopping.is_set() else logging.WARNING,
+                    "disconnected from broker: %s", reason_code)
+            if self._on_connection:
+                self._on_connection(False, str(reason_code))
+
+    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            with self._state:
+                self._refused[mid] = (str(reason_code), time.monotonic())
+        self._wake.set()
+
+    def _handle_message(self, client, userdata, message) -> None:
+        if message.topic == self.topics.cmd:
+            self._on_command(message.payload, bool(message.retain))
+
+    # -- events and stats --------------------------------------------------------------------------------------
+
+    def publish_event(self, event: Event) -> None:
+        """QoS 1; while the broker is away paho keeps up to MAX_QUEUED_EVENTS in memory."""
+        info = self.client.publish(self.topics.event, event.model_dump_json(), qos=EVENT_QOS)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            log.warning("event %s not queued: too many events while the broker is away", event.type)
+
+    def publish_stats(self, stats: Stats) -> None:
+        """QoS 0, retained: a dashboard opening later sees the latest figures at once."""
+        if self._connected:
+            self.client.publish(self.topics.stats, stats.model_dump_json(), qos=0, retain=True)
+
+    def notify(self) -> None:
+        """Wake the drain thread (called after a result was added to the outbox)."""
+        self._wake.set()
+
+    # -- the drain ---------------------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        inflight: "OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]" = OrderedDict()
+        cursor = 0  # rowid of the last result handed to paho
+        gate = False  # after a reconnect: wait for paho's resends before sending anything new
+        while not self._stopping.is_set():
+            self._wake.wait(0.2 if inflight else 1.0)
+            self._wake.clear()
+            self._harvest(inflight)
+            with self._state:
+                connected = self._connected
+                if self._reconnected:
+                    self._reconnected = False
+                    gate = bool(inflight)
+            if gate and not inflight:
+                gate = False
+            if not connected or gate:
+                continue
+            room = self.cfg.max_inflight - len(inflight)
+            if room <= 0:
+                continue
+            for row in self.outbox.pending(after=cursor, limit=room):
+                try:
+                    info = self.client.publish(row.topic, row.payload, qos=RESULT_QOS)
+                except ValueError as exc:  # an invalid topic stored by an older configuration
+                    self._reject(row, f"cannot publish: {exc}")
+                    cursor = row.rowid
+                    continue
+                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                    break
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # Lost the connection between the check and the call: paho keeps the message and
+                    # resends it, but its info never reports it; send it again from the outbox later
+                    # (a possible duplicate, which the result id absorbs).
+                    break
+                inflight[row.rowid] = (row, info)
+                cursor = row.rowid
+                self.published += 1
+
+    def _harvest(self, inflight: "OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]") -> None:
+        done = [rowid for rowid, (_, info) in inflight.items() if info.is_published()]
+        if not done:
+            return
+        acked = []
+        now = time.monotonic()
+        with self._state:
+            refused = {rowid: self._refused.pop(inflight[rowid][1].mid, None) for rowid in done}
+            for mid in [m for m, (_, t) in self._refused.items() if now - t > 60.0]:
+                del self._refused[mid]
+        for rowid in done:
+            row, _ = inflight.pop(rowid)
+            if refused[rowid] is None:
+                acked.append(rowid)
+            else:
+                self._reject(row, f"broker refused the result: {refused[rowid][0]}")
+        self.outbox.ack(acked)
+
+    def _reject(self, row: Row, reason: str) -> None:
+        log.error("result %s (seq %d) rejected: %s", row.result_id, row.seq, reason)
+        self.outbox.reject(row.rowid, reason)
+        if self._on_rejected:
+            self._on_rejected(row, reason)
+
+    # -- shutdown ----------------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (True) or ``timeout`` passes while results remain (False)."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self.outbox.depth() > 0:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish ``offline`` (retained), disconnect cleanly, stop the threads."""
+        self._stopping.set()
+        self._wake.set()
+        if self._drain_thread is not None:
+            self._drain_thread.join(timeout)
+        if self._connected:
+            info = self.client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+            deadline = time.monotonic() + timeout
+            while self._connected and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not info.is_published() \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,446 @@
+"""The station loop: capture -> model -> decision -> outbox -> MQTT, with commands, archive and camera health.
+
+Threads and who owns what:
+
+* main thread - the inspection loop (this module): takes frames, runs the model, writes results to the
+  outbox, applies commands between inferences (so the model is never swapped mid-inference), publishes
+  stats, and on SIGTERM/SIGINT finishes the inference in flight and shuts down in order;
+* capture thread (:mod:`edge.capture`) - reads the source, keeps the latest frame, reconnects;
+* paho network thread and the outbox drain thread (:mod:`edge.publisher`);
+* archive writer thread (:mod:`edge.archive`);
+* a short-lived loader thread per ``reload`` command, so a new model is loaded and self-tested while the
+  old one keeps inspecting; only a model that passed is swapped in.
+
+Exit codes (for systemd ``RestartPreventExitStatus=`` and friends) are :class:`ExitCode`.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from pydantic import ValidationError
+
+from edge.archive import Archive
+from edge.capture import Capture, FrameSlot, SourceState, Trigger
+from edge.commands import (CommandError, PauseCommand, ReloadCommand, ResumeCommand, SetThresholdCommand,
+                           SnapshotCommand, TriggerCommand, parse_command, resolve_bundle_path)
+from edge.config import StationConfig
+from edge.health import CameraHealth
+from edge.interpreter import BackendError, Classifier
+from edge.outbox import Outbox, OutboxError, Row
+from edge.publisher import Publisher
+from edge.sources import Frame, SourceConfigError, create_source
+from edge.stats import StationStats
+from inspector.bundle import Bundle, BundleError
+from inspector.config import ConfigError
+from inspector.decision import DecisionPolicy
+from inspector.messages import Event, ModelRef, Result, StationTopics
+
+log = logging.getLogger(__name__)
+
+
+class ExitCode(IntEnum):
+    OK = 0  # stopped by SIGTERM/SIGINT, or a replay source ended and every result was delivered
+    ERROR = 1  # unexpected internal error (a bug): restart
+    CONFIG = 2  # bad command line or configuration: fix the config, restarting will not help
+    MODEL = 3  # the bundle cannot be loaded or run: fix the model, restarting will not help
+    SOURCE = 4  # the frame source cannot work as configured, or stayed lost past give_up_after_s
+    OUTBOX = 5  # the outbox database cannot be opened or written (disk full, read-only)
+    UNDELIVERED = 6  # a replay source ended but results are still queued (sent on the next start)
+
+
+class StationError(RuntimeError):
+    def __init__(self, code: ExitCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def load_classifier(cfg: StationConfig, path: Path) -> Classifier:
+    """Load and verify a bundle, build its interpreter, and run one blank frame through it."""
+    bundle = Bundle.load(path)
+    inf = cfg.inference
+    clf = Classifier(bundle, backend=inf.backend, threads=inf.threads, delegates=inf.delegates,
+                     policy=cfg.decision, delegate_options=inf.delegate_options or None)
+    spec = bundle.manifest.preprocess
+    clf.classify(np.full((spec.height, spec.width, 3), 128, np.uint8), order="rgb")
+    return clf
+
+
+def iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for name in sorted(p for p in path.iterdir() if p.is_file()):
+            digest.update(name.read_bytes())
+        return digest.hexdigest()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Station:
+    """One inspection station; :meth:`run` blocks until stopped and returns an :class:`ExitCode`."""
+
+    def __init__(self, cfg: StationConfig):
+        self.cfg = cfg
+        self.topics = StationTopics(cfg.mqtt.prefix, cfg.line, cfg.station)
+        self.stats = StationStats()
+        self.paused = False
+        self.classifier: Optional[Classifier] = None
+        self.bundle_path = Path(cfg.bundle)
+        self.outbox: Optional[Outbox] = None
+        self.publisher: Optional[Publisher] = None
+        self.capture: Optional[Capture] = None
+        self.archive: Optional[Archive] = None
+        self.health: Optional[CameraHealth] = None
+        self.slot = FrameSlot(cfg.mode.type == "triggered", cfg.source.live, cfg.mode.max_pending_triggers)
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._commands: "queue.Queue[Any]" = queue.Queue()
+        self._reloading = threading.Lock()
+        self._camera_lost = False
+        self._outbox_full = False
+        self.exit_code = ExitCode.OK
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the inference in flight (signal handlers call this)."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            log.info("stopping: %s", reason)
+            self._stop.set()
+
+    def run(self) -> int:
+        try:
+            self._setup()
+        except StationError as exc:
+            log.error("%s", exc)
+            self._shutdown()
+            return int(exc.code)
+        try:
+            self._loop()
+        except OutboxError as exc:
+            log.error("%s", exc)
+            self.exit_code = ExitCode.OUTBOX
+        except Exception:
+            log.exception("station loop failed")
+            self.exit_code = ExitCode.ERROR
+        delivered = self._shutdown()
+        if self.exit_code == ExitCode.OK and self._stop_reason == "source ended" and not delivered:
+            self.exit_code = ExitCode.UNDELIVERED
+        return int(self.exit_code)
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        try:
+            self.outbox = Outbox(cfg.outbox.path, cfg.outbox.max_results, cfg.outbox.on_full, cfg.outbox.synchronous)
+        except OutboxError as exc:
+            raise StationError(ExitCode.OUTBOX, str(exc)) from None
+        try:
+            self.classifier = load_classifier(cfg, self.bundle_path)
+        except (BundleError, BackendError, ValueError, OSError) as exc:
+            raise StationError(ExitCode.MODEL, f"cannot load model {self.bundle_path}: {exc}") from None
+        try:
+            source = create_source(cfg.source)
+        except SourceConfigError as exc:
+            raise StationError(ExitCode.SOURCE, str(exc)) from None
+        try:
+            self.publisher = Publisher(cfg.mqtt, self.topics, cfg.client_id, self.outbox, self._on_command,
+                                       on_rejected=self._on_rejected)
+        except ConfigError as exc:
+            raise StationError(ExitCode.CONFIG, str(exc)) from None
+        self.publisher.start()
+        self.archive = Archive(cfg.archive, cfg.station)
+        self._setup_health()
+        self.capture = Capture(source, cfg.source, self.slot, self._on_camera_state, self._on_bad_frame)
+        m = self.classifier.bundle.manifest
+        log.info("station %s/%s: model %s %s (%s), source %s, mode %s, %d result(s) queued from before",
+                 cfg.line, cfg.station, m.name, m.version, self.classifier.runner.backend.value,
+                 source.describe(), cfg.mode.type, self.outbox.depth())
+        self._event("started", f"station started with model {m.name} {m.version}",
+                    model=self.model_ref.model_dump(), source=source.describe(), mode=cfg.mode.type,
+                    queued=self.outbox.depth())
+        self.capture.start()
+
+    def _setup_health(self) -> None:
+        hc = self.cfg.health
+        reference = hc.reference or self.classifier.bundle.manifest.camera
+        self.health = CameraHealth(reference, hc.every_n_frames) if hc.enabled and reference else None
+
+    @property
+    def model_ref(self) -> ModelRef:
+        m = self.classifier.bundle.manifest
+        return ModelRef(name=m.name, version=m.version, sha256=m.model_sha256[:12])
+
+    def _shutdown(self) -> bool:
+        """Stop capture, flush the archive and the outbox, say offline. True when nothing is left queued."""
+        if self.capture is not None:
+            self.capture.stop()
+            for trigger in self.slot.drain_armed():
+                self._event("trigger_missed", "stopped before a frame arrived for the trigger",
+                            part_id=trigger.part_id)
+        if self.archive is not None:
+            self.archive.close()
+        delivered = self.outbox is None or self.outbox.depth() == 0
+        if self.publisher is not None:
+            self._publish_stats()
+            self._event("stopped", f"station stopped: {self._stop_reason or 'error'}",
+                        reason=self._stop_reason, exit_code=int(self.exit_code))
+            delivered = self.publisher.flush(self.cfg.outbox.drain_timeout_s)
+            if not delivered:
+                log.warning("%d result(s) not yet acknowledged; they stay in %s and go out on the next start",
+                            self.outbox.depth(), self.cfg.outbox.path)
+            self.publisher.stop()
+        if self.outbox is not None:
+            self.outbox.close()
+        return delivered
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        cfg = self.cfg
+        triggered = cfg.mode.type == "triggered"
+        next_stats = time.monotonic() + cfg.mqtt.stats_interval_s
+        next_tick = time.monotonic() + (cfg.mode.interval_s or 0)
+        while not self._stop.is_set():
+            self._apply_commands()
+            if self.capture.state == SourceState.FAILED:
+                self.exit_code = ExitCode.SOURCE
+                self._stop_reason = f"source failed: {self.capture.state_reason}"
+                break
+            if self.paused:
+                self.slot.discard()
+                self._stop.wait(0.05)
+            elif triggered:
+                trigger = self.slot.take_triggered(0.05)
+                if trigger is not None:
+                    self._inspect(trigger.frame, trigger)
+                for late in self.slot.expire(time.time() - cfg.mode.trigger_timeout_s):
+                    self._event("trigger_missed", f"no frame within {cfg.mode.trigger_timeout_s:g} s of the trigger",
+                                part_id=late.part_id, trigger=late.source)
+            else:
+                frame = self.slot.take(0.05)
+                if frame is not None:
+                    self._inspect(frame, None)
+            if self.slot.finished:
+                self._stop_reason = "source ended"
+                break
+            now = time.monotonic()
+            self.capture.check_stall()
+            if triggered and cfg.mode.interval_s and now >= next_tick and not self.paused:
+                next_tick = max(next_tick + cfg.mode.interval_s, now)
+                if not self.slot.arm(Trigger(None, "interval")):
+                    self._event("trigger_missed", "interval trigger refused: too many pending triggers")
+            if now >= next_stats:
+                next_stats = now + cfg.mqtt.stats_interval_s
+                self._publish_stats()
+
+    def _inspect(self, frame: Frame, trigger: Optional[Trigger]) -> None:
+        clf = self.classifier
+        try:
+            c = clf.classify(frame.image, order=frame.order)
+        except ValueError as exc:  # e.g. a region of interest that does not fit this camera's frames
+            self.stats.record_error()
+            self._event("error", f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
+            return
+        seq = self.outbox.last_seq + 1
+        result_id = uuid.uuid4().hex
+        verdict = c.verdict.value
+        image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
+        result = Result(
+            id=result_id, seq=seq, line=self.cfg.line, station=self.cfg.station,
+            part_id=trigger.part_id if trigger else None, verdict=verdict,
+            defect_score=round(c.defect_score, 6), threshold=clf.policy.threshold, top_class=c.top_class,
+            top_score=round(c.top_score, 6), scores={k: round(v, 6) for k, v in c.scores.items()},
+            model=self.model_ref, captured_at=iso_utc(frame.captured_at), capture_ts=frame.captured_at,
+            inference_ms=round(c.inference_ms, 3), preprocess_ms=round(c.preprocess_ms, 3),
+            image=str(image) if image else None, frame=frame.ref,
+        )
+        queued = self.outbox.add(result_id, seq, self.topics.result, result.to_json())
+        self.publisher.notify()
+        self._check_outbox(queued.dropped)
+        if image is not None:
+            self.archive.submit(image, frame, result.model_dump(mode="json", by_alias=True))
+        self.stats.record(verdict, c.inference_ms)
+        if self.health is not None and self.health.due():
+            report = self.health.check(frame.image)
+            if report.changed:
+                if report.ok:
+                    self._event("camera_ok", "camera focus and exposure back within tolerance",
+                                metrics=report.metrics.to_dict())
+                else:
+                    self._event("camera_check", "; ".join(report.problems), problems=report.problems,
+                                metrics=report.metrics.to_dict())
+
+    def _check_outbox(self, dropped: int) -> None:
+        if dropped and not self._outbox_full:
+            self._outbox_full = True
+            self._event("outbox_full",
+                        f"outbox holds {self.outbox.max_results} results; policy {self.outbox.on_full}",
+                        policy=self.outbox.on_full, max_results=self.outbox.max_results)
+        elif self._outbox_full and self.outbox.depth() < self.outbox.max_results:
+            self._outbox_full = False
+
+    def _publish_stats(self) -> None:
+        if self.publisher is None or self.classifier is None:
+            return
+        self.publisher.publish_stats(self.stats.snapshot(
+            captured=self.slot.captured, dropped=self.slot.dropped, outbox_depth=self.outbox.depth(),
+            camera_state=self.capture.state.value if self.capture else "unknown",
+            model_version=self.classifier.bundle.manifest.version, paused=self.paused,
+        ))
+
+    # -- events ----------------------------------------------------------------------------------------------
+
+    def _event(self, type_: str, message: str, **details: Any) -> None:
+        level = logging.WARNING if type_ in ("camera_lost", "command_rejected", "outbox_full",
+                                             "model_reload_failed", "error", "trigger_missed",
+                                             "camera_check") else logging.INFO
+        log.log(level, "event %s: %s", type_, message)
+        if self.publisher is not None:
+            self.publisher.publish_event(Event(ts=time.time(), type=type_, message=message, details=details))
+
+    def _on_camera_state(self, state: SourceState, reason: str) -> None:
+        if state == SourceState.LOST and not self._camera_lost:
+            self._camera_lost = True
+            self._event("camera_lost", reason or "source lost", source=self.capture.source.describe())
+        elif state == SourceState.RUNNING and self._camera_lost:
+            self._camera_lost = False
+            self._event("camera_restored", "frames are flowing again", source=self.capture.source.describe(),
+                        reconnects=self.capture.reconnects)
+        elif state == SourceState.FAILED:
+            self._event("error", f"frame source failed: {reason}", source=self.capture.source.describe())
+
+    def _on_bad_frame(self, reason: str) -> None:
+        self.stats.record_error()
+        self._event("error", f"unreadable frame skipped: {reason}")
+
+    def _on_rejected(self, row: Row, reason: str) -> None:
+        self._event("error", f"result seq {row.seq} refused by the broker: {reason}", result_id=row.result_id)
+
+    # -- commands --------------------------------------------------------------------------------------------
+
+    def _reject(self, reason: str, request_id: Optional[str] = None, payload: bytes = b"") -> None:
+        details = {"reason": reason, "request_id": request_id}
+        if payload:
+            details["payload"] = payload[:200].decode("utf-8", "replace")
+        self._event("command_rejected", reason, **details)
+
+    def _on_command(self, payload: bytes, retained: bool) -> None:
+        """paho thread: validate, handle triggers at once (their time matters), queue the rest."""
+        if retained:
+            self._reject("retained commands are ignored; publish commands with retain=false", payload=payload)
+            return
+        try:
+            cmd = parse_command(payload)
+            if isinstance(cmd, ReloadCommand):
+                resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir)
+        except CommandError as exc:
+            self._reject(str(exc), payload=payload)
+            return
+        if isinstance(cmd, TriggerCommand):
+            if self.cfg.mode.type != "triggered":
+                self._reject("trigger ignored: the station runs in continuous mode", cmd.request_id)
+            elif self.paused:
+                self._reject("trigger ignored: the station is paused", cmd.request_id)
+            elif not self.slot.arm(Trigger(cmd.part_id, "command")):
+                self._reject("trigger refused: too many triggers waiting for frames", cmd.request_id)
+            return
+        self._commands.put(cmd)
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(cmd, tuple):
+                self._finish_reload(*cmd)
+            else:
+                self._apply(cmd)
+
+    def _apply(self, cmd) -> None:
+        rid = cmd.request_id
+        if isinstance(cmd, PauseCommand):
+            self.paused = True
+            self.slot.set_paused(True)
+            self._event("command_accepted", "paused", cmd="pause", request_id=rid)
+        elif isinstance(cmd, ResumeCommand):
+            self.paused = False
+            self.slot.set_paused(False)
+            self._event("command_accepted", "resumed", cmd="resume", request_id=rid)
+        elif isinstance(cmd, SetThresholdCommand):
+            current = self.classifier.policy
+            low, high = cmd.review_low, cmd.review_high
+            if low is None and high is None:
+                low, high = current.review_low, current.review_high
+            try:
+                policy = DecisionPolicy(threshold=cmd.threshold, review_low=low, review_high=high)
+            except ValidationError as exc:
+                self._reject(f"set_threshold: {exc.errors()[0]['msg']}", rid)
+                return
+            self.classifier.policy = policy
+            self._event("command_accepted", f"threshold {current.threshold:g} -> {policy.threshold:g}",
+                        cmd="set_threshold", request_id=rid, policy=policy.model_dump())
+        elif isinstance(cmd, SnapshotCommand):
+            frame = self.slot.last_frame
+            if frame is None:
+                self._reject("snapshot: no frame captured yet", rid)
+                return
+            try:
+                path = self.archive.snapshot(frame, {"station": self.cfg.station, "line": self.cfg.line,
+                                                     "captured_at": iso_utc(frame.captured_at),
+                                                     "frame": frame.ref, "model": self.model_ref.model_dump()})
+            except (OSError, ValueError) as exc:
+                self._reject(f"snapshot: cannot save: {exc}", rid)
+                return
+            self._event("snapshot", f"snapshot saved to {path}", path=str(path), request_id=rid)
+        elif isinstance(cmd, ReloadCommand):
+            if not self._reloading.acquire(blocking=False):
+                self._reject("reload: another reload is still running", rid)
+                return
+            path = resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir)
+            self._event("command_accepted", f"loading {path.name}", cmd="reload", request_id=rid, bundle=str(path))
+            threading.Thread(target=self._load_candidate, args=(path, cmd.sha256, rid), name="reload",
+                             daemon=True).start()
+
+    def _load_candidate(self, path: Path, sha256: Optional[str], request_id: Optional[str]) -> None:
+        """Loader thread: verify and self-test the new bundle; the main loop swaps it in."""
+        try:
+            if sha256 and file_sha256(path).lower() != sha256.lower():
+                raise BundleError(f"{path.name}: SHA-256 does not match the one in the command")
+            clf = load_classifier(self.cfg, path)
+            self._commands.put((path, clf, None, request_id))
+        except (BundleError, BackendError, ValueError, OSError) as exc:
+            self._commands.put((path, None, str(exc), request_id))
+        except Exception as exc:  # never let a bad file kill the loader silently
+            log.exception("reload failed")
+            self._commands.put((path, None, f"{type(exc).__name__}: {exc}", request_id))
+
+    def _finish_reload(self, path: Path, clf: Optional[Classifier], error: Optional[str],
+                       request_id: Optional[str]) -> None:
+        self._reloading.release()
+        old = self.model_ref
+        if clf is None:
+            self._event("model_reload_failed", f"reload of {path.name} failed, still running {old.version}: {error}",
+                        bundle=str(path), error=error, model=old.model_dump(), request_id=request_id)
+            return
+        self.classifier = clf
+        self.bundle_path = path
+        self._setup_health()
+        self._event("model_reloaded", f"model {old.version} -> {self.model_ref.version}", bundle=str(path),
+                    previous=old.model_dump(), model=self.model_ref.model_dump(), request_id=request_id)

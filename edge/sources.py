@@ -1,0 +1,372 @@
+"""Frame sources: one plugin per config ``type``, all behind the small :class:`FrameSource` interface.
+
+A source opens, reads frames and closes; it does not retry, pace a thread or decide what is stale. That
+is :mod:`edge.capture`'s job, so every camera gets the same reconnect, backoff and lost/restored logic.
+
+Failures come in three kinds, because the capture thread treats them differently:
+
+* :class:`SourceConfigError` - this source can never work as configured (a missing video file, an OpenCV
+  without GStreamer). The station stops with exit code 4 instead of retrying forever.
+* :class:`SourceError` - the camera or stream is not delivering right now; reopened with backoff.
+* :class:`BadFrame` - one unusable file in a folder; skipped and reported, the run goes on.
+
+A finite source (video file, image folder) raises :class:`EndOfSource` at its end unless it loops.
+
+Adding a camera type: write a config model in :mod:`edge.config` (``type: Literal["mine"]``, added to
+``SourceConfig``) and a class here decorated with ``@register("mine")``.
+"""
+from __future__ import annotations
+
+import abc
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Type
+
+import cv2
+import numpy as np
+
+from edge import config as C
+from inspector.imageio import ImageError, is_image_name, load_image
+from inspector.preprocess import ChannelOrder
+
+
+class SourceError(RuntimeError):
+    """The source is not delivering frames now; the capture thread reopens it with backoff."""
+
+
+class SourceConfigError(SourceError):
+    """The source cannot work as configured; retrying will not help."""
+
+
+class EndOfSource(Exception):
+    """A finite source (file, folder) has no more frames."""
+
+
+class BadFrame(Exception):
+    """One frame could not be read (a corrupt file in a folder); the source itself is fine."""
+
+
+@dataclass
+class Frame:
+    """One captured image and where and when it came from."""
+
+    image: np.ndarray
+    order: ChannelOrder  # OpenCV captures are BGR, image files load as RGB
+    captured_at: float  # seconds since the epoch, taken when the read returned
+    index: int  # running number of frames this source delivered
+    ref: Optional[str] = None  # file name (folder) or file#frame (video), for tracing replays
+
+
+class FrameSource(abc.ABC):
+    """Interface every source plugin implements. Not thread-safe: only the capture thread calls it."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.count = 0
+        self._next_due = 0.0
+
+    @property
+    def live(self) -> bool:
+        """True when frames come on the source's own schedule (stale ones may be dropped)."""
+        return self.cfg.live
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open the device/stream/file; raise SourceError (retry) or SourceConfigError (give up)."""
+
+    @abc.abstractmethod
+    def read(self) -> Optional[Frame]:
+        """The next frame, None when none is available yet, EndOfSource at the end of a finite source."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the device; safe to call twice."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """A short human description for logs and events (no credentials)."""
+
+    def _frame(self, image: np.ndarray, order: ChannelOrder, ref: Optional[str] = None) -> Frame:
+        self.count += 1
+        return Frame(image, order, time.time(), self.count, ref)
+
+    def _pace(self, fps: Optional[float]) -> None:
+        """Sleep so that frames leave at ``fps``, simulating a camera when replaying files."""
+        if not fps:
+            return
+        now = time.monotonic()
+        if self._next_due > now:
+            time.sleep(self._next_due - now)
+        self._next_due = max(now, self._next_due) + 1.0 / fps
+
+
+_REGISTRY: Dict[str, Type[FrameSource]] = {}
+
+
+def register(type_name: str) -> Callable[[Type[FrameSource]], Type[FrameSource]]:
+    """Class decorator: make a source plugin available under its config ``type``."""
+
+    def deco(cls: Type[FrameSource]) -> Type[FrameSource]:
+        _REGISTRY[type_name] = cls
+        return cls
+
+    return deco
+
+
+def source_types() -> List[str]:
+    return sorted(_REGISTRY)
+
+
+def create_source(cfg) -> FrameSource:
+    """Build the plugin registered for ``cfg.type``."""
+    try:
+        cls = _REGISTRY[cfg.type]
+    except KeyError:
+        raise SourceConfigError(f"unknown source type '{cfg.type}' (known: {', '.join(source_types())})") from None
+    return cls(cfg)
+
+
+class _OpenCvSource(FrameSource):
+    """Shared path of every source read through ``cv2.VideoCapture`` (frames in BGR order)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.cap: Optional[cv2.VideoCapture] = None
+
+    @abc.abstractmethod
+    def _capture(self) -> cv2.VideoCapture:
+        """Create the VideoCapture for this source."""
+
+    def open(self) -> None:
+        self.close()
+        cap = self._capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.describe()}")
+        self.cap = cap
+
+    def read(self) -> Optional[Frame]:
+        if self.cap is None:
+            raise SourceError(f"{self.describe()} is not open")
+        ok, image = self.cap.read()
+        if not ok or image is None:
+            raise SourceError(f"no frame from {self.describe()}")
+        return self._frame(image, ChannelOrder.BGR)
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+@register("usb")
+class UsbCamera(_OpenCvSource):
+    """A UVC camera through V4L2 (Linux) or the platform default backend."""
+
+    cfg: C.UsbSource
+
+    def _capture(self) -> cv2.VideoCapture:
+        backend = cv2.CAP_V4L2 if os.name == "posix" and hasattr(cv2, "CAP_V4L2") else cv2.CAP_ANY
+        cap = cv2.VideoCapture(self.cfg.index, backend)
+        if cap.isOpened():
+            if self.cfg.fourcc:
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.cfg.fourcc))
+            if self.cfg.width:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
+            if self.cfg.height:
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height)
+            if self.cfg.fps:
+                cap.set(cv2.CAP_PROP_FPS, self.cfg.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver from queueing old frames
+        return cap
+
+    def describe(self) -> str:
+        return f"USB camera {self.cfg.index}"
+
+
+def gstreamer_available() -> bool:
+    """Whether this OpenCV build can open GStreamer pipelines (the PyPI wheels cannot)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line.split(":", 1)[1]
+    return False
+
+
+def gstreamer_pipeline(cfg: C.GStreamerSource) -> str:
+    """The configured pipeline, or the preset for a Jetson CSI or Raspberry Pi camera."""
+    if cfg.pipeline:
+        return cfg.pipeline
+    caps = f"width={cfg.width}, height={cfg.height}, framerate={cfg.fps}/1"
+    sink = "videoconvert ! video/x-raw, format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    if cfg.preset == "jetson_csi":
+        return (f"nvarguscamerasrc sensor-id={cfg.sensor_id} ! video/x-raw(memory:NVMM), {caps}, format=NV12 ! "
+                f"nvvidconv flip-method={cfg.flip_method} ! video/x-raw, format=BGRx ! {sink}")
+    return f"libcamerasrc ! video/x-raw, {caps} ! {sink}"
+
+
+@register("gstreamer")
+class GStreamerCamera(_OpenCvSource):
+    """A GStreamer pipeline (Jetson CSI, Raspberry Pi camera, anything ending in appsink)."""
+
+    cfg: C.GStreamerSource
+
+    def open(self) -> None:
+        if not gstreamer_available():
+            raise SourceConfigError(
+                f"this OpenCV ({cv2.__version__}, {Path(cv2.__file__).parent}) was built without GStreamer, so "
+                "the 'gstreamer' source cannot work; the opencv-python wheels from PyPI never include it. Use "
+                "the system OpenCV: on a Jetson the one JetPack installs, on Raspberry Pi OS "
+                "'sudo apt install python3-opencv'; create the virtualenv with --system-site-packages and "
+                "'pip uninstall opencv-python opencv-python-headless' inside it. Check with: python3 -c "
+                "\"import cv2; print(cv2.getBuildInformation())\" | grep GStreamer"
+            )
+        super().open()
+
+    def _capture(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(gstreamer_pipeline(self.cfg), cv2.CAP_GSTREAMER)
+
+    def describe(self) -> str:
+        return f"GStreamer pipeline ({self.cfg.preset or 'custom'})"
+
+
+_FFMPEG_OPTIONS_LOCK = threading.Lock()
+
+
+@register("stream")
+class NetworkStream(_OpenCvSource):
+    """RTSP or HTTP/MJPEG through FFmpeg, with open and read timeouts so a dead camera cannot hang us."""
+
+    cfg: C.StreamSource
+
+    def _capture(self) -> cv2.VideoCapture:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.read_timeout_s * 1000)]
+        # FFmpeg reads its RTSP options from this process-wide variable at open time.
+        with _FFMPEG_OPTIONS_LOCK:
+            previous = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+            if self.cfg.url.startswith("rtsp"):
+                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.cfg.rtsp_transport}"
+            try:
+                return cv2.VideoCapture(self.cfg.url, cv2.CAP_FFMPEG, params)
+            finally:
+                if previous is None:
+                    os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+                else:
+                    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = previous
+
+    def describe(self) -> str:
+        url = self.cfg.url
+        scheme, _, rest = url.partition("://")
+        host = rest.split("@")[-1].split("/")[0]  # never log user:password@
+        return f"{scheme} stream {host}"
+
+
+@register("video")
+class VideoFile(_OpenCvSource):
+    """A video file, every frame in order (or paced at ``fps`` like a camera), looping if asked."""
+
+    cfg: C.VideoSource
+
+    def open(self) -> None:
+        if not self.cfg.path.is_file():
+            raise SourceConfigError(f"video file {self.cfg.path} does not exist")
+        super().open()
+        self._position = 0
+
+    def _capture(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(str(self.cfg.path))
+
+    def read(self) -> Optional[Frame]:
+        if self.cap is None:
+            raise SourceError(f"{self.describe()} is not open")
+        self._pace(self.cfg.fps)
+        ok, image = self.cap.read()
+        if not ok or image is None:
+            if self._position == 0:
+                raise SourceConfigError(f"{self.describe()}: no frame can be decoded")
+            if not self.cfg.loop:
+                raise EndOfSource(self.describe())
+            self.open()
+            ok, image = self.cap.read()
+            if not ok:
+                raise SourceError(f"{self.describe()}: cannot restart at the beginning")
+        self._position += 1
+        return self._frame(image, ChannelOrder.BGR, f"{self.cfg.path.name}#{self._position - 1}")
+
+    def describe(self) -> str:
+        return f"video file {self.cfg.path.name}"
+
+
+@register("folder")
+class ImageFolder(FrameSource):
+    """Images in sorted name order; a watched (hot) folder also takes files that appear later."""
+
+    cfg: C.FolderSource
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._queue: List[Path] = []
+        self._seen: set = set()
+        self._growing: Dict[Path, int] = {}  # watched files whose size is still changing
+        self._last_poll = 0.0
+
+    def _list(self) -> List[Path]:
+        pattern = "**/*" if self.cfg.recursive else "*"
+        return sorted(p for p in self.cfg.path.glob(pattern)
+                      if p.is_file() and is_image_name(p) and not p.name.startswith("."))
+
+    def open(self) -> None:
+        if not self.cfg.path.is_dir():
+            raise SourceConfigError(f"image folder {self.cfg.path} does not exist")
+        self._queue = [] if self.cfg.watch else self._list()
+        if not self.cfg.watch and not self._queue:
+            raise SourceConfigError(f"image folder {self.cfg.path} holds no images")
+
+    def _poll(self) -> None:
+        """Queue files that appeared and stopped growing since the last listing (a writer may be busy)."""
+        self._last_poll = time.monotonic()
+        for path in self._list():
+            if path in self._seen:
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if size > 0 and self._growing.get(path) == size:
+                del self._growing[path]
+                self._seen.add(path)
+                self._queue.append(path)
+            else:
+                self._growing[path] = size
+
+    def read(self) -> Optional[Frame]:
+        if self.cfg.watch and not self._queue:
+            wait = self._last_poll + self.cfg.poll_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._poll()
+            if not self._queue:
+                return None
+        if not self._queue:
+            if not self.cfg.loop:
+                raise EndOfSource(self.describe())
+            self._queue = self._list()
+            if not self._queue:
+                raise SourceError(f"{self.describe()} became empty")
+        self._pace(self.cfg.fps)
+        path = self._queue.pop(0)
+        ref = path.relative_to(self.cfg.path).as_posix()
+        try:
+            image = load_image(path)
+        except ImageError as exc:
+            raise BadFrame(f"{ref}: {exc.reason}") from None
+        return self._frame(image, ChannelOrder.RGB, ref)
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return f"image folder {self.cfg.path}"

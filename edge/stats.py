@@ -1,0 +1,73 @@
+"""Running counters of a station, turned into the periodic ``/stats`` message.
+
+Inference latency is summarised as p50/p95 over the most recent inferences (a rolling window) rather
+than since start, so a slowdown (thermal throttling, a second process on the board) shows up quickly.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Deque, Optional
+
+import numpy as np
+
+from inspector.messages import Stats
+
+LATENCY_WINDOW = 500
+
+
+class StationStats:
+    """Thread-safe counters; :meth:`snapshot` builds a :class:`~inspector.messages.Stats`."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.started = time.time()
+        self.inspected = 0
+        self.verdicts = {"pass": 0, "fail": 0, "review": 0}
+        self.errors = 0
+        self._latency: Deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._last_ts = time.monotonic()
+        self._last_inspected = 0
+
+    def record(self, verdict: str, inference_ms: float) -> None:
+        with self._lock:
+            self.inspected += 1
+            self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
+            self._latency.append(inference_ms)
+
+    def record_error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def snapshot(self, captured: int, dropped: int, outbox_depth: int, camera_state: str, model_version: str,
+                 paused: bool) -> Stats:
+        """Figures since start, plus frames/s since the previous snapshot."""
+        with self._lock:
+            now = time.monotonic()
+            elapsed = max(now - self._last_ts, 1e-6)
+            fps = (self.inspected - self._last_inspected) / elapsed
+            self._last_ts, self._last_inspected = now, self.inspected
+            p50: Optional[float] = None
+            p95: Optional[float] = None
+            if self._latency:
+                p50, p95 = (round(float(v), 3) for v in np.percentile(np.fromiter(self._latency, float), [50, 95]))
+            passed, failed, review = self.verdicts["pass"], self.verdicts["fail"], self.verdicts["review"]
+            return Stats(
+                ts=time.time(),
+                uptime_s=round(time.time() - self.started, 3),
+                fps=round(fps, 3),
+                frames_captured=captured,
+                frames_inspected=self.inspected,
+                frames_dropped=dropped,
+                inference_ms_p50=p50,
+                inference_ms_p95=p95,
+                passed=passed,
+                failed=failed,
+                review=review,
+                yield_pct=round(100.0 * passed / self.inspected, 3) if self.inspected else None,
+                outbox_depth=outbox_depth,
+                camera_state=camera_state,
+                model_version=model_version,
+                paused=paused,
+            )
