@@ -23,6 +23,9 @@ import numpy as np
 from inspector.imageio import save_image
 
 DEFECTS = ("scratch", "spot", "crack", "stain")
+# Rendered on request but never part of a generated dataset: defects a model has not been trained on,
+# for checking that a line still rejects what nobody labeled (the demo puts them on the belt).
+UNSEEN_DEFECTS = ("chip", "dent")
 GOOD = "good"
 SURFACES = ("metal", "fabric", "tile")
 
@@ -121,13 +124,39 @@ def _stain(rng, img, h, w):
     return img + sign * _contrast(rng) * blob
 
 
-_DEFECT_FN = {"scratch": _scratch, "spot": _spot, "crack": _crack, "stain": _stain}
+def _chip(rng, img, h, w):
+    """A corner or edge broken off: the belt (dark) shows through a jagged polygon at the border."""
+    corner = int(rng.integers(4))
+    size = rng.uniform(0.2, 0.35) * min(h, w)
+    cx, cy = (0 if corner in (0, 3) else w - 1), (0 if corner in (0, 1) else h - 1)
+    angles = np.sort(rng.uniform(0, np.pi / 2, 5)) + corner * np.pi / 2
+    sx, sy = (1 if cx == 0 else -1), (1 if cy == 0 else -1)
+    pts = [(cx, cy)] + [(cx + sx * abs(np.cos(a)) * size * rng.uniform(0.6, 1.2),
+                         cy + sy * abs(np.sin(a)) * size * rng.uniform(0.6, 1.2)) for a in angles]
+    mask = np.zeros((h, w), np.float32)
+    cv2.fillPoly(mask, [np.array(pts).round().astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
+    return img * (1 - mask) + 0.08 * mask
+
+
+def _dent(rng, img, h, w):
+    """A shallow dent: a soft shading ramp (light on one side, shadow on the other)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
+    r = rng.uniform(0.08, 0.16) * max(h, w)
+    d2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / r**2
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = ((xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)) / r
+    return img + _contrast(rng) * 4.0 * ramp * np.exp(-d2)
+
+
+_DEFECT_FN = {"scratch": _scratch, "spot": _spot, "crack": _crack, "stain": _stain,
+              "chip": _chip, "dent": _dent}
 
 
 def render(
     rng: np.random.Generator, label: str, size: Tuple[int, int] = (128, 128), surface: Optional[str] = None
 ) -> np.ndarray:
-    """One HxWx3 uint8 RGB image of class ``label`` (``good`` or one of :data:`DEFECTS`)."""
+    """One HxWx3 uint8 RGB image of class ``label`` (``good``, :data:`DEFECTS` or :data:`UNSEEN_DEFECTS`)."""
     w, h = size
     kind = surface or SURFACES[int(rng.integers(len(SURFACES)))]
     img = _surface(rng, kind, h, w)
@@ -157,7 +186,7 @@ def generate(
     counts = {}
     for class_index, label in enumerate(classes):
         if label != GOOD and label not in _DEFECT_FN:
-            raise ValueError(f"unknown synthetic class {label!r}; choose from {(GOOD,) + DEFECTS}")
+            raise ValueError(f"unknown synthetic class {label!r}; choose from {(GOOD,) + DEFECTS + UNSEEN_DEFECTS}")
         n = per_class[label] if isinstance(per_class, dict) else per_class
         folder = out / label
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""The one-command demo: synthetic line video, training, calibration, station and controller together."""
