@@ -1,0 +1,285 @@
+"""The reference line controller: station results in, reject-gate commands out, fail-safe by default.
+
+It keeps a persistent MQTT session (QoS 1, clean start off, a session expiry), so results published while it
+restarts are queued by the broker and handled when it is back. Decisions come from
+:class:`controller.tracker.PartTracker`; this module does the I/O around it: subscriptions, the actuator,
+the controller's own ``status`` / ``state`` / ``decision`` topics, the offline policy, and triggers (its
+own generator for tests and the demo, or part announcements forwarded from a PLC topic).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Callable, Dict, List, Optional
+
+import paho.mqtt.client as mqtt
+
+from controller.actuators import Actuator, build_actuator
+from controller.broker import BrokerClient, Will
+from controller.config import LineConfig
+from controller.payloads import ACCEPT, RUNNING, STOPPED, ControllerState, ControllerTopics, Decision
+from controller.tracker import Outcome, PartTracker
+from edge.commands import TriggerCommand
+from inspector.messages import OFFLINE, ONLINE, Result, StationTopics
+from inspector.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+
+def trigger_command(part_id: str) -> str:
+    """The station command that inspects one part, built (and so validated) by :mod:`edge.commands`."""
+    return TriggerCommand(cmd="trigger", part_id=part_id).model_dump_json(exclude_none=True)
+
+
+def parse_part_announcement(payload: bytes) -> str:
+    """A PLC's part announcement: ``{"part_id": "P1"}`` or the bare id ``P1``."""
+    text = payload.decode("utf-8").strip()
+    if text.startswith("{"):
+        part_id = json.loads(text).get("part_id")
+        if not isinstance(part_id, str) or not part_id:
+            raise ValueError(f"part announcement without a part_id string: {text[:80]}")
+        return part_id
+    if not text:
+        raise ValueError("empty part announcement")
+    return text
+
+
+class LineController:
+    """Run with :meth:`start`, then :meth:`run` (or call :meth:`tick` from your own loop), then :meth:`stop`."""
+
+    def __init__(self, cfg: LineConfig, actuator: Optional[Actuator] = None,
+                 notifier: Optional[Notifier] = None, clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg
+        self.clock = clock
+        self.topics = ControllerTopics(cfg.prefix, cfg.line, cfg.controller_id)
+        self.tracker = PartTracker(cfg.result_deadline_s, cfg.review_action, cfg.dedup_size)
+        self.client = BrokerClient(cfg.mqtt, cfg.mqtt_client_id, persistent=True,
+                                   session_expiry_s=cfg.session_expiry_s,
+                                   will=Will(self.topics.status, OFFLINE.encode()))
+        self.client.on_connect(self._subscribe)
+        self.client.client.on_message = self._on_message
+        self.actuator = actuator or build_actuator(cfg.actuator, self._publish)
+        self.notifier = notifier or Notifier()
+        self.stations: Dict[str, str] = {name: UNKNOWN for name in cfg.stations}
+        self.state = RUNNING
+        self.stop_reason: Optional[str] = None
+        self.counts: Counter = Counter()
+        self.reject_reasons: Counter = Counter()
+        self.decisions: List[Decision] = []  # the most recent ones, for the CLI summary and tests
+        self._listeners: List[Callable[[Decision], None]] = []
+        self._lock = threading.RLock()
+        self._started_at = time.time()
+        self._next_trigger: Optional[float] = None
+        self._next_number = cfg.trigger.first_number
+        self._next_state = 0.0
+        if cfg.offline_policy == "stop" and cfg.stations:
+            self.state, self.stop_reason = STOPPED, f"stations not online: {', '.join(sorted(cfg.stations))}"
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        if not self.client.start(timeout):
+            self.client.stop()
+            raise RuntimeError(f"cannot connect to the broker at {self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
+        with self._lock:  # tell the gate the state we start in: a stopped line stays stopped
+            self.actuator.set_line(self.state == RUNNING, self.stop_reason or "controller started")
+        self.notifier.ready(f"line {self.cfg.line}: {self.state}")
+        log.info("controller for line %s up; gate: %s", self.cfg.line, self.actuator.describe())
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        with self._lock:
+            self._publish_state()
+        self.client.stop(final=(self.topics.status, OFFLINE, True))
+        self.actuator.close()
+
+    def add_listener(self, callback: Callable[[Decision], None]) -> None:
+        """``callback(decision)`` for every decision, called from the MQTT thread or the caller of tick()."""
+        self._listeners.append(callback)
+
+    def run(self, duration: Optional[float] = None, until_done: bool = False,
+            stop_event: Optional[threading.Event] = None, period: float = 0.02) -> None:
+        """Tick until ``duration`` passes, ``stop_event`` is set, or (``until_done``) all triggers are decided."""
+        end = None if duration is None else self.clock() + duration
+        stop_event = stop_event or threading.Event()
+        while not stop_event.is_set():
+            self.tick()
+            if end is not None and self.clock() >= end:
+                break
+            if until_done and self.triggers_done and self.tracker.pending == 0:
+                break
+            stop_event.wait(period)
+
+    @property
+    def triggers_done(self) -> bool:
+        trig = self.cfg.trigger
+        return trig.rate_hz > 0 and trig.count > 0 and self.counts["triggers_sent"] + self.counts[
+            "triggers_refused"] >= trig.count
+
+    # -- periodic work ---------------------------------------------------------------------------------
+
+    def tick(self, now: Optional[float] = None) -> None:
+        """Expire deadlines, send due triggers, publish the state when due, ping the watchdog."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            for decision in self.tracker.expire(now):
+                self._apply(decision)
+            self._generate_triggers(now)
+            if now >= self._next_state:
+                self._publish_state()
+                self._next_state = now + self.cfg.state_interval_s
+        self.notifier.watchdog()
+
+    def _generate_triggers(self, now: float) -> None:
+        trig = self.cfg.trigger
+        if trig.rate_hz <= 0:
+            return
+        if self._next_trigger is None or self.state != RUNNING:
+            self._next_trigger = now  # start (or resume after a stop) without a burst of overdue triggers
+            if self.state != RUNNING:
+                return
+        while now >= self._next_trigger and not self.triggers_done:
+            part_id = f"{trig.part_prefix}{self._next_number:06d}"
+            self._next_number += 1
+            self._next_trigger += 1.0 / trig.rate_hz
+            self.trigger(part_id, now)
+
+    def trigger(self, part_id: str, now: Optional[float] = None) -> Optional[Decision]:
+        """Track ``part_id`` and send the trigger to its stations; an immediate reject when that is not possible."""
+        now = self.clock() if now is None else now
+        stations = self.cfg.triggered_stations
+        with self._lock:
+            if self.state != RUNNING:
+                decision = self.tracker.refuse(part_id, f"line_{STOPPED}", missing=stations)
+            else:
+                decision = self.tracker.expect(part_id, stations, now)
+            if decision is not None:
+                self.counts["triggers_refused"] += 1
+                self._apply(decision)
+                return decision
+            self.counts["triggers_sent"] += 1
+        for station in stations:
+            self._publish(StationTopics(self.cfg.prefix, self.cfg.line, station).cmd, trigger_command(part_id), 1)
+        return None
+
+    # -- MQTT ------------------------------------------------------------------------------------------
+
+    def _publish(self, topic: str, payload: str, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _subscribe(self, session_present: bool) -> None:
+        base = f"{self.cfg.prefix}/{self.cfg.line}/+"
+        subscriptions = [(f"{base}/result", 1), (f"{base}/status", 1)]
+        if self.cfg.trigger.input_topic:
+            subscriptions.append((self.cfg.trigger.input_topic, 1))
+        self.client.client.subscribe(subscriptions)
+        self._publish(self.topics.status, ONLINE, retain=True)
+
+    def _on_message(self, client: mqtt.Client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._handle(msg.topic, msg.payload)
+        except Exception:  # one bad message must not kill the MQTT thread and with it the whole line
+            log.exception("cannot handle message on %s: %r", msg.topic, msg.payload[:200])
+            self.counts["bad_messages"] += 1
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        if topic == self.cfg.trigger.input_topic:
+            part_id = parse_part_announcement(payload)
+            try:
+                self.trigger(part_id)
+            except ValueError as exc:
+                log.warning("ignored part announcement: %s", exc)
+            return
+        parsed = StationTopics.parse(topic)
+        if parsed is None:
+            return
+        _, _, station, leaf = parsed
+        if station == self.cfg.controller_id:
+            return
+        if leaf == "result":
+            self._on_result(Result.model_validate_json(payload))
+        elif leaf == "status":
+            self._on_status(station, payload.decode("utf-8", "replace").strip())
+
+    def _on_result(self, result: Result) -> None:
+        with self._lock:
+            outcome, decision = self.tracker.on_result(result, self.clock())
+            self.counts["results" if outcome != Outcome.DUPLICATE else "duplicates"] += 1
+            if outcome == Outcome.LATE:
+                self.counts["late"] += 1
+                log.warning("late result %s for part %s from %s (already decided)", result.id, result.part_id,
+                            result.station)
+            elif outcome == Outcome.DUPLICATE:
+                log.info("dropped duplicate result %s", result.id)
+            if decision is not None:
+                self._apply(decision)
+
+    def _on_status(self, station: str, status: str) -> None:
+        with self._lock:
+            if not self.cfg.stations or station in self.cfg.stations:
+                self.stations[station] = status if status in (ONLINE, OFFLINE) else UNKNOWN
+            else:
+                return
+            for decision in self.tracker.set_online(station, status != OFFLINE, self.clock()):
+                self._apply(decision)
+            self._update_line_state()
+            self._publish_state()
+
+    # -- decisions and state ---------------------------------------------------------------------------
+
+    def _update_line_state(self) -> None:
+        """Offline policy ``stop``: the line runs only while every watched station is online."""
+        if self.cfg.offline_policy != "stop":
+            return
+        not_online = sorted(s for s, status in self.stations.items() if status != ONLINE)
+        new_state = STOPPED if not_online else RUNNING
+        reason = f"stations not online: {', '.join(not_online)}" if not_online else None
+        if new_state == self.state and reason == self.stop_reason:
+            return
+        changed = new_state != self.state
+        self.state, self.stop_reason = new_state, reason
+        if changed:
+            log.warning("line %s: %s%s", self.cfg.line, new_state, f" ({reason})" if reason else "")
+            if new_state == STOPPED:
+                for decision in self.tracker.reject_all_pending(f"line_{STOPPED}", self.clock()):
+                    self._apply(decision)
+            self.actuator.set_line(new_state == RUNNING, reason or "all stations online")
+            self.notifier.status(f"line {self.cfg.line}: {new_state}")
+
+    def _apply(self, decision: Decision) -> None:
+        self.counts["parts"] += 1
+        if decision.action == ACCEPT:
+            self.counts["accepted"] += 1
+        else:
+            self.counts["rejected"] += 1
+            self.reject_reasons[decision.reason] += 1
+            try:
+                self.actuator.reject(decision)
+            except Exception:  # the decision is still published; the PLC sees it there
+                log.exception("actuator failed to reject part %s", decision.part_id)
+                self.counts["actuator_errors"] += 1
+        self.decisions = (self.decisions + [decision])[-1000:]
+        self._publish(self.topics.decision, decision.to_json())
+        for listener in self._listeners:
+            listener(decision)
+
+    def snapshot(self) -> ControllerState:
+        with self._lock:
+            parts = self.counts["parts"]
+            return ControllerState(
+                ts=time.time(), uptime_s=round(time.time() - self._started_at, 1), state=self.state,
+                stop_reason=self.stop_reason, stations=dict(self.stations), parts=parts,
+                accepted=self.counts["accepted"], rejected=self.counts["rejected"],
+                reject_reasons=dict(self.reject_reasons),
+                yield_pct=round(100.0 * self.counts["accepted"] / parts, 2) if parts else None,
+                results=self.counts["results"], duplicates=self.counts["duplicates"], late=self.counts["late"],
+                pending=self.tracker.pending, triggers_sent=self.counts["triggers_sent"],
+            )
+
+    def _publish_state(self) -> None:
+        self._publish(self.topics.state, self.snapshot().to_json(), retain=True)

@@ -1,0 +1,154 @@
+"""The line controller against a real broker, with station-like results published from a paho client."""
+import json
+import uuid
+
+from tests.fixtures_controller import decisions, line_config, result_payload, running_controller
+
+
+def _plc_actuator(line):
+    return {"type": "mqtt", "topic": f"plc/{line}/reject", "line_topic": f"plc/{line}/line"}
+
+
+def test_rejects_failed_parts_through_the_gate_and_accepts_passed_ones(shared_broker, recorder_factory):
+    cfg = line_config(shared_broker)
+    cfg = line_config(shared_broker, line=cfg.line, actuator=_plc_actuator(cfg.line))
+    watch = recorder_factory([f"inspector/{cfg.line}/controller/#", f"plc/{cfg.line}/#"])
+    station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
+    with running_controller(cfg):
+        station.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", "A1", "pass"))
+        station.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", "A2", "fail"))
+        watch.wait_for(lambda r: len(decisions(r)) == 2, 20, "two decisions")
+        watch.wait_for(lambda r: r.on("reject"), 20, "the reject command")
+    by_part = {d["part_id"]: d for d in decisions(watch)}
+    assert (by_part["A1"]["action"], by_part["A2"]["action"]) == ("accept", "reject")
+    assert by_part["A2"]["reason"] == "fail" and by_part["A2"]["verdicts"] == {"cam1": "fail"}
+    rejects = [m.json() for m in watch.on("reject")]
+    assert [(r["action"], r["part_id"], r["reason"]) for r in rejects] == [("reject", "A2", "fail")]
+    # a clean stop publishes offline itself (the broker sends the last will only for a lost connection)
+    watch.wait_for(lambda r: r.on("status") and r.on("status")[-1].text == "offline", 20, "offline status")
+
+
+def test_triggered_part_whose_result_never_comes_is_rejected(shared_broker, recorder_factory):
+    cfg = line_config(shared_broker, stations=["cam1"], result_deadline_s=0.5)
+    watch = recorder_factory([f"inspector/{cfg.line}/controller/decision"])
+    station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
+    with running_controller(cfg) as controller:
+        assert controller.trigger("B1") is None
+        assert controller.trigger("B2") is None
+        station.wait_for(lambda r: len(r.on("cmd")) == 2, 20, "two triggers")
+        # the station answers B1 only; B2 is lost
+        station.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", "B1", "pass"))
+        watch.wait_for(lambda r: len(decisions(r)) == 2, 20, "two decisions")
+    assert [m.json() for m in station.on("cmd")] == [{"cmd": "trigger", "part_id": "B1"},
+                                                      {"cmd": "trigger", "part_id": "B2"}]
+    by_part = {d["part_id"]: d for d in decisions(watch)}
+    assert (by_part["B1"]["action"], by_part["B1"]["reason"]) == ("accept", "pass")
+    assert (by_part["B2"]["action"], by_part["B2"]["reason"], by_part["B2"]["missing"]) == (
+        "reject", "timeout", ["cam1"])
+
+
+def test_duplicate_result_is_dropped(shared_broker, recorder_factory):
+    cfg = line_config(shared_broker)
+    watch = recorder_factory([f"inspector/{cfg.line}/controller/decision"])
+    station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
+    payload = result_payload(cfg.line, "cam1", "C1", "fail", rid=uuid.uuid4().hex)
+    with running_controller(cfg) as controller:
+        station.publish(f"inspector/{cfg.line}/cam1/result", payload)
+        station.publish(f"inspector/{cfg.line}/cam1/result", payload)  # redelivery of the same result
+        station.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", "C2", "pass"))
+        watch.wait_for(lambda r: len(decisions(r)) == 2, 20, "decisions for C1 and C2")
+        watch.wait_for(lambda r: controller.counts["duplicates"] == 1, 20, "the duplicate to be counted")
+        state = controller.snapshot()
+    assert [d["part_id"] for d in decisions(watch)] == ["C1", "C2"]
+    assert (state.parts, state.rejected, state.results, state.duplicates) == (2, 1, 2, 1)
+
+
+def test_results_published_while_the_controller_was_down_are_delivered(shared_broker, recorder_factory):
+    cfg = line_config(shared_broker)
+    with running_controller(cfg):
+        pass  # first run: the broker now holds the controller's persistent session and subscriptions
+    station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
+    parts = {"D1": "pass", "D2": "fail", "D3": "pass"}
+    for part_id, verdict in parts.items():
+        station.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", part_id, verdict))
+    seen = []
+    with running_controller(cfg) as controller:
+        controller.add_listener(seen.append)
+        station.wait_for(lambda r: len(controller.decisions) == 3, 20, "the queued results")
+        assert controller.client.session_present
+    assert {d.part_id: d.action for d in controller.decisions} == {"D1": "accept", "D2": "reject", "D3": "accept"}
+
+
+def test_generated_triggers_against_a_responding_station(shared_broker, recorder_factory):
+    """The simulator side: triggers at a rate, a station answering every trigger, the run ends when done."""
+    cfg = line_config(shared_broker, stations=["cam1"], result_deadline_s=5.0,
+                      trigger={"rate_hz": 50, "count": 6, "part_prefix": "S"})
+    station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
+    station.publish(f"inspector/{cfg.line}/cam1/status", "online", retain=True)
+
+    def answer(client, userdata, msg):
+        part_id = json.loads(msg.payload)["part_id"]
+        verdict = "fail" if part_id.endswith(("3", "6")) else "pass"
+        client.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", part_id, verdict), qos=1)
+
+    station.client.message_callback_add(f"inspector/{cfg.line}/cam1/cmd", answer)
+    from controller.controller import LineController
+
+    controller = LineController(cfg)
+    controller.start()
+    try:
+        controller.run(until_done=True, duration=30)
+    finally:
+        controller.stop()
+    state = controller.snapshot()
+    assert (state.triggers_sent, state.parts, state.accepted, state.rejected) == (6, 6, 4, 2)
+    assert {d.part_id for d in controller.decisions if d.action == "reject"} == {"S000003", "S000006"}
+    assert state.pending == 0 and state.stations == {"cam1": "online"}
+
+
+def test_offline_station_parts_are_rejected_by_the_reject_policy(shared_broker, recorder_factory):
+    cfg = line_config(shared_broker, stations=["cam1"], result_deadline_s=30, offline_policy="reject")
+    station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
+    watch = recorder_factory([f"inspector/{cfg.line}/controller/decision"])
+    with running_controller(cfg) as controller:
+        controller.trigger("E1")
+        station.wait_for(lambda r: r.on("cmd"), 20, "the trigger")
+        station.publish(f"inspector/{cfg.line}/cam1/status", "offline", retain=True)  # as its last will would
+        watch.wait_for(lambda r: len(decisions(r)) == 1, 20, "the waiting part rejected")
+        refused = controller.trigger("E2")
+    assert (decisions(watch)[0]["part_id"], decisions(watch)[0]["reason"]) == ("E1", "station_offline")
+    assert (refused.action, refused.reason) == ("reject", "station_offline")
+    assert len(station.on("cmd")) == 1  # no trigger is sent to an offline station
+
+
+def test_stop_policy_stops_the_line_until_every_station_is_online(shared_broker, recorder_factory):
+    cfg = line_config(shared_broker, stations=["cam1"], offline_policy="stop")
+    cfg = line_config(shared_broker, line=cfg.line, stations=["cam1"], offline_policy="stop",
+                      actuator=_plc_actuator(cfg.line))
+    plc = recorder_factory([f"plc/{cfg.line}/line", f"inspector/{cfg.line}/controller/state"])
+    station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
+    with running_controller(cfg) as controller:
+        assert controller.state == "stopped"  # cam1 never reported: the line does not start
+        refused = controller.trigger("F1")
+        station.publish(f"inspector/{cfg.line}/cam1/status", "online", retain=True)
+        plc.wait_for(lambda r: [m.json()["action"] for m in r.on("line")] == ["stop", "run"], 20, "run command")
+        station.publish(f"inspector/{cfg.line}/cam1/status", "offline", retain=True)
+        plc.wait_for(lambda r: [m.json()["action"] for m in r.on("line")] == ["stop", "run", "stop"], 20, "stop")
+        plc.wait_for(lambda r: r.on("state") and r.on("state")[-1].json()["state"] == "stopped", 20, "state")
+    assert (refused.action, refused.reason) == ("reject", "line_stopped")
+    assert "cam1" in plc.on("state")[-1].json()["stop_reason"]
+
+
+def test_part_announcements_from_a_plc_topic_become_triggers(shared_broker, recorder_factory):
+    cfg = line_config(shared_broker)
+    cfg = line_config(shared_broker, line=cfg.line, stations=["cam1", "cam2"],
+                      trigger={"input_topic": f"plc/{cfg.line}/part"})
+    stations = recorder_factory([f"inspector/{cfg.line}/+/cmd"])
+    with running_controller(cfg) as controller:
+        stations.publish(f"plc/{cfg.line}/part", json.dumps({"part_id": "G1"}))
+        stations.publish(f"plc/{cfg.line}/part", "G2")
+        stations.wait_for(lambda r: len(r.on("cmd")) == 4, 20, "triggers to both stations")
+        pending = controller.tracker.pending
+    assert sorted((m.topic.split("/")[2], m.json()["part_id"]) for m in stations.on("cmd")) == [
+        ("cam1", "G1"), ("cam1", "G2"), ("cam2", "G1"), ("cam2", "G2")]
+    assert pending == 2
