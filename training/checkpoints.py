@@ -1,0 +1,106 @@
+"""Per-epoch checkpoints in ``RUN_DIR/checkpoints`` so that ``--resume`` continues where a run stopped.
+
+Three files, each replaced atomically:
+
+* ``last.weights.h5`` + ``optimizer.npz``: model weights and every optimizer variable (step counter,
+  moments) after the last finished epoch, so the learning-rate schedule and Adam state continue exactly;
+* ``best.weights.h5``: the best epoch of the current stage, restored when the stage ends;
+* ``state.json``: stage index, epochs done, best value and epoch, patience counter and the history.
+
+The optimizer variables are restored by position after rebuilding the same model with the same
+trainable layers; a mismatch (different config) is an error, never a partial load.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used to resume this run."""
+
+
+class Checkpoints:
+    def __init__(self, folder: Path, writable: bool = True):
+        # Non-chief workers must still save (collectives) but into a private place that is then dropped.
+        self.folder = Path(folder) if writable else Path(tempfile.mkdtemp(prefix="inspector-worker-ckpt-"))
+        self._private = not writable
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def last_weights(self) -> Path:
+        return self.folder / "last.weights.h5"
+
+    @property
+    def best_weights(self) -> Path:
+        return self.folder / "best.weights.h5"
+
+    @property
+    def state_file(self) -> Path:
+        return self.folder / "state.json"
+
+    @property
+    def optimizer_file(self) -> Path:
+        return self.folder / "optimizer.npz"
+
+    def load_state(self) -> Optional[dict]:
+        if not self.state_file.is_file():
+            return None
+        try:
+            return json.loads(self.state_file.read_text())
+        except ValueError as exc:
+            raise CheckpointError(f"{self.state_file}: unreadable checkpoint state ({exc})") from None
+
+    def _save_weights(self, model: keras.Model, path: Path) -> None:
+        tmp = path.with_name("tmp-" + path.name)
+        model.save_weights(str(tmp))
+        os.replace(tmp, path)
+
+    def save_best(self, model: keras.Model) -> None:
+        self._save_weights(model, self.best_weights)
+
+    def save_last(self, model: keras.Model, state: dict) -> None:
+        self._save_weights(model, self.last_weights)
+        optimizer = model.optimizer
+        if optimizer is not None and optimizer.built:
+            tmp = self.optimizer_file.with_name("tmp-optimizer.npz")
+            np.savez(tmp, *[np.asarray(keras.ops.convert_to_numpy(v)) for v in optimizer.variables])
+            os.replace(tmp, self.optimizer_file)
+        tmp = self.state_file.with_name("tmp-state.json")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.state_file)
+
+    def restore_weights(self, model: keras.Model, best: bool = False) -> None:
+        path = self.best_weights if best else self.last_weights
+        if not path.is_file():
+            raise CheckpointError(f"{path}: checkpoint missing, cannot resume")
+        model.load_weights(str(path))
+
+    def restore_optimizer(self, model: keras.Model) -> None:
+        """Build the compiled model's optimizer and load the saved variables into it, by position."""
+        if not self.optimizer_file.is_file():
+            raise CheckpointError(f"{self.optimizer_file}: optimizer state missing, cannot resume")
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        with np.load(self.optimizer_file) as data:
+            arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+        variables = optimizer.variables
+        if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
+            raise CheckpointError(
+                f"{self.optimizer_file}: optimizer state does not match this model ({len(arrays)} saved vs "
+                f"{len(variables)} variables); was the config changed since the checkpoint?"
+            )
+        for variable, value in zip(variables, arrays):
+            variable.assign(value)
+
+    def close(self) -> None:
+        if self._private:
+            shutil.rmtree(self.folder, ignore_errors=True)

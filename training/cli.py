@@ -1,0 +1,143 @@
+"""Train a MobileNetV3 + squeeze-and-excitation classifier on a labeled folder (root/<class>/<image>).
+
+Splits the data (or reuses --split), loads every image once through the edge's preprocessing, trains
+(two stages with a pretrained backbone, one from random weights), and writes RUN_DIR: model.keras,
+run.json, split.json, config.json, metrics.json, history.json, report.html with plots, checkpoints/.
+Every recipe setting is a config field: give a YAML file with --config, change single fields with
+--set key.path=value (e.g. --set augment.noise_std=4), or use the shortcuts below.
+
+Examples:
+  inspector train ../shared/datasets/magnetic_tile --good-class free --out runs/tile \\
+      --weights none --input-size 160 --epochs 40
+  inspector train data --out runs/r1 --weights ~/mobilenet_v3_small_no_top.h5 --unfreeze-layers 40
+  inspector train --out runs/tile --resume
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _size(text: str):
+    try:
+        parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input size must look like 160 or 192x160, got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError("input size: one number or WIDTHxHEIGHT")
+    return parts
+
+
+# (flag, dotted config key, argparse kwargs); None values are "not given" and leave the config alone.
+_SHORTCUTS = [
+    ("--good-class", "data.good_class", dict(help="good/pass class folder name (default good)")),
+    ("--split", "data.split", dict(help="reuse this split manifest JSON (from `inspector dataset`)")),
+    ("--split-seed", "data.split_seed", dict(type=int, help="seed of a new split (default 0)")),
+    ("--name", "name", dict(help="model name recorded in run.json")),
+    ("--seed", "seed", dict(type=int, help="training seed (default 0)")),
+    ("--backbone", "model.backbone", dict(choices=["small", "large"], help="MobileNetV3 small or large")),
+    ("--alpha", "model.alpha", dict(type=float, help="backbone width multiplier")),
+    ("--input-size", "model.input_size", dict(type=_size, metavar="W[xH]", help="model input size (default 224)")),
+    ("--weights", "model.weights", dict(metavar="imagenet|none|PATH",
+                                        help="backbone init: download ImageNet, random, or a local Keras "
+                                             "weights file (default imagenet)")),
+    ("--epochs", "optim.epochs", dict(type=int, help="epochs of random-init training")),
+    ("--batch-size", "optim.batch_size", dict(type=int, help="batch size per replica")),
+    ("--lr", "optim.learning_rate", dict(type=float, help="peak learning rate of random-init training")),
+    ("--optimizer", "optim.optimizer", dict(choices=["adamw", "adam", "sgd"])),
+    ("--head-epochs", "finetune.head_epochs", dict(type=int, help="pretrained: stage-1 epochs (frozen backbone)")),
+    ("--finetune-epochs", "finetune.epochs", dict(type=int, help="pretrained: stage-2 epochs")),
+    ("--unfreeze-layers", "finetune.unfreeze_layers", dict(type=int, help="pretrained: top backbone layers trained in stage 2")),
+    ("--patience", "early_stopping.patience", dict(type=int, help="early-stopping patience in epochs")),
+    ("--imbalance", "imbalance.method", dict(choices=["class_weights", "oversample", "none"],
+                                             help="class weights (default) or oversampling")),
+    ("--strategy", "runtime.strategy", dict(choices=["default", "mirrored", "multi_worker"],
+                                            help="tf.distribute strategy (multi_worker reads TF_CONFIG)")),
+    ("--progress", "runtime.progress", dict(choices=["auto", "bar", "lines", "quiet"])),
+]
+
+_AUGMENT_OFF = [
+    ("--no-augment", "augment.enabled", "no augmentation at all"),
+    ("--no-flip", ("augment.hflip", "augment.vflip"), "no random flips"),
+    ("--no-rotate", "augment.rotation_degrees", "no random rotation"),
+    ("--no-shift", "augment.shift", "no random shift"),
+    ("--no-color", ("augment.brightness", "augment.contrast"), "no brightness/contrast change"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", nargs="?", help="dataset folder (root/<class>/<image>); optional with --resume")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (or resume)")
+    parser.add_argument("--config", metavar="YAML", help="TrainConfig YAML; command-line options override it")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any config field, e.g. --set optim.label_smoothing=0 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint")
+    for flag, _, kwargs in _SHORTCUTS:
+        parser.add_argument(flag, default=None, **kwargs)
+    for flag, _, text in _AUGMENT_OFF:
+        parser.add_argument(flag, action="store_true", help=text)
+    parser.add_argument("--blur", type=float, metavar="P", help="Gaussian blur with probability P")
+    parser.add_argument("--noise", type=float, metavar="STD", help="Gaussian noise up to STD (0-255 units)")
+    parser.add_argument("--mixed-precision", nargs="?", const="float16", choices=["off", "float16", "bfloat16"],
+                        help="mixed precision (bare flag = float16 for GPUs; bfloat16 for CPUs)")
+    parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to RUN_DIR/tensorboard")
+
+
+def build_config(args: argparse.Namespace):
+    """TrainConfig from --config YAML, then shortcuts, then --set (later wins)."""
+    from inspector.config import load_yaml, parse_override, set_dotted, validate
+    from training.config import TrainConfig
+
+    data = {}
+    if args.config:
+        data = load_yaml(args.config) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{args.config}: the top level must be a mapping of keys")
+    if args.root:
+        set_dotted(data, "data.root", args.root)
+    for flag, key, _ in _SHORTCUTS:
+        value = getattr(args, _dest(flag))
+        if value is not None:
+            set_dotted(data, key, value)
+    for flag, keys, _ in _AUGMENT_OFF:
+        if getattr(args, _dest(flag)):
+            for key in (keys if isinstance(keys, tuple) else (keys,)):
+                set_dotted(data, key, False if key in ("augment.enabled", "augment.hflip", "augment.vflip") else 0)
+    if args.blur is not None:
+        set_dotted(data, "augment.blur_probability", args.blur)
+    if args.noise is not None:
+        set_dotted(data, "augment.noise_std", args.noise)
+    if args.mixed_precision:
+        set_dotted(data, "runtime.mixed_precision", args.mixed_precision)
+    if args.tensorboard:
+        set_dotted(data, "runtime.tensorboard", True)
+    for text in args.set:
+        key, value = parse_override(text)
+        set_dotted(data, key, value)
+    if "data" not in data or "root" not in data.get("data", {}):
+        raise ValueError("give the dataset folder (DATA_ROOT) or data.root in --config")
+    return validate(TrainConfig, data, args.config or "command line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.trainer import load_run_config, train
+
+    if args.resume:
+        changed = [flag for flag, _, _ in _SHORTCUTS if getattr(args, _dest(flag)) is not None]
+        changed += [flag for flag, _, _ in _AUGMENT_OFF if getattr(args, _dest(flag))]
+        changed += ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
+        if changed:
+            raise ValueError(f"--resume continues the run's saved config.json exactly; drop {', '.join(changed)}")
+        config = load_run_config(args.out)
+        if args.root:
+            config.data.root = args.root  # the dataset may have moved; the checksums still guard it
+    else:
+        config = build_config(args)
+    train(config, Path(args.out), resume=args.resume)
+    return 0
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
