@@ -85,26 +85,27 @@ class _Output:
     def __init__(self, pin: int, active_high: bool):
         self.pin = pin
         self.active_high = active_high
+        problems = []
         try:
             gpiozero = importlib.import_module("gpiozero")
-        except ImportError:
-            gpiozero = None
-        if gpiozero is not None:
             self._device = gpiozero.DigitalOutputDevice(pin, active_high=active_high, initial_value=False)
             self.library = "gpiozero"
             return
+        except Exception as exc:  # not installed, or no usable pin factory on this board
+            problems.append(f"gpiozero: {exc}")
         self._device = None
         for name in ("Jetson.GPIO", "RPi.GPIO"):
             try:
                 self._gpio = importlib.import_module(name)
-            except ImportError:
+            except (ImportError, RuntimeError) as exc:  # RPi.GPIO raises RuntimeError off a Raspberry Pi
+                problems.append(f"{name}: {exc}")
                 continue
             self.library = name
             self._gpio.setmode(self._gpio.BCM)
             self._gpio.setup(pin, self._gpio.OUT, initial=self._level(False))
             return
         raise RuntimeError("the gpio actuator needs gpiozero or RPi.GPIO (Raspberry Pi) or Jetson.GPIO (Jetson); "
-                           "install one, or use actuator type log or mqtt")
+                           f"install one, or use actuator type log or mqtt ({'; '.join(problems)})")
 
     def _level(self, on: bool):
         return self._gpio.HIGH if on == self.active_high else self._gpio.LOW

@@ -1,0 +1,71 @@
+"""Home Assistant discovery messages: valid JSON, the keys Home Assistant requires, topics of the contract."""
+import json
+import re
+
+from controller.homeassistant import SENSORS, HomeAssistantConfig, discovery_messages, node_id, removal_messages
+from inspector.messages import Result, StationTopics, Stats
+
+TOPICS = StationTopics("inspector", "line1", "cam-1.a")
+
+
+def test_every_message_is_valid_json_with_the_required_keys():
+    msgs = discovery_messages(TOPICS, model_version="7")
+    assert len(msgs) == len(SENSORS)
+    for topic, payload in msgs:
+        config = json.loads(payload)
+        assert re.fullmatch(r"homeassistant/sensor/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config", topic), topic
+        for key in ("name", "unique_id", "state_topic", "value_template", "availability_topic",
+                    "payload_available", "payload_not_available", "device"):
+            assert key in config, (topic, key)
+        assert config["state_topic"] in (TOPICS.stats, TOPICS.result)
+        assert (config["availability_topic"], config["payload_available"], config["payload_not_available"]) == (
+            TOPICS.status, "online", "offline")
+        assert config["device"]["identifiers"] == [node_id(TOPICS)]
+        assert config["device"]["hw_version"] == "model 7"
+    unique_ids = [json.loads(p)["unique_id"] for _, p in msgs]
+    assert len(set(unique_ids)) == len(unique_ids)
+
+
+def test_value_templates_read_fields_that_the_payload_models_have():
+    fields = {TOPICS.stats: set(Stats.model_fields), TOPICS.result: set(Result.model_fields)}
+    for _, payload in discovery_messages(TOPICS):
+        config = json.loads(payload)
+        [field] = re.findall(r"value_json\.(\w+)", config["value_template"])
+        assert field in fields[config["state_topic"]], field
+
+
+def test_required_dashboard_sensors_are_present():
+    objects = {t.split("/")[3] for t, _ in discovery_messages(TOPICS)}
+    assert {"passed", "failed", "yield_pct", "fps", "inference_ms_p50", "camera_state", "model_version"} <= objects
+
+
+def test_node_id_replaces_characters_home_assistant_forbids():
+    assert node_id(TOPICS) == "inspector_line1_cam-1_a"
+
+
+def test_prefix_and_device_name_come_from_the_config_and_removal_empties_the_same_topics():
+    cfg = HomeAssistantConfig(enabled=True, discovery_prefix="ha", device_name="Tile camera", area="Line 1")
+    msgs = discovery_messages(TOPICS, cfg)
+    assert all(t.startswith("ha/sensor/") for t, _ in msgs)
+    device = json.loads(msgs[0][1])["device"]
+    assert (device["name"], device["suggested_area"]) == ("Tile camera", "Line 1")
+    assert [t for t, _ in removal_messages(TOPICS, cfg)] == [t for t, _ in msgs]
+    assert all(p == "" for _, p in removal_messages(TOPICS, cfg))
+
+
+def test_discovery_messages_go_through_a_real_broker_retained(shared_broker):
+    """What Home Assistant sees when it subscribes after the station published: every config, retained."""
+    topics = StationTopics("inspector", "ha-line", "cam9")
+    sender = shared_broker.subscriber([f"{topics.base}/none"])
+    try:
+        for topic, payload in discovery_messages(topics):
+            sender.publish(topic, payload, qos=1, retain=True)
+        ha = shared_broker.subscriber([f"homeassistant/sensor/{node_id(topics)}/+/config"])
+        ha.wait_for(lambda r: len(r.messages) == len(SENSORS), 20, "retained discovery configs")
+        assert all(m.retain for m in ha.messages)
+        assert {m.json()["unique_id"] for m in ha.messages} == {f"{node_id(topics)}_{s.key}" for s in SENSORS}
+        for topic, payload in removal_messages(topics):
+            sender.publish(topic, payload, qos=1, retain=True)
+        ha.close()
+    finally:
+        sender.close()

@@ -1,0 +1,114 @@
+"""The Sparkplug B bridge against a real broker; every message is decoded with pysparkplug."""
+import json
+import uuid
+
+import pytest
+
+from tests.fixtures_controller import line_config, result_payload, stats_payload
+
+sp = pytest.importorskip("pysparkplug")
+
+
+def _decode(message):
+    topic = sp.Topic.from_str(message.topic)
+    return topic, topic.message_type.payload.decode(message.payload)
+
+
+def _metrics(payload) -> dict:
+    return {m.name: m.value for m in payload.metrics}
+
+
+def _of(recorder, message_type, device=None):
+    out = []
+    for m in recorder.messages:
+        if m.topic.startswith("spBv1.0/"):
+            topic, payload = _decode(m)
+            if topic.message_type == message_type and (device is None or topic.device_id == device):
+                out.append(payload)
+    return out
+
+
+@pytest.fixture
+def bridge_env(shared_broker):
+    from controller.sparkplug import SparkplugBridge
+
+    cfg = line_config(shared_broker, sparkplug={"enabled": True, "group_id": f"g{uuid.uuid4().hex[:6]}"})
+    group = cfg.sparkplug.group_id
+    scada = shared_broker.subscriber([f"spBv1.0/{group}/#", f"inspector/{cfg.line}/+/cmd"])
+    station = shared_broker.subscriber([f"inspector/{cfg.line}/none"])
+    bridge = SparkplugBridge.from_line_config(cfg)
+    bridge.start()
+    yield cfg, bridge, scada, station
+    bridge.stop()
+    scada.close()
+    station.close()
+
+
+def test_births_data_commands_and_deaths_decode_with_the_library(bridge_env):
+    cfg, bridge, scada, station = bridge_env
+    base = f"inspector/{cfg.line}/cam1"
+    scada.wait_for(lambda r: _of(r, "NBIRTH"), 20, "NBIRTH")
+    [nbirth] = _of(scada, "NBIRTH")
+    assert nbirth.seq == 0 and _metrics(nbirth)["bdSeq"] == 0
+    assert _metrics(nbirth)["Properties/line"] == cfg.line
+
+    station.publish(f"{base}/status", "online", retain=True)
+    station.publish(f"{base}/stats", stats_payload(passed=90, failed=8, yield_pct=90.0), retain=True)
+    scada.wait_for(lambda r: _of(r, "DBIRTH", "cam1"), 20, "DBIRTH")
+    birth = _metrics(_of(scada, "DBIRTH", "cam1")[0])
+    assert (birth["Stats/passed"], birth["Stats/failed"], birth["Stats/yield_pct"]) == (90, 8, 90.0)
+    assert birth["Stats/camera_state"] == "ok" and "Device Control/Trigger" in birth
+    assert birth["Last Result/verdict"] is None  # declared in the birth, no value yet
+
+    station.publish(f"{base}/result", result_payload(cfg.line, "cam1", "P7", "fail"))
+    station.publish(f"{base}/stats", stats_payload(passed=90, failed=9, yield_pct=89.1), retain=True)
+    scada.wait_for(lambda r: len(_of(r, "DDATA", "cam1")) >= 2, 20, "DDATA")
+    data = {}
+    for payload in _of(scada, "DDATA", "cam1"):
+        data.update(_metrics(payload))
+    assert (data["Last Result/part_id"], data["Last Result/verdict"]) == ("P7", "fail")
+    assert (data["Stats/failed"], data["Stats/yield_pct"]) == (9, 89.1)
+    assert "Stats/passed" not in data  # DDATA carries only what changed
+
+    ddata = _of(scada, "DDATA", "cam1")[0]
+    birth_payload = _of(scada, "DBIRTH", "cam1")[0]
+    raw = next(m.payload for m in scada.messages if "/DDATA/" in m.topic)
+    assert sp.DData.decode(raw, birth=birth_payload).metrics == ddata.metrics
+
+    # SCADA writes a part id to Device Control/Trigger: the station gets its JSON trigger command
+    cmd = sp.DCmd(timestamp=sp.get_current_timestamp(), metrics=(
+        sp.Metric(timestamp=None, name="Device Control/Trigger", datatype=sp.DataType.STRING, value="P8"),
+        sp.Metric(timestamp=None, name="Device Control/Pause", datatype=sp.DataType.BOOLEAN, value=True)))
+    scada.publish(f"spBv1.0/{cfg.sparkplug.group_id}/DCMD/{cfg.line}/cam1", cmd.encode(include_dtypes=True))
+    scada.wait_for(lambda r: len(r.on("cmd")) == 2, 20, "station commands")
+    assert [m.json() for m in scada.on("cmd")] == [{"cmd": "trigger", "part_id": "P8"}, {"cmd": "pause"}]
+
+    seqs = [p.seq for p in _of(scada, "DBIRTH") + _of(scada, "DDATA")]
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))  # one sequence after NBIRTH's 0
+
+    station.publish(f"{base}/status", "offline", retain=True)
+    scada.wait_for(lambda r: _of(r, "DDEATH", "cam1"), 20, "DDEATH")
+    bridge.stop()
+    scada.wait_for(lambda r: _of(r, "NDEATH"), 20, "NDEATH")
+    assert _of(scada, "NDEATH")[0].bd_seq_metric.value == _metrics(nbirth)["bdSeq"]
+
+
+def test_rebirth_commands_and_controller_state_as_node_metrics(bridge_env):
+    cfg, bridge, scada, station = bridge_env
+    base = f"inspector/{cfg.line}/cam2"
+    station.publish(f"{base}/stats", stats_payload(), retain=True)
+    scada.wait_for(lambda r: _of(r, "DBIRTH", "cam2"), 20, "DBIRTH")
+
+    state = {"ts": 1.0, "uptime_s": 1.0, "state": "running", "parts": 10, "accepted": 9, "rejected": 1,
+             "yield_pct": 90.0, "pending": 0}
+    station.publish(f"inspector/{cfg.line}/controller/state", json.dumps(state), retain=True)
+    scada.wait_for(lambda r: _of(r, "NDATA"), 20, "NDATA")
+    assert _metrics(_of(scada, "NDATA")[0])["Line/rejected"] == 1
+
+    rebirth = sp.NCmd(timestamp=sp.get_current_timestamp(), metrics=(
+        sp.Metric(timestamp=None, name="Node Control/Rebirth", datatype=sp.DataType.BOOLEAN, value=True),))
+    scada.publish(f"spBv1.0/{cfg.sparkplug.group_id}/NCMD/{cfg.line}", rebirth.encode(include_dtypes=True))
+    scada.wait_for(lambda r: len(_of(r, "NBIRTH")) == 2 and len(_of(r, "DBIRTH", "cam2")) == 2, 20, "rebirth")
+    assert _metrics(_of(scada, "NBIRTH")[1])["Line/parts"] == 10  # the rebirth carries the current values
+    assert "controller" not in {sp.Topic.from_str(m.topic).device_id for m in scada.messages
+                                if m.topic.startswith("spBv1.0/")}
