@@ -1,0 +1,251 @@
+"""The production Mosquitto configuration, run for real: authentication, the ACL, TLS and the queue limits.
+
+The shipped deploy/mosquitto/mosquitto.conf, conf.d/tls.conf and acl are started on free loopback ports
+with only their file paths and ports rewritten; passwords come from mosquitto_passwd, certificates from
+openssl. A denied publish is proven by ordering: the denied message and then an allowed sentinel go out
+with QoS 1 (each acknowledged before the next), and a subscriber that sees the sentinel without the denied
+message before it did not get it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.fixtures_mqtt import Broker, find_mosquitto, free_port
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
+PASSWORD = "s3cret-test"
+USERS = ("cam1", "cam2", "controller", "dashboard", "operator")
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    assert old in text, f"expected {old!r} in the shipped config"
+    return text.replace(old, new)
+
+
+class ProductionBroker(Broker):
+    """Mosquitto with the shipped config; only ports and file locations differ."""
+
+    def __init__(self, workdir: Path, tls: bool):
+        self.tls = tls
+        self.tls_port = free_port()
+        super().__init__(workdir, kind="mosquitto")
+
+    def _write_config(self) -> None:
+        work = self.workdir
+        text = (DEPLOY / "mosquitto.conf").read_text()
+        text = _replace(text, "password_file /etc/mosquitto/passwd", f"password_file {work}/passwd")
+        text = _replace(text, "acl_file /etc/mosquitto/acl", f"acl_file {work}/acl")
+        text = _replace(text, "persistence_location /var/lib/mosquitto/", f"persistence_location {work}/")
+        text = _replace(text, "listener 1883 127.0.0.1", f"listener {self.port} 127.0.0.1")
+        text = _replace(text, "include_dir /etc/mosquitto/conf.d", f"include_dir {work}/conf.d")
+        if os.geteuid() == 0:
+            text += "\nuser root\n"  # otherwise mosquitto drops to the 'mosquitto' user and cannot read tmp
+        (work / "conf.d").mkdir(exist_ok=True)
+        if self.tls:
+            tls = (DEPLOY / "conf.d" / "tls.conf").read_text()
+            tls = _replace(tls, "listener 8883", f"listener {self.tls_port} 127.0.0.1")
+            tls = tls.replace("/etc/mosquitto/certs/", f"{work}/certs/")
+            (work / "conf.d" / "tls.conf").write_text(tls)
+        shutil.copy(DEPLOY / "acl", work / "acl")
+        self.config = work / "mosquitto.conf"
+        self.config.write_text(text)
+
+
+def _make_certs(certs: Path) -> None:
+    certs.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+
+
+@pytest.fixture(scope="module")
+def prod_broker(tmp_path_factory):
+    if find_mosquitto() is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto / mosquitto_passwd not installed")
+    work = tmp_path_factory.mktemp("prod-broker")
+    tls = shutil.which("openssl") is not None
+    if tls:
+        _make_certs(work / "certs")
+    broker = ProductionBroker(work, tls=tls)
+    passwd = work / "passwd"
+    for user in USERS:
+        if user == "cam2":
+            continue  # added below by the shipped add-station.sh, like a technician would
+        args = ["mosquitto_passwd", "-b", str(passwd), user, PASSWORD]
+        subprocess.run(args[:1] + (["-c"] if not passwd.exists() else []) + args[1:], check=True,
+                       capture_output=True)
+    env = {**os.environ, "ACL_FILE": str(work / "acl"), "PASSWD_FILE": str(passwd), "STATION_PASSWORD": PASSWORD}
+    subprocess.run(["bash", str(DEPLOY / "add-station.sh"), "line1", "cam2"], check=True, env=env,
+                   capture_output=True)
+    passwd.chmod(0o600)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+class Client:
+    """A paho MQTT 5 client with credentials that records what it receives and how it was answered."""
+
+    def __init__(self, broker: ProductionBroker, user, password=PASSWORD, tls=False, subscribe=()):
+        self.messages = []
+        self.cond = threading.Condition()
+        self.connack = threading.Event()
+        self.reason = None
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:6]}",
+                                  protocol=mqtt.MQTTv5)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        if tls:
+            self.client.tls_set(ca_certs=str(broker.workdir / "certs" / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._subscribe = list(subscribe)
+        self._subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.connect(broker.host, broker.tls_port if tls else broker.port, keepalive=10)
+        self.client.loop_start()
+        assert self.connack.wait(10), "no CONNACK"
+        if self.ok and self._subscribe:
+            self.client.subscribe([(t, 1) for t in self._subscribe])
+            assert self._subscribed.wait(10)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        self.reason = reason_code
+        self.connack.set()
+
+    def _on_message(self, client, userdata, msg):
+        with self.cond:
+            self.messages.append((msg.topic, msg.payload.decode()))
+            self.cond.notify_all()
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is not None and not self.reason.is_failure
+
+    def publish(self, topic, payload):
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+
+    def wait_for(self, topic, payload, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while (topic, payload) not in self.messages:
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"{topic} {payload} never arrived; got {self.messages}"
+                self.cond.wait(remaining)
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def clients(prod_broker):
+    made = []
+
+    def make(user, **kwargs):
+        c = Client(prod_broker, user, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def _denied_then_sentinel(publisher, topics, sentinel_topic, observer, sentinel_publisher=None):
+    token = uuid.uuid4().hex
+    for topic in topics:
+        publisher.publish(topic, f"forbidden-{token}")
+    (sentinel_publisher or publisher).publish(sentinel_topic, f"sentinel-{token}")
+    observer.wait_for(sentinel_topic, f"sentinel-{token}")
+    return [m for m in observer.messages if m[1] == f"forbidden-{token}"]
+
+
+def test_anonymous_and_wrong_passwords_are_refused(clients):
+    assert not clients(None).ok
+    assert not clients("cam1", password="wrong").ok
+    assert clients("cam1").ok
+
+
+def test_station_writes_its_own_topics_only(clients):
+    observer = clients("dashboard", subscribe=["inspector/#", "homeassistant/#"])
+    cam1 = clients("cam1")
+    leaked = _denied_then_sentinel(
+        cam1, ["inspector/line1/cam2/result", "inspector/line1/cam2/status", "inspector/line1/controller/state",
+               "inspector/line1/cam1/cmd", "homeassistant/sensor/inspector_line1_cam2/passed/config"],
+        "inspector/line1/cam1/result", observer)
+    assert leaked == []
+    cam1.publish("homeassistant/sensor/inspector_line1_cam1/passed/config", "{}")
+    observer.wait_for("homeassistant/sensor/inspector_line1_cam1/passed/config", "{}")
+
+
+def test_station_added_by_the_script_is_confined_too(clients):
+    observer = clients("dashboard", subscribe=["inspector/#"])
+    cam2 = clients("cam2")
+    assert cam2.ok
+    assert _denied_then_sentinel(cam2, ["inspector/line1/cam1/result"], "inspector/line1/cam2/result",
+                                 observer) == []
+
+
+def test_station_reads_only_its_own_commands(clients):
+    cam1 = clients("cam1", subscribe=["inspector/line1/+/cmd"])
+    controller = clients("controller")
+    controller.publish("inspector/line1/cam2/cmd", '{"cmd": "pause"}')
+    controller.publish("inspector/line1/cam1/cmd", '{"cmd": "trigger", "part_id": "P1"}')
+    cam1.wait_for("inspector/line1/cam1/cmd", '{"cmd": "trigger", "part_id": "P1"}')
+    assert [t for t, _ in cam1.messages] == ["inspector/line1/cam1/cmd"]
+
+
+def test_dashboard_user_cannot_write_anything(clients):
+    observer = clients("dashboard", subscribe=["inspector/#", "homeassistant/#", "spBv1.0/#", "plc/#"])
+    dashboard = clients("dashboard")
+    cam1 = clients("cam1")
+    leaked = _denied_then_sentinel(
+        dashboard, ["inspector/line1/cam1/cmd", "inspector/line1/cam1/result", "inspector/line1/controller/state",
+                    "homeassistant/sensor/x/y/config", "spBv1.0/g/NCMD/n", "plc/line1/reject", "anything/else"],
+        "inspector/line1/cam1/stats", observer, sentinel_publisher=cam1)
+    assert leaked == []
+
+
+def test_controller_and_operator_may_send_station_commands(clients):
+    cam1 = clients("cam1", subscribe=["inspector/line1/cam1/cmd"])
+    clients("controller").publish("inspector/line1/cam1/cmd", "from-controller")
+    clients("operator").publish("inspector/line1/cam1/cmd", "from-operator")
+    cam1.wait_for("inspector/line1/cam1/cmd", "from-controller")
+    cam1.wait_for("inspector/line1/cam1/cmd", "from-operator")
+
+
+def test_tls_listener_accepts_clients_that_trust_the_ca(prod_broker, clients):
+    if not prod_broker.tls:
+        pytest.skip("openssl not installed")
+    observer = clients("dashboard", subscribe=["inspector/#"])
+    cam1 = clients("cam1", tls=True)
+    assert cam1.ok
+    cam1.publish("inspector/line1/cam1/status", "online-over-tls")
+    observer.wait_for("inspector/line1/cam1/status", "online-over-tls")
+
+
+def test_queue_limits_are_raised_above_the_dropping_default():
+    settings = {}
+    for line in (DEPLOY / "mosquitto.conf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            settings.setdefault(key, value)
+    assert settings["allow_anonymous"] == "false" and settings["persistence"] == "true"
+    assert int(settings["max_queued_messages"]) == 0 or int(settings["max_queued_messages"]) >= 100_000
+    assert settings["queue_qos0_messages"] == "false"

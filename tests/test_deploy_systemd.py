@@ -1,0 +1,55 @@
+"""The systemd units: `systemd-analyze verify` (with ExecStart pointed at this checkout's console script,
+since /opt/inspector does not exist here) and the settings the product relies on."""
+import configparser
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNITS = Path(__file__).resolve().parents[1] / "deploy" / "systemd"
+INSTALLED = "/opt/inspector/venv/bin/inspector"
+SERVICES = sorted(UNITS.glob("*.service"))
+
+
+def _parse(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str
+    parser.read(path)
+    return parser
+
+
+def test_every_unit_runs_the_installed_console_script_as_the_dedicated_user():
+    assert {p.name for p in SERVICES} >= {"inspector-station@.service", "inspector-controller.service"}
+    for path in SERVICES:
+        service = _parse(path)["Service"]
+        assert service["ExecStart"].startswith(INSTALLED + " "), path.name
+        assert (service["User"], service["Type"], service["Restart"]) == ("inspector", "notify", "always")
+        assert int(service["WatchdogSec"]) > 0, path.name
+    station = _parse(UNITS / "inspector-station@.service")["Service"]
+    assert station["StateDirectory"] == "inspector/%i"
+    assert station["WorkingDirectory"] == "/var/lib/inspector/%i"  # relative outbox/archive paths land there
+    assert "--config /etc/inspector/%i.yaml" in station["ExecStart"]
+
+
+@pytest.mark.parametrize("unit", [p.name for p in SERVICES])
+def test_systemd_analyze_verify(unit, tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not available")
+    console_script = Path(sys.executable).with_name("inspector")
+    if not console_script.exists():
+        pytest.skip("the inspector console script is not installed in this environment")
+    name = unit.replace("@.", "@cam1.")  # a template is verified through an instance
+    (tmp_path / name).write_text((UNITS / unit).read_text().replace(INSTALLED, str(console_script)))
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True,
+                         timeout=120)
+    problems = [line for line in (out.stdout + out.stderr).splitlines() if name in line or "Unknown" in line]
+    assert out.returncode == 0 and problems == [], out.stdout + out.stderr
+
+
+def test_sysusers_creates_a_login_less_user():
+    lines = [line.split() for line in (UNITS / "inspector.sysusers").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    user = next(line for line in lines if line[0] == "u")
+    assert user[1] == "inspector" and user[-1] == "/usr/sbin/nologin"
