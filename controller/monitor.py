@@ -23,6 +23,7 @@ from inspector.messages import OFFLINE, ONLINE, Event, Result, StationTopics, St
 
 LEAVES = ("status", "stats", "result", "event", "state")
 CLEAR = "\x1b[H\x1b[2J"
+CAMERA_BAD = {"lost", "failed"}  # edge.capture.SourceState values that mean no inspection
 _RED, _GREEN, _YELLOW, _RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m"
 
 
@@ -132,7 +133,7 @@ def render(monitor: LineMonitor, now: Optional[float] = None, color: bool = True
             (s.model_version if s and s.model_version else "-"),
             (f"{n.last_event.type} {_age(now - n.last_event_at)} ago" if n.last_event else "-"),
         ])
-        bad = n.status == OFFLINE or (s is not None and s.camera_state not in ("ok", "unknown"))
+        bad = n.status == OFFLINE or (s is not None and s.camera_state in CAMERA_BAD)
         colors.append(_RED if bad else (_YELLOW if (s and s.paused) or n.status != ONLINE else _GREEN))
     header = ["LINE", "STATION", "STATUS", "CAMERA", "FPS", "RES/MIN", "YIELD%", "PASS", "FAIL", "REVIEW",
               "P50ms", "P95ms", "OUTBOX", "MODEL", "LAST EVENT"]

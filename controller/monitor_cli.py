@@ -1,8 +1,8 @@
 """Live terminal view of every station and line controller on a broker: rates, yield, latency, camera, state.
 
 Rows are built from the stations' retained status/stats and their live results and events, so the screen
-is full within a second of starting. Rows turn red when a station is offline or its camera is not ok, and
-when a controller has stopped the line. Plain ANSI repaint, no curses: it works over any SSH session.
+is full within a second of starting. Rows turn red when a station is offline or its camera is lost or
+failed, and when a controller has stopped the line. Plain ANSI repaint, no curses: works over any SSH.
 
 Example:
   inspector monitor --host 10.0.0.5

@@ -34,7 +34,7 @@ def stats_payload(**fields) -> str:
 
     base = {"ts": time.time(), "uptime_s": 12.0, "fps": 9.5, "frames_captured": 120, "frames_inspected": 100,
             "frames_dropped": 20, "inference_ms_p50": 4.1, "inference_ms_p95": 6.3, "passed": 90, "failed": 8,
-            "review": 2, "yield_pct": 90.0, "outbox_depth": 0, "camera_state": "ok", "model_version": "3"}
+            "review": 2, "yield_pct": 90.0, "outbox_depth": 0, "camera_state": "running", "model_version": "3"}
     base.update(fields)
     return Stats.model_validate(base).model_dump_json()
 

@@ -27,10 +27,15 @@ def test_rows_show_status_stats_live_rate_and_last_event():
     assert dict(zip(header, render(mon, now=200.0, color=False).splitlines()[3].split()))["RES/MIN"] == "0"
 
 
-def test_colors_mark_offline_stations_red():
+def test_colors_mark_offline_stations_and_lost_cameras_red():
     mon = LineMonitor()
-    mon.handle("inspector/line1/cam1/status", b"offline", now=0.0)
-    assert "\x1b[31m" in render(mon, now=0.0, color=True)
+    mon.handle("inspector/line1/cam1/status", b"online", now=0.0)
+    mon.handle("inspector/line1/cam1/stats", stats_payload(camera_state="running").encode(), now=0.0)
+    assert "\x1b[32m" in render(mon, now=0.0, color=True) and "\x1b[31m" not in render(mon, now=0.0, color=True)
+    mon.handle("inspector/line1/cam1/stats", stats_payload(camera_state="lost").encode(), now=1.0)
+    assert "\x1b[31m" in render(mon, now=1.0, color=True)
+    mon.handle("inspector/line1/cam2/status", b"offline", now=0.0)
+    assert render(mon, now=1.0, color=True).count("\x1b[31m") == 2
 
 
 def test_bad_payloads_are_counted_not_fatal():
@@ -48,7 +53,7 @@ def test_monitor_once_shows_stations_and_the_controller_from_a_real_broker(share
     station = shared_broker.subscriber([f"inspector/{cfg.line}/none"])
     try:
         station.publish(f"inspector/{cfg.line}/cam1/status", "online", retain=True)
-        station.publish(f"inspector/{cfg.line}/cam1/stats", stats_payload(fps=8.0, camera_state="ok"), retain=True)
+        station.publish(f"inspector/{cfg.line}/cam1/stats", stats_payload(fps=8.0, camera_state="running"), retain=True)
         with running_controller(cfg) as controller:
             station.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", "M1", "fail"))
             station.wait_for(lambda r: controller.counts["parts"] == 1, 20, "the decision")

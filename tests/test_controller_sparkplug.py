@@ -57,7 +57,7 @@ def test_births_data_commands_and_deaths_decode_with_the_library(bridge_env):
     scada.wait_for(lambda r: _of(r, "DBIRTH", "cam1"), 20, "DBIRTH")
     birth = _metrics(_of(scada, "DBIRTH", "cam1")[0])
     assert (birth["Stats/passed"], birth["Stats/failed"], birth["Stats/yield_pct"]) == (90, 8, 90.0)
-    assert birth["Stats/camera_state"] == "ok" and "Device Control/Trigger" in birth
+    assert birth["Stats/camera_state"] == "running" and "Device Control/Trigger" in birth
     assert birth["Last Result/verdict"] is None  # declared in the birth, no value yet
 
     station.publish(f"{base}/result", result_payload(cfg.line, "cam1", "P7", "fail"))
