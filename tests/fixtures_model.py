@@ -10,27 +10,28 @@ from pathlib import Path
 import pytest
 
 
-def small_config(root, **overrides):
-    """A fast TrainConfig for tests: 64x64, tiny backbone, random init, few steps."""
-    from training.config import (DataConfig, ModelConfig, OptimConfig, ReportConfig, RuntimeConfig,
-                                 TrainConfig)
+def small_config(root, **sections):
+    """A fast TrainConfig for tests (64x64, tiny backbone, random init, few eager steps).
 
-    config = TrainConfig(
-        name="synth-test",
-        seed=0,
-        data=DataConfig(root=str(root), good_class="good", cache=False),
-        model=ModelConfig(input_size=(64, 64), weights="none", alpha=0.75, minimalistic=True),
-        optim=OptimConfig(epochs=2, batch_size=16, steps_per_epoch=3, warmup_epochs=0.5),
-        runtime=RuntimeConfig(progress="lines", run_eagerly=True),
-        report=ReportConfig(max_misclassified=8),
-    )
-    for dotted, value in overrides.items():
-        section, _, key = dotted.partition("__")
-        if key:
-            setattr(getattr(config, section), key, value)
+    Keyword arguments update config sections, e.g. ``small_config(root, model={"weights": path})``.
+    """
+    from training.config import TrainConfig
+
+    data = {
+        "name": "synth-test",
+        "seed": 0,
+        "data": {"root": str(root), "good_class": "good", "cache": False},
+        "model": {"input_size": [64, 64], "weights": "none", "alpha": 0.75, "minimalistic": True},
+        "optim": {"epochs": 2, "batch_size": 16, "steps_per_epoch": 3, "warmup_epochs": 0.5},
+        "runtime": {"progress": "lines", "run_eagerly": True},
+        "report": {"max_misclassified": 8},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
         else:
-            setattr(config, section, value)
-    return config
+            data[section] = values
+    return TrainConfig.model_validate(data)
 
 
 @pytest.fixture(scope="session")

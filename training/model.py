@@ -123,24 +123,19 @@ def set_stage(model: keras.Model, stage: str, unfreeze_layers: int = 0, train_ba
     A frozen BatchNormalization layer runs in inference mode in Keras 3, so freezing the backbone also
     keeps its statistics fixed. Call before ``compile`` (Keras reads the flags at compile time).
     """
+    if stage not in ("head", "finetune", "full"):
+        raise ValueError(f"unknown stage {stage!r}")
     backbone = backbone_of(model)
     for layer in model.layers:
         if layer is not backbone:
             layer.trainable = True
-    if stage == "full":
-        backbone.trainable = True
-        return
-    if stage == "head":
-        backbone.trainable = False
-        return
-    if stage != "finetune":
-        raise ValueError(f"unknown stage {stage!r}")
-    backbone.trainable = True
     layers: List[keras.layers.Layer] = backbone.layers
-    cut = max(len(layers) - unfreeze_layers, 0)
+    cut = {"head": len(layers), "finetune": max(len(layers) - unfreeze_layers, 0), "full": 0}[stage]
+    backbone.trainable = stage != "head"
+    # Each layer explicitly: Keras does not re-propagate trainable=True into a nested model's layers.
     for i, layer in enumerate(layers):
         trainable = i >= cut
-        if isinstance(layer, keras.layers.BatchNormalization) and not train_batchnorm:
+        if stage == "finetune" and isinstance(layer, keras.layers.BatchNormalization) and not train_batchnorm:
             trainable = False
         layer.trainable = trainable
 

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -245,8 +245,12 @@ def _write_json(path: Path, data) -> None:
     tmp.replace(path)
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False) -> RunResult:
-    """Train ``config`` into ``run_dir``; with ``resume``, continue the checkpointed run there."""
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
+    """Train ``config`` into ``run_dir``; with ``resume``, continue the checkpointed run there.
+
+    ``callbacks`` are extra Keras callbacks for every stage, run after the epoch's checkpoint is written.
+    """
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, resume)
     chief = is_chief()
@@ -299,7 +303,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False) -> Run
                 "stage_index": index, "epoch": 0, "best": None, "best_epoch": 0, "wait": 0, "stage_done": False}
             stage_state["history"] = history
             _run_stage(model, stage, index, config, strategy, train_ds, steps, data["val"], good_index,
-                       checkpoints, stage_state, in_progress, global_batch, run_dir, echo)
+                       checkpoints, stage_state, in_progress, global_batch, run_dir, echo, callbacks)
             state = None
         final = rebuild_float32(model)
     result = _finish(final, config, manifest, data, plan, history, run_dir, chief, global_batch, echo)
@@ -309,7 +313,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False) -> Run
 
 def _run_stage(model, stage: Stage, index: int, config: TrainConfig, strategy, train_ds, steps: int,
                val: ImageSet, good_index: int, checkpoints: Checkpoints, state: dict, in_progress: bool,
-               batch_size: int, run_dir: Path, echo) -> None:
+               batch_size: int, run_dir: Path, echo, extra_callbacks: Sequence = ()) -> None:
     ft = config.finetune
     set_stage(model, stage.name, ft.unfreeze_layers, ft.train_batchnorm)
     with strategy.scope():
@@ -328,11 +332,12 @@ def _run_stage(model, stage: Stage, index: int, config: TrainConfig, strategy, t
     callbacks = [EpochMonitor(stage, index, val, good_index, config, checkpoints, state, batch_size, steps, echo)]
     if config.runtime.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard" / stage.name)))
+    callbacks.extend(extra_callbacks)
     started = time.time()
     first_epoch = state["epoch"]
     if first_epoch < stage.epochs and state["wait"] < config.early_stopping.patience:
         model.fit(train_ds, epochs=stage.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  callbacks=callbacks, verbose=_fit_verbose(config))
+                  callbacks=callbacks, verbose=_fit_verbose(config), shuffle=False)
     if config.early_stopping.restore_best and state["best_epoch"]:
         checkpoints.restore_weights(model, best=True)
     state["stage_done"] = True

@@ -1,0 +1,70 @@
+"""training.report and the run folder's metrics: files written, numbers consistent with each other and
+with the saved model's own predictions on the saved split."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from training.report import PLOTS
+
+
+def test_report_files_written(trained_run):
+    html = (trained_run / "report.html").read_text()
+    for name in PLOTS.values():
+        path = trained_run / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f'src="{name}"' in html
+    assert "escape rate" in html and "false-reject rate" in html and "class_weights" in html
+
+
+def test_metrics_consistent_with_confusion_matrix(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    labels, good = metrics["labels"], metrics["good_class"]
+    split = json.loads((trained_run / "split.json").read_text())
+    for name in ("val", "test"):
+        part = metrics[name]
+        cm = np.array(part["confusion_matrix"])
+        assert cm.shape == (len(labels), len(labels))
+        assert cm.sum() == part["samples"] == len(split["splits"][name])
+        assert part["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+        for i, label in enumerate(labels):
+            stats = part["per_class"][label]
+            assert stats["support"] == cm[i].sum()
+            assert stats["recall"] == pytest.approx(cm[i, i] / cm[i].sum() if cm[i].sum() else 0.0)
+            assert stats["precision"] == pytest.approx(cm[i, i] / cm[:, i].sum() if cm[:, i].sum() else 0.0)
+        pf = part["pass_fail"]
+        g = labels.index(good)
+        assert pf["goods"] == cm[g].sum() and pf["defects"] == cm.sum() - cm[g].sum()
+        assert pf["escape_rate"] == pytest.approx(pf["escapes"] / pf["defects"])
+        assert pf["false_reject_rate"] == pytest.approx(pf["false_rejects"] / pf["goods"])
+    assert metrics["imbalance"]["method"] == "class_weights"
+    history = json.loads((trained_run / "history.json").read_text())
+    assert metrics["training"]["epochs"] == len(history) == 2
+
+
+def test_metrics_reproduced_from_saved_model_and_split(trained_run):
+    """Reload model.keras, re-read the test images named in split.json, recompute: same numbers."""
+    import keras
+
+    import training.model  # noqa: F401
+    from inspector.dataset import SplitManifest
+    from inspector.imageio import load_image
+    from inspector.metrics import classification_report
+    from inspector.preprocess import PreprocessSpec, Preprocessor
+
+    run = json.loads((trained_run / "run.json").read_text())
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    split = SplitManifest.load(trained_run / "split.json")
+    assert run["split_sha256"] == hashlib.sha256((trained_run / "split.json").read_bytes()).hexdigest()
+    assert run["dataset_fingerprint"] == split.fingerprint and run["labels"] == split.classes
+    prep = Preprocessor(PreprocessSpec.model_validate(run["preprocess"]))
+    images = np.stack([prep.prepare(load_image(p)) for p in split.paths("test", run["dataset_root"])])
+    model = keras.models.load_model(trained_run / "model.keras")
+    probs = model.predict(images.astype(np.float32), verbose=0)
+    again = classification_report(probs, split.labels("test"), run["labels"], run["good_class"],
+                                  metrics["threshold"])
+    assert again["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+    assert again["pass_fail"]["escapes"] == metrics["test"]["pass_fail"]["escapes"]
+    if metrics["test"]["pass_fail"]["roc_auc"] is not None:
+        assert again["pass_fail"]["roc_auc"] == pytest.approx(metrics["test"]["pass_fail"]["roc_auc"], abs=1e-6)

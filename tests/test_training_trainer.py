@@ -1,0 +1,120 @@
+"""training.trainer: the two-stage path from a local weights file, frozen layers, resume, run folder rules."""
+import json
+
+import numpy as np
+import pytest
+
+from tests.fixtures_model import small_config
+
+pytestmark = pytest.mark.slow
+
+UNFREEZE = 10
+HEAD_LR = 1e-2
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after_first_epoch():
+    import keras
+
+    class StopOnce(keras.callbacks.Callback):
+        calls = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            StopOnce.calls += 1
+            if StopOnce.calls == 1:
+                raise Interrupt()
+
+    return StopOnce()
+
+
+def _backbone_weights(path, source_cfg):
+    """Per-layer backbone weights from a weights file, loaded into a fresh model of the run's config."""
+    from training.model import backbone_of, build_model
+
+    model = build_model(source_cfg, num_classes=5, init_weights=False)
+    model.load_weights(path)
+    return {l.name: l.get_weights() for l in backbone_of(model).layers if l.weights}
+
+
+def test_two_stage_from_local_weights_with_resume(synth_root, tmp_path):
+    import keras
+
+    from training.checkpoints import Checkpoints
+    from training.trainer import load_run_config, train
+
+    source = keras.applications.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.75, minimalistic=True,
+                                                 include_top=False, weights=None)
+    # Give the source "pretrained" BN statistics that differ from init, so frozen BN is observable.
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 2.0, np.float32))
+    weights_file = tmp_path / "backbone.weights.h5"
+    source.save_weights(weights_file)
+    original = {l.name: l.get_weights() for l in source.layers if l.weights}
+
+    config = small_config(
+        synth_root,
+        model={"weights": str(weights_file)},
+        optim={"steps_per_epoch": 2, "warmup_epochs": 0.0},
+        finetune={"head_epochs": 2, "head_learning_rate": HEAD_LR, "epochs": 1, "learning_rate": 1e-3,
+                  "unfreeze_layers": UNFREEZE},
+        early_stopping={"patience": 5},
+    )
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        train(config, run_dir, callbacks=[_stop_after_first_epoch()])
+    assert not (run_dir / "run.json").exists()
+    ckpt = Checkpoints(run_dir / "checkpoints")
+    state = ckpt.load_state()
+    assert (state["stage_index"], state["epoch"], state["stage_done"]) == (0, 1, False)
+    # Stage 1 (head) left the whole backbone untouched, BatchNorm statistics included.
+    after_head = _backbone_weights(ckpt.last_weights, config.model)
+    for name, values in original.items():
+        for a, b in zip(values, after_head[name]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+    result = train(load_run_config(run_dir), run_dir, resume=True)
+    history = result.history
+    assert [(h["stage"], h["epoch"]) for h in history] == [("head", 1), ("head", 2), ("finetune", 1)]
+    assert history[0] == state["history"][0]  # the first session's epoch is kept, not re-run
+    # The optimizer state was restored: the cosine schedule continued from step 2 (lr 0.5 * peak) to step 4 (0).
+    assert history[0]["learning_rate"] == pytest.approx(0.5 * HEAD_LR, rel=1e-4)
+    assert history[1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)
+
+    # Stage 2 trained exactly the top UNFREEZE layers (BatchNorm excluded); lower layers are as loaded.
+    import training.model  # noqa: F401
+
+    final = keras.models.load_model(run_dir / "model.keras")
+    layers = final.get_layer("backbone").layers
+    top = {l.name for l in layers[-UNFREEZE:] if not isinstance(l, keras.layers.BatchNormalization)}
+    changed = set()
+    for layer in layers:
+        if layer.weights and any(not np.array_equal(a, b) for a, b in zip(original[layer.name], layer.get_weights())):
+            changed.add(layer.name)
+    assert changed and changed <= top
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["training"]["stages"] == ["head", "finetune"]
+    assert json.loads((run_dir / "run.json").read_text())["weights"] == str(weights_file)
+
+
+def test_refuses_to_overwrite_a_run(synth_root, tmp_path):
+    from training.trainer import RunError, train
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text("{}")
+    with pytest.raises(RunError, match="not empty"):
+        train(small_config(synth_root), tmp_path / "old")
+    with pytest.raises(RunError, match="nothing to resume"):
+        train(small_config(synth_root), tmp_path / "empty", resume=True)
+
+
+def test_missing_weights_file_fails_before_training(synth_root, tmp_path):
+    from training.model import WeightsError
+    from training.trainer import train
+
+    with pytest.raises(WeightsError, match="not found"):
+        train(small_config(synth_root, model={"weights": str(tmp_path / "missing.h5")}), tmp_path / "run")
