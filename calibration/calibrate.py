@@ -1,0 +1,368 @@
+"""Training run -> deployable bundle: convert, guard accuracy, choose the operating point, commission.
+
+Steps (each reported in the bundle's metrics and in the calibration report):
+
+1. Load the run (``model.keras``, ``run.json``, ``split.json``) and prepare the validation and test images
+   with the run's :class:`~inspector.preprocess.PreprocessSpec`, as the edge will.
+2. Draw the representative sample from the training split (INT8) and convert.
+3. Run the float Keras model and the converted model (edge interpreter) on validation; choose the
+   threshold for the target escape (or false-reject) rate on the converted model's scores; compare.
+4. Accuracy guard: if the drop exceeds the budget, apply the remedy if one was asked for (float fallback
+   of the most error-prone layers), measure again, and stop with the list of things to try if it still
+   fails. The report is written either way so the failure can be looked at.
+5. Measure the camera reference frame, if given, and write the bundle and the report.
+
+Example:
+    >>> result = calibrate("runs/tiles", "tiles.inspector", CalibrationOptions())   # doctest: +SKIP
+    >>> result.bundle.manifest.decision.threshold                                 # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import List, Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from calibration.commissioning import Commissioning, commission_image
+from calibration.convert import Conversion, LayerError, convert, export_for_conversion, layer_sensitivity, \
+    load_keras_model
+from calibration.evaluate import predict_bundle, predict_keras, score
+from calibration.guard import GuardError, ParityCheck, check_parity, failure_message
+from calibration.operating_point import IntervalMethod, OperatingPoint, Target, choose_threshold
+from calibration.representative import (DEFAULT_SIZE, RECOMMENDED_MIN, LabeledImages, RepresentativeSample,
+                                        draw_representative, load_labeled, resolve_root)
+from inspector.bundle import BUNDLE_SUFFIX, Bundle, Manifest, Precision, Provenance
+from inspector.config import StrictModel
+from inspector.dataset import SplitManifest
+from inspector.decision import DecisionPolicy, defect_score
+from inspector.preprocess import PreprocessSpec, Preprocessor, Roi
+
+log = logging.getLogger(__name__)
+
+
+class Remedy(str, Enum):
+    NONE = "none"
+    FLOAT_FALLBACK = "float-fallback"  # always build and deploy the mixed model
+    AUTO = "auto"  # full integer if it passes the guard, else the mixed model
+
+
+class CameraOptions(StrictModel):
+    """Commissioning reference frame of the station camera."""
+
+    reference_image: str = Field(description="Image of a good part taken by the station camera")
+    roi: Optional[Roi] = Field(None, description="Region of interest in the frame (camera pixels)")
+    auto_roi: bool = Field(False, description="Find the part in the reference image")
+    crop_model_input: bool = Field(
+        False, description="Also crop frames to the ROI before the model (training images were part crops)")
+    focus_min_ratio: float = Field(0.5, gt=0, le=1, description="Flag focus below this fraction of the reference")
+    mean_tolerance: float = Field(40.0, gt=0, description="Allowed drift of mean luminance (0-255)")
+    clipped_max: Optional[float] = Field(
+        None, ge=0, le=1, description="Largest clipped-pixel fraction; default max(0.05, 2x the reference's)")
+
+
+class CalibrationOptions(StrictModel):
+    """Everything ``inspector calibrate`` can be told."""
+
+    precision: Precision = Field(Precision.INT8, description="int8 (full integer), float16 or float32")
+    io_dtype: Literal["uint8", "int8"] = Field("uint8", description="INT8 model input/output type")
+    representative_size: int = Field(DEFAULT_SIZE, ge=1, description="Images in the representative sample")
+    representative_seed: int = Field(0, description="Seed of the stratified representative draw")
+    representative_min: int = Field(
+        RECOMMENDED_MIN, ge=0, description="Warn when the representative sample has fewer images")
+    accuracy_budget: float = Field(
+        1.0, description="Largest allowed validation accuracy drop, percentage points (negative = must gain)")
+    remedy: Remedy = Field(Remedy.NONE, description="none, float-fallback or auto (see docs/calibration.md)")
+    fallback_layers: int = Field(5, ge=0, description="Float fallback: layers with the largest INT8 error kept float")
+    fallback_ops: List[str] = Field(default_factory=list, description="Float fallback: TFLite op types kept float")
+    target: Target = Field(Target.ESCAPE, description="escape or false_reject: which rate the threshold targets")
+    target_rate: float = Field(0.005, ge=0, lt=1, description="Target rate on the validation split (0.005 = 0.5 %)")
+    review_margin: float = Field(0.0, ge=0, lt=1, description="Review band threshold +- margin on the defect score")
+    interval: IntervalMethod = Field(IntervalMethod.CLOPPER_PEARSON, description="Confidence interval method")
+    data_root: Optional[str] = Field(None, description="Dataset folder if it moved since training")
+    name: Optional[str] = Field(None, description="Bundle name; default: the run's name")
+    version: Optional[str] = Field(None, description="Bundle version; default: run date and precision")
+    threads: Optional[int] = Field(None, ge=1, description="TFLite interpreter threads")
+    evaluate_test: bool = Field(True, description="Also report float and converted metrics on the test split")
+    camera: Optional[CameraOptions] = Field(None, description="Camera commissioning")
+    report: bool = Field(True, description="Write the HTML + PNG calibration report")
+
+
+@dataclass
+class RunInfo:
+    """A training run as ``inspector train`` leaves it."""
+
+    path: Path
+    info: dict
+    split: SplitManifest
+    spec: PreprocessSpec
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> "RunInfo":
+        path = Path(run_dir)
+        for name in ("model.keras", "run.json", "split.json"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path}: not a training run (missing {name}); give the folder "
+                                        "`inspector train` wrote")
+        info = json.loads((path / "run.json").read_text())
+        split = SplitManifest.load(path / "split.json")
+        if list(info["labels"]) != list(split.classes):
+            raise ValueError(f"{path}: run.json labels {info['labels']} differ from the split's classes {split.classes}")
+        return cls(path, info, split, PreprocessSpec.model_validate(info["preprocess"]))
+
+    @property
+    def labels(self) -> List[str]:
+        return list(self.info["labels"])
+
+    @property
+    def good_class(self) -> str:
+        return self.info["good_class"]
+
+
+@dataclass
+class Candidate:
+    """One converted model and how it does on validation."""
+
+    conversion: Conversion
+    bundle: Bundle
+    val_probs: np.ndarray
+    operating_point: OperatingPoint
+    parity: ParityCheck
+
+
+@dataclass
+class CalibrationResult:
+    run: RunInfo
+    options: CalibrationOptions
+    val: LabeledImages
+    float_val_probs: np.ndarray
+    candidates: List[Candidate]
+    chosen: Optional[Candidate]
+    representative: Optional[RepresentativeSample] = None
+    sensitivity: List[LayerError] = field(default_factory=list)
+    test: Optional[LabeledImages] = None
+    float_test_probs: Optional[np.ndarray] = None
+    test_probs: Optional[np.ndarray] = None
+    commissioning: Optional[Commissioning] = None
+    bundle: Optional[Bundle] = None
+    bundle_path: Optional[Path] = None
+    report_html: Optional[Path] = None
+    report_png: Optional[Path] = None
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.chosen is not None
+
+    @property
+    def good_index(self) -> int:
+        return self.run.labels.index(self.run.good_class)
+
+    @property
+    def keras_bytes(self) -> int:
+        return (self.run.path / "model.keras").stat().st_size
+
+    def metrics(self, policy: DecisionPolicy) -> dict:
+        """Validation (and test) metrics of float and converted model at ``policy``, JSON-ready."""
+        labels, good = self.run.labels, self.run.good_class
+        method = self.options.interval
+        out = {"validation_float": score(self.float_val_probs, self.val.labels, labels, good, policy, method)}
+        if self.chosen is not None:
+            out["validation"] = score(self.chosen.val_probs, self.val.labels, labels, good, policy, method)
+        if self.test is not None and len(self.test.labels):
+            out["test_float"] = score(self.float_test_probs, self.test.labels, labels, good, policy, method)
+            if self.test_probs is not None:
+                out["test"] = score(self.test_probs, self.test.labels, labels, good, policy, method)
+        return out
+
+
+def report_dir_for(out: str | os.PathLike) -> Path:
+    """``tiles.inspector`` -> ``tiles_report/`` beside it."""
+    out = Path(out)
+    stem = out.name[: -len(BUNDLE_SUFFIX)] if out.name.endswith(BUNDLE_SUFFIX) else out.stem
+    return out.parent / f"{stem}_report"
+
+
+def _version(run: RunInfo, precision: Precision) -> str:
+    created = run.info.get("created", "")
+    try:
+        stamp = datetime.fromisoformat(created).strftime("%Y%m%d-%H%M")
+    except ValueError:
+        stamp = "run"
+    return f"{stamp}-{precision.value}"
+
+
+def _manifest(run: RunInfo, conversion: Conversion, spec: PreprocessSpec, options: CalibrationOptions,
+              decision: Optional[DecisionPolicy] = None, camera=None, metrics: Optional[dict] = None) -> Manifest:
+    info = run.info
+    return Manifest(
+        name=options.name or info.get("name") or run.path.name,
+        version=options.version or _version(run, conversion.precision),
+        labels=run.labels,
+        good_class=run.good_class,
+        precision=conversion.precision,
+        preprocess=spec,
+        input=conversion.input,
+        output=conversion.output,
+        decision=decision or DecisionPolicy(),
+        camera=camera,
+        metrics=metrics or {},
+        provenance=Provenance(
+            dataset_fingerprint=info.get("dataset_fingerprint", ""),
+            split_sha256=info.get("split_sha256", ""),
+            dataset_root=info.get("dataset_root", ""),
+            training_run=str(run.path.resolve()),
+        ),
+    )
+
+
+def _candidate(conversion: Conversion, run: RunInfo, val: LabeledImages, float_val: np.ndarray,
+               options: CalibrationOptions) -> Candidate:
+    bundle = Bundle.create(_manifest(run, conversion, run.spec, options), conversion.model)
+    probs = predict_bundle(bundle, val.images, options.threads)
+    good = run.labels.index(run.good_class)
+    op = choose_threshold(defect_score(probs, good), val.labels != good, options.target, options.target_rate,
+                          options.review_margin, options.interval)
+    parity = check_parity(float_val, probs, val.labels, good, op.policy(), options.accuracy_budget,
+                          conversion.kind, options.interval)
+    log.info("%s", parity.summary())
+    return Candidate(conversion, bundle, probs, op, parity)
+
+
+def _bundle_metrics(result: CalibrationResult) -> dict:
+    chosen = result.chosen
+    op = chosen.operating_point
+    detail = result.metrics(op.policy())
+    val, p = detail["validation"], chosen.parity
+    metrics = {
+        "model_kind": chosen.conversion.kind,
+        "val_images": int(len(result.val.labels)),
+        "val_accuracy": round(val["accuracy"], 4),
+        "val_float_accuracy": round(p.float_accuracy, 4),
+        "val_accuracy_drop_pp": round(p.drop_pp, 3),
+        "val_top1_agreement": round(p.agreement, 4),
+        "val_escape_rate": round(op.escape.rate, 4),
+        "val_escape_rate_ci95_high": round(op.escape.high, 4),
+        "val_false_reject_rate": round(op.false_reject.rate, 4),
+        "val_false_reject_rate_ci95_high": round(op.false_reject.high, 4),
+        "val_review_rate": round(op.review.rate, 4),
+    }
+    if "test" in detail:
+        t, tf = detail["test"], detail["test_float"]
+        metrics.update({
+            "test_images": int(t["samples"]),
+            "test_accuracy": round(t["accuracy"], 4),
+            "test_float_accuracy": round(tf["accuracy"], 4),
+            "test_escape_rate": round(t["decision"]["escape"]["rate"], 4),
+            "test_false_reject_rate": round(t["decision"]["false_reject"]["rate"], 4),
+        })
+    metrics.update({
+        "model_bytes_keras": result.keras_bytes,
+        "operating_point": op.to_dict(),
+        "parity": [c.parity.to_dict() for c in result.candidates],
+        "conversion": chosen.conversion.describe(),
+        "representative": result.representative.to_dict() if result.representative else None,
+        "sensitivity": [asdict(e) for e in result.sensitivity[:15]],
+        **detail,
+    })
+    return metrics
+
+
+def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
+              options: Optional[CalibrationOptions] = None) -> CalibrationResult:
+    """Build the bundle ``out`` from a training run; raises :class:`GuardError` when the guard fails.
+
+    With ``out=None`` nothing is written (the result still holds the bundle in memory).
+    """
+    options = options or CalibrationOptions()
+    if options.remedy != Remedy.NONE and options.precision != Precision.INT8:
+        raise ValueError(f"--remedy {options.remedy.value} applies to --precision int8 only")
+    run = RunInfo.load(run_dir)
+    root = resolve_root(run.split, options.data_root)
+    preprocessor = Preprocessor(run.spec)
+    commissioning = None
+    bundle_spec = run.spec
+    if options.camera is not None:
+        cam = options.camera
+        commissioning = commission_image(cam.reference_image, roi=cam.roi, auto_roi=cam.auto_roi,
+                                         focus_min_ratio=cam.focus_min_ratio, mean_tolerance=cam.mean_tolerance,
+                                         clipped_max=cam.clipped_max)
+        for warning in commissioning.warnings:
+            log.warning("camera reference: %s", warning)
+        if cam.crop_model_input:
+            if commissioning.reference.roi is None:
+                raise ValueError("--crop-model-input needs a region of interest (--roi or --auto-roi)")
+            bundle_spec = run.spec.model_copy(update={"roi": commissioning.reference.roi})
+
+    val = load_labeled(run.split.splits["val"], root, preprocessor, run.labels)
+    if len(val.labels) == 0:
+        raise ValueError(f"{run.path}: the validation split has no usable image")
+    for item in val.skipped:
+        log.warning("validation: skipped %s: %s", item.path, item.reason)
+    keras_model = load_keras_model(run.path / "model.keras")
+    float_val = predict_keras(keras_model, val.images)
+    fixed = export_for_conversion(keras_model)
+
+    representative = None
+    if options.precision == Precision.INT8:
+        representative = draw_representative(run.split, root, preprocessor, options.representative_size,
+                                             options.representative_seed, recommended_min=options.representative_min)
+        dataset = representative.dataset()
+    else:
+        dataset = None
+
+    result = CalibrationResult(run, options, val, float_val, [], None, representative, commissioning=commissioning)
+    want_fallback = options.remedy == Remedy.FLOAT_FALLBACK
+    first = _candidate(convert(fixed, options.precision, dataset, options.io_dtype), run, val, float_val, options)
+    result.candidates.append(first)
+    if not want_fallback and first.parity.passed:
+        result.chosen = first
+    elif options.remedy != Remedy.NONE:
+        result.sensitivity = layer_sensitivity(fixed, dataset, options.io_dtype)
+        nodes = [e.tensor for e in result.sensitivity[: options.fallback_layers]]
+        mixed = convert(fixed, Precision.INT8, dataset, options.io_dtype, float_nodes=nodes,
+                        float_op_types=options.fallback_ops)
+        second = _candidate(mixed, run, val, float_val, options)
+        result.candidates.append(second)
+        if second.parity.passed:
+            result.chosen = second
+
+    if options.evaluate_test and run.split.splits["test"]:
+        result.test = load_labeled(run.split.splits["test"], root, preprocessor, run.labels)
+        result.float_test_probs = predict_keras(keras_model, result.test.images)
+        if result.chosen is not None:
+            result.test_probs = predict_bundle(result.chosen.bundle, result.test.images, options.threads)
+
+    report_dir = report_dir_for(out) if out is not None else None
+    if result.chosen is None:
+        result.message = failure_message([c.parity for c in result.candidates],
+                                         len(representative.images) if representative else 0,
+                                         options.remedy != Remedy.NONE, options.fallback_layers)
+        if report_dir is not None and options.report:
+            _write_report(result, report_dir)
+            result.message += f"\nreport: {result.report_html}"
+        raise GuardError(result.message, result)
+
+    chosen = result.chosen
+    op = chosen.operating_point
+    manifest = _manifest(run, chosen.conversion, bundle_spec, options, op.policy(),
+                         commissioning.reference if commissioning else None, _bundle_metrics(result))
+    result.bundle = Bundle.create(manifest, chosen.conversion.model)
+    if out is not None:
+        result.bundle_path = result.bundle.save(out)
+        result.bundle = Bundle.load(result.bundle_path)  # what a device will read, checksum verified
+        if options.report:
+            _write_report(result, report_dir)
+    return result
+
+
+def _write_report(result: CalibrationResult, report_dir: Path) -> None:
+    from calibration.report import write_calibration_report
+
+    result.report_html, result.report_png = write_calibration_report(result, report_dir)

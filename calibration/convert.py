@@ -1,0 +1,304 @@
+"""Keras model -> TFLite flatbuffer at a chosen precision, checked for static shapes.
+
+* ``int8``: full-integer post-training quantization (``TFLITE_BUILTINS_INT8`` only, per-channel weights,
+  activation ranges from a representative sample), with uint8 (default) or int8 input and output, what
+  integer-only accelerators (Edge TPU, NPUs, Cortex-M) need.
+* ``float16``: float16 weights, float32 compute and I/O; half the size of float32, no integer accelerator.
+* ``float32``: the reference; what the float model computes, at TFLite speed.
+
+Selective float fallback (the opt-in remedy for layers that lose too much in INT8, typically MobileNetV3's
+hard-swish and squeeze-excite layers) keeps the named layers in float. The result is a *mixed* model, not
+full-integer: it runs on a CPU, but an integer-only accelerator will not take the float layers.
+:func:`layer_sensitivity` ranks the layers by quantization error with TFLite's QuantizationDebugger (RMSE
+of each layer's quantized output against its float output, in units of the layer's quantization step).
+
+The converter is fed the model from ``training.model.export_model``: input (1, H, W, 3), so every shape
+in the graph is static. :func:`check_static` refuses a flatbuffer that still has a dynamic dimension.
+
+TensorFlow is imported inside the functions: importing this module is cheap.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from inspector.bundle import Precision, TensorSpec
+
+log = logging.getLogger(__name__)
+
+IO_DTYPES = ("uint8", "int8")
+RepresentativeDataset = Callable[[], Iterator[List[np.ndarray]]]
+
+
+class ConversionError(RuntimeError):
+    """The model cannot be converted as asked; the message says why and what to change."""
+
+
+@dataclass
+class Conversion:
+    """A converted model and what it is made of."""
+
+    model: bytes
+    precision: Precision
+    input: TensorSpec
+    output: TensorSpec
+    ops: Dict[str, int]  # builtin op name -> count
+    float_ops: Dict[str, int]  # ops computing in float (non-empty for float models and mixed INT8)
+    float_nodes: List[str] = field(default_factory=list)  # layers kept float on request
+    float_op_types: List[str] = field(default_factory=list)  # op types kept float on request
+    seconds: float = 0.0
+
+    @property
+    def mixed(self) -> bool:
+        """An INT8 model with float layers: runs on CPU, not on integer-only accelerators."""
+        return self.precision == Precision.INT8 and bool(self.float_ops)
+
+    @property
+    def kind(self) -> str:
+        if self.precision != Precision.INT8:
+            return self.precision.value
+        return "int8 (mixed: float fallback)" if self.mixed else "int8 (full integer)"
+
+    def describe(self) -> dict:
+        return {
+            "precision": self.precision.value,
+            "kind": self.kind,
+            "bytes": len(self.model),
+            "input": self.input.model_dump(),
+            "output": self.output.model_dump(),
+            "ops": self.ops,
+            "float_ops": self.float_ops,
+            "float_nodes": self.float_nodes,
+            "float_op_types": self.float_op_types,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """Quantization error of one layer: RMSE against float, in quantization steps (>~0.7 is suspect)."""
+
+    tensor: str
+    op: str
+    rmse_over_scale: float
+    scale: float
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def load_keras_model(path: str | os.PathLike):
+    """Load a training run's ``model.keras`` (importing ``training.model`` registers its custom layers)."""
+    _quiet_tf()
+    import keras
+
+    import training.model  # noqa: F401  (registers SqueezeExcite for deserialization)
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"{path}: cannot load the Keras model: {exc}") from None
+
+
+def export_for_conversion(model):
+    """The model with a fixed (1, H, W, 3) float32 input, as training defines it for TFLite."""
+    from training.model import export_model
+
+    return export_model(model)
+
+
+def _converter(fixed_model):
+    _quiet_tf()
+    import tensorflow as tf
+
+    return tf, tf.lite.TFLiteConverter.from_keras_model(fixed_model)
+
+
+def _configure_int8(tf, converter, representative: RepresentativeDataset, io_dtype: str, allow_float: bool):
+    if io_dtype not in IO_DTYPES:
+        raise ConversionError(f"INT8 input/output type must be one of {IO_DTYPES}, got {io_dtype!r}")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if allow_float:
+        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+    converter.target_spec.supported_ops = ops
+    converter.inference_input_type = getattr(tf, io_dtype)
+    converter.inference_output_type = getattr(tf, io_dtype)
+
+
+@contextlib.contextmanager
+def _tf_log_level(level: int = 40):
+    """Quieten TF's Python logger during conversion (it prints every captured resource tensor)."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def convert(
+    fixed_model,
+    precision: Precision | str,
+    representative: Optional[RepresentativeDataset] = None,
+    io_dtype: str = "uint8",
+    float_nodes: Sequence[str] = (),
+    float_op_types: Sequence[str] = (),
+) -> Conversion:
+    """Convert a fixed-batch Keras model (see :func:`export_for_conversion`).
+
+    ``float_nodes`` / ``float_op_types`` (INT8 only) keep those layers / TFLite op types in float: the
+    result is a mixed model (see the module docstring).
+    """
+    precision = Precision(precision)
+    start = time.perf_counter()
+    tf, converter = _converter(fixed_model)
+    if precision == Precision.INT8:
+        if representative is None:
+            raise ConversionError("INT8 conversion needs a representative sample")
+        if float_nodes or float_op_types:
+            model = _convert_mixed(tf, converter, representative, io_dtype, float_nodes, float_op_types)
+        else:
+            _configure_int8(tf, converter, representative, io_dtype, allow_float=False)
+            model = _run(converter)
+    else:
+        if float_nodes or float_op_types:
+            raise ConversionError("float fallback only applies to INT8 conversion")
+        if precision == Precision.FLOAT16:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        model = _run(converter)
+    check_static(model)
+    ops, float_ops = op_census(model)
+    inp, out = tensor_specs(model)
+    return Conversion(bytes(model), precision, inp, out, ops, float_ops, list(float_nodes), list(float_op_types),
+                      time.perf_counter() - start)
+
+
+def _run(converter) -> bytes:
+    with _tf_log_level():
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises ConverterError and several others
+            raise ConversionError(f"TFLite conversion failed: {exc}") from None
+
+
+def _debugger(tf, converter, representative: RepresentativeDataset, io_dtype: str):
+    _configure_int8(tf, converter, representative, io_dtype, allow_float=True)
+    with _tf_log_level():
+        return tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
+
+
+def _convert_mixed(tf, converter, representative, io_dtype, float_nodes, float_op_types) -> bytes:
+    """Full quantization except the denylisted layers / op types, with the requested integer I/O."""
+    from tensorflow.lite.python import util as tflite_util
+
+    debugger = _debugger(tf, converter, representative, io_dtype)
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=list(float_nodes) or None,
+        denylisted_ops=list(float_op_types) or None,
+        fully_quantize=False,
+    )
+    with _tf_log_level():
+        model = debugger.get_nondebug_quantized_model()
+        # The debugger quantizes I/O as int8; the converter's own helper sets the requested type.
+        dtype = getattr(tf, io_dtype)
+        return tflite_util.modify_model_io_type(model, dtype, dtype)
+
+
+def layer_sensitivity(fixed_model, representative: RepresentativeDataset, io_dtype: str = "uint8") -> List[LayerError]:
+    """Layers ranked by INT8 quantization error (RMSE / scale, largest first) on the representative data."""
+    tf, converter = _converter(fixed_model)
+    debugger = _debugger(tf, converter, representative, io_dtype)
+    with _tf_log_level():
+        debugger.run()
+    buffer = io.StringIO()
+    debugger.layer_statistics_dump(buffer)
+    buffer.seek(0)
+    layers = []
+    for row in csv.DictReader(buffer):
+        scale = float(row["scale"])
+        mse = float(row["mean_squared_error"])
+        if not scale or not np.isfinite(mse):
+            continue
+        layers.append(LayerError(row["tensor_name"], row["op_name"], float(np.sqrt(mse) / scale), scale))
+    layers.sort(key=lambda e: e.rmse_over_scale, reverse=True)
+    return layers
+
+
+def _interpreter(model: bytes):
+    """A TFLite interpreter without the default delegate, so the op list is the model's own."""
+    from ai_edge_litert import interpreter as litert
+
+    it = litert.Interpreter(
+        model_content=model,
+        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    it.allocate_tensors()
+    return it
+
+
+def check_static(model: bytes) -> None:
+    """Refuse a model with a dynamic dimension anywhere: devices and accelerators need static shapes."""
+    it = _interpreter(model)
+    dynamic = [d["name"] for d in it.get_tensor_details() if np.any(np.asarray(d.get("shape_signature", [])) < 0)]
+    if dynamic:
+        raise ConversionError(
+            f"the converted model has {len(dynamic)} tensor(s) with a dynamic dimension (first: {dynamic[0]}); "
+            "convert the fixed-batch export of the model (training.model.export_model)"
+        )
+
+
+def op_census(model: bytes) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """(op name -> count, float-computing op name -> count); QUANTIZE/DEQUANTIZE are not float compute."""
+    it = _interpreter(model)
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    ops: Counter = Counter()
+    float_ops: Counter = Counter()
+    for op in it._get_ops_details():  # no public listing of a model's ops in the Python API
+        name = op["op_name"]
+        ops[name] += 1
+        if name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        outputs = [tensors[i] for i in op["outputs"] if i in tensors]
+        if any(np.dtype(t["dtype"]) in (np.float32, np.float16) for t in outputs):
+            float_ops[name] += 1
+    return dict(sorted(ops.items())), dict(sorted(float_ops.items()))
+
+
+def tensor_specs(model: bytes) -> Tuple[TensorSpec, TensorSpec]:
+    """Input and output TensorSpec as the edge interpreter (``edge.interpreter.ModelRunner``) reads them."""
+    from edge.interpreter import ModelRunner
+
+    runner = ModelRunner(model, threads=1)
+    specs = []
+    for detail in (runner.interpreter.get_input_details()[0], runner.interpreter.get_output_details()[0]):
+        scale, zero_point = detail["quantization"]
+        specs.append(TensorSpec(dtype=np.dtype(detail["dtype"]).name, shape=[int(d) for d in detail["shape"]],
+                                scale=float(scale), zero_point=int(zero_point)))
+    return specs[0], specs[1]
+
+
+def save_model(model: bytes, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+        tmp.write(model)
+    os.replace(tmp.name, path)
+    return path

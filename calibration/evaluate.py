@@ -1,0 +1,182 @@
+"""Run a bundle on labelled images with the edge's own interpreter code and report what it decides.
+
+``inspector evaluate`` and ``inspector calibrate`` report the same numbers from :func:`score`: accuracy,
+per-class precision / recall / F1 (``inspector.metrics``), ROC AUC of the defect score, and the escape,
+false-reject and review rates of the bundle's decision policy with their confidence intervals, plus per
+class how many images were passed, sent to review or failed. Probabilities of a bundle always come from
+``edge.interpreter.Classifier``, the code a station runs, so a bundle checked here behaves the same on
+the line.
+
+Example:
+    >>> result = evaluate_bundle("model.inspector", "new_images/")            # doctest: +SKIP
+    >>> print(format_metrics(result.metrics))                                 # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from calibration.operating_point import IntervalMethod, rates_at
+from calibration.representative import LabeledImages, load_labeled
+from inspector.bundle import Bundle
+from inspector.dataset import Skipped, SplitManifest, scan_folder
+from inspector.decision import DecisionPolicy, defect_score
+from inspector.metrics import classification_report
+from inspector.preprocess import Preprocessor
+
+
+def predict_keras(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Probabilities of the float Keras model for prepared uint8 images (fed as raw 0-255 float32)."""
+    if len(images) == 0:
+        return np.zeros((0, int(model.output_shape[-1])), np.float32)
+    from keras import ops
+
+    out = [ops.convert_to_numpy(model(images[i : i + batch_size].astype(np.float32), training=False))
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def predict_bundle(bundle: Bundle, images: np.ndarray, threads: Optional[int] = None,
+                   backend: str = "auto") -> np.ndarray:
+    """Probabilities of a bundle's TFLite model, through the edge Classifier (quantize, invoke, dequantize)."""
+    from edge.interpreter import Classifier
+
+    return Classifier(bundle, backend=backend, threads=threads).predict_batch(images)
+
+
+def score(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    label_names: Sequence[str],
+    good_class: str,
+    policy: DecisionPolicy,
+    method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
+) -> dict:
+    """The metrics of one model on one labelled set, JSON-ready."""
+    report = classification_report(probs, labels, label_names, good_class, threshold=policy.threshold)
+    good = list(label_names).index(good_class)
+    scores = defect_score(np.asarray(probs, np.float64), good) if len(labels) else np.zeros(0)
+    labels = np.asarray(labels, np.int64)
+    escape, false_reject, review = rates_at(scores, labels != good, policy, method)
+    report["decision"] = {
+        "threshold": policy.threshold,
+        "review_low": policy.review_low,
+        "review_high": policy.review_high,
+        "escape": asdict(escape),
+        "false_reject": asdict(false_reject),
+        "review": asdict(review),
+        "interval": IntervalMethod(method).value,
+    }
+    low = policy.review_low if policy.review_low is not None else policy.threshold
+    high = policy.review_high if policy.review_high is not None else policy.threshold
+    for i, name in enumerate(label_names):
+        s = scores[labels == i]
+        report["per_class"][name].update(
+            passed=int((s < low).sum()), review=int(((s >= low) & (s < high)).sum()), failed=int((s >= high).sum())
+        )
+    return report
+
+
+def format_metrics(metrics: dict, title: str = "") -> str:
+    """A terminal table of :func:`score` output."""
+    d = metrics["decision"]
+    pf = metrics["pass_fail"]
+    auc = pf.get("roc_auc")
+    band = f", review band [{d['review_low']:.4f}, {d['review_high']:.4f})" if d["review_low"] is not None else ""
+
+    def rate(r: dict) -> str:
+        return f"{100 * r['rate']:.2f}% ({r['count']}/{r['total']}, 95% CI {100 * r['low']:.2f}-{100 * r['high']:.2f}%)"
+
+    lines = [title] if title else []
+    lines += [
+        f"images        {metrics['samples']}",
+        f"accuracy      {100 * metrics['accuracy']:.2f}%   macro F1 {metrics['macro_f1']:.3f}   "
+        f"ROC AUC {'n/a' if auc is None else f'{auc:.4f}'}",
+        f"threshold     {d['threshold']:.4f} on defect score 1 - p(good){band}",
+        f"escape        {rate(d['escape'])}  (defects passed)",
+        f"false reject  {rate(d['false_reject'])}  (good parts failed)",
+    ]
+    if d["review_low"] is not None:
+        lines.append(f"review        {rate(d['review'])}  (all parts)")
+    width = max(8, *(len(c) + 2 for c in metrics["per_class"]))
+    lines.append(f"{'class':<{width}}{'support':>8}{'prec':>7}{'recall':>7}{'F1':>7}{'pass':>6}{'review':>7}{'fail':>6}")
+    for name, row in metrics["per_class"].items():
+        lines.append(f"{name:<{width}}{row['support']:>8}{row['precision']:>7.3f}{row['recall']:>7.3f}"
+                     f"{row['f1']:>7.3f}{row['passed']:>6}{row['review']:>7}{row['failed']:>6}")
+    return "\n".join(lines)
+
+
+@dataclass
+class EvaluationResult:
+    """A bundle's metrics on a labelled folder, with the raw probabilities for plots."""
+
+    bundle: str
+    data_root: str
+    split: Optional[str]
+    metrics: dict
+    probs: np.ndarray
+    labels: np.ndarray
+    paths: List[str]
+    skipped: List[Skipped] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "bundle": self.bundle,
+            "data_root": self.data_root,
+            "split": self.split,
+            "metrics": self.metrics,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str, preprocessor: Preprocessor) -> LabeledImages:
+    labels = bundle.manifest.labels
+    if split_file:
+        manifest = SplitManifest.load(split_file)
+        samples, skipped = manifest.splits[split], []
+    else:
+        scan = scan_folder(data_root, good_class=bundle.manifest.good_class)
+        samples, skipped = scan.samples, list(scan.skipped)
+    unknown = sorted({s.label for s in samples} - set(labels))
+    if unknown:
+        raise ValueError(f"{data_root}: class folder(s) {', '.join(unknown)} are not labels of this bundle "
+                         f"({', '.join(labels)}); rename them or leave them out")
+    loaded = load_labeled(samples, data_root, preprocessor, labels)
+    loaded.skipped = skipped + loaded.skipped
+    return loaded
+
+
+def evaluate_bundle(
+    bundle_path: str | os.PathLike,
+    data_root: str | os.PathLike,
+    split_file: Optional[str | os.PathLike] = None,
+    split: str = "test",
+    threads: Optional[int] = None,
+    backend: str = "auto",
+    policy: Optional[DecisionPolicy] = None,
+    method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
+) -> EvaluationResult:
+    """Metrics of a bundle on ``data_root/<class>/*`` (or one split of a split manifest over that folder)."""
+    bundle = Bundle.load(bundle_path)
+    m = bundle.manifest
+    root = Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    images = _folder_images(bundle, root, split_file, split, Preprocessor(m.preprocess))
+    if len(images.images) == 0:
+        raise ValueError(f"{root}: no usable image to evaluate")
+    probs = predict_bundle(bundle, images.images, threads, backend)
+    metrics = score(probs, images.labels, m.labels, m.good_class, policy or m.decision, method)
+    return EvaluationResult(str(bundle_path), str(root), split if split_file else None, metrics, probs,
+                            images.labels, images.paths, images.skipped)
