@@ -99,7 +99,7 @@ class Outbox:
             row = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
             stored_max = self._db.execute("SELECT MAX(seq) FROM results").fetchone()[0] or 0
             self._last_seq = max(row[0] if row else 0, stored_max)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"{self.path}: cannot open the outbox: {exc}") from None
 
     @property

@@ -44,6 +44,7 @@ from inspector.bundle import Bundle, BundleError
 from inspector.config import ConfigError
 from inspector.decision import DecisionPolicy
 from inspector.messages import Event, ModelRef, Result, StationTopics
+from inspector.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Station:
         self._reloading = threading.Lock()
         self._camera_lost = False
         self._outbox_full = False
+        self.notifier = Notifier()  # systemd Type=notify + WatchdogSec; a no-op outside systemd
         self.exit_code = ExitCode.OK
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -175,6 +177,7 @@ class Station:
                     model=self.model_ref.model_dump(), source=source.describe(), mode=cfg.mode.type,
                     queued=self.outbox.depth())
         self.capture.start()
+        self.notifier.ready(f"inspecting with model {m.name} {m.version}")
 
     def _setup_health(self) -> None:
         hc = self.cfg.health
@@ -188,6 +191,7 @@ class Station:
 
     def _shutdown(self) -> bool:
         """Stop capture, flush the archive and the outbox, say offline. True when nothing is left queued."""
+        self.notifier.stopping()
         if self.capture is not None:
             self.capture.stop()
             for trigger in self.slot.drain_armed():
@@ -240,6 +244,7 @@ class Station:
                 self._stop_reason = "source ended"
                 break
             now = time.monotonic()
+            self.notifier.watchdog(now)
             self.capture.check_stall()
             if triggered and cfg.mode.interval_s and now >= next_tick and not self.paused:
                 next_tick = max(next_tick + cfg.mode.interval_s, now)

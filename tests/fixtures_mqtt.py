@@ -9,6 +9,8 @@ Mosquitto is configured for tests that must not lose messages on the broker side
 is on, so a persistent-session subscriber keeps its queued messages across a broker restart. amqtt
 speaks MQTT 3.1.1 only and keeps sessions in memory; ``Broker.protocol`` tells the tests which version to
 configure, and ``Broker.persistent`` whether queued messages survive a restart.
+
+``INSPECTOR_TEST_BROKER=amqtt`` forces the fallback on a machine that has Mosquitto (to test the fallback).
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ class Broker:
     def __init__(self, workdir: Path, kind: Optional[str] = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        kind = kind or os.environ.get("INSPECTOR_TEST_BROKER") or None
         self.mosquitto = find_mosquitto() if kind in (None, "mosquitto") else None
         self.kind = "mosquitto" if self.mosquitto else "amqtt"
         self.protocol = "5" if self.kind == "mosquitto" else "3.1.1"
@@ -131,6 +134,24 @@ class Broker:
             self.proc.wait()
         self.proc = None
 
+    def start_before(self, recorders: List["Recorder"], held_clients: list) -> None:
+        """Start again, letting ``recorders`` resubscribe before the paho ``held_clients`` may reconnect.
+
+        Needed for a broker without persistence (amqtt): it forgets subscriptions when it stops, so a
+        station that reconnects first would publish its queued results to nobody. With Mosquitto's
+        persistent sessions the order does not matter and tests simply call :meth:`start`.
+        """
+        counts = [r.subscriptions for r in recorders]
+        for client in held_clients:
+            client.loop_stop()
+        try:
+            self.start()
+            for recorder, count in zip(recorders, counts):
+                recorder.wait_resubscribed(count)
+        finally:
+            for client in held_clients:
+                client.loop_start()
+
     def tail_log(self, chars: int = 2000) -> str:
         text = ""
         for name in (self.log_path, self.workdir / f"{self.kind}.stdout"):
@@ -175,6 +196,7 @@ class Recorder:
         self.messages: List[Message] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
+        self.subscriptions = 0
         client_id = f"recorder-{uuid.uuid4().hex[:8]}"
         v5 = broker.protocol == "5"
         kwargs = {"protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311}
@@ -206,7 +228,16 @@ class Recorder:
             client.subscribe([(t, 1) for t in self.topics])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        with self._cond:
+            self.subscriptions += 1
+            self._cond.notify_all()
         self._subscribed.set()
+
+    def wait_resubscribed(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until the subscription count passes ``count`` (a reconnect resubscribed)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.subscriptions > count, timeout):
+                raise RuntimeError("recorder did not resubscribe")
 
     def _on_message(self, client, userdata, msg):
         with self._cond:

@@ -1,0 +1,112 @@
+"""The durable outbox: order, acknowledgement, bounds, sequence numbers, and surviving a killed process."""
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edge.outbox import Outbox, OutboxError, read_pending_ids
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fill(box: Outbox, n: int, start: int = 1):
+    for seq in range(start, start + n):
+        box.add(f"id{seq}", seq, "t/result", f'{{"seq": {seq}}}')
+
+
+def test_rows_come_out_in_order_and_leave_only_when_acked(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite")
+    _fill(box, 5)
+    rows = box.pending(limit=3)
+    assert [r.seq for r in rows] == [1, 2, 3]
+    assert [r.seq for r in box.pending(after=rows[-1].rowid)] == [4, 5]
+    assert box.ack([rows[0].rowid, rows[2].rowid]) == 2
+    assert [r.seq for r in box.pending()] == [2, 4, 5]
+    assert box.depth() == 3
+    assert box.ack([rows[0].rowid]) == 0  # acknowledging twice is harmless
+    assert box.depth() == 3
+
+
+def test_wal_mode_and_contents_survive_reopening(tmp_path):
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path)
+    _fill(box, 3)
+    box.ack([box.pending()[0].rowid])
+    box.close()
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    again = Outbox(path)
+    assert [r.result_id for r in again.pending()] == ["id2", "id3"]
+    assert again.last_seq == 3 and again.depth() == 2
+
+
+def test_sequence_number_survives_even_when_the_queue_is_empty(tmp_path):
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path)
+    _fill(box, 4)
+    box.ack(r.rowid for r in box.pending())
+    box.close()
+    assert Outbox(path).last_seq == 4
+
+
+def test_drop_oldest_keeps_the_newest_and_reports_it(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", max_results=10, on_full="drop_oldest")
+    _fill(box, 10)
+    queued = box.add("id11", 11, "t/result", "{}")
+    assert queued.stored and queued.dropped == 1 and queued.depth == 10
+    assert [r.seq for r in box.pending()] == list(range(2, 12))
+
+
+def test_drop_newest_refuses_new_results_but_keeps_counting_seq(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", max_results=10, on_full="drop_newest")
+    _fill(box, 10)
+    queued = box.add("id11", 11, "t/result", "{}")
+    assert not queued.stored and queued.dropped == 1
+    assert [r.seq for r in box.pending()] == list(range(1, 11))
+    assert box.last_seq == 11
+
+
+def test_rejected_results_are_kept_apart_and_not_resent(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite")
+    _fill(box, 2)
+    first = box.pending()[0]
+    box.reject(first.rowid, "not authorized")
+    assert [r.seq for r in box.pending()] == [2]
+    assert [r.seq for r in box.rejected()] == [1]
+    assert box.depth() == 1
+
+
+def test_duplicate_result_id_is_an_error(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite")
+    box.add("same", 1, "t", "{}")
+    with pytest.raises(OutboxError, match="same"):
+        box.add("same", 2, "t", "{}")
+    assert box.depth() == 1
+
+
+def test_unusable_path_is_an_outbox_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutboxError):
+        Outbox(blocker / "o.sqlite")
+
+
+def test_results_committed_before_sigkill_are_still_there(tmp_path):
+    """A writer killed without any cleanup (as by SIGKILL or a power cut) loses nothing it committed."""
+    path = tmp_path / "o.sqlite"
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from edge.outbox import Outbox
+        box = Outbox({str(path)!r})
+        for seq in range(1, 51):
+            box.add(f"id{{seq}}", seq, "t/result", "{{}}")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == -9
+    assert read_pending_ids(path) == [f"id{i}" for i in range(1, 51)]
+    assert Outbox(path).last_seq == 50
