@@ -53,7 +53,7 @@ class LogActuator(Actuator):
         log.info("REJECT part %s (%s)", decision.part_id or "-", decision.reason)
 
     def set_line(self, running: bool, reason: str) -> None:
-        log.warning("LINE %s (%s)", "RUN" if running else "STOP", reason)
+        log.log(logging.INFO if running else logging.WARNING, "LINE %s (%s)", "RUN" if running else "STOP", reason)
 
     def describe(self) -> str:
         return "log"

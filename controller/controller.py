@@ -198,9 +198,9 @@ class LineController:
         parsed = StationTopics.parse(topic)
         if parsed is None:
             return
-        _, _, station, leaf = parsed
-        if station == self.cfg.controller_id:
-            return
+        prefix, line, station, leaf = parsed
+        if (prefix, line) != (self.cfg.prefix, self.cfg.line) or station == self.cfg.controller_id:
+            return  # not this line's station (a broad subscription, or a misrouted message)
         if leaf == "result":
             self._on_result(Result.model_validate_json(payload))
         elif leaf == "status":

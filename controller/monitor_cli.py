@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username", help="broker user (a read-only dashboard user is enough)")
     parser.add_argument("--password-env", help="environment variable holding the password")
     parser.add_argument("--prefix", help="topic prefix (default inspector, or the config's)")
+    parser.add_argument("--protocol", choices=["5", "3.1.1"], help="MQTT version (default 5, or the config's)")
     parser.add_argument("--line", default="+", help="only this line (default: all lines)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between repaints (default 1)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds over which results/min is counted")
@@ -40,7 +41,7 @@ def _mqtt_config(args: argparse.Namespace):
         loaded = load_yaml(args.config) or {}
         data = dict(loaded.get("mqtt") or {}) if isinstance(loaded, dict) else {}
     for key, value in (("host", args.host), ("port", args.port), ("username", args.username),
-                       ("password_env", args.password_env), ("prefix", args.prefix)):
+                       ("password_env", args.password_env), ("prefix", args.prefix), ("protocol", args.protocol)):
         if value is not None:
             data[key] = value
     data.pop("client_id", None)  # never take over a station's or the controller's session

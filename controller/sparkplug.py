@@ -210,7 +210,9 @@ class SparkplugBridge:
         parsed = StationTopics.parse(topic)
         if parsed is None:
             return
-        _, _, station, leaf = parsed
+        prefix, line, station, leaf = parsed
+        if (prefix, line) != (self.prefix, self.line):
+            return
         with self._lock:
             if leaf == "state":
                 self._update_line(ControllerState.model_validate_json(payload))

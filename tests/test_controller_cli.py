@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from inspector.cli import main
-from tests.fixtures_controller import result_payload
+from tests.fixtures_controller import AMQTT_UNRELIABLE, require_mosquitto, result_payload
 from tests.fixtures_mqtt import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,7 @@ def test_triggers_without_stations_are_refused(tmp_path, capsys):
 
 def test_simulated_run_until_done(shared_broker: Broker, tmp_path, capsys):
     line = "cli-line"
+    require_mosquitto(shared_broker, AMQTT_UNRELIABLE)
     path = _write(tmp_path, {"line": line, "stations": ["cam1"], "result_deadline_s": 5,
                              "mqtt": {"host": shared_broker.host, "port": shared_broker.port,
                                       "protocol": shared_broker.protocol}})

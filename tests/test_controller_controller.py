@@ -2,6 +2,8 @@
 import json
 import uuid
 
+import pytest
+
 from tests.fixtures_controller import decisions, line_config, result_payload, running_controller
 
 
@@ -59,12 +61,14 @@ def test_duplicate_result_is_dropped(shared_broker, recorder_factory):
         watch.wait_for(lambda r: len(decisions(r)) == 2, 20, "decisions for C1 and C2")
         watch.wait_for(lambda r: controller.counts["duplicates"] == 1, 20, "the duplicate to be counted")
         state = controller.snapshot()
-    assert [d["part_id"] for d in decisions(watch)] == ["C1", "C2"]
+    assert sorted(d["part_id"] for d in decisions(watch)) == ["C1", "C2"]
     assert (state.parts, state.rejected, state.results, state.duplicates) == (2, 1, 2, 1)
 
 
-def test_results_published_while_the_controller_was_down_are_delivered(shared_broker, recorder_factory):
-    cfg = line_config(shared_broker)
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_results_published_while_the_controller_was_down_are_delivered(shared_broker, recorder_factory, protocol):
+    cfg = line_config(shared_broker, mqtt={"host": shared_broker.host, "port": shared_broker.port,
+                                           "protocol": protocol})
     with running_controller(cfg):
         pass  # first run: the broker now holds the controller's persistent session and subscriptions
     station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
@@ -126,14 +130,19 @@ def test_stop_policy_stops_the_line_until_every_station_is_online(shared_broker,
     cfg = line_config(shared_broker, line=cfg.line, stations=["cam1"], offline_policy="stop",
                       actuator=_plc_actuator(cfg.line))
     plc = recorder_factory([f"plc/{cfg.line}/line", f"inspector/{cfg.line}/controller/state"])
+
+    def actions(recorder):  # QoS 1 may deliver a command twice: collapse repeats
+        out = [m.json()["action"] for m in recorder.on("line")]
+        return [a for i, a in enumerate(out) if i == 0 or out[i - 1] != a]
+
     station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
     with running_controller(cfg) as controller:
         assert controller.state == "stopped"  # cam1 never reported: the line does not start
         refused = controller.trigger("F1")
         station.publish(f"inspector/{cfg.line}/cam1/status", "online", retain=True)
-        plc.wait_for(lambda r: [m.json()["action"] for m in r.on("line")] == ["stop", "run"], 20, "run command")
+        plc.wait_for(lambda r: actions(r) == ["stop", "run"], 20, "run command")
         station.publish(f"inspector/{cfg.line}/cam1/status", "offline", retain=True)
-        plc.wait_for(lambda r: [m.json()["action"] for m in r.on("line")] == ["stop", "run", "stop"], 20, "stop")
+        plc.wait_for(lambda r: actions(r) == ["stop", "run", "stop"], 20, "stop")
         plc.wait_for(lambda r: r.on("state") and r.on("state")[-1].json()["state"] == "stopped", 20, "state")
     assert (refused.action, refused.reason) == ("reject", "line_stopped")
     assert "cam1" in plc.on("state")[-1].json()["stop_reason"]

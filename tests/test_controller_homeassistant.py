@@ -4,6 +4,7 @@ import re
 
 from controller.homeassistant import SENSORS, HomeAssistantConfig, discovery_messages, node_id, removal_messages
 from inspector.messages import Result, StationTopics, Stats
+from tests.fixtures_controller import AMQTT_UNRELIABLE, require_mosquitto
 
 TOPICS = StationTopics("inspector", "line1", "cam-1.a")
 
@@ -56,6 +57,7 @@ def test_prefix_and_device_name_come_from_the_config_and_removal_empties_the_sam
 def test_discovery_messages_go_through_a_real_broker_retained(shared_broker):
     """What Home Assistant sees when it subscribes after the station published: every config, retained."""
     topics = StationTopics("inspector", "ha-line", "cam9")
+    require_mosquitto(shared_broker, AMQTT_UNRELIABLE)
     sender = shared_broker.subscriber([f"{topics.base}/none"])
     try:
         for topic, payload in discovery_messages(topics):

@@ -3,7 +3,8 @@ import argparse
 import json
 
 from controller.monitor import CLEAR, LineMonitor, render
-from tests.fixtures_controller import line_config, result_payload, running_controller, stats_payload
+from tests.fixtures_controller import (AMQTT_UNRELIABLE, line_config, require_mosquitto, result_payload,
+                                      running_controller, stats_payload)
 
 
 def test_rows_show_status_stats_live_rate_and_last_event():
@@ -48,6 +49,7 @@ def test_bad_payloads_are_counted_not_fatal():
 
 def test_monitor_once_shows_stations_and_the_controller_from_a_real_broker(shared_broker, capsys):
     from controller import monitor_cli
+    require_mosquitto(shared_broker, AMQTT_UNRELIABLE)
 
     cfg = line_config(shared_broker, stations=["cam1"])
     station = shared_broker.subscriber([f"inspector/{cfg.line}/none"])
@@ -61,7 +63,8 @@ def test_monitor_once_shows_stations_and_the_controller_from_a_real_broker(share
             parser = argparse.ArgumentParser()
             monitor_cli.add_arguments(parser)
             args = parser.parse_args(["--host", shared_broker.host, "--port", str(shared_broker.port),
-                                      "--line", cfg.line, "--once", "--wait", "1.0"])
+                                      "--protocol", shared_broker.protocol, "--line", cfg.line, "--once",
+                                      "--wait", "1.0"])
             assert monitor_cli.run(args) == 0
     finally:
         station.close()

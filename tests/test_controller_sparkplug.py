@@ -4,7 +4,8 @@ import uuid
 
 import pytest
 
-from tests.fixtures_controller import line_config, result_payload, stats_payload
+from tests.fixtures_controller import (AMQTT_UNRELIABLE, line_config, require_mosquitto, result_payload,
+                                      stats_payload)
 
 sp = pytest.importorskip("pysparkplug")
 
@@ -32,6 +33,7 @@ def _of(recorder, message_type, device=None):
 def bridge_env(shared_broker):
     from controller.sparkplug import SparkplugBridge
 
+    require_mosquitto(shared_broker, AMQTT_UNRELIABLE)
     cfg = line_config(shared_broker, sparkplug={"enabled": True, "group_id": f"g{uuid.uuid4().hex[:6]}"})
     group = cfg.sparkplug.group_id
     scada = shared_broker.subscriber([f"spBv1.0/{group}/#", f"inspector/{cfg.line}/+/cmd"])
