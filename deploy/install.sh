@@ -107,8 +107,11 @@ if [ "$WITH_SPARKPLUG" = 1 ]; then
   run "${pip[@]}" --no-deps "pysparkplug>=0.6.1,<0.7"
 fi
 
-say "configuration in $ETC"
+say "configuration in $ETC, models in /var/lib/inspector/models"
 run install -d -m 0755 "$ETC"
+# bundles the stations load (station.example.yaml: bundle, models_dir); the state directories next to it
+# are created by systemd (StateDirectory=)
+run install -d -m 0755 /var/lib/inspector /var/lib/inspector/models
 for example in line.example.yaml station.example.yaml; do
   if [ -f "$SRC/deploy/$example" ]; then run install -m 0644 "$SRC/deploy/$example" "$ETC/$example"; fi
 done

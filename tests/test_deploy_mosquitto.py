@@ -40,7 +40,7 @@ class ProductionBroker(Broker):
         self.tls_port = free_port()
         super().__init__(workdir, kind="mosquitto")
 
-    def _write_config(self) -> None:
+    def _write_config(self, *_extra_lines) -> None:  # replaces the test config of fixtures_mqtt.Broker
         work = self.workdir
         text = (DEPLOY / "mosquitto.conf").read_text()
         text = _replace(text, "password_file /etc/mosquitto/passwd", f"password_file {work}/passwd")
