@@ -5,6 +5,9 @@ restarts are queued by the broker and handled when it is back. Decisions come fr
 :class:`controller.tracker.PartTracker`; this module does the I/O around it: subscriptions, the actuator,
 the controller's own ``status`` / ``state`` / ``decision`` topics, the offline policy, and triggers (its
 own generator for tests and the demo, or part announcements forwarded from a PLC topic).
+
+Duplicate ids are remembered in memory only: after a crash, a result the broker redelivers because its
+acknowledgement was lost may be decided a second time (at worst a second reject command for that part).
 """
 from __future__ import annotations
 
