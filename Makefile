@@ -12,6 +12,8 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[edge,train,dev]'
+	# pysparkplug declares paho-mqtt<2 but its payload classes work with paho 2 (see docs/deployment.md).
+	$(BIN)/pip install --quiet --no-deps 'pysparkplug>=0.6.1,<0.7'
 	touch $@
 
 install: $(VENV)/.installed
