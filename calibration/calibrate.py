@@ -31,8 +31,8 @@ import numpy as np
 from pydantic import Field
 
 from calibration.commissioning import Commissioning, commission_image
-from calibration.convert import Conversion, LayerError, convert, export_for_conversion, layer_sensitivity, \
-    load_keras_model
+from calibration.convert import (Conversion, FallbackQuantizer, LayerError, convert, export_for_conversion,
+                                 load_keras_model)
 from calibration.evaluate import predict_bundle, predict_keras, score
 from calibration.guard import GuardError, ParityCheck, check_parity, failure_message
 from calibration.operating_point import IntervalMethod, OperatingPoint, Target, choose_threshold
@@ -324,10 +324,10 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
     if not want_fallback and first.parity.passed:
         result.chosen = first
     elif options.remedy != Remedy.NONE:
-        result.sensitivity = layer_sensitivity(fixed, dataset, options.io_dtype)
+        quantizer = FallbackQuantizer(fixed, dataset, options.io_dtype)
+        result.sensitivity = quantizer.sensitivity()
         nodes = [e.tensor for e in result.sensitivity[: options.fallback_layers]]
-        mixed = convert(fixed, Precision.INT8, dataset, options.io_dtype, float_nodes=nodes,
-                        float_op_types=options.fallback_ops)
+        mixed = quantizer.convert(nodes, options.fallback_ops)
         second = _candidate(mixed, run, val, float_val, options)
         result.candidates.append(second)
         if second.parity.passed:

@@ -9,7 +9,7 @@
 Selective float fallback (the opt-in remedy for layers that lose too much in INT8, typically MobileNetV3's
 hard-swish and squeeze-excite layers) keeps the named layers in float. The result is a *mixed* model, not
 full-integer: it runs on a CPU, but an integer-only accelerator will not take the float layers.
-:func:`layer_sensitivity` ranks the layers by quantization error with TFLite's QuantizationDebugger (RMSE
+:class:`FallbackQuantizer` ranks the layers by quantization error with TFLite's QuantizationDebugger (RMSE
 of each layer's quantized output against its float output, in units of the layer's quantization step).
 
 The converter is fed the model from ``training.model.export_model``: input (1, H, W, 3), so every shape
@@ -24,11 +24,9 @@ import csv
 import io
 import logging
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -164,26 +162,27 @@ def convert(
     """Convert a fixed-batch Keras model (see :func:`export_for_conversion`).
 
     ``float_nodes`` / ``float_op_types`` (INT8 only) keep those layers / TFLite op types in float: the
-    result is a mixed model (see the module docstring).
+    result is a mixed model (see the module docstring and :class:`FallbackQuantizer`).
     """
     precision = Precision(precision)
+    if float_nodes or float_op_types:
+        if precision != Precision.INT8:
+            raise ConversionError("float fallback only applies to INT8 conversion")
+        return FallbackQuantizer(fixed_model, representative, io_dtype).convert(float_nodes, float_op_types)
     start = time.perf_counter()
     tf, converter = _converter(fixed_model)
     if precision == Precision.INT8:
         if representative is None:
             raise ConversionError("INT8 conversion needs a representative sample")
-        if float_nodes or float_op_types:
-            model = _convert_mixed(tf, converter, representative, io_dtype, float_nodes, float_op_types)
-        else:
-            _configure_int8(tf, converter, representative, io_dtype, allow_float=False)
-            model = _run(converter)
-    else:
-        if float_nodes or float_op_types:
-            raise ConversionError("float fallback only applies to INT8 conversion")
-        if precision == Precision.FLOAT16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        model = _run(converter)
+        _configure_int8(tf, converter, representative, io_dtype, allow_float=False)
+    elif precision == Precision.FLOAT16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    return _conversion(_run(converter), precision, start)
+
+
+def _conversion(model: bytes, precision: Precision, start: float, float_nodes: Sequence[str] = (),
+                float_op_types: Sequence[str] = ()) -> Conversion:
     check_static(model)
     ops, float_ops = op_census(model)
     inp, out = tensor_specs(model)
@@ -199,47 +198,62 @@ def _run(converter) -> bytes:
             raise ConversionError(f"TFLite conversion failed: {exc}") from None
 
 
-def _debugger(tf, converter, representative: RepresentativeDataset, io_dtype: str):
-    _configure_int8(tf, converter, representative, io_dtype, allow_float=True)
-    with _tf_log_level():
-        return tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative)
+class FallbackQuantizer:
+    """One calibration of the model, from which layer errors are measured and mixed models are built.
 
+    Wraps TFLite's QuantizationDebugger: calibrating is the expensive part, so ranking the layers and
+    re-quantizing with some of them denylisted share it.
+    """
 
-def _convert_mixed(tf, converter, representative, io_dtype, float_nodes, float_op_types) -> bytes:
-    """Full quantization except the denylisted layers / op types, with the requested integer I/O."""
-    from tensorflow.lite.python import util as tflite_util
+    def __init__(self, fixed_model, representative: Optional[RepresentativeDataset], io_dtype: str = "uint8"):
+        if representative is None:
+            raise ConversionError("INT8 conversion needs a representative sample")
+        start = time.perf_counter()
+        self.tf, converter = _converter(fixed_model)
+        self.io_dtype = io_dtype
+        _configure_int8(self.tf, converter, representative, io_dtype, allow_float=True)
+        with _tf_log_level():
+            try:
+                self.debugger = self.tf.lite.experimental.QuantizationDebugger(
+                    converter=converter, debug_dataset=representative)
+            except Exception as exc:
+                raise ConversionError(f"INT8 calibration for float fallback failed: {exc}") from None
+        self.calibration_seconds = time.perf_counter() - start
 
-    debugger = _debugger(tf, converter, representative, io_dtype)
-    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=list(float_nodes) or None,
-        denylisted_ops=list(float_op_types) or None,
-        fully_quantize=False,
-    )
-    with _tf_log_level():
-        model = debugger.get_nondebug_quantized_model()
-        # The debugger quantizes I/O as int8; the converter's own helper sets the requested type.
-        dtype = getattr(tf, io_dtype)
-        return tflite_util.modify_model_io_type(model, dtype, dtype)
+    def sensitivity(self) -> List[LayerError]:
+        """Layers ranked by INT8 error (RMSE / scale of the layer output, largest first)."""
+        with _tf_log_level():
+            self.debugger.run()
+        buffer = io.StringIO()
+        self.debugger.layer_statistics_dump(buffer)
+        buffer.seek(0)
+        layers = []
+        for row in csv.DictReader(buffer):
+            scale = float(row["scale"])
+            mse = float(row["mean_squared_error"])
+            if not scale or not np.isfinite(mse):
+                continue
+            layers.append(LayerError(row["tensor_name"], row["op_name"], float(np.sqrt(mse) / scale), scale))
+        layers.sort(key=lambda e: e.rmse_over_scale, reverse=True)
+        return layers
 
+    def convert(self, float_nodes: Sequence[str] = (), float_op_types: Sequence[str] = ()) -> Conversion:
+        """Quantize everything except the denylisted layers / op types, with the requested integer I/O."""
+        from tensorflow.lite.python import util as tflite_util
 
-def layer_sensitivity(fixed_model, representative: RepresentativeDataset, io_dtype: str = "uint8") -> List[LayerError]:
-    """Layers ranked by INT8 quantization error (RMSE / scale, largest first) on the representative data."""
-    tf, converter = _converter(fixed_model)
-    debugger = _debugger(tf, converter, representative, io_dtype)
-    with _tf_log_level():
-        debugger.run()
-    buffer = io.StringIO()
-    debugger.layer_statistics_dump(buffer)
-    buffer.seek(0)
-    layers = []
-    for row in csv.DictReader(buffer):
-        scale = float(row["scale"])
-        mse = float(row["mean_squared_error"])
-        if not scale or not np.isfinite(mse):
-            continue
-        layers.append(LayerError(row["tensor_name"], row["op_name"], float(np.sqrt(mse) / scale), scale))
-    layers.sort(key=lambda e: e.rmse_over_scale, reverse=True)
-    return layers
+        start = time.perf_counter()
+        tf = self.tf
+        self.debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=list(float_nodes) or None,
+            denylisted_ops=list(float_op_types) or None,
+            fully_quantize=False,
+        )
+        with _tf_log_level():
+            model = self.debugger.get_nondebug_quantized_model()
+            # Float I/O with QUANTIZE/DEQUANTIZE at the ends; the converter's own helper makes them integer.
+            dtype = getattr(tf, self.io_dtype)
+            model = tflite_util.modify_model_io_type(model, dtype, dtype)
+        return _conversion(model, Precision.INT8, start - self.calibration_seconds, float_nodes, float_op_types)
 
 
 def _interpreter(model: bytes):
@@ -295,10 +309,3 @@ def tensor_specs(model: bytes) -> Tuple[TensorSpec, TensorSpec]:
     return specs[0], specs[1]
 
 
-def save_model(model: bytes, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        tmp.write(model)
-    os.replace(tmp.name, path)
-    return path

@@ -1,0 +1,123 @@
+"""The calibration pipeline on the shared trained run: a bundle the edge loads and that decides like the model."""
+import json
+
+import numpy as np
+import pytest
+
+from inspector.bundle import Bundle, Precision
+from inspector.dataset import SplitManifest
+from inspector.decision import defect_score
+from inspector.imageio import load_image
+from inspector.preprocess import PreprocessSpec, Preprocessor
+
+
+@pytest.fixture(scope="module")
+def val_set(trained_run):
+    split = SplitManifest.load(trained_run / "split.json")
+    run = json.loads((trained_run / "run.json").read_text())
+    pre = Preprocessor(PreprocessSpec.model_validate(run["preprocess"]))
+    images = np.stack([pre.prepare(load_image(p)) for p in split.paths("val")])
+    return images, split.labels("val"), run
+
+
+def test_int8_bundle_runs_in_edge_interpreter_with_uint8_input(int8_bundle, trained_run, val_set):
+    import keras
+
+    import training.model  # noqa: F401
+    from edge.interpreter import Classifier
+
+    bundle = Bundle.load(int8_bundle)
+    m = bundle.manifest
+    assert m.precision == Precision.INT8
+    assert m.input.dtype == "uint8" and m.output.dtype == "uint8" and m.input.shape == [1, 64, 64, 3]
+    clf = Classifier(bundle, threads=1)
+    assert clf.runner.input_dtype == np.uint8
+    assert (clf.runner.interpreter.get_input_details()[0]["quantization"]
+            == pytest.approx((m.input.scale, m.input.zero_point)))
+    images, labels, run = val_set
+    quant = clf.predict_batch(images)
+    float_probs = keras.models.load_model(trained_run / "model.keras").predict(images.astype(np.float32), verbose=0)
+    agreement = float((quant.argmax(1) == float_probs.argmax(1)).mean())
+    assert agreement >= 0.8, f"top-1 agreement {agreement:.2f}"
+    assert np.abs(quant - float_probs).max() < 0.1
+    assert m.metrics["val_top1_agreement"] == pytest.approx(agreement, abs=1e-4)
+    assert m.labels == run["labels"] and m.good_class == run["good_class"]
+    assert m.provenance.split_sha256 == run["split_sha256"]
+
+
+def test_full_integer_per_channel_and_static(calibrated):
+    from ai_edge_litert import interpreter as litert
+
+    conversion = calibrated.chosen.conversion
+    assert conversion.kind == "int8 (full integer)" and conversion.float_ops == {}
+    it = litert.Interpreter(model_content=conversion.model,
+                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = it.get_tensor_details()
+    conv_weights = [t for t in tensors if t["dtype"] == np.int8 and len(t["shape"]) == 4
+                    and len(t["quantization_parameters"]["scales"]) > 1]
+    assert conv_weights, "expected per-channel quantized convolution weights"
+    assert all((np.asarray(t["shape_signature"]) >= 0).all() for t in tensors)
+
+
+def test_threshold_meets_target_escape_rate_on_validation(int8_bundle, val_set):
+    from edge.interpreter import Classifier
+
+    bundle = Bundle.load(int8_bundle)
+    m = bundle.manifest
+    images, labels, _ = val_set
+    scores = defect_score(Classifier(bundle, threads=1).predict_batch(images), m.good_index)
+    is_defect = labels != m.good_index
+    escapes = int(((scores < m.decision.threshold) & is_defect).sum())
+    op = m.metrics["operating_point"]
+    assert op["target"] == "escape" and op["target_rate"] == 0.005
+    assert escapes / is_defect.sum() <= 0.005
+    assert op["escape"]["count"] == escapes and op["escape"]["total"] == int(is_defect.sum())
+    assert 0.0 <= op["escape"]["low"] <= op["escape"]["rate"] <= op["escape"]["high"] <= 1.0
+    false_rejects = int(((scores >= m.decision.threshold) & ~is_defect).sum())
+    assert op["false_reject"]["count"] == false_rejects
+
+
+def test_bundle_metrics_and_report(calibrated):
+    m = calibrated.bundle.manifest
+    for key in ("val_accuracy", "val_float_accuracy", "val_accuracy_drop_pp", "val_escape_rate",
+                "val_false_reject_rate", "test_accuracy", "test_float_accuracy", "test_escape_rate",
+                "test_false_reject_rate", "model_bytes_keras"):
+        assert key in m.metrics, key
+    assert m.metrics["representative"]["size"] == 32
+    assert m.metrics["conversion"]["bytes"] == m.model_bytes
+    assert set(m.metrics["validation"]["per_class"]) == set(m.labels)
+    page = calibrated.report_html.read_text()
+    for section in ("Accuracy guard", "Operating point", "Per class (validation)", "Per class (test)",
+                    "Representative sample", "report.png"):
+        assert section in page, section
+    png = calibrated.report_png.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_float16_bundle_and_camera_reference(trained_run, tmp_path, station_image):
+    from calibration.calibrate import CameraOptions, calibrate
+    from tests.fixtures_bundle import fixture_options
+
+    options = fixture_options(precision="float16", evaluate_test=False, review_margin=0.05,
+                              camera=CameraOptions(reference_image=str(station_image), auto_roi=True))
+    result = calibrate(trained_run, tmp_path / "f16.inspector", options)
+    m = Bundle.load(result.bundle_path).manifest
+    assert m.precision == Precision.FLOAT16 and m.input.dtype == "float32"
+    assert result.representative is None
+    # float16 weights: the TFLite float model decides as Keras does.
+    assert result.chosen.parity.agreement == 1.0 and result.chosen.parity.max_abs_score_diff < 1e-2
+    assert m.decision.review_low == pytest.approx(m.decision.threshold - 0.05)
+    assert m.camera is not None and m.camera.roi is not None and m.camera.focus > 0
+    assert m.preprocess.roi is None  # --crop-model-input not given
+
+
+@pytest.fixture
+def station_image(tmp_path):
+    from inspector.imageio import save_image
+    from inspector.synth import render
+
+    frame = np.full((120, 160, 3), 20, np.uint8)
+    frame[20:100, 40:120] = np.clip(render(np.random.default_rng(0), "good", (80, 80)).astype(int) + 50, 0, 240)
+    path = tmp_path / "reference.png"
+    save_image(path, frame)
+    return path

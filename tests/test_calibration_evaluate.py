@@ -1,0 +1,78 @@
+"""`inspector evaluate`: a bundle on a labelled folder, through the edge interpreter, same metrics as calibrate."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from calibration.evaluate import evaluate_bundle, format_metrics
+from inspector.bundle import Bundle
+from inspector.dataset import scan_folder
+from inspector.decision import defect_score
+from inspector.imageio import load_image
+from inspector.preprocess import Preprocessor
+
+
+def test_metrics_match_the_edge_classifier(int8_bundle, synth_root):
+    from edge.interpreter import Classifier
+
+    result = evaluate_bundle(int8_bundle, synth_root, threads=1)
+    bundle = Bundle.load(int8_bundle)
+    m = bundle.manifest
+    scan = scan_folder(synth_root)
+    assert result.metrics["samples"] == len(scan.samples)
+    pre = Preprocessor(m.preprocess)
+    clf = Classifier(bundle, threads=1)
+    probs = np.stack([clf.probabilities(pre.prepare(load_image(synth_root / s.path))) for s in scan.samples])
+    labels = np.array([m.labels.index(s.label) for s in scan.samples])
+    assert result.metrics["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
+    scores = defect_score(probs, m.good_index)
+    is_defect = labels != m.good_index
+    d = result.metrics["decision"]
+    assert d["threshold"] == m.decision.threshold
+    assert d["escape"]["count"] == int(((scores < m.decision.threshold) & is_defect).sum())
+    assert d["false_reject"]["count"] == int(((scores >= m.decision.threshold) & ~is_defect).sum())
+    good = result.metrics["per_class"][m.good_class]
+    assert good["passed"] + good["review"] + good["failed"] == good["support"]
+    text = format_metrics(result.metrics)
+    assert "escape" in text and "false reject" in text and m.good_class in text
+
+
+def test_split_file_reproduces_calibration_numbers(int8_bundle, trained_run, synth_root):
+    result = evaluate_bundle(int8_bundle, synth_root, split_file=trained_run / "split.json", split="val")
+    op = Bundle.load(int8_bundle).manifest.metrics["operating_point"]
+    d = result.metrics["decision"]
+    assert (d["escape"]["count"], d["escape"]["total"]) == (op["escape"]["count"], op["escape"]["total"])
+    assert (d["false_reject"]["count"], d["false_reject"]["total"]) == (op["false_reject"]["count"],
+                                                                        op["false_reject"]["total"])
+
+
+def test_unknown_class_and_corrupt_files(int8_bundle, synth_root, tmp_path):
+    data = tmp_path / "line"
+    for label in ("good", "crack"):
+        shutil.copytree(synth_root / label, data / label)
+    (data / "good" / "good_00000.png").write_bytes(b"")
+    result = evaluate_bundle(int8_bundle, data)
+    assert [s.path for s in result.skipped] == ["good/good_00000.png"]
+    assert result.metrics["samples"] == 47
+    (data / "dent").mkdir()
+    shutil.copy(synth_root / "crack" / "crack_00000.png", data / "dent" / "a.png")
+    with pytest.raises(ValueError, match="dent"):
+        evaluate_bundle(int8_bundle, data)
+
+
+def test_evaluate_command_writes_metrics_without_tensorflow(int8_bundle, synth_root, tmp_path):
+    out, report = tmp_path / "eval.json", tmp_path / "report"
+    code = ("import sys\nfrom inspector.cli import main\n"
+            f"rc = main(['evaluate', {str(int8_bundle)!r}, {str(synth_root)!r}, '--out', {str(out)!r}, "
+            f"'--report-dir', {str(report)!r}, '--threads', '1'])\n"
+            "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))], 'TF imported'\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "escape" in proc.stdout and "metrics:" in proc.stdout
+    saved = json.loads(out.read_text())
+    assert saved["metrics"]["samples"] == 120 and saved["split"] is None
+    assert (report / "report.png").stat().st_size > 10_000 and "Per class" in (report / "report.html").read_text()

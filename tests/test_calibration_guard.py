@@ -1,0 +1,65 @@
+"""Accuracy guard: parity numbers, the failure message, and a real run stopped by an impossible budget."""
+import numpy as np
+import pytest
+
+from calibration.guard import GuardError, check_parity, failure_message
+from inspector.decision import DecisionPolicy
+
+
+def _probs(top, n_classes=3, confidence=0.8):
+    out = np.full((len(top), n_classes), (1 - confidence) / (n_classes - 1))
+    out[np.arange(len(top)), top] = confidence
+    return out
+
+
+def test_parity_numbers():
+    labels = np.array([0, 0, 1, 2, 1, 0, 2, 2, 1, 0])
+    float_probs = _probs(labels)  # float model: all right
+    quant_top = labels.copy()
+    quant_top[[1, 4]] = [2, 0]  # converted model: a good part now looks defective, a defect now looks good
+    check = check_parity(float_probs, _probs(quant_top), labels, good_index=0, policy=DecisionPolicy(threshold=0.5),
+                         budget_pp=10.0, kind="int8")
+    assert check.float_accuracy == 1.0 and check.quant_accuracy == 0.8
+    assert check.drop_pp == pytest.approx(20.0) and not check.passed
+    assert check.agreement == 0.8
+    assert check.float_escape.count == 0 and check.quant_escape.count == 1 and check.quant_escape.total == 6
+    assert check.float_false_reject.count == 0 and check.quant_false_reject.count == 1
+    assert check.max_abs_score_diff == pytest.approx(0.7)  # defect score 0.2 -> 0.9
+    assert "drop +20.00 pp" in check.summary()
+    assert check_parity(float_probs, float_probs, labels, 0, DecisionPolicy(), budget_pp=0.0).passed
+
+
+def test_failure_message_lists_what_to_try():
+    labels = np.array([0, 1, 1, 0])
+    check = check_parity(_probs(labels, 2), _probs(1 - labels, 2), labels, 0, DecisionPolicy(), 1.0, "int8 (full integer)")
+    message = failure_message([check], representative_size=300, remedy_tried=False, fallback_layers=5)
+    assert message.startswith("accuracy guard failed")
+    assert "int8 (full integer): accuracy 0.00% vs float 100.00%" in message
+    for hint in ("--remedy float-fallback", "--representative-size 600", "--precision float16", "--accuracy-budget"):
+        assert hint in message, hint
+    again = failure_message([check], 300, remedy_tried=True, fallback_layers=5)
+    assert "--fallback-layers 10" in again and "--remedy float-fallback:" not in again
+
+
+def test_impossible_budget_stops_the_run_after_trying_the_remedy(trained_run, tmp_path):
+    from calibration.calibrate import calibrate
+    from tests.fixtures_bundle import fixture_options
+
+    out = tmp_path / "never.inspector"
+    with pytest.raises(GuardError) as info:
+        calibrate(trained_run, out, fixture_options(accuracy_budget=-100.0, remedy="auto", fallback_layers=3,
+                                                    evaluate_test=False))
+    message = str(info.value)
+    assert "accuracy guard failed" in message and "what to try" in message
+    assert "int8 (full integer)" in message and "int8 (mixed: float fallback)" in message
+    assert "report:" in message
+    assert not out.exists()
+    result = info.value.result
+    full, mixed = result.candidates
+    # The remedy was measured: the mixed model keeps the 3 worst layers float and was run in the edge interpreter.
+    assert len(mixed.conversion.float_nodes) == 3 and mixed.conversion.float_ops
+    assert mixed.bundle.manifest.input.dtype == "uint8"
+    assert mixed.val_probs.shape == full.val_probs.shape
+    assert result.sensitivity[0].rmse_over_scale >= result.sensitivity[-1].rmse_over_scale
+    page = result.report_html.read_text()
+    assert "Calibration stopped" in page and "Layers with the largest INT8 error" in page
