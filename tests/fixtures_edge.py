@@ -121,3 +121,58 @@ def mjpeg_server():
     server.start()
     yield server
     server.stop()
+
+
+def station_config(broker, workdir: Path, bundle: Path, source: dict, station: Optional[str] = None,
+                   overrides: Optional[dict] = None):
+    """A StationConfig for tests: fast reconnects and stats, everything under ``workdir``."""
+    import uuid
+
+    from edge.config import StationConfig
+    from inspector.config import set_dotted
+
+    data = {
+        "line": "edgetest",
+        "station": station or f"st-{uuid.uuid4().hex[:6]}",
+        "bundle": str(bundle),
+        "source": source,
+        "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "keepalive_s": 5,
+                 "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "stats_interval_s": 0.5},
+        "outbox": {"path": str(workdir / "outbox.sqlite"), "drain_timeout_s": 10},
+        "archive": {"path": str(workdir / "archive"), "snapshot_dir": str(workdir / "snapshots")},
+    }
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value)
+    return StationConfig.model_validate(data)
+
+
+class StationThread:
+    """A real :class:`edge.runtime.Station` running in a thread of the test process."""
+
+    def __init__(self, cfg):
+        from edge.runtime import Station
+
+        self.cfg = cfg
+        self.station = Station(cfg)
+        self.exit_code: Optional[int] = None
+        self._thread = threading.Thread(target=self._run, name=f"station-{cfg.station}", daemon=True)
+
+    def _run(self) -> None:
+        self.exit_code = self.station.run()
+
+    def start(self) -> "StationThread":
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float = 60.0) -> int:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "station did not stop"
+        return self.exit_code
+
+    def stop(self, timeout: float = 60.0) -> int:
+        self.station.request_stop("test finished")
+        return self.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()

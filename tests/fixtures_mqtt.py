@@ -58,7 +58,7 @@ class Broker:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, kind: Optional[str] = None):
+    def __init__(self, workdir: Path, kind: Optional[str] = None, mosquitto_extra: List[str] = ()):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         kind = kind or os.environ.get("INSPECTOR_TEST_BROKER") or None
@@ -69,11 +69,11 @@ class Broker:
         self.port = free_port()
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = self.workdir / f"{self.kind}.log"
-        self._write_config()
+        self._write_config(list(mosquitto_extra))
 
-    def _write_config(self) -> None:
+    def _write_config(self, extra: List[str]) -> None:
         if self.kind == "mosquitto":
-            lines = [
+            lines = extra + [
                 f"listener {self.port} 127.0.0.1",
                 "allow_anonymous true",
                 "persistence true",

@@ -162,6 +162,33 @@ def test_commands_reach_the_callback_and_retained_ones_are_flagged(shared_broker
         sender.close()
 
 
+def test_a_result_the_broker_refuses_is_set_aside_not_resent(tmp_path):
+    from tests.fixtures_mqtt import Broker
+
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite inspector/pubtest/ok/#\ntopic read inspector/pubtest/denied/#\n")
+    broker = Broker(tmp_path / "acl-broker", mosquitto_extra=[f"acl_file {acl}"])
+    if broker.kind != "mosquitto":
+        pytest.skip("needs Mosquitto's ACLs and MQTT 5 reason codes")
+    broker.start()
+    refused = []
+    topics = StationTopics("inspector", "pubtest", "ok")
+    box = Outbox(tmp_path / "o.sqlite")
+    pub = Publisher(MqttConfig(host=broker.host, port=broker.port), topics, "acl-test", box,
+                    on_command=lambda *a: None, on_rejected=lambda row, reason: refused.append((row.seq, reason)))
+    try:
+        pub.start()
+        for seq, topic in enumerate([topics.result, "inspector/pubtest/denied/result", topics.result], start=1):
+            box.add(uuid.uuid4().hex, seq, topic, "{}")
+        pub.notify()
+        _wait(lambda: box.depth() == 0)
+        assert refused == [(2, "broker refused the result: Not authorized")]
+        assert [r.seq for r in box.rejected()] == [2]
+    finally:
+        pub.stop()
+        broker.stop()
+
+
 def test_stats_are_retained(shared_broker, tmp_path):
     pub, box, topics = _publisher(shared_broker, tmp_path, "stats")
     pub.start()
