@@ -118,3 +118,31 @@ def test_missing_weights_file_fails_before_training(synth_root, tmp_path):
 
     with pytest.raises(WeightsError, match="not found"):
         train(small_config(synth_root, model={"weights": str(tmp_path / "missing.h5")}), tmp_path / "run")
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tests.fixtures_model import small_config
+from training.trainer import train
+config = small_config(sys.argv[1], runtime={"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]},
+                      optim={"epochs": 1, "steps_per_epoch": 2, "batch_size": 4})
+result = train(config, sys.argv[2])
+print("RESULT", json.dumps({"samples": result.metrics["test"]["samples"]}))
+"""
+
+
+def test_mirrored_strategy_over_two_devices(synth_root, tmp_path):
+    """The trainer does not assume one device: two logical CPUs, two replicas, batch 4 each."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(synth_root), str(tmp_path / "run")],
+                         cwd=repo, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "steps of 8 images (2 replica(s))" in out.stdout
+    assert (tmp_path / "run" / "run.json").is_file() and (tmp_path / "run" / "model.keras").is_file()

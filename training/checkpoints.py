@@ -9,6 +9,9 @@ Three files, each replaced atomically:
 
 The optimizer variables are restored by position after rebuilding the same model with the same
 trainable layers; a mismatch (different config) is an error, never a partial load.
+
+In a multi-worker cluster every worker resumes from the chief's folder (RUN_DIR on shared storage) but
+writes its own checkpoints to a private temporary folder, as tf.distribute requires.
 """
 from __future__ import annotations
 
@@ -28,35 +31,39 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpoints:
+    LAST, BEST, STATE, OPTIMIZER = "last.weights.h5", "best.weights.h5", "state.json", "optimizer.npz"
+
     def __init__(self, folder: Path, writable: bool = True):
+        self.shared = Path(folder)  # resume reads from here
         # Non-chief workers must still save (collectives) but into a private place that is then dropped.
-        self.folder = Path(folder) if writable else Path(tempfile.mkdtemp(prefix="inspector-worker-ckpt-"))
+        self.folder = self.shared if writable else Path(tempfile.mkdtemp(prefix="inspector-worker-ckpt-"))
         self._private = not writable
         self.folder.mkdir(parents=True, exist_ok=True)
 
     @property
     def last_weights(self) -> Path:
-        return self.folder / "last.weights.h5"
+        return self.folder / self.LAST
 
     @property
     def best_weights(self) -> Path:
-        return self.folder / "best.weights.h5"
+        return self.folder / self.BEST
 
     @property
     def state_file(self) -> Path:
-        return self.folder / "state.json"
+        return self.folder / self.STATE
 
     @property
     def optimizer_file(self) -> Path:
-        return self.folder / "optimizer.npz"
+        return self.folder / self.OPTIMIZER
 
     def load_state(self) -> Optional[dict]:
-        if not self.state_file.is_file():
+        path = self.shared / self.STATE
+        if not path.is_file():
             return None
         try:
-            return json.loads(self.state_file.read_text())
+            return json.loads(path.read_text())
         except ValueError as exc:
-            raise CheckpointError(f"{self.state_file}: unreadable checkpoint state ({exc})") from None
+            raise CheckpointError(f"{path}: unreadable checkpoint state ({exc})") from None
 
     def _save_weights(self, model: keras.Model, path: Path) -> None:
         tmp = path.with_name("tmp-" + path.name)
@@ -78,24 +85,26 @@ class Checkpoints:
         os.replace(tmp, self.state_file)
 
     def restore_weights(self, model: keras.Model, best: bool = False) -> None:
-        path = self.best_weights if best else self.last_weights
+        """Best weights of the current stage (this worker's own file) or the last epoch (to resume)."""
+        path = self.best_weights if best else self.shared / self.LAST
         if not path.is_file():
             raise CheckpointError(f"{path}: checkpoint missing, cannot resume")
         model.load_weights(str(path))
 
     def restore_optimizer(self, model: keras.Model) -> None:
         """Build the compiled model's optimizer and load the saved variables into it, by position."""
-        if not self.optimizer_file.is_file():
-            raise CheckpointError(f"{self.optimizer_file}: optimizer state missing, cannot resume")
+        path = self.shared / self.OPTIMIZER
+        if not path.is_file():
+            raise CheckpointError(f"{path}: optimizer state missing, cannot resume")
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        with np.load(self.optimizer_file) as data:
+        with np.load(path) as data:
             arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
         variables = optimizer.variables
         if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
             raise CheckpointError(
-                f"{self.optimizer_file}: optimizer state does not match this model ({len(arrays)} saved vs "
+                f"{path}: optimizer state does not match this model ({len(arrays)} saved vs "
                 f"{len(variables)} variables); was the config changed since the checkpoint?"
             )
         for variable, value in zip(variables, arrays):

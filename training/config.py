@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from pydantic import Field, model_validator
 
@@ -75,7 +75,7 @@ class Progress(str, Enum):
 class DataConfig(StrictModel):
     """Where the images come from and how they become model inputs (the same way as on the edge)."""
 
-    root: str = Field(description="Dataset folder root/<class>/<image>; with `split`, overrides its root if set")
+    root: str = Field(description="Dataset folder root/<class>/<image> (also where a reused split's files are read)")
     good_class: str = Field("good", description="Name of the good/pass class folder")
     split: Optional[str] = Field(None, description="Existing split manifest JSON to reuse; none = make one")
     split_seed: int = Field(0, description="Seed of a newly made split")
@@ -190,6 +190,9 @@ class RuntimeConfig(StrictModel):
     """Devices, precision and logging; none of these change what the model learns in principle."""
 
     strategy: Strategy = Field(Strategy.DEFAULT, description="default, mirrored (local GPUs) or multi_worker (TF_CONFIG)")
+    devices: Optional[List[str]] = Field(
+        None, description="mirrored: the local devices to use, e.g. ['/gpu:0', '/gpu:1']; none = all GPUs"
+    )
     mixed_precision: MixedPrecision = Field(MixedPrecision.OFF, description="off, float16 (GPU) or bfloat16 (CPU/TPU)")
     tensorboard: bool = Field(False, description="Write TensorBoard logs to RUN_DIR/tensorboard")
     progress: Progress = Field(Progress.AUTO, description="auto (bar on a terminal), bar, lines or quiet")

@@ -128,12 +128,12 @@ def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """Un-augmented float32 batches in manifest order (for predict)."""
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
     ds = ds.map(lambda x: tf.cast(x, tf.float32))
-    # Every worker predicts every image: evaluation sets are small and each worker needs all results.
-    return _distributable(ds, tf.data.experimental.AutoShardPolicy.OFF).prefetch(tf.data.AUTOTUNE)
+    return _distributable(ds).prefetch(tf.data.AUTOTUNE)
 
 
-def _distributable(ds: tf.data.Dataset, policy=tf.data.experimental.AutoShardPolicy.DATA) -> tf.data.Dataset:
-    """Training shards by element across workers: the arrays are in memory, there are no files."""
+def _distributable(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Split batches by element across workers (the arrays are in memory, there are no files to shard);
+    Keras' predict gathers the parts back in order."""
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = policy
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)

@@ -40,7 +40,7 @@ from training.config import Optimizer, Progress, Schedule, TrainConfig
 from training.data import ImageSet, eval_dataset, load_split_images, train_dataset
 from training.imbalance import ImbalancePlan, plan_imbalance
 from training.model import build_model, rebuild_float32, set_stage
-from training.runtime import is_chief, make_strategy, precision
+from training.runtime import is_chief, keras_multi_worker_fixes, make_strategy, precision
 
 MODEL_FILE = "model.keras"
 RUN_FILE = "run.json"
@@ -252,13 +252,14 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     ``callbacks`` are extra Keras callbacks for every stage, run after the epoch's checkpoint is written.
     """
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir, resume)
     chief = is_chief()
+    if chief:  # other workers find the chief's files in a shared RUN_DIR; only the chief checks it
+        _check_run_dir(run_dir, resume)
     echo = _echo_for(config, chief)
     keras.utils.set_random_seed(config.seed)
     if config.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config.runtime.strategy)
+    strategy = make_strategy(config.runtime.strategy, config.runtime.devices)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     manifest = _prepare_split(config, run_dir, resume)
@@ -327,7 +328,8 @@ def _run_stage(model, stage: Stage, index: int, config: TrainConfig, strategy, t
         if in_progress and state["epoch"] > 0:
             checkpoints.restore_optimizer(model)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    echo(f"stage {stage.name}: up to {stage.epochs} epochs x {steps} steps, peak lr {stage.learning_rate:g}, "
+    echo(f"stage {stage.name}: up to {stage.epochs} epochs x {steps} steps of {batch_size} images "
+         f"({strategy.num_replicas_in_sync} replica(s)), peak lr {stage.learning_rate:g}, "
          f"{trainable:,} trainable parameters")
     callbacks = [EpochMonitor(stage, index, val, good_index, config, checkpoints, state, batch_size, steps, echo)]
     if config.runtime.tensorboard:
@@ -336,8 +338,9 @@ def _run_stage(model, stage: Stage, index: int, config: TrainConfig, strategy, t
     started = time.time()
     first_epoch = state["epoch"]
     if first_epoch < stage.epochs and state["wait"] < config.early_stopping.patience:
-        model.fit(train_ds, epochs=stage.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  callbacks=callbacks, verbose=_fit_verbose(config), shuffle=False)
+        with keras_multi_worker_fixes(model, strategy, train_ds.element_spec):
+            model.fit(train_ds, epochs=stage.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                      callbacks=callbacks, verbose=_fit_verbose(config), shuffle=False)
     if config.early_stopping.restore_best and state["best_epoch"]:
         checkpoints.restore_weights(model, best=True)
     state["stage_done"] = True
