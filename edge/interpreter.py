@@ -165,6 +165,14 @@ class Classifier:
         if self.policy is None:
             self.policy = m.decision
 
+    def warm_up(self) -> Classification:
+        """Run one blank model input through the interpreter: proves the model runs before it is trusted.
+
+        A blank *model input* rather than a blank frame, because the frame size is the camera's, not known here.
+        """
+        spec = self.bundle.manifest.preprocess
+        return self.classify_prepared(np.full((spec.height, spec.width, 3), 128, np.uint8))
+
     def probabilities(self, prepared: np.ndarray) -> np.ndarray:
         return self.runner.run(prepared)
 

@@ -26,7 +26,6 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 from pydantic import ValidationError
 
 from edge.archive import Archive
@@ -71,8 +70,7 @@ def load_classifier(cfg: StationConfig, path: Path) -> Classifier:
     inf = cfg.inference
     clf = Classifier(bundle, backend=inf.backend, threads=inf.threads, delegates=inf.delegates,
                      policy=cfg.decision, delegate_options=inf.delegate_options or None)
-    spec = bundle.manifest.preprocess
-    clf.classify(np.full((spec.height, spec.width, 3), 128, np.uint8), order="rgb")
+    clf.warm_up()
     return clf
 
 
@@ -241,13 +239,17 @@ class Station:
                 if frame is not None:
                     self._inspect(frame, None)
             if self.slot.finished:
+                if self.capture.state == SourceState.FAILED:
+                    continue  # the capture thread failed (not ended): handled at the top of the loop
                 self._stop_reason = "source ended"
                 break
             now = time.monotonic()
             self.notifier.watchdog(now)
             self.capture.check_stall()
             if triggered and cfg.mode.interval_s and now >= next_tick and not self.paused:
-                next_tick = max(next_tick + cfg.mode.interval_s, now)
+                next_tick += cfg.mode.interval_s
+                if next_tick <= now:  # the loop was held up: skip missed ticks rather than burst
+                    next_tick = now + cfg.mode.interval_s
                 if not self.slot.arm(Trigger(None, "interval")):
                     self._event("trigger_missed", "interval trigger refused: too many pending triggers")
             if now >= next_stats:

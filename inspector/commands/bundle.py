@@ -26,13 +26,10 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "inspect":
         print(bundle.manifest_json() if args.json else bundle.summary())
         return 0
-    import numpy as np
-
     from edge.interpreter import Classifier
 
     clf = Classifier(bundle)
-    spec = bundle.manifest.preprocess
-    result = clf.classify(np.full((spec.height, spec.width, 3), 128, np.uint8), order="rgb")
+    result = clf.warm_up()
     print(bundle.summary())
     print(f"verified: checksum ok, loads in {clf.runner.backend.value}, "
           f"test frame -> {result.verdict.value} ({result.inference_ms:.1f} ms)")

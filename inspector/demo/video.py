@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -26,6 +26,11 @@ from inspector.preprocess import Roi
 from inspector.synth import render
 
 MOVE_IN, DWELL = 0.3, 0.4
+
+
+def part_id(number: int, prefix: str = "P") -> str:
+    """The id the line controller gives its n-th generated part (``P000001``)."""
+    return f"{prefix}{number:06d}"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,18 @@ def _belt(width: int, height: int, offset: int) -> np.ndarray:
     return belt
 
 
+def frame_with_part(part_bgr: np.ndarray, x: int, frame_size: Tuple[int, int]) -> np.ndarray:
+    """One camera frame: the belt, with the part's left edge at ``x`` (may be partly outside)."""
+    width, height = frame_size
+    ph, pw = part_bgr.shape[:2]
+    cy = (height - ph) // 2
+    frame = _belt(width, height, x)
+    x0, x1 = max(x, 0), min(x + pw, width)
+    if x1 > x0:
+        frame[cy : cy + ph, x0:x1] = part_bgr[:, x0 - x : x1 - x]
+    return frame
+
+
 def render_line_video(
     path: str | os.PathLike,
     labels: Sequence[str],
@@ -73,8 +90,13 @@ def render_line_video(
     slot_s: float = 1.0,
     frame_size: Tuple[int, int] = (320, 240),
     part_size: Tuple[int, int] = (128, 128),
+    images: Optional[Sequence[np.ndarray]] = None,
 ) -> LineVideo:
-    """Write an MJPG AVI with one part per slot; returns the slots (ground truth) and the ROI."""
+    """Write an MJPG AVI with one part per slot; returns the slots (ground truth) and the ROI.
+
+    Parts are synthetic renders of ``labels``, or, when ``images`` (RGB) are given, those images resized to
+    ``part_size`` with ``labels`` as their ground truth (held-out images of a user's own dataset).
+    """
     width, height = frame_size
     pw, ph = part_size
     cx, cy = (width - pw) // 2, (height - ph) // 2
@@ -88,9 +110,12 @@ def render_line_video(
     frame_index = 0
     try:
         for i, label in enumerate(labels):
-            part_bgr = render(rng, label, part_size)[:, :, ::-1]
+            if images is None:
+                part_bgr = render(rng, label, part_size)[:, :, ::-1]
+            else:
+                part_bgr = cv2.resize(images[i], part_size, interpolation=cv2.INTER_AREA)[:, :, ::-1]
             start = frame_index / fps
-            video.slots.append(PartSlot(f"P{i + 1:05d}", label, start, start + slot_s * (MOVE_IN + DWELL / 2),
+            video.slots.append(PartSlot(part_id(i + 1), label, start, start + slot_s * (MOVE_IN + DWELL / 2),
                                         start + frames_per_slot / fps))
             for k in range(frames_per_slot):
                 phase = k / frames_per_slot
@@ -100,11 +125,7 @@ def render_line_video(
                     x = cx
                 else:
                     x = int(round(cx + (width - cx) * (phase - MOVE_IN - DWELL) / (1 - MOVE_IN - DWELL)))
-                frame = _belt(width, height, x)
-                x0, x1 = max(x, 0), min(x + pw, width)
-                if x1 > x0:
-                    frame[cy : cy + ph, x0:x1] = part_bgr[:, x0 - x : x1 - x]
-                writer.write(frame)
+                writer.write(frame_with_part(part_bgr, x, frame_size))
                 frame_index += 1
     finally:
         writer.release()
