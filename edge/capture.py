@@ -21,7 +21,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from itertools import count
 from typing import Callable, Deque, List, Optional
 
 from edge.sources import BadFrame, EndOfSource, Frame, FrameSource, SourceConfigError, SourceError
@@ -37,8 +36,6 @@ class SourceState(str, Enum):
     FAILED = "failed"
 
 
-_trigger_ids = count(1)
-
 
 @dataclass
 class Trigger:
@@ -47,7 +44,6 @@ class Trigger:
     part_id: Optional[str] = None
     source: str = "command"  # command or interval
     at: float = field(default_factory=time.time)
-    id: int = field(default_factory=lambda: next(_trigger_ids))
     frame: Optional[Frame] = None
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import socket
-from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union
 

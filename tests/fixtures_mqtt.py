@@ -73,9 +73,8 @@ class Broker:
 
     def _write_config(self, extra: List[str]) -> None:
         if self.kind == "mosquitto":
-            lines = extra + [
-                f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
+            # Extra lines follow the listener, so TLS options apply to it and later settings win.
+            lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"] + extra + [
                 "persistence true",
                 f"persistence_location {self.workdir}/",
                 "autosave_interval 1",
@@ -260,8 +259,9 @@ class Recorder:
         while not predicate(self):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                recent = [m for m in self.messages if not m.topic.endswith("/stats")][-12:]
                 raise AssertionError(f"timed out waiting for {what or predicate}; last messages "
-                                     f"{self.messages[-10:]}")
+                                     f"(stats left out) {recent}")
             with self._cond:
                 self._cond.wait(min(remaining, 0.2))
 

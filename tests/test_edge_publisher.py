@@ -1,4 +1,6 @@
 """The MQTT side of a station against a real broker: drain order, acknowledgements, outages, status, commands."""
+import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -186,6 +188,57 @@ def test_a_result_the_broker_refuses_is_set_aside_not_resent(tmp_path):
         assert [r.seq for r in box.rejected()] == [2]
     finally:
         pub.stop()
+        broker.stop()
+
+
+def _certificates(folder):
+    """A CA and a server certificate for 127.0.0.1, made with the openssl command line."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+            "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+
+
+@pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("mosquitto_passwd")),
+                    reason="needs openssl and mosquitto_passwd")
+def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
+    from tests.fixtures_mqtt import Broker
+
+    _certificates(tmp_path)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "cam1", "right-pw"], check=True,
+                   capture_output=True)
+    broker = Broker(tmp_path / "tls-broker", mosquitto_extra=[
+        f"cafile {tmp_path / 'ca.crt'}", f"certfile {tmp_path / 'server.crt'}",
+        f"keyfile {tmp_path / 'server.key'}", "allow_anonymous false", f"password_file {tmp_path / 'passwd'}"])
+    if broker.kind != "mosquitto":
+        pytest.skip("needs Mosquitto")
+    broker.start()
+    topics = StationTopics("inspector", "pubtest", "tls")
+    try:
+        for password, delivered in (("wrong-pw", False), ("right-pw", True)):
+            monkeypatch.setenv("TEST_MQTT_PASSWORD", password)
+            cfg = MqttConfig(host="127.0.0.1", port=broker.port, username="cam1", password_env="TEST_MQTT_PASSWORD",
+                             tls={"ca_file": tmp_path / "ca.crt"}, reconnect_min_s=0.2, reconnect_max_s=0.5)
+            box = Outbox(tmp_path / f"{password}.sqlite")
+            pub = Publisher(cfg, topics, f"tls-{password}", box, on_command=lambda *a: None)
+            pub.start()
+            box.add(uuid.uuid4().hex, 1, topics.result, "{}")
+            pub.notify()
+            try:
+                if delivered:
+                    _wait(lambda: box.depth() == 0)  # acknowledged over TLS with the right password
+                else:
+                    time.sleep(1.5)
+                    assert box.depth() == 1 and not pub.connected
+            finally:
+                pub.stop()
+    finally:
         broker.stop()
 
 

@@ -155,7 +155,8 @@ def test_triggered_run_reports_the_right_part_ids(shared_broker, tmp_path, int8_
     cmd = f"inspector/edgetest/{cfg.station}/cmd"
     station = StationThread(cfg).start()
     try:
-        rec.wait_for(lambda r: r.events("started") and [m.text for m in r.on("status")] == ["online"])
+        rec.wait_for(lambda r: r.events("started") and "online" in [m.text for m in r.on("status")],
+                     what="station online")
         time.sleep(0.3)  # the station subscribes to its cmd topic right after connecting
         assert rec.results() == []  # nothing is inspected without a trigger
         parts = [f"P-{i:03d}" for i in range(1, 6)]
@@ -170,6 +171,22 @@ def test_triggered_run_reports_the_right_part_ids(shared_broker, tmp_path, int8_
     assert [r["part_id"] for r in results] == parts
     assert [r["frame"] for r in results] == [p.name for p in part_images[:5]]  # one image per trigger
     assert all(r["capture_ts"] >= t for r, t in zip(results, sent))  # the frame came after its trigger
+    rec.close()
+
+
+def test_interval_triggers_inspect_without_part_ids(shared_broker, tmp_path, int8_bundle, part_images):
+    cfg = station_config(shared_broker, tmp_path, int8_bundle,
+                         {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 50},
+                         overrides={"mode.type": "triggered", "mode.interval_s": 0.2})
+    rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/result"])
+    station = StationThread(cfg).start()
+    try:
+        rec.wait_for(lambda r: len(r.results()) >= 3, what="interval results")
+    finally:
+        assert station.stop() == ExitCode.OK
+    results = rec.results()
+    assert all(r["part_id"] is None for r in results)
+    assert [r["seq"] for r in results] == list(range(1, len(results) + 1))
     rec.close()
 
 
