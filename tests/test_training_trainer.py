@@ -62,6 +62,7 @@ def test_two_stage_from_local_weights_with_resume(synth_root, tmp_path):
         finetune={"head_epochs": 2, "head_learning_rate": HEAD_LR, "epochs": 1, "learning_rate": 1e-3,
                   "unfreeze_layers": UNFREEZE},
         early_stopping={"patience": 5},
+        runtime={"tensorboard": True},
     )
     run_dir = tmp_path / "run"
     with pytest.raises(Interrupt):
@@ -98,6 +99,7 @@ def test_two_stage_from_local_weights_with_resume(synth_root, tmp_path):
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["training"]["stages"] == ["head", "finetune"]
+    assert list((run_dir / "tensorboard" / "finetune").rglob("events.out.tfevents.*"))
     assert json.loads((run_dir / "run.json").read_text())["weights"] == str(weights_file)
 
 

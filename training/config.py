@@ -83,7 +83,10 @@ class DataConfig(StrictModel):
     interpolation: Interpolation = Field(Interpolation.AREA, description="Resize interpolation (edge uses the same)")
     grayscale: bool = Field(False, description="Collapse colour to luminance (monochrome lines)")
     roi: Optional[Roi] = Field(None, description="Crop applied before resizing, in source pixels")
-    cache: bool = Field(True, description="Keep the decoded, resized images in RUN_DIR/cache for --resume")
+    cache: bool = Field(
+        False, description="Also keep the decoded, resized images in RUN_DIR/cache (uint8 .npz) so --resume "
+                            "skips decoding; worth it for large datasets, costs W*H*3 bytes per image"
+    )
 
 
 class ModelConfig(StrictModel):

@@ -15,6 +15,7 @@ from typing import List, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from inspector.decision import defect_score
 from inspector.metrics import misclassified, roc_curve
@@ -49,6 +50,7 @@ def plot_curves(history: List[dict], path: Path) -> None:
                 ax.text(x[i] - 0.4, 0.98, history[i]["stage"], transform=ax.get_xaxis_transform(),
                         va="top", fontsize=8, color="grey")
     for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy / AUC")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)

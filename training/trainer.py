@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -131,12 +132,11 @@ class EpochMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, stage: Stage, stage_index: int, val: ImageSet, good_index: int, config: TrainConfig,
-                 checkpoints: Checkpoints, state: dict, batch_size: int, steps: int, echo: Callable[[str], None]):
+                 checkpoints: Checkpoints, state: dict, batch_size: int, echo: Callable[[str], None]):
         super().__init__()
         self.stage, self.stage_index, self.val, self.good_index = stage, stage_index, val, good_index
         self.es = config.early_stopping
-        self.checkpoints, self.state, self.batch_size, self.steps, self.echo = (
-            checkpoints, state, batch_size, steps, echo)
+        self.checkpoints, self.state, self.batch_size, self.echo = checkpoints, state, batch_size, echo
         self._started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -252,6 +252,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     ``callbacks`` are extra Keras callbacks for every stage, run after the epoch's checkpoint is written.
     """
     run_dir = Path(run_dir)
+    if config.runtime.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise RunError("--tensorboard needs the tensorboard package: pip install tensorboard")
     chief = is_chief()
     if chief:  # other workers find the chief's files in a shared RUN_DIR; only the chief checks it
         _check_run_dir(run_dir, resume)
@@ -331,7 +333,7 @@ def _run_stage(model, stage: Stage, index: int, config: TrainConfig, strategy, t
     echo(f"stage {stage.name}: up to {stage.epochs} epochs x {steps} steps of {batch_size} images "
          f"({strategy.num_replicas_in_sync} replica(s)), peak lr {stage.learning_rate:g}, "
          f"{trainable:,} trainable parameters")
-    callbacks = [EpochMonitor(stage, index, val, good_index, config, checkpoints, state, batch_size, steps, echo)]
+    callbacks = [EpochMonitor(stage, index, val, good_index, config, checkpoints, state, batch_size, echo)]
     if config.runtime.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard" / stage.name)))
     callbacks.extend(extra_callbacks)
@@ -365,7 +367,6 @@ def _finish(model: keras.Model, config: TrainConfig, manifest: SplitManifest, da
     probs = {name: predict_probs(model, data[name].images, batch_size) for name in ("val", "test")}
     evaluations = {name: classification_report(probs[name], data[name].labels, labels, good_class, threshold)
                    for name in ("val", "test")}
-    train_epochs = [h for h in history]
     metrics = {
         "labels": labels,
         "good_class": good_class,
@@ -373,9 +374,9 @@ def _finish(model: keras.Model, config: TrainConfig, manifest: SplitManifest, da
         **evaluations,
         "imbalance": plan.to_dict(),
         "training": {
-            "epochs": len(train_epochs),
-            "seconds_per_epoch": float(np.median([h["seconds"] for h in train_epochs])) if train_epochs else None,
-            "stages": sorted({h["stage"] for h in train_epochs}, key=[h["stage"] for h in train_epochs].index),
+            "epochs": len(history),
+            "seconds_per_epoch": float(np.median([h["seconds"] for h in history])) if history else None,
+            "stages": list(dict.fromkeys(h["stage"] for h in history)),
         },
     }
     model_path = run_dir / MODEL_FILE
