@@ -190,5 +190,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
                           (("training", run_dir / "report.html"), ("calibration", calibration.report_html))
                           if path and Path(path).exists()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "decisions.json").write_text(json.dumps(record.decisions, indent=1))
+    (out / "results.json").write_text(json.dumps(record.results, indent=1))
     write_report(out, summary, record, video)
     return summary
