@@ -10,6 +10,10 @@ CONNACK (and calls ``on_connect`` *before* doing so), so after a reconnect the d
 every message in flight at the disconnect has been acknowledged. Otherwise a new result could overtake
 an older one being resent.
 
+Events are kept in a bounded in-memory queue and handed to paho by the drain thread only while connected,
+so :meth:`Publisher.flush` can wait for them like for results (a station that fails at start-up still gets
+its ``error`` event out before it exits).
+
 Status: ``online`` (retained) on every connect, ``offline`` (retained) as the last will and on a clean
 stop. Retained messages on the command topic are ignored: a command must not run again at every reconnect.
 
@@ -23,8 +27,8 @@ import logging
 import ssl
 import threading
 import time
-from collections import OrderedDict
-from typing import Callable, Dict, Optional, Tuple
+from collections import OrderedDict, deque
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -37,7 +41,7 @@ log = logging.getLogger(__name__)
 
 RESULT_QOS = 1
 EVENT_QOS = 1
-MAX_QUEUED_EVENTS = 1000  # events kept in memory by paho while the broker is away
+MAX_QUEUED_EVENTS = 1000  # events kept in memory while the broker is away (the oldest go first)
 
 
 class Publisher:
@@ -64,8 +68,12 @@ class Publisher:
         self._connected = False
         self._reconnected = False
         self._refused: Dict[int, Tuple[str, float]] = {}
+        self._events: Deque[str] = deque(maxlen=MAX_QUEUED_EVENTS)
+        self._event_infos: List[mqtt.MQTTMessageInfo] = []  # sent, not yet acknowledged (drain thread)
+        self.events_dropped = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self.cmd_subscribed = threading.Event()  # the broker confirmed the command subscription
         self._drain_thread: Optional[threading.Thread] = None
         self.published = 0
         self.connects = 0
@@ -84,7 +92,7 @@ class Publisher:
         client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)
         # Results are bounded by our own window; the rest of paho's queue is for events while offline.
         client.max_inflight_messages_set(cfg.max_inflight + 10)
-        client.max_queued_messages_set(cfg.max_inflight + MAX_QUEUED_EVENTS)
+        client.max_queued_messages_set(cfg.max_inflight + MAX_QUEUED_EVENTS + 10)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password())
         if cfg.tls is not None:
@@ -100,6 +108,7 @@ class Publisher:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         return client
 
     def start(self) -> None:
@@ -131,10 +140,17 @@ class Publisher:
         if self._on_connection:
             self._on_connection(True, str(reason_code))
 
+    def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            log.error("the broker refused the command subscription %s: %s", self.topics.cmd, reason_codes)
+        else:
+            self.cmd_subscribed.set()
+
     def _handle_connect_fail(self, client, userdata) -> None:
         log.warning("cannot reach broker %s:%d, retrying", self.cfg.host, self.cfg.port)
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.cmd_subscribed.clear()
         with self._state:
             was = self._connected
             self._connected = False
@@ -157,10 +173,13 @@ class Publisher:
     # -- events and stats --------------------------------------------------------------------------------------
 
     def publish_event(self, event: Event) -> None:
-        """QoS 1; while the broker is away paho keeps up to MAX_QUEUED_EVENTS in memory."""
-        info = self.client.publish(self.topics.event, event.model_dump_json(), qos=EVENT_QOS)
-        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-            log.warning("event %s not queued: too many events while the broker is away", event.type)
+        """Queue an event (QoS 1); sent at once when connected, else when the broker is back."""
+        with self._state:
+            if len(self._events) == self._events.maxlen:
+                self.events_dropped += 1
+                log.warning("event queue full while the broker is away: oldest event dropped")
+            self._events.append(event.model_dump_json())
+        self._wake.set()
 
     def publish_stats(self, stats: Stats) -> None:
         """QoS 0, retained: a dashboard opening later sees the latest figures at once."""
@@ -188,7 +207,10 @@ class Publisher:
                     gate = bool(inflight)
             if gate and not inflight:
                 gate = False
-            if not connected or gate:
+            if not connected:
+                continue
+            self._send_events()
+            if gate:
                 continue
             room = self.cfg.max_inflight - len(inflight)
             if room <= 0:
@@ -210,6 +232,28 @@ class Publisher:
                 inflight[row.rowid] = (row, info)
                 cursor = row.rowid
                 self.published += 1
+
+    def _send_events(self) -> None:
+        """Hand queued events to paho (connected only, so every info reports its acknowledgement)."""
+        self._event_infos = [info for info in self._event_infos if not info.is_published()]
+        while True:
+            with self._state:
+                if not self._events:
+                    return
+                payload = self._events.popleft()
+            info = self.client.publish(self.topics.event, payload, qos=EVENT_QOS)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                    with self._state:
+                        self._events.appendleft(payload)
+                return  # NO_CONN: paho keeps it and sends it after the reconnect
+            self._event_infos.append(info)
+
+    def _pending_events(self) -> bool:
+        with self._state:
+            if self._events:
+                return True
+        return any(not info.is_published() for info in list(self._event_infos))
 
     def _harvest(self, inflight: "OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]") -> None:
         done = [rowid for rowid, (_, info) in inflight.items() if info.is_published()]
@@ -238,13 +282,15 @@ class Publisher:
     # -- shutdown ----------------------------------------------------------------------------------------------
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the outbox is empty (True) or ``timeout`` passes while results remain (False)."""
+        """Wait until every result is acknowledged (True) or ``timeout`` passes (False); queued events
+        are waited for within the same time."""
         deadline = time.monotonic() + timeout
         self._wake.set()
-        while self.outbox.depth() > 0:
+        while self.outbox.depth() > 0 or self._pending_events():
             if time.monotonic() >= deadline:
-                return False
+                return self.outbox.depth() == 0
             time.sleep(0.05)
+            self._wake.set()
         return True
 
     def stop(self, timeout: float = 3.0) -> None:

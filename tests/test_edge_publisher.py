@@ -131,8 +131,10 @@ def test_broker_outage_in_the_middle_of_a_drain_loses_nothing_and_keeps_order(mq
 
 def test_status_online_then_offline_retained_on_clean_stop(shared_broker, tmp_path):
     pub, box, topics = _publisher(shared_broker, tmp_path, "status")
+    live = shared_broker.subscriber([topics.status])
     pub.start()
-    _wait(lambda: pub.connected)
+    live.wait_for(lambda r: r.on("status"), what="online")  # now the broker holds it
+    live.close()
     late = shared_broker.subscriber([topics.status])
     late.wait_for(lambda r: [m.text for m in r.on("status")] == ["online"], what="retained online")
     assert late.on("status")[0].retain
@@ -150,8 +152,7 @@ def test_commands_reach_the_callback_and_retained_ones_are_flagged(shared_broker
     pub.start()
     sender = shared_broker.subscriber([topics.event])
     try:
-        _wait(lambda: pub.connected)
-        time.sleep(0.2)  # the subscription is sent right after the CONNACK
+        assert pub.cmd_subscribed.wait(20)
         sender.publish(topics.cmd, b'{"cmd": "pause"}')
         sender.publish(topics.cmd, b'{"cmd": "resume"}', retain=True)
         _wait(lambda: len(received) == 2)
@@ -249,10 +250,13 @@ def test_stats_are_retained(shared_broker, tmp_path):
         _wait(lambda: pub.connected)
         pub.publish_stats(Stats(ts=time.time(), uptime_s=1.0, fps=2.0, frames_captured=3, frames_inspected=3,
                                 frames_dropped=0, outbox_depth=0, camera_state="running", model_version="7"))
+        live = shared_broker.subscriber([topics.stats])
+        live.wait_for(lambda r: r.on("stats"), what="stats")  # now the broker surely holds it
         rec = shared_broker.subscriber([topics.stats])
         rec.wait_for(lambda r: r.on("stats"), what="retained stats")
         message = rec.on("stats")[0]
         assert message.retain and message.json()["model_version"] == "7"
         rec.close()
+        live.close()
     finally:
         pub.stop()

@@ -157,7 +157,7 @@ def test_triggered_run_reports_the_right_part_ids(shared_broker, tmp_path, int8_
     try:
         rec.wait_for(lambda r: r.events("started") and "online" in [m.text for m in r.on("status")],
                      what="station online")
-        time.sleep(0.3)  # the station subscribes to its cmd topic right after connecting
+        assert station.station.publisher.cmd_subscribed.wait(20)
         assert rec.results() == []  # nothing is inspected without a trigger
         parts = [f"P-{i:03d}" for i in range(1, 6)]
         sent = []
@@ -217,7 +217,7 @@ def test_reload_switches_to_a_good_bundle_and_keeps_the_old_one_on_a_corrupt_bun
 
     try:
         rec.wait_for(lambda r: newest_version(r) == "v1", what="v1 results")
-        time.sleep(0.3)
+        assert station.station.publisher.cmd_subscribed.wait(20)
         rec.publish(cmd, json.dumps({"cmd": "reload", "bundle": "v2.inspector", "request_id": "r1"}))
         rec.wait_for(lambda r: r.events("model_reloaded"), what="model_reloaded")
         rec.wait_for(lambda r: newest_version(r) == "v2", what="v2 results")
@@ -266,7 +266,7 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
     try:
         rec.wait_for(lambda r: len(r.results()) >= 2, what="first results")
         threshold = rec.results()[-1]["threshold"]
-        time.sleep(0.3)
+        assert station.station.publisher.cmd_subscribed.wait(20)
         for payload in bad:
             rec.publish(cmd, payload)
         rec.wait_for(lambda r: len(r.events("command_rejected")) == len(bad), what="every rejection")
