@@ -26,12 +26,16 @@ Example:
 """
 from __future__ import annotations
 
+import logging
+import queue
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+log = logging.getLogger(__name__)
 
 PENDING = 0
 REJECTED = 1
@@ -113,33 +117,45 @@ class Outbox:
 
     def add(self, result_id: str, seq: int, topic: str, payload: str) -> Enqueued:
         """Commit one result (and ``seq`` as the last sequence number) in a single transaction."""
+        return self.add_many([(result_id, seq, topic, payload)])
+
+    def add_many(self, items: Sequence[Tuple[str, int, str, str]]) -> Enqueued:
+        """Commit ``(result_id, seq, topic, payload)`` items in one transaction: one disk sync for all.
+
+        The bound applies as if they were added one by one: ``drop_oldest`` deletes the oldest queued
+        results to make room (of a batch larger than the bound, only its newest are kept),
+        ``drop_newest`` stores what fits and refuses the rest.
+        """
+        if not items:
+            return Enqueued(True, 0, self._depth)
+        last = max(seq for _, seq, _, _ in items)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                dropped = 0
-                if self._depth >= self.max_results:
-                    if self.on_full == "drop_newest":
-                        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?)", (seq,))
-                        self._db.execute("COMMIT")
-                        self._last_seq = max(self._last_seq, seq)
-                        return Enqueued(False, 1, self._depth)
-                    excess = self._depth - self.max_results + 1
-                    dropped = self._db.execute(
-                        "DELETE FROM results WHERE rowid IN "
-                        "(SELECT rowid FROM results WHERE state=0 ORDER BY rowid LIMIT ?)", (excess,)
-                    ).rowcount
-                self._db.execute(
+                deleted = 0
+                if self.on_full == "drop_newest":
+                    keep = list(items[: max(self.max_results - self._depth, 0)])
+                else:
+                    keep = list(items[-self.max_results:])
+                    excess = self._depth + len(keep) - self.max_results
+                    if excess > 0:
+                        deleted = self._db.execute(
+                            "DELETE FROM results WHERE rowid IN "
+                            "(SELECT rowid FROM results WHERE state=0 ORDER BY rowid LIMIT ?)", (excess,)
+                        ).rowcount
+                now = time.time()
+                self._db.executemany(
                     "INSERT INTO results(result_id, seq, topic, payload, created) VALUES (?, ?, ?, ?, ?)",
-                    (result_id, seq, topic, payload, time.time()),
+                    [(result_id, seq, topic, payload, now) for result_id, seq, topic, payload in keep],
                 )
-                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?)", (seq,))
+                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?)", (last,))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise OutboxError(f"{self.path}: cannot store result {result_id}: {exc}") from None
-            self._depth += 1 - dropped
-            self._last_seq = max(self._last_seq, seq)
-            return Enqueued(True, dropped, self._depth)
+                raise OutboxError(f"{self.path}: cannot store result {items[0][0]}: {exc}") from None
+            self._depth += len(keep) - deleted
+            self._last_seq = max(self._last_seq, last)
+            return Enqueued(len(keep) == len(items), deleted + len(items) - len(keep), self._depth)
 
     def pending(self, after: int = 0, limit: int = 100) -> List[Row]:
         """Queued results with ``rowid > after``, oldest first."""
@@ -197,6 +213,78 @@ class Outbox:
             except sqlite3.Error:
                 pass
             self._db.close()
+
+
+class OutboxWriter:
+    """Commits results on its own thread, all those queued since the last commit in one transaction.
+
+    With ``synchronous=full`` a commit waits for the disk (milliseconds, more on an SD card), and the
+    drain thread's acknowledgements hold the same lock; in the inspection loop both waits came out of
+    every frame. The loop now only queues a result here (:meth:`submit`); this thread commits (group
+    commit: one sync for everything queued meanwhile) and then calls ``on_committed``, which wakes the
+    publisher. A result is still on disk before it is published; what a power cut can lose grows from
+    the frame being inspected to the few results of the commit in progress.
+    """
+
+    def __init__(self, outbox: Outbox, on_committed: Callable[[Enqueued], None], max_batch: int = 256,
+                 max_queued: int = 1000):
+        self.outbox = outbox
+        self._on_committed = on_committed
+        self._max_batch = max_batch
+        # Bounded: a stalled disk slows the inspection loop down instead of filling memory.
+        self._queue: "queue.Queue[Optional[Tuple[str, int, str, str]]]" = queue.Queue(maxsize=max_queued)
+        self.error: Optional[OutboxError] = None
+        self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, result_id: str, seq: int, topic: str, payload: str) -> None:
+        """Queue one result for the next commit; raises the writer's :class:`OutboxError` once it failed."""
+        item = (result_id, seq, topic, payload)
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+            try:
+                enqueued = self.outbox.add_many(batch)
+            except OutboxError as exc:
+                self.error = exc
+                return
+            try:
+                self._on_committed(enqueued)
+            except Exception:  # a failing callback must not stop the commits
+                log.exception("outbox writer callback failed")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the thread."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
 
 
 def read_pending_ids(path: str | Path) -> List[str]:

@@ -6,6 +6,8 @@ Threads and who owns what:
   outbox, applies commands between inferences (so the model is never swapped mid-inference), publishes
   stats, and on SIGTERM/SIGINT finishes the inference in flight and shuts down in order;
 * capture thread (:mod:`edge.capture`) - reads the source, keeps the latest frame, reconnects;
+* the outbox writer thread (:class:`edge.outbox.OutboxWriter`): commits results to disk in groups, so
+  the loop never waits for a disk sync;
 * paho network thread and the outbox drain thread (:mod:`edge.publisher`);
 * archive writer thread (:mod:`edge.archive`);
 * a short-lived loader thread per ``reload`` command, so a new model is loaded and self-tested while the
@@ -35,7 +37,7 @@ from edge.commands import (CommandError, PauseCommand, ReloadCommand, ResumeComm
 from edge.config import StationConfig
 from edge.health import CameraHealth
 from edge.interpreter import BackendError, Classifier
-from edge.outbox import Outbox, OutboxError, Row
+from edge.outbox import Enqueued, Outbox, OutboxError, OutboxWriter, Row
 from edge.publisher import Publisher
 from edge.sources import Frame, SourceConfigError, create_source
 from edge.stats import StationStats
@@ -101,6 +103,8 @@ class Station:
         self.classifier: Optional[Classifier] = None
         self.bundle_path = Path(cfg.bundle)
         self.outbox: Optional[Outbox] = None
+        self.writer: Optional[OutboxWriter] = None  # commits results off the inspection loop
+        self._seq = 0  # sequence number of the newest result
         self.publisher: Optional[Publisher] = None
         self.capture: Optional[Capture] = None
         self.archive: Optional[Archive] = None
@@ -164,6 +168,8 @@ class Station:
         except ConfigError as exc:
             raise StationError(ExitCode.CONFIG, str(exc)) from None
         self.publisher.start()
+        self._seq = self.outbox.last_seq
+        self.writer = OutboxWriter(self.outbox, self._on_committed)
         self.archive = Archive(cfg.archive, cfg.station)
         self._setup_health()
         self.capture = Capture(source, cfg.source, self.slot, self._on_camera_state, self._on_bad_frame)
@@ -197,6 +203,8 @@ class Station:
                             part_id=trigger.part_id)
         if self.archive is not None:
             self.archive.close()
+        if self.writer is not None:
+            self.writer.close()
         delivered = self.outbox is None or self.outbox.depth() == 0
         if self.publisher is not None:
             self._publish_stats()
@@ -264,7 +272,8 @@ class Station:
             self.stats.record_error()
             self._event("error", f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
             return
-        seq = self.outbox.last_seq + 1
+        self._seq += 1
+        seq = self._seq
         result_id = uuid.uuid4().hex
         verdict = c.verdict.value
         image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
@@ -277,9 +286,7 @@ class Station:
             inference_ms=round(c.inference_ms, 3), preprocess_ms=round(c.preprocess_ms, 3),
             image=str(image) if image else None, frame=frame.ref,
         )
-        queued = self.outbox.add(result_id, seq, self.topics.result, result.to_json())
-        self.publisher.notify()
-        self._check_outbox(queued.dropped)
+        self.writer.submit(result_id, seq, self.topics.result, result.to_json())
         if image is not None:
             self.archive.submit(image, frame, result.model_dump(mode="json", by_alias=True))
         self.stats.record(verdict, c.inference_ms)
@@ -292,6 +299,11 @@ class Station:
                 else:
                     self._event("camera_check", "; ".join(report.problems), problems=report.problems,
                                 metrics=report.metrics.to_dict())
+
+    def _on_committed(self, queued: Enqueued) -> None:
+        """Outbox writer thread: results are on disk, the publisher may send them."""
+        self.publisher.notify()
+        self._check_outbox(queued.dropped)
 
     def _check_outbox(self, dropped: int) -> None:
         if dropped and not self._outbox_full:
