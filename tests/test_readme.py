@@ -1,0 +1,48 @@
+"""The README's commands cannot rot: each `inspector ...` line parses with the real parser, the cheap ones run."""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from inspector.cli import build_parser, main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands():
+    text = README.read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    commands = []
+    for block in blocks:
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("inspector "):
+                commands.append(line)
+    return commands
+
+
+def test_readme_has_the_two_setup_commands():
+    text = README.read_text()
+    assert "make demo" in text and "make test" in text
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_parses(command):
+    parser = build_parser()
+    try:
+        parser.parse_args(shlex.split(command)[1:])
+    except SystemExit as exc:  # argparse reports the bad option on stderr and exits 2
+        pytest.fail(f"README command does not parse: {command} (exit {exc.code})")
+
+
+def test_readme_dataset_command_runs(tmp_path, capsys):
+    """The first step of 'training on your own folders', on a small synthetic folder named like the README's."""
+    data = tmp_path / "data"
+    assert main(["synth", str(data), "--per-class", "4", "--size", "32"]) == 0
+    (data / "good").rename(data / "ok")
+    command = next(c for c in readme_commands() if c.startswith("inspector dataset"))
+    argv = [a.replace("runs/split.json", str(tmp_path / "split.json")) if a != "data" else str(data)
+            for a in shlex.split(command)[1:]]
+    assert main(argv) == 0
+    assert (tmp_path / "split.json").exists()
