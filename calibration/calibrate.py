@@ -231,7 +231,7 @@ def _candidate(conversion: Conversion, run: RunInfo, val: LabeledImages, float_v
                           options.review_margin, options.interval)
     parity = check_parity(float_val, probs, val.labels, good, op.policy(), options.accuracy_budget,
                           conversion.kind, options.interval)
-    log.info("%s", parity.summary())
+    log.debug("%s", parity.summary())
     return Candidate(conversion, bundle, probs, op, parity)
 
 
@@ -330,8 +330,10 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
         mixed = quantizer.convert(nodes, options.fallback_ops)
         second = _candidate(mixed, run, val, float_val, options)
         result.candidates.append(second)
-        if second.parity.passed:
-            result.chosen = second
+        # The mixed model when it passes; full integer if only that passes (the fallback made it worse).
+        result.chosen = next((c for c in (second, first) if c.parity.passed), None)
+        if result.chosen is first:
+            log.warning("float fallback failed the accuracy guard while full integer passed; deploying full integer")
 
     if options.evaluate_test and run.split.splits["test"]:
         result.test = load_labeled(run.split.splits["test"], root, preprocessor, run.labels)

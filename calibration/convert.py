@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -138,15 +139,18 @@ def _configure_int8(tf, converter, representative: RepresentativeDataset, io_dty
 
 
 @contextlib.contextmanager
-def _tf_log_level(level: int = 40):
-    """Quieten TF's Python logger during conversion (it prints every captured resource tensor)."""
+def _quiet_conversion():
+    """Silence what the converter prints on success: Keras' export listing of every captured tensor
+    (stdout), TF's Python logger and the converter's UserWarnings. Errors still raise."""
     import tensorflow as tf
 
     logger = tf.get_logger()
     old = logger.level
-    logger.setLevel(level)
+    logger.setLevel(40)
     try:
-        yield
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore", UserWarning)
+            yield
     finally:
         logger.setLevel(old)
 
@@ -191,7 +195,7 @@ def _conversion(model: bytes, precision: Precision, start: float, float_nodes: S
 
 
 def _run(converter) -> bytes:
-    with _tf_log_level():
+    with _quiet_conversion():
         try:
             return converter.convert()
         except Exception as exc:  # the converter raises ConverterError and several others
@@ -212,7 +216,7 @@ class FallbackQuantizer:
         self.tf, converter = _converter(fixed_model)
         self.io_dtype = io_dtype
         _configure_int8(self.tf, converter, representative, io_dtype, allow_float=True)
-        with _tf_log_level():
+        with _quiet_conversion():
             try:
                 self.debugger = self.tf.lite.experimental.QuantizationDebugger(
                     converter=converter, debug_dataset=representative)
@@ -222,7 +226,7 @@ class FallbackQuantizer:
 
     def sensitivity(self) -> List[LayerError]:
         """Layers ranked by INT8 error (RMSE / scale of the layer output, largest first)."""
-        with _tf_log_level():
+        with _quiet_conversion():
             self.debugger.run()
         buffer = io.StringIO()
         self.debugger.layer_statistics_dump(buffer)
@@ -243,12 +247,12 @@ class FallbackQuantizer:
 
         start = time.perf_counter()
         tf = self.tf
-        self.debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=list(float_nodes) or None,
-            denylisted_ops=list(float_op_types) or None,
-            fully_quantize=False,
-        )
-        with _tf_log_level():
+        with _quiet_conversion():
+            self.debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_nodes=list(float_nodes) or None,
+                denylisted_ops=list(float_op_types) or None,
+                fully_quantize=False,
+            )
             model = self.debugger.get_nondebug_quantized_model()
             # Float I/O with QUANTIZE/DEQUANTIZE at the ends; the converter's own helper makes them integer.
             dtype = getattr(tf, self.io_dtype)
