@@ -21,5 +21,5 @@ def test_trained_run_contract(trained_run):
     assert model.output_shape == (None, 5)
     probs = model.predict(np.zeros((2, 64, 64, 3), np.float32), verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    for name in ("split.json", "config.json", "metrics.json", "history.json", "report.html"):
+    for name in ("split.json", "config.json", "metrics.json", "predictions.json", "history.json", "report.html"):
         assert (trained_run / name).is_file(), name

@@ -10,7 +10,8 @@ run from its last finished epoch with the same optimizer state.
 RUN_DIR contract (calibration reads it): ``model.keras`` (best model, float32, plain
 ``keras.models.load_model`` once ``training.model`` is imported), ``run.json`` (labels, good class,
 preprocessing, provenance; written last, so its presence means the run is complete), ``split.json``,
-``config.json``, ``metrics.json``, ``history.json``, ``report.html`` + PNGs and ``checkpoints/``.
+``config.json``, ``metrics.json``, ``predictions.json`` (val/test probabilities the metrics come from),
+``history.json``, ``report.html`` + PNGs and ``checkpoints/``.
 
 Example:
     >>> from training.config import TrainConfig, DataConfig
@@ -49,6 +50,7 @@ SPLIT_FILE = "split.json"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.json"
 
 
 class RunError(ValueError):
@@ -80,7 +82,10 @@ def plan_stages(config: TrainConfig) -> List[Stage]:
     ft = config.finetune
     stages = [Stage("head", ft.head_epochs, ft.head_learning_rate),
               Stage("finetune", ft.epochs, ft.learning_rate)]
-    return [s for s in stages if s.epochs > 0]
+    stages = [s for s in stages if s.epochs > 0]
+    if not stages:
+        raise RunError("finetune.head_epochs and finetune.epochs are both 0: nothing to train")
+    return stages
 
 
 def make_optimizer(config: TrainConfig, peak: float, total_steps: int, warmup_steps: int):
@@ -258,7 +263,6 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     if chief:  # other workers find the chief's files in a shared RUN_DIR; only the chief checks it
         _check_run_dir(run_dir, resume)
     echo = _echo_for(config, chief)
-    keras.utils.set_random_seed(config.seed)
     if config.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.runtime.strategy, config.runtime.devices)
@@ -285,11 +289,14 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     replicas = strategy.num_replicas_in_sync
     global_batch = config.optim.batch_size * replicas
     steps = config.optim.steps_per_epoch or max(1, math.ceil(len(data["train"]) / global_batch))
-    train_ds = train_dataset(data["train"], len(labels), global_batch, config.augment, config.seed,
-                             class_weights=plan.class_weights, sampling_weights=plan.sampling_weights)
+    stages = plan_stages(config)
     checkpoints = Checkpoints(run_dir / "checkpoints", writable=chief)
     state = checkpoints.load_state() if resume else None
-    stages = plan_stages(config)
+    # A resumed run continues with a fresh shuffling/augmentation stream, not a replay of epoch 1's.
+    data_seed = config.seed + (len(state["history"]) if state else 0)
+    keras.utils.set_random_seed(data_seed)  # Python, numpy and TensorFlow: weights init, augmentation
+    train_ds = train_dataset(data["train"], len(labels), global_batch, config.augment, data_seed,
+                             class_weights=plan.class_weights, sampling_weights=plan.sampling_weights)
     with precision(config.runtime.mixed_precision):
         with strategy.scope():
             model = build_model(config.model, len(labels), init_weights=state is None)
@@ -384,6 +391,9 @@ def _finish(model: keras.Model, config: TrainConfig, manifest: SplitManifest, da
         model.save(model_path)
         _write_json(run_dir / HISTORY_FILE, history)
         _write_json(run_dir / METRICS_FILE, metrics)
+        _write_json(run_dir / PREDICTIONS_FILE, {
+            name: {"paths": data[name].paths, "labels": data[name].labels.tolist(),
+                   "probabilities": np.round(probs[name], 7).tolist()} for name in ("val", "test")})
         write_report(run_dir, config, metrics, history, data["test"], probs["test"])
         width, height = config.model.input_size
         run = {
