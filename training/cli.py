@@ -8,13 +8,14 @@ Every recipe setting is a config field: give a YAML file with --config, change s
 
 Examples:
   inspector train ../shared/datasets/magnetic_tile --good-class free --out runs/tile \\
-      --weights none --input-size 160 --epochs 40
+      --weights none --input-size 160 --epochs 60 --imbalance oversample --set imbalance.good_fraction=0.5
   inspector train data --out runs/r1 --weights ~/mobilenet_v3_small_no_top.h5 --unfreeze-layers 40
   inspector train --out runs/tile --resume
 """
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -58,12 +59,13 @@ _SHORTCUTS = [
     ("--progress", "runtime.progress", dict(choices=["auto", "bar", "lines", "quiet"])),
 ]
 
+# (flag, {dotted config key: value that turns it off}, help)
 _AUGMENT_OFF = [
-    ("--no-augment", "augment.enabled", "no augmentation at all"),
-    ("--no-flip", ("augment.hflip", "augment.vflip"), "no random flips"),
-    ("--no-rotate", "augment.rotation_degrees", "no random rotation"),
-    ("--no-shift", "augment.shift", "no random shift"),
-    ("--no-color", ("augment.brightness", "augment.contrast"), "no brightness/contrast change"),
+    ("--no-augment", {"augment.enabled": False}, "no augmentation at all"),
+    ("--no-flip", {"augment.hflip": False, "augment.vflip": False}, "no random flips"),
+    ("--no-rotate", {"augment.rotation_degrees": 0}, "no random rotation"),
+    ("--no-shift", {"augment.shift": 0}, "no random shift"),
+    ("--no-color", {"augment.brightness": 0, "augment.contrast": 0}, "no brightness/contrast change"),
 ]
 
 
@@ -101,10 +103,10 @@ def build_config(args: argparse.Namespace):
         value = getattr(args, _dest(flag))
         if value is not None:
             set_dotted(data, key, value)
-    for flag, keys, _ in _AUGMENT_OFF:
+    for flag, settings, _ in _AUGMENT_OFF:
         if getattr(args, _dest(flag)):
-            for key in (keys if isinstance(keys, tuple) else (keys,)):
-                set_dotted(data, key, False if key in ("augment.enabled", "augment.hflip", "augment.vflip") else 0)
+            for key, value in settings.items():
+                set_dotted(data, key, value)
     if args.blur is not None:
         set_dotted(data, "augment.blur_probability", args.blur)
     if args.noise is not None:
@@ -122,6 +124,8 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    # TensorFlow's C++ info/warning lines drown the progress output; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from training.trainer import load_run_config, train
 
     if args.resume:
