@@ -3,6 +3,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,34 @@ def test_results_committed_before_sigkill_are_still_there(tmp_path):
     assert proc.returncode == -9
     assert read_pending_ids(path) == [f"id{i}" for i in range(1, 51)]
     assert Outbox(path).last_seq == 50
+
+
+def test_writer_commits_in_order_and_reports_each_commit(tmp_path):
+    from edge.outbox import OutboxWriter
+
+    box = Outbox(tmp_path / "o.sqlite", max_results=50)
+    commits = []
+    writer = OutboxWriter(box, commits.append)
+    for seq in range(1, 201):
+        writer.submit(f"id{seq}", seq, "t/result", "{}")
+    writer.close()
+    assert [r.seq for r in box.pending(limit=100)] == list(range(151, 201))  # bound applied in order
+    assert sum(c.dropped for c in commits) == 150 and box.last_seq == 200
+    assert 1 <= len(commits) <= 200
+
+
+def test_writer_failure_reaches_the_inspection_loop(tmp_path):
+    from edge.outbox import OutboxWriter
+
+    box = Outbox(tmp_path / "o.sqlite")
+    writer = OutboxWriter(box, lambda queued: None)
+    writer.submit("same", 1, "t", "{}")
+    writer.submit("same", 2, "t", "{}")  # a duplicate id makes the commit fail
+    deadline = time.monotonic() + 30
+    with pytest.raises(OutboxError):
+        seq = 3
+        while time.monotonic() < deadline:  # the next submit after the failed commit raises
+            writer.submit(f"id{seq}", seq, "t", "{}")
+            seq += 1
+            time.sleep(0.01)
+    writer.close()
