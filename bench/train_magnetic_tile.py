@@ -32,13 +32,14 @@ AIM_ROC_AUC = 0.97
 # weights and the model predicts one class for most of the run.
 RECIPE = {
     "name": "magnetic-tile-bench",
-    "seed": 0,
+    "seed": 1,
     "data": {"good_class": "free", "split_seed": 0, "grayscale": True},
     "model": {"backbone": "small", "alpha": 1.0, "minimalistic": False, "weights": "none",
               "input_size": [160, 160], "se_ratio": 16, "dropout": 0.2, "bn_momentum": 0.9},
     "optim": {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05, "schedule": "cosine",
               "warmup_epochs": 2, "label_smoothing": 0.1, "batch_size": 32, "epochs": 60},
-    "early_stopping": {"monitor": "val_auc", "patience": 60},
+    # Keep the last epoch: with only 60 val defects "best val epoch" is noisy, and AUC was still rising.
+    "early_stopping": {"monitor": "val_auc", "patience": 60, "restore_best": False},
     "augment": {"hflip": True, "vflip": True, "rotation_degrees": 0, "shift": 0.0,
                 "brightness": 0.08, "contrast": 0.25},
     "imbalance": {"method": "oversample", "good_fraction": 0.5},
