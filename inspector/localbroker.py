@@ -70,9 +70,8 @@ class LocalBroker:
 
     def _write_config(self, extra: List[str]) -> None:
         if self.kind == "mosquitto":
-            lines = extra + [
-                f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
+            # Extra lines follow the listener, so TLS options apply to it and later settings win.
+            lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"] + extra + [
                 "persistence true",
                 f"persistence_location {self.workdir}/",
                 "autosave_interval 1",

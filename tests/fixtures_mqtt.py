@@ -15,123 +15,19 @@ configure, and ``Broker.persistent`` whether queued messages survive a restart.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Callable, List, Optional
 
 import pytest
 
-MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+# Re-exported: tests and fixtures import the launcher's helpers from here.
+from inspector.localbroker import LocalBroker, find_mosquitto, free_port  # noqa: F401
 
 
-def find_mosquitto() -> Optional[str]:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return next((p for p in MOSQUITTO_PATHS if os.access(p, os.X_OK)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-class Broker:
-    """A broker process on ``127.0.0.1:port``; ``stop()`` and ``start()`` keep the port and the data dir."""
-
-    host = "127.0.0.1"
-
-    def __init__(self, workdir: Path, kind: Optional[str] = None, mosquitto_extra: List[str] = ()):
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        kind = kind or os.environ.get("INSPECTOR_TEST_BROKER") or None
-        self.mosquitto = find_mosquitto() if kind in (None, "mosquitto") else None
-        self.kind = "mosquitto" if self.mosquitto else "amqtt"
-        self.protocol = "5" if self.kind == "mosquitto" else "3.1.1"
-        self.persistent = self.kind == "mosquitto"
-        self.port = free_port()
-        self.proc: Optional[subprocess.Popen] = None
-        self.log_path = self.workdir / f"{self.kind}.log"
-        self._write_config(list(mosquitto_extra))
-
-    def _write_config(self, extra: List[str]) -> None:
-        if self.kind == "mosquitto":
-            # Extra lines follow the listener, so TLS options apply to it and later settings win.
-            lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"] + extra + [
-                "persistence true",
-                f"persistence_location {self.workdir}/",
-                "autosave_interval 1",
-                "max_queued_messages 1000000",
-                "max_inflight_messages 100",
-                "set_tcp_nodelay true",
-                "log_type error",
-                "log_type warning",
-                "log_type notice",
-                f"log_dest file {self.log_path}",
-            ]
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                lines.append("user root")  # otherwise mosquitto switches to 'mosquitto' and cannot write here
-            self.config = self.workdir / "mosquitto.conf"
-            self.config.write_text("\n".join(lines) + "\n")
-        else:
-            self.config = self.workdir / "amqtt.yaml"
-            self.config.write_text(
-                "listeners:\n  default:\n    type: tcp\n"
-                f"    bind: 127.0.0.1:{self.port}\n"
-                "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
-            )
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = 20.0) -> None:
-        if self.running:
-            return
-        if self.kind == "mosquitto":
-            cmd = [self.mosquitto, "-c", str(self.config)]
-        else:
-            cmd = [sys.executable, "-c", "from amqtt.scripts.broker_script import main; main()", "-c", str(self.config)]
-        log = open(self.workdir / f"{self.kind}.stdout", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while not _port_open(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}: {self.tail_log()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.kind} did not listen on port {self.port}: {self.tail_log()}")
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Graceful stop (Mosquitto saves its persistence file on SIGTERM)."""
-        if not self.running:
-            return
-        self.proc.send_signal(signal.SIGTERM if self.kind == "mosquitto" else signal.SIGINT)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+class Broker(LocalBroker):
+    """:class:`inspector.localbroker.LocalBroker` plus what only tests need (ordered restarts, recorders)."""
 
     def start_before(self, recorders: List["Recorder"], held_clients: list) -> None:
         """Start again, letting ``recorders`` resubscribe before the paho ``held_clients`` may reconnect.
@@ -150,17 +46,6 @@ class Broker:
         finally:
             for client in held_clients:
                 client.loop_start()
-
-    def tail_log(self, chars: int = 2000) -> str:
-        text = ""
-        for name in (self.log_path, self.workdir / f"{self.kind}.stdout"):
-            if Path(name).exists():
-                text += Path(name).read_text(errors="replace")
-        return text[-chars:]
-
-    def mqtt_overrides(self) -> dict:
-        """The station config keys that point a station at this broker."""
-        return {"mqtt.host": self.host, "mqtt.port": self.port, "mqtt.protocol": self.protocol}
 
     def subscriber(self, topics: List[str], persistent: bool = False) -> "Recorder":
         rec = Recorder(self, topics, persistent=persistent)
