@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from typing_extensions import Annotated
 
 from inspector.camera import CameraReference
+from edge.homeassistant import HomeAssistantConfig
 from inspector.config import ConfigError, StrictModel, load_yaml, set_dotted, validate
 from inspector.decision import DecisionPolicy
 
@@ -267,6 +268,8 @@ class StationConfig(StrictModel):
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery (off by default)")
 
     @model_validator(mode="after")
     def _names_are_topic_levels(self) -> "StationConfig":

@@ -56,6 +56,7 @@ class Publisher:
         on_command: Callable[[bytes, bool], None],
         on_rejected: Optional[Callable[[Row, str], None]] = None,
         on_connection: Optional[Callable[[bool, str], None]] = None,
+        retained_on_connect: Optional[Callable[[], List[Tuple[str, str]]]] = None,
     ):
         self.cfg = cfg
         self.topics = topics
@@ -64,6 +65,8 @@ class Publisher:
         self._on_command = on_command
         self._on_rejected = on_rejected
         self._on_connection = on_connection
+        # (topic, payload) pairs published retained at every connect, e.g. Home Assistant discovery.
+        self._retained_on_connect = retained_on_connect
         self._state = threading.Lock()
         self._connected = False
         self._reconnected = False
@@ -130,6 +133,8 @@ class Publisher:
             log.error("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
             return
         client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+        for topic, payload in self._retained_on_connect() if self._retained_on_connect else ():
+            client.publish(topic, payload, qos=1, retain=True)
         client.subscribe(self.topics.cmd, qos=1)
         with self._state:
             self._connected = True

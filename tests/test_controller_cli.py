@@ -68,7 +68,7 @@ def test_help_is_fast_and_imports_no_tensorflow():
     code = ("import sys; from inspector.cli import main\n"
             "try:\n    main(['controller', '--help'])\nexcept SystemExit:\n    pass\n"
             "try:\n    main(['monitor', '--help'])\nexcept SystemExit:\n    pass\n"
-            "import controller.controller, controller.sparkplug, controller.monitor, controller.homeassistant\n"
+            "import controller.controller, controller.sparkplug, controller.monitor, edge.homeassistant\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)

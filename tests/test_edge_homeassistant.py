@@ -2,7 +2,7 @@
 import json
 import re
 
-from controller.homeassistant import SENSORS, HomeAssistantConfig, discovery_messages, node_id, removal_messages
+from edge.homeassistant import SENSORS, HomeAssistantConfig, discovery_messages, node_id, removal_messages
 from inspector.messages import Result, StationTopics, Stats
 from tests.fixtures_controller import AMQTT_UNRELIABLE, require_mosquitto
 
@@ -71,3 +71,38 @@ def test_discovery_messages_go_through_a_real_broker_retained(shared_broker):
         ha.close()
     finally:
         sender.close()
+
+
+def test_station_publisher_sends_discovery_retained_on_connect(shared_broker, tmp_path):
+    """What the station does with ``homeassistant.enabled``: configs retained at connect, readable later."""
+    import time
+    import uuid
+
+    from edge.config import MqttConfig, StationConfig
+    from edge.outbox import Outbox
+    from edge.publisher import Publisher
+    from inspector.messages import StationTopics
+
+    station_cfg = StationConfig.model_validate({"bundle": "m.inspector", "source": {"type": "folder", "path": "."},
+                                                "homeassistant": {"enabled": True, "area": "Line 1"}})
+    topics = StationTopics("inspector", "hatest", f"cam{uuid.uuid4().hex[:6]}")
+    expected = dict(discovery_messages(topics, station_cfg.homeassistant, "v7"))
+    cfg = MqttConfig(host=shared_broker.host, port=shared_broker.port, protocol=shared_broker.protocol)
+    pub = Publisher(cfg, topics, f"ha-{uuid.uuid4().hex[:6]}", Outbox(tmp_path / "o.sqlite"),
+                    on_command=lambda *a: None,
+                    retained_on_connect=lambda: discovery_messages(topics, station_cfg.homeassistant, "v7"))
+    pub.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not pub.connected:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        rec = shared_broker.subscriber([f"homeassistant/sensor/{node_id(topics)}/+/config"])
+        rec.wait_for(lambda r: len(r.messages) >= len(expected), what="discovery configs")
+        got = {m.topic: m for m in rec.messages}
+        assert set(got) == set(expected)
+        assert all(m.retain for m in got.values())
+        assert all(json.loads(m.payload)["device"]["suggested_area"] == "Line 1" for m in got.values())
+        rec.close()
+    finally:
+        pub.stop()
