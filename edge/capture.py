@@ -180,12 +180,14 @@ class Capture:
     """Runs a :class:`FrameSource` in a daemon thread, feeding a :class:`FrameSlot`."""
 
     def __init__(self, source: FrameSource, cfg, slot: FrameSlot, on_state: StateCallback,
-                 on_bad_frame: Optional[BadFrameCallback] = None):
+                 on_bad_frame: Optional[BadFrameCallback] = None,
+                 prepare: Optional[Callable[[Frame], None]] = None):
         self.source = source
         self.cfg = cfg
         self.slot = slot
         self._on_state = on_state
         self._on_bad_frame = on_bad_frame
+        self._prepare = prepare  # called on each frame before it is handed over (preprocessing)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.state = SourceState.STARTING
@@ -292,6 +294,8 @@ class Capture:
             backoff = self.cfg.reconnect_min_s
             self.last_frame_at = time.monotonic()
             self._set_state(SourceState.RUNNING, "")
+            if self._prepare is not None:
+                self._prepare(frame)
             self.slot.put(frame)
         self.source.close()
         self.slot.close()

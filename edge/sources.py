@@ -58,6 +58,9 @@ class Frame:
     captured_at: float  # seconds since the epoch, taken when the read returned
     index: int  # running number of frames this source delivered
     ref: Optional[str] = None  # file name (folder) or file#frame (video), for tracing replays
+    prepared: Optional[np.ndarray] = None  # model input, made by the capture thread in continuous mode
+    prepared_by: Optional[object] = None  # the Preprocessor that made ``prepared``
+    preprocess_ms: float = 0.0
 
 
 class FrameSource(abc.ABC):
