@@ -286,19 +286,7 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
     run = RunInfo.load(run_dir)
     root = resolve_root(run.split, options.data_root)
     preprocessor = Preprocessor(run.spec)
-    commissioning = None
-    bundle_spec = run.spec
-    if options.camera is not None:
-        cam = options.camera
-        commissioning = commission_image(cam.reference_image, roi=cam.roi, auto_roi=cam.auto_roi,
-                                         focus_min_ratio=cam.focus_min_ratio, mean_tolerance=cam.mean_tolerance,
-                                         clipped_max=cam.clipped_max)
-        for warning in commissioning.warnings:
-            log.warning("camera reference: %s", warning)
-        if cam.crop_model_input:
-            if commissioning.reference.roi is None:
-                raise ValueError("--crop-model-input needs a region of interest (--roi or --auto-roi)")
-            bundle_spec = run.spec.model_copy(update={"roi": commissioning.reference.roi})
+    commissioning, bundle_spec = _commission(options.camera, run.spec)
 
     val = load_labeled(run.split.splits["val"], root, preprocessor, run.labels)
     if len(val.labels) == 0:
@@ -306,34 +294,13 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
     for item in val.skipped:
         log.warning("validation: skipped %s: %s", item.path, item.reason)
     keras_model = load_keras_model(run.path / "model.keras")
-    float_val = predict_keras(keras_model, val.images)
-    fixed = export_for_conversion(keras_model)
-
-    representative = None
+    result = CalibrationResult(run, options, val, predict_keras(keras_model, val.images), [], None,
+                               commissioning=commissioning)
     if options.precision == Precision.INT8:
-        representative = draw_representative(run.split, root, preprocessor, options.representative_size,
-                                             options.representative_seed, recommended_min=options.representative_min)
-        dataset = representative.dataset()
-    else:
-        dataset = None
-
-    result = CalibrationResult(run, options, val, float_val, [], None, representative, commissioning=commissioning)
-    want_fallback = options.remedy == Remedy.FLOAT_FALLBACK
-    first = _candidate(convert(fixed, options.precision, dataset, options.io_dtype), run, val, float_val, options)
-    result.candidates.append(first)
-    if not want_fallback and first.parity.passed:
-        result.chosen = first
-    elif options.remedy != Remedy.NONE:
-        quantizer = FallbackQuantizer(fixed, dataset, options.io_dtype)
-        result.sensitivity = quantizer.sensitivity()
-        nodes = [e.tensor for e in result.sensitivity[: options.fallback_layers]]
-        mixed = quantizer.convert(nodes, options.fallback_ops)
-        second = _candidate(mixed, run, val, float_val, options)
-        result.candidates.append(second)
-        # The mixed model when it passes; full integer if only that passes (the fallback made it worse).
-        result.chosen = next((c for c in (second, first) if c.parity.passed), None)
-        if result.chosen is first:
-            log.warning("float fallback failed the accuracy guard while full integer passed; deploying full integer")
+        result.representative = draw_representative(run.split, root, preprocessor, options.representative_size,
+                                                    options.representative_seed,
+                                                    recommended_min=options.representative_min)
+    _convert_and_guard(result, export_for_conversion(keras_model))
 
     if options.evaluate_test and run.split.splits["test"]:
         result.test = load_labeled(run.split.splits["test"], root, preprocessor, run.labels)
@@ -344,7 +311,7 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
     report_dir = report_dir_for(out) if out is not None else None
     if result.chosen is None:
         result.message = failure_message([c.parity for c in result.candidates],
-                                         len(representative.images) if representative else 0,
+                                         len(result.representative.images) if result.representative else 0,
                                          options.remedy != Remedy.NONE, options.fallback_layers)
         if report_dir is not None and options.report:
             _write_report(result, report_dir)
@@ -362,6 +329,46 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
         if options.report:
             _write_report(result, report_dir)
     return result
+
+
+def _commission(camera: Optional[CameraOptions], spec: PreprocessSpec):
+    """(camera commissioning or None, the bundle's preprocessing: the run's, cropped to the ROI on request)."""
+    if camera is None:
+        return None, spec
+    commissioning = commission_image(camera.reference_image, roi=camera.roi, auto_roi=camera.auto_roi,
+                                     focus_min_ratio=camera.focus_min_ratio, mean_tolerance=camera.mean_tolerance,
+                                     clipped_max=camera.clipped_max)
+    for warning in commissioning.warnings:
+        log.warning("camera reference: %s", warning)
+    if not camera.crop_model_input:
+        return commissioning, spec
+    if commissioning.reference.roi is None:
+        raise ValueError("--crop-model-input needs a region of interest (--roi or --auto-roi)")
+    return commissioning, spec.model_copy(update={"roi": commissioning.reference.roi})
+
+
+def _convert_and_guard(result: CalibrationResult, fixed) -> None:
+    """Convert, measure, and apply the remedy as the options say; sets ``result.chosen`` (None = failed)."""
+    options, run = result.options, result.run
+    dataset = result.representative.dataset() if result.representative is not None else None
+    first = _candidate(convert(fixed, options.precision, dataset, options.io_dtype), run, result.val,
+                       result.float_val_probs, options)
+    result.candidates.append(first)
+    if options.remedy != Remedy.FLOAT_FALLBACK and first.parity.passed:
+        result.chosen = first
+        return
+    if options.remedy == Remedy.NONE:
+        return
+    quantizer = FallbackQuantizer(fixed, dataset, options.io_dtype)
+    result.sensitivity = quantizer.sensitivity()
+    nodes = [e.tensor for e in result.sensitivity[: options.fallback_layers]]
+    second = _candidate(quantizer.convert(nodes, options.fallback_ops), run, result.val, result.float_val_probs,
+                        options)
+    result.candidates.append(second)
+    # The mixed model when it passes; full integer if only that passes (the fallback made it worse).
+    result.chosen = next((c for c in (second, first) if c.parity.passed), None)
+    if result.chosen is first:
+        log.warning("float fallback failed the accuracy guard while full integer passed; deploying full integer")
 
 
 def _write_report(result: CalibrationResult, report_dir: Path) -> None:
