@@ -27,3 +27,24 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
 def test_help_runs_as_a_program():
     done = subprocess.run([sys.executable, "-m", "inspector.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "dataset" in done.stdout and "synth" in done.stdout
+
+
+def test_bundle_inspect_and_verify_a_real_bundle(int8_bundle, capsys):
+    assert main(["bundle", "inspect", str(int8_bundle)]) == 0
+    assert "int8" in capsys.readouterr().out
+    assert main(["bundle", "verify", str(int8_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "verified: checksum ok" in out and '"ok": true' in out
+
+
+def test_bundle_verify_rejects_a_tampered_copy(int8_bundle, tmp_path, capsys):
+    import zipfile
+
+    bad = tmp_path / "bad.inspector"
+    with zipfile.ZipFile(int8_bundle) as src, zipfile.ZipFile(bad, "w") as dst:
+        dst.writestr("manifest.json", src.read("manifest.json"))
+        model = bytearray(src.read("model.tflite"))
+        model[len(model) // 2] ^= 0xFF
+        dst.writestr("model.tflite", bytes(model))
+    assert main(["bundle", "verify", str(bad)]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err
