@@ -15,13 +15,15 @@ capture-to-arrival latency (``capture_ts`` in the payload to the subscriber's re
 clock; the broker acknowledges the publisher while it forwards, so this is capture-to-broker-ack plus one
 loopback hop), the process's CPU use and peak resident memory, and the frames the station dropped
 (``frames_dropped`` of its final /stats). Rounds interleave the three, so a burst of load from other work
-hits all of them; the reported ratio is the median over rounds of station fps / interpreter fps.
+hits all of them; the reported ratio is the median over rounds of station fps / interpreter fps. The
+cost of each stage alone (video decode, preprocessing, model, result JSON; :mod:`bench.probe` ``stages``)
+is measured once per bundle and thread count, to show where a frame's time goes.
 
 The frame archive is disabled: what it writes depends on how many parts fail, which with random-init
 weights means nothing.
 
-Full: bundles small:224:int8, small:224:float32, large:224:int8; 1 and 2 interpreter threads; 5 rounds of
-10 s windows. Quick: small:224:int8 at 1 and 2 threads, 3 rounds of 5 s.
+Full: bundles small:224:int8, small:224:float32, large:224:int8; 1 and 2 interpreter threads; 4 rounds of
+8 s windows. Quick: small:224:int8 at 1 and 2 threads, 3 rounds of 5 s.
 """
 from __future__ import annotations
 
@@ -45,8 +47,8 @@ from bench.models import Variant, ensure_bundles, make_video
 NAME = "pipeline"
 PREFIX = "bench"
 LINE = "line"
-FULL = {"bundles": ["small:224:int8", "small:224:float32", "large:224:int8"], "threads": [1, 2], "rounds": 5,
-        "window_s": 10.0, "warmup_s": 3.0}
+FULL = {"bundles": ["small:224:int8", "small:224:float32", "large:224:int8"], "threads": [1, 2], "rounds": 4,
+        "window_s": 8.0, "warmup_s": 2.0}
 QUICK = {"bundles": ["small:224:int8"], "threads": [1, 2], "rounds": 3, "window_s": 5.0, "warmup_s": 2.0}
 VIDEO = WORK / "video" / "vga-120.avi"
 
@@ -202,7 +204,10 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
         variant, threads = key.split("@")
         v = Variant.parse(variant)
         agg = _aggregate(rounds)
+        stages = run_worker("bench.probe", ["stages", str(v.path), "--video", str(video), "--threads", threads,
+                                            "--reps", "200"], timeout=600)
         rows.append({"arch": v.arch, "size": v.size, "precision": v.precision, "threads": int(threads), **agg,
+                     "stages_ms": {k: stages[k] for k in ("decode", "preprocess", "model", "result_json")},
                      "rounds": [_public(x) for x in rounds]})
     shutil.rmtree(workdir, ignore_errors=True)
     return write_result(out_dir, NAME, ctx, {"built_this_run": built, "rows": rows}, started)

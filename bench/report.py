@@ -64,13 +64,22 @@ def pipeline_section(doc: dict) -> List[str]:
         naive_rows.append([name, _f(s["fps"]), _f(n["fps"]), f"{r['naive_over_interpreter']['median']:.2f}",
                            f"{_f(n['latency_ms'].get('p50'))} / {_f(n['latency_ms'].get('p99'))}",
                            _f(n.get("cpu_percent"), 0), _f(n.get("peak_rss_mb"), 0)])
+    stage_rows = [[f"{r['arch']} {r['size']} {r['precision']}, {r['threads']}t"] +
+                  [_f(r["stages_ms"][k]["p50"], 2) for k in ("decode", "preprocess", "model", "result_json")] +
+                  [_f(r["interpreter"].get("cpu_ms_per_frame"), 2), _f(r["station"].get("cpu_ms_per_frame"), 2),
+                   _f(r["naive"].get("cpu_ms_per_frame"), 2)]
+                  for r in doc["results"]["rows"] if "stages_ms" in r]
     return ["### 2. Station pipeline vs interpreter only", "", _ctx(doc), ""] + \
         _table(["bundle, threads", "interpreter fps", "station fps", "ratio", "station latency p50 / p99 ms",
                 "interpreter p50 / p99 ms", "p99 ratio", "dropped", "station CPU %", "station peak RSS MB",
                 "broker CPU %"], rows) + \
         ["### 3. Naive loop (same run)", ""] + \
         _table(["bundle, threads", "station fps", "naive fps", "naive / interpreter", "naive latency p50 / p99 ms",
-                "naive CPU %", "naive peak RSS MB"], naive_rows)
+                "naive CPU %", "naive peak RSS MB"], naive_rows) + \
+        ["Where a frame's time goes: each stage alone (p50 ms, `bench.probe stages`), and CPU time per result "
+         "of each process in the runs above (ms; less sensitive to the machine's load than fps):", ""] + \
+        _table(["bundle, threads", "decode VGA MJPG", "preprocess", "model", "result JSON",
+                "CPU/frame interpreter", "CPU/frame station", "CPU/frame naive"], stage_rows)
 
 
 def outbox_section(doc: dict) -> List[str]:
