@@ -4,7 +4,8 @@ Runs :class:`edge.runtime.Station` in this process with the pipeline benchmark's
 file at full speed, production-configured Mosquitto on loopback, outbox ``synchronous=full``), profiles
 the inspection loop (the main thread; capture, paho and the outbox drain run in their own threads) with
 cProfile's wall clock for ``--seconds`` and prints the functions that take the most time per inspected
-frame. For a view of every thread, attach a sampling profiler to ``inspector run`` instead, e.g.
+frame, then the capture-to-subscriber latency and how long the outbox's commits took (each commit waits
+for a disk sync with ``synchronous=full``; that is where the latency tail comes from). For a view of every thread, attach a sampling profiler to ``inspector run`` instead, e.g.
 ``py-spy record --idle --threads -p PID`` (py-spy is not a dependency of the product).
 
   python -m bench.profile_station --bundle small:224:float32 --seconds 20 --threads 2
@@ -38,9 +39,35 @@ def main(argv=None) -> int:
     parser.add_argument("--save", metavar="FILE", help="also write the cProfile stats (snakeviz, pstats)")
     args = parser.parse_args(argv)
 
+    import edge.runtime
     from edge.config import StationConfig
+    from edge.outbox import Outbox
     from edge.runtime import Station
     from inspector.config import parse_override, set_dotted
+
+    from bench.broker import Counter
+    from bench.common import summary
+
+    commits = {"add_many": [], "ack": []}
+
+    class TimedOutbox(Outbox):
+        """The station's outbox, timing each commit (the disk sync is where latency tails come from)."""
+
+        def add_many(self, items):
+            start = time.perf_counter()
+            try:
+                return super().add_many(items)
+            finally:
+                commits["add_many"].append(time.perf_counter() - start)
+
+        def ack(self, rowids):
+            start = time.perf_counter()
+            try:
+                return super().ack(rowids)
+            finally:
+                commits["ack"].append(time.perf_counter() - start)
+
+    edge.runtime.Outbox = TimedOutbox
 
     variant = Variant.parse(args.bundle)
     ensure_bundles([variant])
@@ -53,6 +80,7 @@ def main(argv=None) -> int:
         for text in args.overrides:
             key, value = parse_override(text)
             set_dotted(data, key, value)
+        counter = Counter(broker, [f"bench/line/profiled/result"]).start()
         station = Station(StationConfig.model_validate(data))
         threading.Timer(args.seconds, station.request_stop, args=("profile time is up",)).start()
         profiler = cProfile.Profile()
@@ -61,6 +89,8 @@ def main(argv=None) -> int:
         code = station.run()
         profiler.disable()
         elapsed = time.perf_counter() - started
+        latency = [t - p["capture_ts"] for t, p in counter.messages("bench/line/profiled/result")]
+        counter.stop()
     finally:
         broker.stop()
     frames = station.stats.inspected
@@ -79,6 +109,9 @@ def main(argv=None) -> int:
         print(f"{1000 * ct / max(frames, 1):20.3f} {1000 * tt / max(frames, 1):13.3f} {nc:8d} "
               f"{100 * ct / elapsed:6.1f}  {name}", file=out)
     print(out.getvalue())
+    print(f"capture to subscriber latency ms: {summary(latency)}")
+    for name, values in commits.items():
+        print(f"outbox {name} commit ms: {summary(values)}, max {1000 * max(values, default=0):.1f}")
     return 0
 
 
