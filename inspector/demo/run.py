@@ -54,7 +54,7 @@ def _train_config(settings: DemoSettings, root: Path):
         "data": {"root": str(root), "good_class": settings.good_class, "cache": False},
         "model": {"input_size": [size, size], "weights": settings.weights, "alpha": 0.75 if settings.quick else 1.0},
         # Enough optimizer steps matter more than epochs: a few hundred steps learn the synthetic defects.
-        "optim": {"epochs": 30 if settings.quick else 40, "batch_size": 32, "warmup_epochs": 2},
+        "optim": {"epochs": 50, "batch_size": 32, "warmup_epochs": 2},
         "runtime": {"progress": "lines"},
     })
 
@@ -114,7 +114,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     echo("== 1/5 data")
     if settings.data is None:
         root = out / "data"
-        per_class = 60 if settings.quick else 120
+        per_class = 80 if settings.quick else 120
         counts = generate(root, per_class=per_class, size=PART_SIZE, seed=settings.seed)
         echo(f"synthetic dataset {root}: {counts}")
     else:
