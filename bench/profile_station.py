@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import shutil
 import sys
 import threading
 import time
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
         counter.stop()
     finally:
         broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     frames = station.stats.inspected
     print(f"exit code {code}; {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} fps) including setup "
           f"and shutdown; times below are per inspected frame (ms) and % of the loop's wall time")
