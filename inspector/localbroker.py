@@ -56,7 +56,8 @@ class LocalBroker:
     host = "127.0.0.1"
 
     def __init__(self, workdir: str | os.PathLike, kind: Optional[str] = None, mosquitto_extra: Sequence[str] = ()):
-        self.workdir = Path(workdir)
+        # Absolute: the broker runs with this folder as its working directory and reads paths from its config.
+        self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         kind = kind or os.environ.get("INSPECTOR_TEST_BROKER") or None
         self.mosquitto = find_mosquitto() if kind in (None, "mosquitto") else None

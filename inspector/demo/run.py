@@ -106,7 +106,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     from inspector.imageio import save_image
     from training.trainer import train
 
-    out = settings.out
+    out = settings.out.resolve()  # the station and the broker run as processes with their own working folders
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     t0 = time.monotonic()
