@@ -19,7 +19,7 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -287,7 +287,3 @@ def format_table(manifest: SplitManifest) -> str:
     lines.append(f"(* = good/pass class '{manifest.good_class}')")
     return "\n".join(lines)
 
-
-def iter_labeled(manifest: SplitManifest, split: str, root=None) -> Iterable[Tuple[Path, int]]:
-    """(path, class index) pairs of one split."""
-    return zip(manifest.paths(split, root), manifest.labels(split).tolist())

@@ -32,6 +32,17 @@ class States:
         assert ok, f"never reached {state} x{count}: {self.seen}"
 
 
+def _consume(slot, seconds_per_frame):
+    """Take frames until the source ends, spending ``seconds_per_frame`` on each like a model would."""
+    frames = []
+    while not slot.finished:
+        frame = slot.take(0.1)
+        if frame is not None:
+            frames.append(frame)
+            time.sleep(seconds_per_frame)
+    return frames
+
+
 def test_continuous_slot_keeps_the_newest_and_counts_the_stale():
     slot = FrameSlot(triggered=False, live=True)
     for i in range(1, 4):
@@ -90,12 +101,7 @@ def test_replay_folder_is_inspected_completely_in_order(tmp_path):
     states = States()
     capture = Capture(create_source(cfg), cfg, slot, states)
     capture.start()
-    refs = []
-    while not slot.finished:
-        frame = slot.take(0.1)
-        if frame is not None:
-            refs.append(frame.ref)
-            time.sleep(0.01)  # a slow model must not make a replay skip images
+    refs = [frame.ref for frame in _consume(slot, 0.01)]  # a slow model must not make a replay skip images
     capture.stop()
     assert refs == [f"img_{i:04d}.png" for i in range(12)]
     assert slot.dropped == 0
@@ -108,12 +114,7 @@ def test_live_paced_source_drops_stale_frames_for_a_slow_consumer(tmp_path):
     slot = FrameSlot(triggered=False, live=cfg.live)
     capture = Capture(create_source(cfg), cfg, slot, States())
     capture.start()
-    taken = []
-    while not slot.finished:
-        frame = slot.take(0.1)
-        if frame is not None:
-            taken.append(frame.index)
-            time.sleep(0.05)
+    taken = [frame.index for frame in _consume(slot, 0.05)]
     capture.stop()
     assert taken == sorted(taken) and len(taken) < 30
     assert slot.dropped > 0 and slot.dropped + len(taken) == slot.captured == 30
