@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         failed = []
         for name in BENCHMARKS:
             log(f"=== {name} ===")
-            cmd = [sys.executable, "-m", "inspector.cli", "bench", name, "--out", str(out_dir), "--no-readme"]
+            cmd = [sys.executable, "-m", "app.cli", "bench", name, "--out", str(out_dir), "--no-readme"]
             if subprocess.run(cmd + (["--quick"] if args.quick else []), env=child_env()).returncode != 0:
                 failed.append(name)
         log(f"all benchmarks done in {time.monotonic() - started:.0f} s" + (f"; FAILED: {failed}" if failed else ""))

@@ -38,7 +38,7 @@ def cold_start(bundle: Path, video: Path, broker, counter: Counter, workdir: Pat
     cfg_path.write_text(json.dumps(station_config(bundle, video, broker, station, workdir, threads=2)))
     topic = f"bench/line/{station}/result"
     start = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "run", "--config", str(cfg_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
     try:
         if not counter.wait_count(topic, 1, 120):

@@ -103,7 +103,7 @@ def run_station(bundle: Path, video: Path, broker, counter: Counter, workdir: Pa
         set_dotted(cfg, key, value)
     cfg_path.write_text(json.dumps(cfg))
     log_file = open(workdir / f"{station}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "run", "--config", str(cfg_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
                             stdout=log_file, stderr=subprocess.STDOUT, env=child_env())
     try:
         m = _window(proc.pid, broker.pid, counter, _topic(station), warmup_s, window_s)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_help_lists_the_benchmarks_and_imports_no_tensorflow():
     code = textwrap.dedent("""
         import sys
-        from inspector.cli import main
+        from app.cli import main
         try:
             main(["bench", "--help"])
         except SystemExit as exc:
@@ -31,7 +31,7 @@ def test_bench_help_lists_the_benchmarks_and_imports_no_tensorflow():
 
 
 def test_unknown_benchmark_is_a_usage_error():
-    from inspector.cli import main
+    from app.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["bench", "nonsense"])

@@ -7,11 +7,11 @@ import pytest
 import yaml
 
 from inspector.bundle import Bundle, Precision
-from inspector.cli import main
+from app.cli import main
 
 
 def test_help_is_cheap():
-    code = ("import sys\nfrom inspector.cli import main\n"
+    code = ("import sys\nfrom app.cli import main\n"
             "for cmd in ('calibrate', 'evaluate'):\n"
             "    try:\n        main([cmd, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
             "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras', 'matplotlib'))]\n")

@@ -92,7 +92,7 @@ def test_camera_only_command(station_frame, tmp_path):
     path = tmp_path / "ref.png"
     save_image(path, station_frame[:, :, ::-1])
     out = tmp_path / "camera.yaml"
-    proc = subprocess.run([sys.executable, "-m", "inspector.cli", "calibrate", "--camera-only", "--reference-image",
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "calibrate", "--camera-only", "--reference-image",
                            str(path), "--auto-roi", "--station-yaml", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "focus" in proc.stdout and out.is_file()

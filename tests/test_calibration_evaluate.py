@@ -65,7 +65,7 @@ def test_unknown_class_and_corrupt_files(int8_bundle, synth_root, tmp_path):
 
 def test_evaluate_command_writes_metrics_without_tensorflow(int8_bundle, synth_root, tmp_path):
     out, report = tmp_path / "eval.json", tmp_path / "report"
-    code = ("import sys\nfrom inspector.cli import main\n"
+    code = ("import sys\nfrom app.cli import main\n"
             f"rc = main(['evaluate', {str(int8_bundle)!r}, {str(synth_root)!r}, '--out', {str(out)!r}, "
             f"'--report-dir', {str(report)!r}, '--threads', '1'])\n"
             "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))], 'TF imported'\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from inspector.cli import main
+from app.cli import main
 from tests.fixtures_controller import AMQTT_UNRELIABLE, require_mosquitto, result_payload
 from tests.fixtures_mqtt import Broker
 
@@ -65,7 +65,7 @@ def test_simulated_run_until_done(shared_broker: Broker, tmp_path, capsys):
 
 
 def test_help_is_fast_and_imports_no_tensorflow():
-    code = ("import sys; from inspector.cli import main\n"
+    code = ("import sys; from app.cli import main\n"
             "try:\n    main(['controller', '--help'])\nexcept SystemExit:\n    pass\n"
             "try:\n    main(['monitor', '--help'])\nexcept SystemExit:\n    pass\n"
             "import controller.controller, controller.sparkplug, controller.monitor, edge.homeassistant\n"

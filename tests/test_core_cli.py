@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from inspector.cli import main
+from app.cli import main
 
 
 def test_synth_then_dataset(tmp_path, capsys):
@@ -25,7 +25,7 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
 
 
 def test_help_runs_as_a_program():
-    done = subprocess.run([sys.executable, "-m", "inspector.cli", "--help"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "dataset" in done.stdout and "synth" in done.stdout
 
 

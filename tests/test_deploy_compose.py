@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inspector.cli import COMMANDS
+from app.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from inspector.cli import COMMANDS
+from app.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (ROOT / "docs" / "deployment.md").read_text()

@@ -43,7 +43,7 @@ def _config(broker, tmp_path, bundle, station, source, **extra) -> Path:
 
 def _start(config: Path, *args) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "inspector.cli", "run", "--config", str(config), *args],
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config), *args],
                             cwd=config.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -141,10 +141,10 @@ def test_sigterm_finishes_cleanly_with_exit_0_offline_and_json_logs(shared_broke
 
 def test_configuration_errors_exit_2_and_name_the_key(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    missing = subprocess.run([sys.executable, "-m", "inspector.cli", "run", "--source", str(tmp_path)],
+    missing = subprocess.run([sys.executable, "-m", "app.cli", "run", "--source", str(tmp_path)],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "missing required key 'bundle'" in missing.stderr
-    typo = subprocess.run([sys.executable, "-m", "inspector.cli", "run", "--bundle", "b.inspector", "--source",
+    typo = subprocess.run([sys.executable, "-m", "app.cli", "run", "--bundle", "b.inspector", "--source",
                            str(tmp_path), "--set", "mqtt.prot=1"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert typo.returncode == 2 and "unknown key 'mqtt.prot'" in typo.stderr
@@ -152,7 +152,7 @@ def test_configuration_errors_exit_2_and_name_the_key(tmp_path):
 
 def test_print_config_round_trips(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "inspector.cli", "run", "--bundle", "m.inspector", "--source", "0",
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "run", "--bundle", "m.inspector", "--source", "0",
                            "--broker", "broker.local:8883", "--station", "cam9", "--print-config"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -37,7 +37,7 @@ def test_importing_every_inspector_and_edge_module_leaves_tensorflow_out():
 def test_cli_help_leaves_tensorflow_out(argv):
     proc = _run(f"""
         import sys
-        from inspector.cli import main
+        from app.cli import main
         try:
             main({argv!r})
         except SystemExit as exc:

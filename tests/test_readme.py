@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.cli import build_parser, main
+from app.cli import build_parser, main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from inspector.cli import build_parser, main
+from app.cli import build_parser, main
 
 
 def _config(*argv):
@@ -56,8 +56,8 @@ def test_resume_refuses_changed_options(tmp_path, capsys):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from inspector.cli import build_parser; build_parser().parse_args(['train', 'x', '--out', 'y']);"
+    code = ("import sys; from app.cli import build_parser; build_parser().parse_args(['train', 'x', '--out', 'y']);"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
-    out = subprocess.run([sys.executable, "-m", "inspector.cli", "train", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "app.cli", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "inspector train" in out.stdout and "--resume" in out.stdout

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional
 import paho.mqtt.client as mqtt
 import yaml
 
-from inspector.demo.video import LineVideo
+from app.demo.video import LineVideo
 from inspector.localbroker import LocalBroker
 from inspector.messages import StationTopics
 
@@ -110,7 +110,7 @@ def run_line(bundle: Path, video: LineVideo, workdir: Path,
         observer = Observer(broker, topics, record)
         config = write_station_config(workdir / "station.yaml", bundle, video, broker, workdir)
         with open(workdir / "station.log", "wb") as station_log:
-            station = subprocess.Popen([sys.executable, "-m", "inspector.cli", "run", "--config", str(config)],
+            station = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config)],
                                        stdout=station_log, stderr=subprocess.STDOUT)
         if not observer.started.wait(60):
             raise RuntimeError(f"the station did not start; see {workdir / 'station.log'}")

@@ -19,8 +19,8 @@ from typing import Callable, List, Optional
 import cv2
 import numpy as np
 
-from inspector.demo.line import run_line
-from inspector.demo.video import LineVideo, frame_with_part, render_line_video
+from app.demo.line import run_line
+from app.demo.video import LineVideo, frame_with_part, render_line_video
 from inspector.synth import DEFECTS, GOOD, UNSEEN_DEFECTS, generate, render
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _calibration_summary(result) -> str:
 def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dict:
     """Run every step and write ``settings.out/summary.json`` and ``report.html``; returns the summary."""
     from calibration.calibrate import CalibrationOptions, CameraOptions, calibrate
-    from inspector.demo.report import summarize, write_report
+    from app.demo.report import summarize, write_report
     from inspector.imageio import save_image
     from training.trainer import train
 

@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.demo.report import format_summary
-    from inspector.demo.run import DemoSettings, run_demo
+    from app.demo.report import format_summary
+    from app.demo.run import DemoSettings, run_demo
 
     settings = DemoSettings(out=args.out, data=args.data, good_class=args.good_class, quick=args.quick,
                             weights=args.weights, parts=args.parts, seed=args.seed)

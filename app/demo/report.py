@@ -13,8 +13,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from inspector.demo.line import LineRecord
-from inspector.demo.video import LineVideo
+from app.demo.line import LineRecord
+from app.demo.video import LineVideo
 
 
 def _percentile(values: List[float], q: float):

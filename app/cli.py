@@ -16,9 +16,9 @@ from inspector import __version__
 
 # (command, module, one-line help). Order is the order of --help.
 COMMANDS = [
-    ("synth", "inspector.commands.synth", "generate a synthetic labeled-folder dataset"),
-    ("dataset", "inspector.commands.dataset", "scan a labeled folder, report it and write a split manifest"),
-    ("bundle", "inspector.commands.bundle", "inspect or verify a model bundle"),
+    ("synth", "app.commands.synth", "generate a synthetic labeled-folder dataset"),
+    ("dataset", "app.commands.dataset", "scan a labeled folder, report it and write a split manifest"),
+    ("bundle", "app.commands.bundle", "inspect or verify a model bundle"),
     ("train", "training.cli", "train a MobileNetV3 + channel-attention classifier on labeled folders"),
     ("calibrate", "calibration.cli", "quantize a trained run into a deployable bundle"),
     ("evaluate", "calibration.evaluate_cli", "run a bundle on a labeled folder and report its metrics"),
@@ -26,7 +26,7 @@ COMMANDS = [
     ("controller", "controller.cli", "run the reference line controller"),
     ("monitor", "controller.monitor_cli", "live terminal view of the stations on a broker"),
     ("bench", "bench.cli", "run the benchmarks"),
-    ("demo", "inspector.commands.demo", "run the whole line on this machine"),
+    ("demo", "app.commands.demo", "run the whole line on this machine"),
 ]
 
 

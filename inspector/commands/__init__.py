@@ -1,1 +1,0 @@
-"""Subcommands of the shared core (synth, dataset, bundle, demo)."""
