@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from calibration.operating_point import (OperatingPointError, choose_threshold, clopper_pearson, rates_at,
-                                         samples_to_demonstrate, wilson)
+from calibration.operating_point import (OperatingPointError, choose_threshold, interval, rates_at,
+                                         samples_to_demonstrate)
 from inspector.decision import DecisionPolicy
 
 
@@ -68,11 +68,11 @@ def test_no_defects_is_an_error():
 
 
 def test_clopper_pearson_known_values():
-    low, high = clopper_pearson(0, 10)
+    low, high = interval(0, 10)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 10), abs=1e-6)
-    low, high = clopper_pearson(10, 10)
+    low, high = interval(10, 10)
     assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 10), abs=1e-6)
-    low, high = clopper_pearson(3, 20)  # R binom.test(3, 20): 0.0320 - 0.3789
+    low, high = interval(3, 20)  # R binom.test(3, 20): 0.0320 - 0.3789
     assert (low, high) == pytest.approx((0.03207, 0.37893), abs=2e-4)
 
 
@@ -81,7 +81,7 @@ def test_wilson_matches_closed_form():
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    assert wilson(k, n) == pytest.approx((centre - half, centre + half), abs=1e-5)
+    assert interval(k, n, "wilson") == pytest.approx((centre - half, centre + half), abs=1e-5)
 
 
 def test_small_samples_cannot_demonstrate_low_rates():

@@ -1,0 +1,183 @@
+"""Is this model fit for a line? One verdict, DEPLOYABLE or NOT DEPLOYABLE, with the reasons.
+
+``inspector train``, ``calibrate``, ``evaluate`` and the demo end with the same verdict from the same code,
+so a model that looks fine by one number (accuracy on a split full of good parts, a ROC AUC from another
+run) but decides badly at the line's threshold is called what it is. A model is NOT DEPLOYABLE when:
+
+* its pass/fail ROC AUC is near chance (below ``LineBudget.min_auc``);
+* it predicts a constant: every image the same class, or defect scores spread less than 0.01;
+* its best validation epoch was the first of several (training never improved it);
+* at the chosen operating point, escapes or false rejects exceed the line's budget;
+* it was judged on images it was trained on (the numbers say nothing about new parts);
+* no image could be judged at all (every one skipped; the reasons are counted).
+
+A split without defect (or without good) images cannot show escapes (or false rejects); that is a note,
+not a reason. TensorFlow-free: it works on scores and labels only.
+
+Example:
+    >>> import numpy as np
+    >>> v = assess(np.full(10, 0.3), np.arange(10) < 5, DecisionPolicy(threshold=0.5))
+    >>> v.status.value, [r.problem.value for r in v.reasons]
+    ('NOT DEPLOYABLE', ['constant_prediction', 'chance_auc', 'escapes_over_budget'])
+"""
+from __future__ import annotations
+
+import html
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional, Sequence
+
+import numpy as np
+from pydantic import Field
+
+from inspector.config import StrictModel
+from inspector.decision import DecisionPolicy
+from inspector.metrics import roc_auc
+from inspector.operating_point import outcomes
+
+# Defect scores spread less than this over a whole split: the model answers the same for every part.
+CONSTANT_SPREAD = 0.01
+
+
+class Deployability(str, Enum):
+    DEPLOYABLE = "DEPLOYABLE"
+    NOT_DEPLOYABLE = "NOT DEPLOYABLE"
+
+
+class Problem(str, Enum):
+    CHANCE_AUC = "chance_auc"
+    CONSTANT_PREDICTION = "constant_prediction"
+    NEVER_IMPROVED = "never_improved"
+    ESCAPES_OVER_BUDGET = "escapes_over_budget"
+    FALSE_REJECTS_OVER_BUDGET = "false_rejects_over_budget"
+    TRAINING_IMAGES = "evaluated_on_training_images"
+    NO_USABLE_IMAGES = "no_usable_images"
+
+
+class LineBudget(StrictModel):
+    """What a line accepts from a model at its operating point (rates are fractions)."""
+
+    max_escape_rate: float = Field(0.02, ge=0, le=1, description="Largest share of defects passed")
+    max_false_reject_rate: float = Field(0.05, ge=0, le=1, description="Largest share of good parts failed")
+    min_auc: float = Field(0.75, ge=0.5, le=1, description="Pass/fail ROC AUC below this is near chance")
+
+
+@dataclass(frozen=True)
+class Reason:
+    problem: Problem
+    message: str
+
+
+@dataclass
+class DeployabilityVerdict:
+    """The verdict, why, and what it was judged on (``basis``, e.g. "test split, INT8 bundle")."""
+
+    reasons: List[Reason] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    basis: str = ""
+
+    @property
+    def status(self) -> Deployability:
+        return Deployability.NOT_DEPLOYABLE if self.reasons else Deployability.DEPLOYABLE
+
+    @property
+    def deployable(self) -> bool:
+        return not self.reasons
+
+    def to_dict(self) -> dict:
+        return {"status": self.status.value, "basis": self.basis,
+                "reasons": [{"problem": r.problem.value, "message": r.message} for r in self.reasons],
+                "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DeployabilityVerdict":
+        return cls([Reason(Problem(r["problem"]), r["message"]) for r in data.get("reasons", [])],
+                   list(data.get("notes", [])), data.get("basis", ""))
+
+    def summary(self) -> str:
+        """Terminal text: the verdict line, then one line per reason and note."""
+        head = f"{self.status.value}" + (f" ({self.basis})" if self.basis else "")
+        lines = [head] + [f"  - {r.message}" for r in self.reasons] + [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """A block for the top of an HTML report (inline style, so every report can use it)."""
+        colour = "#070" if self.deployable else "#b00"
+        items = "".join(f"<li>{html.escape(r.message)}</li>" for r in self.reasons)
+        items += "".join(f"<li><i>note:</i> {html.escape(n)}</li>" for n in self.notes)
+        basis = f" <span style='font-weight:normal'>({html.escape(self.basis)})</span>" if self.basis else ""
+        return (f"<div class='verdict' style='border:3px solid {colour};padding:0.5em 1em;margin:1em 0'>"
+                f"<h2 style='color:{colour};margin:0.2em 0'>{self.status.value}{basis}</h2>"
+                f"{f'<ul>{items}</ul>' if items else ''}</div>")
+
+
+def _pct(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}% ({count}/{total})"
+
+
+def assess(scores: Sequence[float], is_defect: Sequence[bool], policy: DecisionPolicy,
+           budget: Optional[LineBudget] = None, predicted: Optional[Sequence[int]] = None,
+           best_epoch: Optional[int] = None, epochs: Optional[int] = None, training_images: int = 0,
+           basis: str = "") -> DeployabilityVerdict:
+    """The verdict on defect scores ``1 - p(good)`` at ``policy`` (a review band is neither pass nor fail).
+
+    ``predicted`` (top-1 class per image) detects a model that answers one class; ``best_epoch`` of
+    ``epochs`` (the kept weights' global epoch) detects training that never improved the model;
+    ``training_images`` is how many judged images were in the training split.
+    """
+    budget = budget or LineBudget()
+    scores = np.asarray(scores, np.float64).ravel()
+    is_defect = np.asarray(is_defect, bool).ravel()
+    verdict = DeployabilityVerdict(basis=basis)
+    reasons = verdict.reasons
+    if scores.size == 0:
+        reasons.append(Reason(Problem.NO_USABLE_IMAGES, "no image to judge the model on"))
+        return verdict
+    defects, goods = int(is_defect.sum()), int((~is_defect).sum())
+    if defects and goods:  # on good parts only, one answer for all is right
+        one_class = predicted is not None and len(set(np.asarray(predicted).tolist())) == 1
+        if one_class or float(np.ptp(scores)) < CONSTANT_SPREAD:
+            what = ("every image gets the same class" if one_class
+                    else f"defect scores span only {np.ptp(scores):.4f}")
+            reasons.append(Reason(Problem.CONSTANT_PREDICTION,
+                                  f"constant prediction: {what}; the model does not tell parts apart"))
+        auc = roc_auc(scores, is_defect)
+        if auc < budget.min_auc:
+            reasons.append(Reason(Problem.CHANCE_AUC, f"pass/fail ROC AUC {auc:.3f} is near chance "
+                                                      f"(needs >= {budget.min_auc:g})"))
+    passed, failed = outcomes(scores, policy)
+    if defects:
+        escapes = int((is_defect & passed).sum())
+        if escapes / defects > budget.max_escape_rate:
+            reasons.append(Reason(Problem.ESCAPES_OVER_BUDGET,
+                                  f"escapes {_pct(escapes, defects)} at threshold {policy.threshold:.4f} exceed "
+                                  f"the line's budget of {100 * budget.max_escape_rate:g}%"))
+    else:
+        verdict.notes.append("no defect image: escapes cannot be measured")
+    if goods:
+        rejects = int((~is_defect & failed).sum())
+        if rejects / goods > budget.max_false_reject_rate:
+            reasons.append(Reason(Problem.FALSE_REJECTS_OVER_BUDGET,
+                                  f"false rejects {_pct(rejects, goods)} at threshold {policy.threshold:.4f} "
+                                  f"exceed the line's budget of {100 * budget.max_false_reject_rate:g}%"))
+    else:
+        verdict.notes.append("no good image: false rejects cannot be measured")
+    if best_epoch is not None and epochs is not None and epochs >= 3 and best_epoch <= 1:
+        reasons.append(Reason(Problem.NEVER_IMPROVED,
+                              f"the best validation epoch was epoch {best_epoch} of {epochs}: training never "
+                              f"improved the model (check labels, learning rate, input size)"))
+    if training_images:
+        reasons.append(Reason(Problem.TRAINING_IMAGES,
+                              f"{_pct(training_images, scores.size)} of the judged images were used to train the "
+                              f"model; judge it on images it has not seen"))
+    return verdict
+
+
+def no_usable_images(skipped_reasons: Sequence[str], basis: str = "") -> DeployabilityVerdict:
+    """NOT DEPLOYABLE because nothing could be judged; the skip reasons are counted, most common first."""
+    counts = Counter(skipped_reasons)
+    why = "; ".join(f"{n} x {reason}" for reason, n in counts.most_common(5)) or "no image found"
+    return DeployabilityVerdict([Reason(Problem.NO_USABLE_IMAGES,
+                                        f"no usable image: all {len(skipped_reasons)} skipped ({why})")],
+                                basis=basis)

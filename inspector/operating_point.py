@@ -1,0 +1,127 @@
+"""The rule that turns labelled defect scores into a decision policy: one rule for training and calibration.
+
+``inspector train`` applies it to the validation (or out-of-fold) scores of the float model and records
+the policy in run.json; ``inspector calibrate`` carries that policy into the bundle, so the training
+report, the calibration report, ``inspector evaluate`` and the station all decide at the same threshold.
+
+Targets (a part fails when its defect score ``1 - p(good)`` is at or above the threshold):
+
+* ``escape``: the highest threshold whose escape rate (defects passed) is at most the target rate; the
+  highest such threshold rejects the fewest good parts;
+* ``false_reject``: the lowest threshold whose false-reject rate (good parts failed) is at most the target.
+
+The threshold sits halfway between the deciding score and its neighbour, so the rates on the data are
+exactly those reported, with a margin either side for score noise (e.g. quantization).
+
+When the data cannot support the target within the line's false-reject budget (a few low-scored defects
+would make the zero-escape threshold fail most good parts), the rule does not hand the line an unusable
+threshold: parts between the escape-target threshold and the false-reject-budget threshold go to review,
+so automatic decisions meet both, and the note says how many parts that sends to a person.
+
+Example:
+    >>> import numpy as np
+    >>> scores = np.array([0.05, 0.1, 0.2, 0.7, 0.8, 0.9]); defect = np.array([0, 0, 0, 1, 1, 1], bool)
+    >>> round(choose_policy(scores, defect, Target.ESCAPE, 0.0)[0].threshold, 2)
+    0.45
+"""
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from pydantic import Field
+
+from inspector.config import StrictModel
+from inspector.decision import DecisionPolicy
+
+
+class Target(str, Enum):
+    ESCAPE = "escape"
+    FALSE_REJECT = "false_reject"
+
+
+class OperatingPointError(ValueError):
+    """The threshold cannot be chosen (e.g. the scores hold no defect or no good image)."""
+
+
+class OperatingPointConfig(StrictModel):
+    """How the pass/fail threshold is chosen."""
+
+    target: Target = Field(Target.ESCAPE, description="escape or false_reject: which rate the threshold targets")
+    target_rate: float = Field(0.005, ge=0, lt=1, description="Target rate on the scores it is chosen on")
+    review_margin: float = Field(0.0, ge=0, lt=1, description="Review band threshold +- margin on the defect score")
+    review_when_unsupported: bool = Field(
+        True, description="When the target would exceed the false-reject budget, send the parts in between "
+                          "to review instead (escape target only)")
+
+
+def _between(upper: float, scores: np.ndarray) -> float:
+    """Halfway between ``upper`` and the largest score strictly below it (or 0)."""
+    below = scores[scores < upper]
+    return float((upper + (below.max() if below.size else 0.0)) / 2)
+
+
+def threshold_for(scores: Sequence[float], is_defect: Sequence[bool], target: Target | str, rate: float) -> float:
+    """The threshold meeting ``rate`` for ``target`` on these scores (see the module docstring)."""
+    target = Target(target)
+    scores = np.asarray(scores, np.float64).ravel()
+    is_defect = np.asarray(is_defect, bool).ravel()
+    if not 0.0 <= rate < 1.0:
+        raise OperatingPointError(f"target rate must be in [0, 1), got {rate}")
+    defects, goods = np.sort(scores[is_defect]), np.sort(scores[~is_defect])
+    if defects.size == 0 or goods.size == 0:
+        raise OperatingPointError(
+            f"cannot choose a threshold: the data has {defects.size} defect and {goods.size} good images; "
+            "it needs both"
+        )
+    if target == Target.ESCAPE:
+        allowed = int(math.floor(rate * defects.size + 1e-9))
+        # Exactly `allowed` defect scores lie below defects[allowed] (ties fail together).
+        threshold = 1.0 if allowed >= defects.size else _between(defects[allowed], scores)
+    else:
+        allowed = int(math.floor(rate * goods.size + 1e-9))
+        if allowed >= goods.size:
+            threshold = 0.0
+        else:
+            deciding = goods[goods.size - 1 - allowed]  # the highest good score that must pass
+            above = scores[scores > deciding]
+            threshold = float((deciding + above.min()) / 2) if above.size else float(np.nextafter(deciding, 2.0))
+    return float(min(max(threshold, 0.0), 1.0))
+
+
+def choose_policy(scores: Sequence[float], is_defect: Sequence[bool], target: Target | str = Target.ESCAPE,
+                  rate: float = 0.005, review_margin: float = 0.0,
+                  max_false_reject_rate: Optional[float] = None) -> Tuple[DecisionPolicy, str]:
+    """(policy, note). With ``max_false_reject_rate``, an escape target the data cannot meet within that
+    budget becomes a review band (the note says what it achieves); otherwise ``review_margin`` makes a
+    band ``threshold +- margin``."""
+    target = Target(target)
+    if review_margin < 0:
+        raise OperatingPointError(f"review margin must be >= 0, got {review_margin}")
+    scores = np.asarray(scores, np.float64).ravel()
+    is_defect = np.asarray(is_defect, bool).ravel()
+    threshold = threshold_for(scores, is_defect, target, rate)
+    goods = ~is_defect
+    if target == Target.ESCAPE and max_false_reject_rate is not None:
+        rejects = float((scores[goods] >= threshold).mean())
+        fail_line = threshold_for(scores, is_defect, Target.FALSE_REJECT, max_false_reject_rate)
+        if rejects > max_false_reject_rate and fail_line > threshold:
+            review = float(((scores >= threshold) & (scores < fail_line)).mean())
+            note = (f"an escape rate of {100 * rate:.2f}% would fail {100 * rejects:.1f}% of good parts "
+                    f"(budget {100 * max_false_reject_rate:g}%): parts scoring {threshold:.4f}-{fail_line:.4f} "
+                    f"go to review ({100 * review:.1f}% of these parts), so automatic decisions meet both")
+            return DecisionPolicy(threshold=fail_line, review_low=threshold, review_high=fail_line), note
+    if review_margin > 0:
+        low, high = max(0.0, threshold - review_margin), min(1.0, threshold + review_margin)
+        return DecisionPolicy(threshold=threshold, review_low=low, review_high=high), ""
+    return DecisionPolicy(threshold=threshold), ""
+
+
+def outcomes(scores: Sequence[float], policy: DecisionPolicy) -> Tuple[np.ndarray, np.ndarray]:
+    """(passed, failed) masks of ``policy`` on scores; a part in the review band is neither."""
+    scores = np.asarray(scores, np.float64)
+    low = policy.review_low if policy.review_low is not None else policy.threshold
+    high = policy.review_high if policy.review_high is not None else policy.threshold
+    return scores < low, scores >= high

@@ -1,0 +1,58 @@
+"""inspector.deployability: the verdict and each of its reasons, from scores alone."""
+import numpy as np
+
+from inspector.decision import DecisionPolicy
+from inspector.deployability import Deployability, LineBudget, Problem, assess, no_usable_images
+
+IS_DEFECT = np.r_[np.zeros(60, bool), np.ones(40, bool)]
+SEPARATED = np.r_[np.linspace(0.0, 0.3, 60), np.linspace(0.7, 1.0, 40)]
+
+
+def problems(verdict):
+    return [r.problem for r in verdict.reasons]
+
+
+def test_a_model_that_separates_the_parts_is_deployable():
+    v = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), predicted=IS_DEFECT.astype(int),
+               best_epoch=12, epochs=20, basis="test split")
+    assert v.status is Deployability.DEPLOYABLE and v.deployable and not v.reasons
+    assert v.summary().startswith("DEPLOYABLE (test split)")
+
+
+def test_constant_model_is_not_deployable():
+    v = assess(np.full(100, 0.2), IS_DEFECT, DecisionPolicy(threshold=0.5), predicted=np.zeros(100, int))
+    assert v.status is Deployability.NOT_DEPLOYABLE
+    assert problems(v)[:3] == [Problem.CONSTANT_PREDICTION, Problem.CHANCE_AUC, Problem.ESCAPES_OVER_BUDGET]
+    assert "NOT DEPLOYABLE" in v.to_html() and "constant prediction" in v.to_html()
+
+
+def test_rates_over_the_budget_never_improved_and_training_images():
+    scores = SEPARATED.copy()
+    scores[60] = 0.1  # one escape of 40 = 2.5 % > 2 %
+    scores[:6] = 0.9  # six false rejects of 60 = 10 % > 5 %
+    v = assess(scores, IS_DEFECT, DecisionPolicy(threshold=0.5), best_epoch=1, epochs=30, training_images=100)
+    assert problems(v) == [Problem.ESCAPES_OVER_BUDGET, Problem.FALSE_REJECTS_OVER_BUDGET,
+                           Problem.NEVER_IMPROVED, Problem.TRAINING_IMAGES]
+    relaxed = assess(scores, IS_DEFECT, DecisionPolicy(threshold=0.5),
+                     LineBudget(max_escape_rate=0.05, max_false_reject_rate=0.2))
+    assert relaxed.deployable
+
+
+def test_review_band_parts_are_neither_escapes_nor_false_rejects():
+    scores = SEPARATED.copy()
+    scores[60] = 0.45
+    v = assess(scores, IS_DEFECT, DecisionPolicy(threshold=0.5, review_low=0.4, review_high=0.6))
+    assert v.deployable
+
+
+def test_good_parts_only_is_judged_without_a_constant_verdict():
+    v = assess(np.full(30, 0.01), np.zeros(30, bool), DecisionPolicy(threshold=0.5), predicted=np.zeros(30, int))
+    assert v.deployable and "escapes cannot be measured" in v.notes[0]
+
+
+def test_all_images_skipped_counts_the_reasons_and_round_trips():
+    v = no_usable_images(["ROI does not fit"] * 3 + ["cannot decode"], basis="evaluate")
+    assert problems(v) == [Problem.NO_USABLE_IMAGES]
+    assert "all 4 skipped (3 x ROI does not fit; 1 x cannot decode)" in v.reasons[0].message
+    back = type(v).from_dict(v.to_dict())
+    assert back.to_dict() == v.to_dict() and back.status is Deployability.NOT_DEPLOYABLE

@@ -1,0 +1,35 @@
+"""inspector.operating_point: one threshold rule, and a review band when the data cannot support the target."""
+import numpy as np
+import pytest
+
+from inspector.decision import Verdict
+from inspector.operating_point import OperatingPointError, Target, choose_policy, outcomes, threshold_for
+
+
+def test_escape_target_within_the_false_reject_budget_needs_no_band():
+    scores = np.r_[np.linspace(0.0, 0.3, 50), np.linspace(0.6, 1.0, 20)]
+    is_defect = np.r_[np.zeros(50, bool), np.ones(20, bool)]
+    policy, note = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
+    assert policy.review_low is None and note == ""
+    assert 0.3 < policy.threshold < 0.6
+
+
+def test_one_low_scored_defect_becomes_a_review_band_not_a_threshold_that_fails_every_good_part():
+    goods = np.linspace(0.01, 0.5, 100)
+    defects = np.r_[0.02, np.linspace(0.7, 1.0, 19)]  # one defect scored like the best good parts
+    scores = np.r_[goods, defects]
+    is_defect = np.r_[np.zeros(100, bool), np.ones(20, bool)]
+    plain = threshold_for(scores, is_defect, Target.ESCAPE, 0.0)
+    assert (goods >= plain).mean() > 0.9  # zero escapes alone would fail > 90 % of good parts
+    policy, note = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
+    passed, failed = outcomes(scores, policy)
+    assert not (passed & is_defect).any()  # no automatic escape
+    assert (failed[~is_defect]).mean() <= 0.05
+    assert policy.review_low == pytest.approx(plain) and policy.threshold == policy.review_high
+    assert policy.decide(0.3) is Verdict.REVIEW
+    assert "review" in note and "budget 5%" in note
+
+
+def test_needs_both_kinds_of_parts():
+    with pytest.raises(OperatingPointError, match="defect"):
+        choose_policy([0.1, 0.2], [False, False])
