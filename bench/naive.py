@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
     from inspector.bundle import Bundle
 
     clf = Classifier(Bundle.load(args.bundle), threads=args.threads)

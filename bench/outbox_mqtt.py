@@ -2,7 +2,7 @@
 
 Uses the station's own :class:`edge.outbox.Outbox` and :class:`edge.publisher.Publisher` (default MQTT
 settings: MQTT 5, 20 results in flight) against the production-configured Mosquitto on loopback, with
-realistic result payloads (:class:`inspector.messages.Result` JSON, six class scores, about 600 bytes).
+realistic result payloads (:class:`inspector.protocol.payloads.Result` JSON, six class scores, about 600 bytes).
 A persistent-session subscriber counts results by id, so "nothing lost" is checked, not assumed.
 
 * **throughput** - one thread adds N results as fast as it can while the publisher drains; reported:
@@ -28,7 +28,7 @@ LINE = "line"
 
 
 def _payload(station: str, seq: int, rid: str) -> str:
-    from inspector.messages import ModelRef, Result
+    from inspector.protocol.payloads import ModelRef, Result
 
     scores = {"free": 0.91, "blowhole": 0.02, "break": 0.01, "crack": 0.03, "fray": 0.02, "uneven": 0.01}
     now = time.time()
@@ -43,10 +43,10 @@ class Station:
     """An outbox and a publisher as the station wires them, without camera or model."""
 
     def __init__(self, broker, workdir: Path, synchronous: str):
-        from edge.config import MqttConfig
+        from inspector.mqtt import MqttConfig
         from edge.outbox import Outbox
         from edge.publisher import Publisher
-        from inspector.messages import StationTopics
+        from inspector.protocol.topics import StationTopics
 
         self.name = f"ob-{uuid.uuid4().hex[:6]}"
         self.topics = StationTopics("bench", LINE, self.name)

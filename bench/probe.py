@@ -1,7 +1,7 @@
 """Worker process: the interpreter limit of one bundle, and bundle load time, with the edge's own classes.
 
 Runs in a fresh interpreter without TensorFlow, so its memory is what a station's model costs. The timed
-call is :meth:`edge.interpreter.ModelRunner.run` on an already preprocessed frame: set the input
+call is :meth:`inspector.inference.ModelRunner.run` on an already preprocessed frame: set the input
 (quantizing if needed), invoke, read and dequantize the output; nothing else. Thread counts are measured
 in interleaved blocks inside one process, so a burst of load from other work on the machine hits all of
 them alike.
@@ -44,7 +44,7 @@ def _frame(spec):
 
 
 def latency(bundle_path: str, threads: List[int], reps: int, warmup: int = 10) -> dict:
-    from edge.interpreter import ModelRunner
+    from inspector.inference import ModelRunner
     from inspector.bundle import Bundle
 
     from bench.common import summary
@@ -92,7 +92,7 @@ def latency(bundle_path: str, threads: List[int], reps: int, warmup: int = 10) -
 
 def throughput(bundle_path: str, threads: int, seconds: float) -> dict:
     """Back-to-back invocations for ``seconds``: the interpreter-only frames per second."""
-    from edge.interpreter import ModelRunner
+    from inspector.inference import ModelRunner
     from inspector.bundle import Bundle
 
     from bench.common import summary
@@ -123,9 +123,9 @@ def stages(bundle_path: str, video: str, threads: int, reps: int) -> dict:
 
     import cv2
 
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
     from inspector.bundle import Bundle
-    from inspector.messages import ModelRef, Result
+    from inspector.protocol.payloads import ModelRef, Result
 
     from bench.common import summary
 
@@ -159,7 +159,7 @@ def load(bundle_path: str, reps: int) -> dict:
     start = time.perf_counter()
     import numpy as np
 
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
     from inspector.bundle import Bundle
 
     imports = time.perf_counter() - start

@@ -113,15 +113,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = build_config(args)
     run_dir = args.run_dir or REPO / "runs" / "bench" / f"train_magnetic_tile-{time.strftime('%Y%m%d-%H%M%S')}"
 
+    from inspector.fsutil import atomic_write_json
     from training.trainer import train
 
     started = time.time()
     result = train(config, run_dir)
     summary = summarize(result, config, time.time() - started)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(args.out)
+    atomic_write_json(args.out, summary)
     pf = summary["test"]["pass_fail"]
     auc = "-" if pf["roc_auc"] is None else f"{pf['roc_auc']:.4f}"
     print(f"train_magnetic_tile: test ROC AUC {auc} (aim {AIM_ROC_AUC}, {'met' if summary['aim']['met'] else 'not met'}), "

@@ -301,8 +301,8 @@ def op_census(model: bytes) -> Tuple[Dict[str, int], Dict[str, int]]:
 
 
 def tensor_specs(model: bytes) -> Tuple[TensorSpec, TensorSpec]:
-    """Input and output TensorSpec as the edge interpreter (``edge.interpreter.ModelRunner``) reads them."""
-    from edge.interpreter import ModelRunner
+    """Input and output TensorSpec as the shared interpreter (``inspector.inference.ModelRunner``) reads them."""
+    from inspector.inference import ModelRunner
 
     runner = ModelRunner(model, threads=1)
     specs = []

@@ -4,7 +4,7 @@
 per-class precision / recall / F1 (``inspector.metrics``), ROC AUC of the defect score, and the escape,
 false-reject and review rates of the bundle's decision policy with their confidence intervals, plus per
 class how many images were passed, sent to review or failed. Probabilities of a bundle always come from
-``edge.interpreter.Classifier``, the code a station runs, so a bundle checked here behaves the same on
+``inspector.inference.Classifier``, the code a station runs, so a bundle checked here behaves the same on
 the line.
 
 Example:
@@ -44,7 +44,7 @@ def predict_keras(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray
 def predict_bundle(bundle: Bundle, images: np.ndarray, threads: Optional[int] = None,
                    backend: str = "auto") -> np.ndarray:
     """Probabilities of a bundle's TFLite model, through the edge Classifier (quantize, invoke, dequantize)."""
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
 
     return Classifier(bundle, backend=backend, threads=threads).predict_batch(images)
 

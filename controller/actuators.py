@@ -22,7 +22,8 @@ import time
 from typing import Callable, Optional
 
 from controller.config import ActuatorConfig, GpioActuatorConfig, LogActuatorConfig, MqttActuatorConfig
-from controller.payloads import Decision
+from inspector.protocol.enums import Action
+from inspector.protocol.payloads import Decision
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class MqttActuator(Actuator):
         self._publish = publish
 
     def reject(self, decision: Decision) -> None:
-        payload = {"action": "reject", "part_id": decision.part_id, "reason": decision.reason, "ts": decision.ts}
+        payload = {"action": Action.REJECT.value, "part_id": decision.part_id, "reason": decision.reason, "ts": decision.ts}
         self._publish(self.cfg.topic, json.dumps(payload), self.cfg.qos)
 
     def set_line(self, running: bool, reason: str) -> None:

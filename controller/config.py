@@ -15,7 +15,7 @@ from typing import List, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from edge.config import MqttConfig
+from inspector.mqtt import MqttConfig
 from inspector.config import StrictModel
 
 _TOPIC_LEVEL = r"^[^/+#]+$"

@@ -21,12 +21,16 @@ from typing import Callable, Dict, List, Optional
 import paho.mqtt.client as mqtt
 
 from controller.actuators import Actuator, build_actuator
-from controller.broker import BrokerClient, Will
+from inspector.mqtt import BrokerClient, Will
 from controller.config import LineConfig
-from controller.payloads import ACCEPT, RUNNING, STOPPED, ControllerState, ControllerTopics, Decision
+from inspector.protocol.enums import Action, LineState
+from inspector.protocol.payloads import ControllerState, Decision
+from inspector.protocol.topics import ControllerTopics
 from controller.tracker import Outcome, PartTracker
-from edge.commands import TriggerCommand
-from inspector.messages import OFFLINE, ONLINE, Result, StationTopics
+from inspector.protocol.commands import TriggerCommand
+from inspector.protocol.enums import Presence
+from inspector.protocol.payloads import Result
+from inspector.protocol.topics import StationTopics
 from inspector.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,7 @@ UNKNOWN = "unknown"
 
 
 def trigger_command(part_id: str) -> str:
-    """The station command that inspects one part, built (and so validated) by :mod:`edge.commands`."""
+    """The station command that inspects one part, built (and so validated) by :mod:`inspector.protocol.commands`."""
     return TriggerCommand(cmd="trigger", part_id=part_id).model_dump_json(exclude_none=True)
 
 
@@ -63,13 +67,13 @@ class LineController:
         self.tracker = PartTracker(cfg.result_deadline_s, cfg.review_action, cfg.dedup_size)
         self.client = BrokerClient(cfg.mqtt, cfg.mqtt_client_id, persistent=True,
                                    session_expiry_s=cfg.session_expiry_s,
-                                   will=Will(self.topics.status, OFFLINE.encode()))
+                                   will=Will(self.topics.status, Presence.OFFLINE.value.encode()))
         self.client.on_connect(self._subscribe)
         self.client.client.on_message = self._on_message
         self.actuator = actuator or build_actuator(cfg.actuator, self._publish)
         self.notifier = notifier or Notifier()
         self.stations: Dict[str, str] = {name: UNKNOWN for name in cfg.stations}
-        self.state = RUNNING
+        self.state = LineState.RUNNING
         self.stop_reason: Optional[str] = None
         self.counts: Counter = Counter()
         self.reject_reasons: Counter = Counter()
@@ -81,7 +85,7 @@ class LineController:
         self._next_number = cfg.trigger.first_number
         self._next_state = 0.0
         if cfg.offline_policy == "stop" and cfg.stations:
-            self.state, self.stop_reason = STOPPED, f"stations not online: {', '.join(sorted(cfg.stations))}"
+            self.state, self.stop_reason = LineState.STOPPED, f"stations not online: {', '.join(sorted(cfg.stations))}"
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -90,15 +94,15 @@ class LineController:
             self.client.stop()
             raise RuntimeError(f"cannot connect to the broker at {self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
         with self._lock:  # tell the gate the state we start in: a stopped line stays stopped
-            self.actuator.set_line(self.state == RUNNING, self.stop_reason or "controller started")
-        self.notifier.ready(f"line {self.cfg.line}: {self.state}")
+            self.actuator.set_line(self.state == LineState.RUNNING, self.stop_reason or "controller started")
+        self.notifier.ready(f"line {self.cfg.line}: {self.state.value}")
         log.info("controller for line %s up; gate: %s", self.cfg.line, self.actuator.describe())
 
     def stop(self) -> None:
         self.notifier.stopping()
         with self._lock:
             self._publish_state()
-        self.client.stop(final=(self.topics.status, OFFLINE, True))
+        self.client.stop(final=(self.topics.status, Presence.OFFLINE.value, True))
         self.actuator.close()
 
     def add_listener(self, callback: Callable[[Decision], None]) -> None:
@@ -142,9 +146,9 @@ class LineController:
         trig = self.cfg.trigger
         if trig.rate_hz <= 0:
             return
-        if self._next_trigger is None or self.state != RUNNING:
+        if self._next_trigger is None or self.state != LineState.RUNNING:
             self._next_trigger = now  # start (or resume after a stop) without a burst of overdue triggers
-            if self.state != RUNNING:
+            if self.state != LineState.RUNNING:
                 return
         while now >= self._next_trigger and not self.triggers_done:
             part_id = f"{trig.part_prefix}{self._next_number:06d}"
@@ -157,8 +161,8 @@ class LineController:
         now = self.clock() if now is None else now
         stations = self.cfg.triggered_stations
         with self._lock:
-            if self.state != RUNNING:
-                decision = self.tracker.refuse(part_id, f"line_{STOPPED}", missing=stations)
+            if self.state != LineState.RUNNING:
+                decision = self.tracker.refuse(part_id, f"line_{LineState.STOPPED.value}", missing=stations)
             else:
                 decision = self.tracker.expect(part_id, stations, now)
             if decision is not None:
@@ -181,7 +185,7 @@ class LineController:
         if self.cfg.trigger.input_topic:
             subscriptions.append((self.cfg.trigger.input_topic, 1))
         self.client.client.subscribe(subscriptions)
-        self._publish(self.topics.status, ONLINE, retain=True)
+        self._publish(self.topics.status, Presence.ONLINE.value, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -225,10 +229,10 @@ class LineController:
     def _on_status(self, station: str, status: str) -> None:
         with self._lock:
             if not self.cfg.stations or station in self.cfg.stations:
-                self.stations[station] = status if status in (ONLINE, OFFLINE) else UNKNOWN
+                self.stations[station] = status if status in (Presence.ONLINE, Presence.OFFLINE) else UNKNOWN
             else:
                 return
-            for decision in self.tracker.set_online(station, status != OFFLINE, self.clock()):
+            for decision in self.tracker.set_online(station, status != Presence.OFFLINE, self.clock()):
                 self._apply(decision)
             self._update_line_state()
             self._publish_state()
@@ -239,24 +243,24 @@ class LineController:
         """Offline policy ``stop``: the line runs only while every watched station is online."""
         if self.cfg.offline_policy != "stop":
             return
-        not_online = sorted(s for s, status in self.stations.items() if status != ONLINE)
-        new_state = STOPPED if not_online else RUNNING
+        not_online = sorted(s for s, status in self.stations.items() if status != Presence.ONLINE)
+        new_state = LineState.STOPPED if not_online else LineState.RUNNING
         reason = f"stations not online: {', '.join(not_online)}" if not_online else None
         if new_state == self.state and reason == self.stop_reason:
             return
         changed = new_state != self.state
         self.state, self.stop_reason = new_state, reason
         if changed:
-            log.warning("line %s: %s%s", self.cfg.line, new_state, f" ({reason})" if reason else "")
-            if new_state == STOPPED:
-                for decision in self.tracker.reject_all_pending(f"line_{STOPPED}", self.clock()):
+            log.warning("line %s: %s%s", self.cfg.line, new_state.value, f" ({reason})" if reason else "")
+            if new_state == LineState.STOPPED:
+                for decision in self.tracker.reject_all_pending(f"line_{LineState.STOPPED.value}", self.clock()):
                     self._apply(decision)
-            self.actuator.set_line(new_state == RUNNING, reason or "all stations online")
-            self.notifier.status(f"line {self.cfg.line}: {new_state}")
+            self.actuator.set_line(new_state == LineState.RUNNING, reason or "all stations online")
+            self.notifier.status(f"line {self.cfg.line}: {new_state.value}")
 
     def _apply(self, decision: Decision) -> None:
         self.counts["parts"] += 1
-        if decision.action == ACCEPT:
+        if decision.action == Action.ACCEPT:
             self.counts["accepted"] += 1
         else:
             self.counts["rejected"] += 1

@@ -18,12 +18,15 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Tuple
 
-from controller.payloads import STOPPED, ControllerState
-from inspector.messages import OFFLINE, ONLINE, Event, Result, StationTopics, Stats
+from inspector.protocol.enums import LineState, Verdict
+
+from inspector.protocol.payloads import ControllerState
+from inspector.protocol.enums import Presence
+from inspector.protocol.payloads import Event, Result, Stats
+from inspector.protocol.topics import StationTopics
 
 LEAVES = ("status", "stats", "result", "event", "state")
 CLEAR = "\x1b[H\x1b[2J"
-CAMERA_BAD = {"lost", "failed"}  # edge.capture.SourceState values that mean no inspection
 _RED, _GREEN, _YELLOW, _RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m"
 
 
@@ -37,7 +40,7 @@ class NodeView:
     stats: Optional[Stats] = None
     state: Optional[ControllerState] = None
     verdicts: Counter = field(default_factory=Counter)
-    recent: Deque[Tuple[float, str]] = field(default_factory=deque)  # (arrival time, verdict)
+    recent: Deque[Tuple[float, Verdict]] = field(default_factory=deque)  # (arrival time, verdict)
     last_event: Optional[Event] = None
     last_event_at: Optional[float] = None
     last_seen: Optional[float] = None
@@ -125,16 +128,16 @@ def render(monitor: LineMonitor, now: Optional[float] = None, color: bool = True
     for n in stations:
         s = n.stats
         live = monitor.rate_per_min(n, now)
-        camera = s.camera_state if s else "-"
+        camera = s.camera_state.value if s else "-"
         rows.append([
             n.line, n.name, n.status, camera, _fmt(s and s.fps, ".1f"), f"{live:.0f}",
             _fmt(s and s.yield_pct, ".1f"), _fmt(s and s.passed), _fmt(s and s.failed), _fmt(s and s.review),
             _fmt(s and s.inference_ms_p50, ".1f"), _fmt(s and s.inference_ms_p95, ".1f"), _fmt(s and s.outbox_depth),
             (s.model_version if s and s.model_version else "-"),
-            (f"{n.last_event.type} {_age(now - n.last_event_at)} ago" if n.last_event else "-"),
+            (f"{n.last_event.type.value} {_age(now - n.last_event_at)} ago" if n.last_event else "-"),
         ])
-        bad = n.status == OFFLINE or (s is not None and s.camera_state in CAMERA_BAD)
-        colors.append(_RED if bad else (_YELLOW if (s and s.paused) or n.status != ONLINE else _GREEN))
+        bad = n.status == Presence.OFFLINE or (s is not None and not s.camera_state.inspecting)
+        colors.append(_RED if bad else (_YELLOW if (s and s.paused) or n.status != Presence.ONLINE else _GREEN))
     header = ["LINE", "STATION", "STATUS", "CAMERA", "FPS", "RES/MIN", "YIELD%", "PASS", "FAIL", "REVIEW",
               "P50ms", "P95ms", "OUTBOX", "MODEL", "LAST EVENT"]
     out += _table(header, rows, colors, color) if stations else ["(no station seen yet)"]
@@ -144,11 +147,11 @@ def render(monitor: LineMonitor, now: Optional[float] = None, color: bool = True
         for n in controllers:
             st = n.state
             reasons = ",".join(f"{k}:{v}" for k, v in sorted(st.reject_reasons.items())) or "-"
-            offline = [name for name, status in st.stations.items() if status != ONLINE]
-            rows.append([n.line, n.name, n.status, st.state + (f" ({st.stop_reason})" if st.stop_reason else ""),
+            offline = [name for name, status in st.stations.items() if status != Presence.ONLINE]
+            rows.append([n.line, n.name, n.status, st.state.value + (f" ({st.stop_reason})" if st.stop_reason else ""),
                          str(st.parts), str(st.accepted), str(st.rejected), reasons, _fmt(st.yield_pct, ".1f"),
                          str(st.pending), str(st.duplicates), str(st.late), ",".join(offline) or "-"])
-            colors.append(_RED if st.state == STOPPED or n.status == OFFLINE else _GREEN)
+            colors.append(_RED if st.state == LineState.STOPPED or n.status == Presence.OFFLINE else _GREEN)
         out += ["", *_table(["LINE", "CONTROLLER", "STATUS", "STATE", "PARTS", "ACCEPT", "REJECT", "REASONS",
                              "YIELD%", "PENDING", "DUP", "LATE", "NOT ONLINE"], rows, colors, color)]
     if monitor.bad_messages:

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _mqtt_config(args: argparse.Namespace):
-    from edge.config import MqttConfig
+    from inspector.mqtt import MqttConfig
     from inspector.config import load_yaml
 
     data = {}
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     import uuid
 
-    from controller.broker import BrokerClient
+    from inspector.mqtt import BrokerClient
     from controller.monitor import CLEAR, LineMonitor, render
 
     cfg = _mqtt_config(args)

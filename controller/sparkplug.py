@@ -9,7 +9,7 @@ on the SCADA side, with the payloads encoded and decoded by the ``pysparkplug`` 
 * each station is a device: DBIRTH when it is first seen or comes back online, DDATA for changed values
   (``Stats/*`` from its stats, ``Last Result/*`` from its results), DDEATH when its status goes offline;
 * DCMD ``Device Control/Trigger`` (a part id), ``/Pause`` (true pauses, false resumes), ``/Threshold`` and
-  ``/Snapshot`` become the station's JSON commands (built with :mod:`edge.commands`, so validated the same
+  ``/Snapshot`` become the station's JSON commands (built with :mod:`inspector.protocol.commands`, so validated the same
   way), and ``Device Control/Rebirth`` / NCMD ``Node Control/Rebirth`` republish the births.
 
 pysparkplug 0.6 declares ``paho-mqtt<2`` but only its own MQTT client needs that; its payload and topic
@@ -24,12 +24,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import BaseModel
 
-from controller.broker import BrokerClient
-from controller.payloads import ControllerState
-from edge.commands import PauseCommand, ResumeCommand, SetThresholdCommand, SnapshotCommand, TriggerCommand
-from edge.config import MqttConfig
+from inspector.mqtt import BrokerClient
+from inspector.protocol.payloads import ControllerState
+from inspector.protocol.commands import PauseCommand, ResumeCommand, SetThresholdCommand, SnapshotCommand, TriggerCommand
+from inspector.mqtt import MqttConfig
 from inspector import __version__
-from inspector.messages import OFFLINE, ONLINE, Result, StationTopics, Stats
+from inspector.protocol.enums import Presence
+from inspector.protocol.payloads import Result, Stats
+from inspector.protocol.topics import StationTopics
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ REBIRTH_DEVICE = "Device Control/Rebirth"
 
 
 def _station_command(name: str, value: Any) -> Optional[BaseModel]:
-    """The station command (an :mod:`edge.commands` model) for a written control metric; None: nothing to do."""
+    """The station command (an :mod:`inspector.protocol.commands` model) for a written control metric; None: nothing to do."""
     if name == "Device Control/Trigger":
         return TriggerCommand(cmd="trigger", part_id=str(value)) if value else None
     if name == "Device Control/Pause":
@@ -218,16 +220,16 @@ class SparkplugBridge:
                 self._update_line(ControllerState.model_validate_json(payload))
             elif leaf == "status":
                 status = payload.decode("utf-8", "replace").strip()
-                if station in self.devices and status == OFFLINE:
+                if station in self.devices and status == Presence.OFFLINE:
                     self._device_death(station)
-                elif station in self.devices and status == ONLINE and not self.born.get(station):
+                elif station in self.devices and status == Presence.ONLINE and not self.born.get(station):
                     self._device_birth(station)
             elif leaf == "stats":
                 stats = Stats.model_validate_json(payload)
-                self._update_device(station, STATS_METRICS, stats.model_dump())
+                self._update_device(station, STATS_METRICS, stats.model_dump(mode="json"))
             elif leaf == "result":
                 result = Result.model_validate_json(payload)
-                self._update_device(station, RESULT_METRICS, result.model_dump())
+                self._update_device(station, RESULT_METRICS, result.model_dump(mode="json"))
 
     def _changed(self, defs, source: Dict[str, Any], target: Dict[str, Any]) -> List[_Def]:
         changed = []
@@ -249,7 +251,7 @@ class SparkplugBridge:
             self._publish(self.topic("DDATA", station), self.sp.DData(timestamp=ts, seq=self._next_seq(), metrics=metrics))
 
     def _update_line(self, state: ControllerState) -> None:
-        changed = self._changed(LINE_METRICS, state.model_dump(), self.line_values)
+        changed = self._changed(LINE_METRICS, state.model_dump(mode="json"), self.line_values)
         if changed and self.sink.connected.is_set():
             ts = self.sp.get_current_timestamp()
             metrics = tuple(self._metric(d.name, d.datatype, self.line_values[d.name], ts) for d in changed)

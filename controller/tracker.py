@@ -12,7 +12,7 @@ Fail-safe rules, in order:
   queued while the controller was down) is decided on its own.
 
 Example:
-    >>> from inspector.messages import Result
+    >>> from inspector.protocol.payloads import Result
     >>> t = PartTracker(deadline_s=2.0)
     >>> t.expect("P1", ["cam1"], now=0.0)
     >>> [d.reason for d in t.expire(now=5.0)]
@@ -26,10 +26,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Dict, Iterable, List, Optional, Set
 
-from controller.payloads import ACCEPT, REJECT, Decision
-from inspector.messages import Result
-
-PASS, FAIL, REVIEW = "pass", "fail", "review"
+from inspector.protocol.enums import Action, Verdict
+from inspector.protocol.payloads import Decision, Result
 
 
 class Outcome(str, Enum):
@@ -76,11 +74,12 @@ class _Pending:
 class PartTracker:
     """Decides parts from results; not thread-safe (the controller holds a lock around it)."""
 
-    def __init__(self, deadline_s: float, review_action: str = REJECT, dedup_size: int = 100_000):
-        if review_action not in (ACCEPT, REJECT):
-            raise ValueError(f"review_action must be accept or reject, got {review_action!r}")
+    def __init__(self, deadline_s: float, review_action: "Action | str" = Action.REJECT, dedup_size: int = 100_000):
+        try:
+            self.review_action = Action(review_action)
+        except ValueError:
+            raise ValueError(f"review_action must be accept or reject, got {review_action!r}") from None
         self.deadline_s = deadline_s
-        self.review_action = review_action
         self._seen_results = RecentSet(dedup_size)
         self._decided_parts = RecentSet(dedup_size)
         self._pending: "OrderedDict[str, _Pending]" = OrderedDict()
@@ -106,7 +105,7 @@ class PartTracker:
     def refuse(self, part_id: str, reason: str, missing: Iterable[str]) -> Decision:
         """Reject a part that cannot be inspected at all (its station is offline, the line is stopped)."""
         self._decided_parts.add(part_id)
-        return self._decision(part_id, REJECT, reason, {}, missing=sorted(missing))
+        return self._decision(part_id, Action.REJECT, reason, {}, missing=sorted(missing))
 
     def on_result(self, result: Result, now: float) -> "tuple[Outcome, Optional[Decision]]":
         if not self._seen_results.add(result.id):
@@ -130,7 +129,7 @@ class PartTracker:
         for part_id in [p for p, item in self._pending.items() if item.deadline <= now]:
             item = self._pending[part_id]
             missing = sorted(item.stations - set(item.results))
-            decisions.append(self._finish(item, now, REJECT, "timeout", missing))
+            decisions.append(self._finish(item, now, Action.REJECT, "timeout", missing))
         return decisions
 
     def set_online(self, station: str, online: bool, now: float) -> List[Decision]:
@@ -142,18 +141,17 @@ class PartTracker:
         decisions = []
         for item in [p for p in self._pending.values() if station in p.stations and station not in p.results]:
             missing = sorted((item.stations - set(item.results)))
-            decisions.append(self._finish(item, now, REJECT, "station_offline", missing))
+            decisions.append(self._finish(item, now, Action.REJECT, "station_offline", missing))
         return decisions
 
     def reject_all_pending(self, reason: str, now: float) -> List[Decision]:
-        return [self._finish(item, now, REJECT, reason, sorted(item.stations - set(item.results)))
+        return [self._finish(item, now, Action.REJECT, reason, sorted(item.stations - set(item.results)))
                 for item in list(self._pending.values())]
 
-    def _verdict_rejects(self, verdict: str) -> bool:
-        return verdict == FAIL or (verdict == REVIEW and self.review_action == REJECT) or verdict not in (
-            PASS, REVIEW)
+    def _verdict_rejects(self, verdict: Verdict) -> bool:
+        return verdict == Verdict.FAIL or (verdict == Verdict.REVIEW and self.review_action == Action.REJECT)
 
-    def _finish(self, item: _Pending, now: float, action: Optional[str] = None, reason: Optional[str] = None,
+    def _finish(self, item: _Pending, now: float, action: Optional[Action] = None, reason: Optional[str] = None,
                 missing: Optional[List[str]] = None) -> Decision:
         del self._pending[item.part_id]
         self._decided_parts.add(item.part_id)
@@ -167,16 +165,16 @@ class PartTracker:
         verdicts = [r.verdict for r in results.values()]
         rejecting = [v for v in verdicts if self._verdict_rejects(v)]
         if rejecting:
-            reason = FAIL if FAIL in rejecting else (REVIEW if REVIEW in rejecting else rejecting[0])
-            action = REJECT
+            reason = Verdict.FAIL if Verdict.FAIL in rejecting else Verdict.REVIEW
+            action = Action.REJECT
         else:
-            reason = REVIEW if REVIEW in verdicts else PASS
-            action = ACCEPT
+            reason = Verdict.REVIEW if Verdict.REVIEW in verdicts else Verdict.PASS
+            action = Action.ACCEPT
         wait_s = None if triggered_at is None else now - triggered_at
-        return self._decision(part_id, action, reason, results, [], wait_s=wait_s)
+        return self._decision(part_id, action, reason.value, results, [], wait_s=wait_s)
 
     @staticmethod
-    def _decision(part_id: Optional[str], action: str, reason: str, results: Dict[str, Result],
+    def _decision(part_id: Optional[str], action: Action, reason: str, results: Dict[str, Result],
                   missing: List[str], wait_s: Optional[float] = None) -> Decision:
         return Decision(
             ts=time.time(), part_id=part_id, action=action, reason=reason,

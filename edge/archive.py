@@ -27,8 +27,10 @@ import numpy as np
 
 from edge.config import ArchiveConfig
 from edge.sources import Frame
+from inspector.fsutil import atomic_write_json
 from inspector.imageio import save_image
 from inspector.preprocess import ChannelOrder
+from inspector.protocol.enums import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,6 @@ def to_rgb(frame: Frame) -> np.ndarray:
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     return np.ascontiguousarray(image[:, :, ::-1]) if frame.order == ChannelOrder.BGR else image
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temporary name, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class Archive:
@@ -84,20 +79,20 @@ class Archive:
             self._files.append((path, size))
             self._total += size
 
-    def wants(self, verdict: str) -> bool:
+    def wants(self, verdict: Verdict) -> bool:
         """Whether a part with this verdict is archived (passes: one in ``pass_every``)."""
         if not self.cfg.enabled:
             return False
-        if verdict == "fail":
+        if verdict == Verdict.FAIL:
             return self.cfg.save_fail
-        if verdict == "review":
+        if verdict == Verdict.REVIEW:
             return self.cfg.save_review
         if self.cfg.pass_every <= 0:
             return False
         self._passes += 1
         return self._passes % self.cfg.pass_every == 0
 
-    def reserve(self, verdict: str, top_class: str, seq: int, result_id: str, captured_at: float) -> Optional[Path]:
+    def reserve(self, verdict: Verdict, top_class: str, seq: int, result_id: str, captured_at: float) -> Optional[Path]:
         """The image path for a part to archive, or None (not wanted, or the writer is behind)."""
         if not self.wants(verdict):
             return None
@@ -106,7 +101,7 @@ class Archive:
             return None
         day = datetime.fromtimestamp(captured_at, timezone.utc).strftime("%Y-%m-%d")
         name = f"{self.station}_{seq:08d}_{result_id[:8]}.{self.cfg.format}"
-        return self.root / top_class / verdict / day / name
+        return self.root / top_class / verdict.value / day / name
 
     def submit(self, path: Path, frame: Frame, sidecar: dict) -> None:
         """Queue a reserved write (only the inspection loop submits, so reserve() guaranteed room)."""
@@ -128,7 +123,7 @@ class Archive:
         """Write the image and its sidecar now, then enforce the budget."""
         save_image(path, to_rgb(frame))
         side = path.with_suffix(".json")
-        write_json(side, sidecar)
+        atomic_write_json(side, sidecar, default=str)
         for p in (path, side):
             size = p.stat().st_size
             self._files.append((p, size))
@@ -161,7 +156,7 @@ class Archive:
         stamp = datetime.fromtimestamp(frame.captured_at, timezone.utc).strftime("%Y%m%dT%H%M%S_%fZ")
         path = Path(self.cfg.snapshot_dir) / f"{self.station}_{stamp}.{self.cfg.format}"
         save_image(path, to_rgb(frame))
-        write_json(path.with_suffix(".json"), details)
+        atomic_write_json(path.with_suffix(".json"), details, default=str)
         return path
 
     def close(self, timeout: float = 10.0) -> None:

@@ -20,21 +20,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Callable, Deque, List, Optional
 
 from edge.sources import BadFrame, EndOfSource, Frame, FrameSource, SourceConfigError, SourceError
+from inspector.protocol.enums import CameraState
 
 log = logging.getLogger(__name__)
-
-
-class SourceState(str, Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    LOST = "lost"
-    ENDED = "ended"
-    FAILED = "failed"
-
 
 
 @dataclass
@@ -172,7 +163,7 @@ class FrameSlot:
             self._latest = None
 
 
-StateCallback = Callable[[SourceState, str], None]
+StateCallback = Callable[[CameraState, str], None]
 BadFrameCallback = Callable[[str], None]
 
 
@@ -190,7 +181,7 @@ class Capture:
         self._prepare = prepare  # called on each frame before it is handed over (preprocessing)
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.state = SourceState.STARTING
+        self.state = CameraState.STARTING
         self.state_reason = ""
         self.last_frame_at = time.monotonic()
         self.lost_since: Optional[float] = None
@@ -212,31 +203,31 @@ class Capture:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _set_state(self, state: SourceState, reason: str) -> None:
+    def _set_state(self, state: CameraState, reason: str) -> None:
         with self._lock:
             if state == self.state:
                 return
             previous, self.state, self.state_reason = self.state, state, reason
-            if state == SourceState.LOST:
+            if state == CameraState.LOST:
                 self.lost_since = time.monotonic()
-            elif state == SourceState.RUNNING:
+            elif state == CameraState.RUNNING:
                 self.lost_since = None
-        log.log(logging.WARNING if state in (SourceState.LOST, SourceState.FAILED) else logging.INFO,
+        log.log(logging.WARNING if state in (CameraState.LOST, CameraState.FAILED) else logging.INFO,
                 "%s: %s -> %s %s", self.source.describe(), previous.value, state.value, reason)
         self._on_state(state, reason)
 
     def check_stall(self) -> None:
         """Called periodically from outside: flags a source whose read is blocked past the stall timeout."""
         timeout = self.cfg.effective_stall_timeout()
-        if timeout and self.state == SourceState.RUNNING and not self.slot.paused:
+        if timeout and self.state == CameraState.RUNNING and not self.slot.paused:
             idle = time.monotonic() - self.last_frame_at
             if idle > timeout and (self.source.live or self.slot.wants_frame()):
-                self._set_state(SourceState.LOST, f"no frame for {idle:.1f} s")
+                self._set_state(CameraState.LOST, f"no frame for {idle:.1f} s")
 
     def _gave_up(self) -> bool:
         limit = self.cfg.give_up_after_s
         if limit and self.lost_since is not None and time.monotonic() - self.lost_since > limit:
-            self._set_state(SourceState.FAILED, f"lost for more than {limit:g} s")
+            self._set_state(CameraState.FAILED, f"lost for more than {limit:g} s")
             return True
         return False
 
@@ -251,10 +242,10 @@ class Capture:
                     opened, errors = True, 0
                     self.last_frame_at = time.monotonic()
                 except SourceConfigError as exc:
-                    self._set_state(SourceState.FAILED, str(exc))
+                    self._set_state(CameraState.FAILED, str(exc))
                     break
                 except SourceError as exc:
-                    self._set_state(SourceState.LOST, str(exc))
+                    self._set_state(CameraState.LOST, str(exc))
                     if self._gave_up():
                         break
                     self._stop.wait(backoff)
@@ -266,7 +257,7 @@ class Capture:
             try:
                 frame = self.source.read()
             except EndOfSource:
-                self._set_state(SourceState.ENDED, "end of source")
+                self._set_state(CameraState.ENDED, "end of source")
                 break
             except BadFrame as exc:
                 log.warning("skipped unreadable frame %s", exc)
@@ -274,26 +265,26 @@ class Capture:
                     self._on_bad_frame(str(exc))
                 continue
             except SourceConfigError as exc:
-                self._set_state(SourceState.FAILED, str(exc))
+                self._set_state(CameraState.FAILED, str(exc))
                 break
             except SourceError as exc:
                 errors += 1
                 self.read_errors += 1
                 if errors >= self.cfg.read_errors_before_reconnect:
-                    self._set_state(SourceState.LOST, str(exc))
+                    self._set_state(CameraState.LOST, str(exc))
                     self.source.close()
                     opened = False
                 continue
             if frame is None:
                 self.check_stall()
-                if self.state == SourceState.LOST:
+                if self.state == CameraState.LOST:
                     self.source.close()
                     opened = False
                 continue
             errors = 0
             backoff = self.cfg.reconnect_min_s
             self.last_frame_at = time.monotonic()
-            self._set_state(SourceState.RUNNING, "")
+            self._set_state(CameraState.RUNNING, "")
             if self._prepare is not None:
                 self._prepare(frame)
             self.slot.put(frame)

@@ -25,6 +25,7 @@ from inspector.camera import CameraReference
 from edge.homeassistant import HomeAssistantConfig
 from inspector.config import ConfigError, StrictModel, load_yaml, set_dotted, validate
 from inspector.decision import DecisionPolicy
+from inspector.mqtt import MqttConfig
 
 
 class _SourceBase(StrictModel):
@@ -156,58 +157,6 @@ class InferenceConfig(StrictModel):
     delegates: List[str] = Field(
         default_factory=list, description="Delegate libraries, e.g. libedgetpu.so.1 or a GPU delegate .so")
     delegate_options: Dict[str, str] = Field(default_factory=dict, description="Options passed to each delegate")
-
-
-class TlsConfig(StrictModel):
-    """TLS to the broker; enabled when this section is present."""
-
-    ca_file: Optional[Path] = Field(None, description="CA certificates (None: the system's)")
-    cert_file: Optional[Path] = Field(None, description="Client certificate for mutual TLS")
-    key_file: Optional[Path] = Field(None, description="Client private key for mutual TLS")
-    insecure: bool = Field(False, description="Skip host name verification (testing only)")
-
-
-class MqttConfig(StrictModel):
-    """The broker connection and the topic prefix."""
-
-    host: str = Field("localhost", description="Broker host name or address")
-    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS)")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
-    prefix: str = Field("inspector", min_length=1, description="First topic level")
-    client_id: Optional[str] = Field(None, description="Client id (default: inspector-<line>-<station>)")
-    keepalive_s: int = Field(30, ge=5, description="Keepalive; the last will is sent about 1.5x this after a silent death")
-    username: Optional[str] = Field(None, description="User name")
-    password_env: Optional[str] = Field(None, description="Environment variable holding the password")
-    password_file: Optional[Path] = Field(None, description="File holding the password (first line)")
-    tls: Optional[TlsConfig] = Field(None, description="TLS settings; omit for plain TCP")
-    reconnect_min_s: float = Field(1.0, gt=0, description="First wait before reconnecting")
-    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects")
-    max_inflight: int = Field(20, ge=1, le=1000, description="Results sent but not yet acknowledged")
-    stats_interval_s: float = Field(10.0, gt=0, description="Period of the /stats message")
-
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _protocol_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, (int, float)) else value  # YAML reads 5 as a number
-
-    @model_validator(mode="after")
-    def _one_password(self) -> "MqttConfig":
-        if self.password_env and self.password_file:
-            raise ValueError("give only one of password_env or password_file")
-        return self
-
-    def password(self) -> Optional[str]:
-        """Read the password from its environment variable or file; never stored in config or bundle."""
-        if self.password_env:
-            if self.password_env not in os.environ:
-                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
-            return os.environ[self.password_env]
-        if self.password_file:
-            try:
-                return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
-                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc}") from None
-        return None
 
 
 class OutboxConfig(StrictModel):

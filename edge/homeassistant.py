@@ -8,7 +8,7 @@ is *available* only while the station's ``status`` topic says ``online``; the br
 them unavailable when the station dies. :func:`removal_messages` deletes them when a station is retired.
 
 Example:
-    >>> from inspector.messages import StationTopics
+    >>> from inspector.protocol.topics import StationTopics
     >>> msgs = discovery_messages(StationTopics("inspector", "line1", "cam1"))
     >>> msgs[0][0]
     'homeassistant/sensor/inspector_line1_cam1/passed/config'
@@ -24,7 +24,8 @@ from pydantic import Field
 
 from inspector import __version__
 from inspector.config import StrictModel
-from inspector.messages import OFFLINE, ONLINE, StationTopics
+from inspector.protocol.enums import Presence
+from inspector.protocol.topics import StationTopics
 
 
 class HomeAssistantConfig(StrictModel):
@@ -96,8 +97,8 @@ def _config(sensor: _Sensor, topics: StationTopics, cfg: HomeAssistantConfig, mo
         "state_topic": getattr(topics, sensor.leaf),
         "value_template": f"{{{{ value_json.{sensor.source_field} }}}}",
         "availability_topic": topics.status,
-        "payload_available": ONLINE,
-        "payload_not_available": OFFLINE,
+        "payload_available": Presence.ONLINE.value,
+        "payload_not_available": Presence.OFFLINE.value,
         "qos": 1,
         "device": device,
         "origin": {"name": "defect-inspector", "sw_version": __version__},

@@ -24,18 +24,19 @@ Example:
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections import OrderedDict, deque
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
-from edge.config import MqttConfig
 from edge.outbox import Outbox, Row
-from inspector.messages import OFFLINE, ONLINE, Event, StationTopics, Stats
+from inspector.mqtt import MqttConfig, Will, connect, make_client
+from inspector.protocol.enums import Presence
+from inspector.protocol.payloads import Event, Stats
+from inspector.protocol.topics import StationTopics
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +86,10 @@ class Publisher:
     # -- client setup ----------------------------------------------------------------------------------------
 
     def _make_client(self, client_id: str) -> mqtt.Client:
-        cfg = self.cfg
-        v5 = cfg.protocol == "5"
-        kwargs = {"client_id": client_id, "protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311}
-        if not v5:
-            kwargs["clean_session"] = True
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, **kwargs)
-        client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)
         # Results are bounded by our own window; the rest of paho's queue is for events while offline.
-        client.max_inflight_messages_set(cfg.max_inflight + 10)
-        client.max_queued_messages_set(cfg.max_inflight + MAX_QUEUED_EVENTS + 10)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password())
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure)
+        client = make_client(self.cfg, client_id, will=Will(self.topics.status, Presence.OFFLINE.value.encode()),
+                             max_inflight=self.cfg.max_inflight + 10,
+                             max_queued=self.cfg.max_inflight + MAX_QUEUED_EVENTS + 10)
         client.on_connect = self._handle_connect
         client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
@@ -116,9 +100,7 @@ class Publisher:
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker answers) and start draining the outbox."""
-        kwargs = {"clean_start": True} if self.cfg.protocol == "5" else {}
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, **kwargs)
-        self.client.loop_start()
+        connect(self.client, self.cfg)
         self._drain_thread = threading.Thread(target=self._drain, name="outbox-drain", daemon=True)
         self._drain_thread.start()
 
@@ -132,7 +114,7 @@ class Publisher:
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
             return
-        client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+        client.publish(self.topics.status, Presence.ONLINE.value, qos=1, retain=True)
         for topic, payload in self._retained_on_connect() if self._retained_on_connect else ():
             client.publish(topic, payload, qos=1, retain=True)
         client.subscribe(self.topics.cmd, qos=1)
@@ -305,7 +287,7 @@ class Publisher:
         if self._drain_thread is not None:
             self._drain_thread.join(timeout)
         if self._connected:
-            info = self.client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+            info = self.client.publish(self.topics.status, Presence.OFFLINE.value, qos=1, retain=True)
             deadline = time.monotonic() + timeout
             while self._connected and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not info.is_published() \
                     and time.monotonic() < deadline:

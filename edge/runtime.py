@@ -18,35 +18,39 @@ Exit codes (for systemd ``RestartPreventExitStatus=`` and friends) are :class:`E
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import ValidationError
 
 from edge.archive import Archive
-from edge.capture import Capture, FrameSlot, SourceState, Trigger
-from edge.commands import (CommandError, PauseCommand, ReloadCommand, ResumeCommand, SetThresholdCommand,
-                           SnapshotCommand, TriggerCommand, parse_command, resolve_bundle_path)
+from edge.capture import Capture, FrameSlot, Trigger
+from inspector.protocol.enums import CameraState, EventType, Severity
+from inspector.protocol.commands import (CommandError, PauseCommand, ReloadCommand, ResumeCommand, SetThresholdCommand,
+                                         SnapshotCommand, StationCommand, TriggerCommand, parse_command,
+                                         resolve_bundle_path)
 from edge.config import StationConfig
 from edge.health import CameraHealth
 from edge.homeassistant import discovery_messages
-from edge.interpreter import BackendError, Classifier
+from inspector.inference import BackendError, Classifier
 from edge.outbox import Enqueued, Outbox, OutboxError, OutboxWriter, Row
 from edge.publisher import Publisher
 from edge.sources import Frame, SourceConfigError, create_source
 from edge.stats import StationStats
 from inspector.bundle import Bundle, BundleError
 from inspector.config import ConfigError
+from inspector.fsutil import sha256_file
 from inspector.decision import DecisionPolicy
-from inspector.messages import Event, ModelRef, Result, StationTopics
+from inspector.protocol.payloads import Event, ModelRef, Result
+from inspector.protocol.topics import StationTopics
 from inspector.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,16 @@ class ExitCode(IntEnum):
     SOURCE = 4  # the frame source cannot work as configured, or stayed lost past give_up_after_s
     OUTBOX = 5  # the outbox database cannot be opened or written (disk full, read-only)
     UNDELIVERED = 6  # a replay source ended but results are still queued (sent on the next start)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What the loader thread hands back to the loop: the self-tested classifier, or why there is none."""
+
+    path: Path
+    classifier: Optional[Classifier]
+    error: Optional[str]
+    request_id: Optional[str]
 
 
 class StationError(RuntimeError):
@@ -82,18 +96,6 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for name in sorted(p for p in path.iterdir() if p.is_file()):
-            digest.update(name.read_bytes())
-        return digest.hexdigest()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Station:
     """One inspection station; :meth:`run` blocks until stopped and returns an :class:`ExitCode`."""
 
@@ -114,7 +116,7 @@ class Station:
         self.slot = FrameSlot(cfg.mode.type == "triggered", cfg.source.live, cfg.mode.max_pending_triggers)
         self._stop = threading.Event()
         self._stop_reason = ""
-        self._commands: "queue.Queue[Any]" = queue.Queue()
+        self._commands: "queue.Queue[Union[StationCommand, ReloadOutcome]]" = queue.Queue()
         self._reloading = threading.Lock()
         self._camera_lost = False
         self._outbox_full = False
@@ -180,7 +182,7 @@ class Station:
         log.info("station %s/%s: model %s %s (%s), source %s, mode %s, %d result(s) queued from before",
                  cfg.line, cfg.station, m.name, m.version, self.classifier.runner.backend.value,
                  source.describe(), cfg.mode.type, self.outbox.depth())
-        self._event("started", f"station started with model {m.name} {m.version}",
+        self._event(EventType.STARTED, f"station started with model {m.name} {m.version}",
                     model=self.model_ref.model_dump(), source=source.describe(), mode=cfg.mode.type,
                     queued=self.outbox.depth())
         self.capture.start()
@@ -209,7 +211,7 @@ class Station:
         if self.capture is not None:
             self.capture.stop()
             for trigger in self.slot.drain_armed():
-                self._event("trigger_missed", "stopped before a frame arrived for the trigger",
+                self._event(EventType.TRIGGER_MISSED, "stopped before a frame arrived for the trigger",
                             part_id=trigger.part_id)
         if self.archive is not None:
             self.archive.close()
@@ -218,7 +220,7 @@ class Station:
         delivered = self.outbox is None or self.outbox.depth() == 0
         if self.publisher is not None:
             self._publish_stats()
-            self._event("stopped", f"station stopped: {self._stop_reason or 'error'}",
+            self._event(EventType.STOPPED, f"station stopped: {self._stop_reason or 'error'}",
                         reason=self._stop_reason, exit_code=int(self.exit_code))
             delivered = self.publisher.flush(self.cfg.outbox.drain_timeout_s)
             if not delivered:
@@ -238,7 +240,7 @@ class Station:
         next_tick = time.monotonic() + (cfg.mode.interval_s or 0)
         while not self._stop.is_set():
             self._apply_commands()
-            if self.capture.state == SourceState.FAILED:
+            if self.capture.state == CameraState.FAILED:
                 self.exit_code = ExitCode.SOURCE
                 self._stop_reason = f"source failed: {self.capture.state_reason}"
                 break
@@ -250,14 +252,14 @@ class Station:
                 if trigger is not None:
                     self._inspect(trigger.frame, trigger)
                 for late in self.slot.expire(time.time() - cfg.mode.trigger_timeout_s):
-                    self._event("trigger_missed", f"no frame within {cfg.mode.trigger_timeout_s:g} s of the trigger",
+                    self._event(EventType.TRIGGER_MISSED, f"no frame within {cfg.mode.trigger_timeout_s:g} s of the trigger",
                                 part_id=late.part_id, trigger=late.source)
             else:
                 frame = self.slot.take(0.05)
                 if frame is not None:
                     self._inspect(frame, None)
             if self.slot.finished:
-                if self.capture.state == SourceState.FAILED:
+                if self.capture.state == CameraState.FAILED:
                     continue  # the capture thread failed (not ended): handled at the top of the loop
                 self._stop_reason = "source ended"
                 break
@@ -269,7 +271,7 @@ class Station:
                 if next_tick <= now:  # the loop was held up: skip missed ticks rather than burst
                     next_tick = now + cfg.mode.interval_s
                 if not self.slot.arm(Trigger(None, "interval")):
-                    self._event("trigger_missed", "interval trigger refused: too many pending triggers")
+                    self._event(EventType.TRIGGER_MISSED, "interval trigger refused: too many pending triggers")
             if now >= next_stats:
                 next_stats = now + cfg.mqtt.stats_interval_s
                 self._publish_stats()
@@ -303,12 +305,12 @@ class Station:
                 c = clf.classify(frame.image, order=frame.order)
         except ValueError as exc:  # e.g. a region of interest that does not fit this camera's frames
             self.stats.record_error()
-            self._event("error", f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
+            self._event(EventType.ERROR, f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
             return
         self._seq += 1
         seq = self._seq
         result_id = uuid.uuid4().hex
-        verdict = c.verdict.value
+        verdict = c.verdict
         image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
         result = Result(
             id=result_id, seq=seq, line=self.cfg.line, station=self.cfg.station,
@@ -327,10 +329,10 @@ class Station:
             report = self.health.check(frame.image)
             if report.changed:
                 if report.ok:
-                    self._event("camera_ok", "camera focus and exposure back within tolerance",
+                    self._event(EventType.CAMERA_OK, "camera focus and exposure back within tolerance",
                                 metrics=report.metrics.to_dict())
                 else:
-                    self._event("camera_check", "; ".join(report.problems), problems=report.problems,
+                    self._event(EventType.CAMERA_CHECK, "; ".join(report.problems), problems=report.problems,
                                 metrics=report.metrics.to_dict())
 
     def _on_committed(self, queued: Enqueued) -> None:
@@ -341,7 +343,7 @@ class Station:
     def _check_outbox(self, dropped: int) -> None:
         if dropped and not self._outbox_full:
             self._outbox_full = True
-            self._event("outbox_full",
+            self._event(EventType.OUTBOX_FULL,
                         f"outbox holds {self.outbox.max_results} results; policy {self.outbox.on_full}",
                         policy=self.outbox.on_full, max_results=self.outbox.max_results)
         elif self._outbox_full and self.outbox.depth() < self.outbox.max_results:
@@ -352,37 +354,35 @@ class Station:
             return
         self.publisher.publish_stats(self.stats.snapshot(
             captured=self.slot.captured, dropped=self.slot.dropped, outbox_depth=self.outbox.depth(),
-            camera_state=self.capture.state.value if self.capture else "unknown",
+            camera_state=self.capture.state if self.capture else CameraState.UNKNOWN,
             model_version=self.classifier.bundle.manifest.version, paused=self.paused,
         ))
 
     # -- events ----------------------------------------------------------------------------------------------
 
-    def _event(self, type_: str, message: str, **details: Any) -> None:
-        level = logging.WARNING if type_ in ("camera_lost", "command_rejected", "outbox_full",
-                                             "model_reload_failed", "error", "trigger_missed",
-                                             "camera_check") else logging.INFO
-        log.log(level, "event %s: %s", type_, message)
+    def _event(self, type_: EventType, message: str, **details: Any) -> None:
+        level = logging.WARNING if type_.severity == Severity.WARNING else logging.INFO
+        log.log(level, "event %s: %s", type_.value, message)
         if self.publisher is not None:
             self.publisher.publish_event(Event(ts=time.time(), type=type_, message=message, details=details))
 
-    def _on_camera_state(self, state: SourceState, reason: str) -> None:
-        if state == SourceState.LOST and not self._camera_lost:
+    def _on_camera_state(self, state: CameraState, reason: str) -> None:
+        if state == CameraState.LOST and not self._camera_lost:
             self._camera_lost = True
-            self._event("camera_lost", reason or "source lost", source=self.capture.source.describe())
-        elif state == SourceState.RUNNING and self._camera_lost:
+            self._event(EventType.CAMERA_LOST, reason or "source lost", source=self.capture.source.describe())
+        elif state == CameraState.RUNNING and self._camera_lost:
             self._camera_lost = False
-            self._event("camera_restored", "frames are flowing again", source=self.capture.source.describe(),
+            self._event(EventType.CAMERA_RESTORED, "frames are flowing again", source=self.capture.source.describe(),
                         reconnects=self.capture.reconnects)
-        elif state == SourceState.FAILED:
-            self._event("error", f"frame source failed: {reason}", source=self.capture.source.describe())
+        elif state == CameraState.FAILED:
+            self._event(EventType.ERROR, f"frame source failed: {reason}", source=self.capture.source.describe())
 
     def _on_bad_frame(self, reason: str) -> None:
         self.stats.record_error()
-        self._event("error", f"unreadable frame skipped: {reason}")
+        self._event(EventType.ERROR, f"unreadable frame skipped: {reason}")
 
     def _on_rejected(self, row: Row, reason: str) -> None:
-        self._event("error", f"result seq {row.seq} refused by the broker: {reason}", result_id=row.result_id)
+        self._event(EventType.ERROR, f"result seq {row.seq} refused by the broker: {reason}", result_id=row.result_id)
 
     # -- commands --------------------------------------------------------------------------------------------
 
@@ -390,7 +390,7 @@ class Station:
         details = {"reason": reason, "request_id": request_id}
         if payload:
             details["payload"] = payload[:200].decode("utf-8", "replace")
-        self._event("command_rejected", reason, **details)
+        self._event(EventType.COMMAND_REJECTED, reason, **details)
 
     def _on_command(self, payload: bytes, retained: bool) -> None:
         """paho thread: validate, handle triggers at once (their time matters), queue the rest."""
@@ -420,21 +420,21 @@ class Station:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(cmd, tuple):
-                self._finish_reload(*cmd)
+            if isinstance(cmd, ReloadOutcome):
+                self._finish_reload(cmd)
             else:
                 self._apply(cmd)
 
-    def _apply(self, cmd) -> None:
+    def _apply(self, cmd: StationCommand) -> None:
         rid = cmd.request_id
         if isinstance(cmd, PauseCommand):
             self.paused = True
             self.slot.set_paused(True)
-            self._event("command_accepted", "paused", cmd="pause", request_id=rid)
+            self._event(EventType.COMMAND_ACCEPTED, "paused", cmd="pause", request_id=rid)
         elif isinstance(cmd, ResumeCommand):
             self.paused = False
             self.slot.set_paused(False)
-            self._event("command_accepted", "resumed", cmd="resume", request_id=rid)
+            self._event(EventType.COMMAND_ACCEPTED, "resumed", cmd="resume", request_id=rid)
         elif isinstance(cmd, SetThresholdCommand):
             current = self.classifier.policy
             low, high = cmd.review_low, cmd.review_high
@@ -446,7 +446,7 @@ class Station:
                 self._reject(f"set_threshold: {exc.errors()[0]['msg']}", rid)
                 return
             self.classifier.policy = policy
-            self._event("command_accepted", f"threshold {current.threshold:g} -> {policy.threshold:g}",
+            self._event(EventType.COMMAND_ACCEPTED, f"threshold {current.threshold:g} -> {policy.threshold:g}",
                         cmd="set_threshold", request_id=rid, policy=policy.model_dump())
         elif isinstance(cmd, SnapshotCommand):
             frame = self.slot.last_frame
@@ -460,39 +460,39 @@ class Station:
             except (OSError, ValueError) as exc:
                 self._reject(f"snapshot: cannot save: {exc}", rid)
                 return
-            self._event("snapshot", f"snapshot saved to {path}", path=str(path), request_id=rid)
+            self._event(EventType.SNAPSHOT, f"snapshot saved to {path}", path=str(path), request_id=rid)
         elif isinstance(cmd, ReloadCommand):
             if not self._reloading.acquire(blocking=False):
                 self._reject("reload: another reload is still running", rid)
                 return
             path = resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir)
-            self._event("command_accepted", f"loading {path.name}", cmd="reload", request_id=rid, bundle=str(path))
+            self._event(EventType.COMMAND_ACCEPTED, f"loading {path.name}", cmd="reload", request_id=rid, bundle=str(path))
             threading.Thread(target=self._load_candidate, args=(path, cmd.sha256, rid), name="reload",
                              daemon=True).start()
 
     def _load_candidate(self, path: Path, sha256: Optional[str], request_id: Optional[str]) -> None:
         """Loader thread: verify and self-test the new bundle; the main loop swaps it in."""
         try:
-            if sha256 and file_sha256(path).lower() != sha256.lower():
+            if sha256 and sha256_file(path).lower() != sha256.lower():
                 raise BundleError(f"{path.name}: SHA-256 does not match the one in the command")
             clf = load_classifier(self.cfg, path)
-            self._commands.put((path, clf, None, request_id))
+            self._commands.put(ReloadOutcome(path, clf, None, request_id))
         except (BundleError, BackendError, ValueError, OSError) as exc:
-            self._commands.put((path, None, str(exc), request_id))
+            self._commands.put(ReloadOutcome(path, None, str(exc), request_id))
         except Exception as exc:  # never let a bad file kill the loader silently
             log.exception("reload failed")
-            self._commands.put((path, None, f"{type(exc).__name__}: {exc}", request_id))
+            self._commands.put(ReloadOutcome(path, None, f"{type(exc).__name__}: {exc}", request_id))
 
-    def _finish_reload(self, path: Path, clf: Optional[Classifier], error: Optional[str],
-                       request_id: Optional[str]) -> None:
+    def _finish_reload(self, outcome: ReloadOutcome) -> None:
         self._reloading.release()
+        path, clf, error, request_id = outcome.path, outcome.classifier, outcome.error, outcome.request_id
         old = self.model_ref
         if clf is None:
-            self._event("model_reload_failed", f"reload of {path.name} failed, still running {old.version}: {error}",
+            self._event(EventType.MODEL_RELOAD_FAILED, f"reload of {path.name} failed, still running {old.version}: {error}",
                         bundle=str(path), error=error, model=old.model_dump(), request_id=request_id)
             return
         self.classifier = clf
         self.bundle_path = path
         self._setup_health()
-        self._event("model_reloaded", f"model {old.version} -> {self.model_ref.version}", bundle=str(path),
+        self._event(EventType.MODEL_RELOADED, f"model {old.version} -> {self.model_ref.version}", bundle=str(path),
                     previous=old.model_dump(), model=self.model_ref.model_dump(), request_id=request_id)

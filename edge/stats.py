@@ -8,39 +8,40 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Deque, Optional
+from typing import Deque, Dict, Optional
 
 import numpy as np
 
-from inspector.messages import Stats
+from inspector.protocol.enums import CameraState, Verdict
+from inspector.protocol.payloads import Stats
 
 LATENCY_WINDOW = 500
 
 
 class StationStats:
-    """Thread-safe counters; :meth:`snapshot` builds a :class:`~inspector.messages.Stats`."""
+    """Thread-safe counters; :meth:`snapshot` builds a :class:`~inspector.protocol.payloads.Stats`."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.started = time.time()
         self.inspected = 0
-        self.verdicts = {"pass": 0, "fail": 0, "review": 0}
+        self.verdicts: Dict[Verdict, int] = {v: 0 for v in Verdict}
         self.errors = 0
         self._latency: Deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._last_ts = time.monotonic()
         self._last_inspected = 0
 
-    def record(self, verdict: str, inference_ms: float) -> None:
+    def record(self, verdict: Verdict, inference_ms: float) -> None:
         with self._lock:
             self.inspected += 1
-            self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
+            self.verdicts[verdict] += 1
             self._latency.append(inference_ms)
 
     def record_error(self) -> None:
         with self._lock:
             self.errors += 1
 
-    def snapshot(self, captured: int, dropped: int, outbox_depth: int, camera_state: str, model_version: str,
+    def snapshot(self, captured: int, dropped: int, outbox_depth: int, camera_state: CameraState, model_version: str,
                  paused: bool) -> Stats:
         """Figures since start, plus frames/s since the previous snapshot."""
         with self._lock:
@@ -52,7 +53,7 @@ class StationStats:
             p95: Optional[float] = None
             if self._latency:
                 p50, p95 = (round(float(v), 3) for v in np.percentile(np.fromiter(self._latency, float), [50, 95]))
-            passed, failed, review = self.verdicts["pass"], self.verdicts["fail"], self.verdicts["review"]
+            passed, failed, review = (self.verdicts[v] for v in (Verdict.PASS, Verdict.FAIL, Verdict.REVIEW))
             return Stats(
                 ts=time.time(),
                 uptime_s=round(time.time() - self.started, 3),

@@ -11,7 +11,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -28,6 +27,7 @@ from inspector import __version__
 from inspector.camera import CameraReference
 from inspector.config import StrictModel, format_validation_error
 from inspector.decision import DecisionPolicy
+from inspector.fsutil import atomic_path, sha256_bytes
 from inspector.preprocess import PreprocessSpec
 
 SCHEMA_VERSION = 1
@@ -105,10 +105,6 @@ class Manifest(StrictModel):
         return self.labels.index(self.good_class)
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class Bundle:
     """A manifest plus the TFLite model bytes, verified against each other."""
 
@@ -148,12 +144,9 @@ class Bundle:
             (path / MODEL_NAME).write_bytes(self.model)
             (path / MANIFEST_NAME).write_text(self.manifest_json())
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(MANIFEST_NAME, self.manifest_json())
             zf.writestr(MODEL_NAME, self.model)
-        os.replace(tmp, path)
         return path
 
     @classmethod

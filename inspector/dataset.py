@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from inspector.fsutil import atomic_write_text, sha256_bytes
 from inspector.imageio import ImageError, decode_image, is_image_name
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -75,10 +76,6 @@ class Scan:
         return digest.hexdigest()
 
 
-def _file_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def scan_folder(root: str | os.PathLike, good_class: str = "good", decode: bool = True) -> Scan:
     """Scan ``root/<class>/*`` for images; every file is hashed and (by default) decoded to validate it.
 
@@ -123,7 +120,7 @@ def scan_folder(root: str | os.PathLike, good_class: str = "good", decode: bool 
             except OSError as exc:
                 skipped.append(Skipped(rel, f"cannot read: {exc.strerror or exc}"))
                 continue
-            samples.append(Sample(rel, class_dir.name, _file_sha256(data)))
+            samples.append(Sample(rel, class_dir.name, sha256_bytes(data)))
     scan = Scan(str(root_path), good_class, classes, samples, skipped)
     empty = [c for c, n in scan.counts().items() if n == 0]
     if empty:
@@ -165,13 +162,10 @@ class SplitManifest:
         return json.dumps(self.to_dict(), indent=1)
 
     def sha256(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        return sha256_bytes(self.to_json().encode())
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json())
-        return path
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def from_dict(cls, data: dict) -> "SplitManifest":

@@ -12,19 +12,13 @@ Example:
 """
 from __future__ import annotations
 
-from enum import Enum
 from typing import Optional, Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from inspector.config import StrictModel
-
-
-class Verdict(str, Enum):
-    PASS = "pass"
-    FAIL = "fail"
-    REVIEW = "review"
+from inspector.protocol.enums import Verdict
 
 
 class DecisionPolicy(StrictModel):

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector.fsutil import atomic_write_bytes
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -103,6 +105,4 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ImageError(path, "cannot encode image")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, encoded.tobytes())

@@ -15,8 +15,8 @@ import pytest
 
 def result_payload(line: str, station: str, part_id: Optional[str], verdict: str, rid: Optional[str] = None,
                    seq: int = 1) -> str:
-    """A Result exactly as a station publishes it (inspector.messages.Result, by alias)."""
-    from inspector.messages import Result
+    """A Result exactly as a station publishes it (inspector.protocol.payloads.Result, by alias)."""
+    from inspector.protocol.payloads import Result
 
     return Result.model_validate({
         "id": rid or uuid.uuid4().hex, "seq": seq, "line": line, "station": station, "part_id": part_id,
@@ -29,7 +29,7 @@ def result_payload(line: str, station: str, part_id: Optional[str], verdict: str
 
 
 def stats_payload(**fields) -> str:
-    from inspector.messages import Stats
+    from inspector.protocol.payloads import Stats
 
     base = {"ts": time.time(), "uptime_s": 12.0, "fps": 9.5, "frames_captured": 120, "frames_inspected": 100,
             "frames_dropped": 20, "inference_ms_p50": 4.1, "inference_ms_p95": 6.3, "passed": 90, "failed": 8,

@@ -24,7 +24,7 @@ def test_int8_bundle_runs_in_edge_interpreter_with_uint8_input(int8_bundle, trai
     import keras
 
     import training.model  # noqa: F401
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
 
     bundle = Bundle.load(int8_bundle)
     m = bundle.manifest
@@ -66,7 +66,7 @@ def test_full_integer_per_channel_and_static(calibrated):
 
 
 def test_threshold_meets_target_escape_rate_on_validation(int8_bundle, val_set):
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
 
     bundle = Bundle.load(int8_bundle)
     m = bundle.manifest

@@ -16,7 +16,7 @@ from inspector.preprocess import Preprocessor
 
 
 def test_metrics_match_the_edge_classifier(int8_bundle, synth_root):
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
 
     result = evaluate_bundle(int8_bundle, synth_root, threads=1)
     bundle = Bundle.load(int8_bundle)

@@ -9,7 +9,7 @@ import pytest
 
 from controller.actuators import GpioActuator, LogActuator, MqttActuator, build_actuator
 from controller.config import GpioActuatorConfig, LineConfig, LogActuatorConfig, MqttActuatorConfig
-from controller.payloads import Decision
+from inspector.protocol.payloads import Decision
 
 DECISION = Decision(ts=1.0, part_id="P9", action="reject", reason="timeout", missing=["cam1"])
 

@@ -2,9 +2,10 @@
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
 from controller.tracker import Outcome, PartTracker, RecentSet
-from inspector.messages import Result
+from inspector.protocol.payloads import Result
 
 
 def result(station="cam1", part_id="P1", verdict="pass", rid=None) -> Result:
@@ -69,9 +70,11 @@ def test_review_verdict_follows_the_policy(review_action, action):
     assert (decision.action, decision.reason) == (action, "review")
 
 
-def test_unknown_verdict_is_rejected():
-    decision = PartTracker(deadline_s=2.0).on_result(result(verdict="error"), 0.0)[1]
-    assert (decision.action, decision.reason) == ("reject", "error")
+def test_unknown_verdict_is_refused_by_the_contract():
+    # A verdict outside the Verdict enum never reaches the tracker: the payload does not parse, so a
+    # triggered part waiting for it is rejected at its deadline (test above) instead of being accepted.
+    with pytest.raises(ValidationError, match="verdict"):
+        result(verdict="error")
 
 
 def test_station_going_offline_rejects_waiting_parts_and_refuses_new_ones():

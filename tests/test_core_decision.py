@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from inspector.decision import DecisionPolicy, Verdict, defect_score
+from inspector.decision import DecisionPolicy, defect_score
+from inspector.protocol.enums import Verdict
 
 
 def test_threshold_and_review_band():

@@ -29,7 +29,7 @@ def test_every_inspector_subcommand_it_uses_is_registered():
 
 
 def test_every_station_command_it_shows_is_valid():
-    from edge.commands import parse_command
+    from inspector.protocol.commands import parse_command
 
     commands = re.findall(r'`(\{"cmd": [^`]+\})`', TEXT)
     assert len(commands) >= 4

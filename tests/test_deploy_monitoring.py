@@ -1,5 +1,5 @@
 """Telegraf, Grafana and Node-RED files: they parse, and every topic and field they use exists in the
-message contract (inspector/messages.py, controller/payloads.py, edge/commands.py)."""
+message contract (inspector/protocol/)."""
 import json
 import re
 import typing
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.payloads import ControllerState
-from edge.commands import parse_command
-from inspector.messages import Event, Result, StationTopics, Stats
+from inspector.protocol.payloads import ControllerState
+from inspector.protocol.commands import parse_command
+from inspector.protocol.payloads import Event, Result, Stats
+from inspector.protocol.topics import StationTopics
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 

@@ -10,6 +10,7 @@ from edge.sources import Frame
 from inspector.dataset import scan_folder
 from inspector.imageio import load_image
 from inspector.preprocess import ChannelOrder
+from inspector.protocol.enums import Verdict
 
 
 def _frame(value=0, order=ChannelOrder.BGR):
@@ -20,7 +21,7 @@ def _frame(value=0, order=ChannelOrder.BGR):
 
 
 def _save(archive, verdict, top_class, seq, frame=None):
-    path = archive.reserve(verdict, top_class, seq, f"{seq:032x}", time.time())
+    path = archive.reserve(Verdict(verdict), top_class, seq, f"{seq:032x}", time.time())
     if path is not None:
         archive.submit(path, frame or _frame(), {"seq": seq, "verdict": verdict, "top_class": top_class})
     return path
@@ -87,4 +88,4 @@ def test_snapshot_goes_to_its_own_folder(tmp_path):
     path = archive.snapshot(_frame(), {"why": "test"})
     assert path.parent == tmp_path / "snaps" and path.exists()
     assert json.loads(path.with_suffix(".json").read_text()) == {"why": "test"}
-    assert archive.reserve("fail", "crack", 1, "x" * 32, time.time()) is None  # archive disabled
+    assert archive.reserve(Verdict.FAIL, "crack", 1, "x" * 32, time.time()) is None  # archive disabled

@@ -6,7 +6,8 @@ import time
 import numpy as np
 
 from edge import config as C
-from edge.capture import Capture, FrameSlot, SourceState, Trigger
+from edge.capture import Capture, FrameSlot, Trigger
+from inspector.protocol.enums import CameraState
 from edge.sources import Frame, create_source
 from inspector.preprocess import ChannelOrder
 from tests.fixtures_edge import write_folder
@@ -105,7 +106,7 @@ def test_replay_folder_is_inspected_completely_in_order(tmp_path):
     capture.stop()
     assert refs == [f"img_{i:04d}.png" for i in range(12)]
     assert slot.dropped == 0
-    assert [s for s, _ in states.seen] == [SourceState.RUNNING, SourceState.ENDED]
+    assert [s for s, _ in states.seen] == [CameraState.RUNNING, CameraState.ENDED]
 
 
 def test_live_paced_source_drops_stale_frames_for_a_slow_consumer(tmp_path):
@@ -128,18 +129,18 @@ def test_lost_camera_is_reopened_with_backoff_and_reported(mjpeg_server):
     capture = Capture(create_source(cfg), cfg, slot, states)
     capture.start()
     try:
-        states.wait(SourceState.RUNNING)
+        states.wait(CameraState.RUNNING)
         mjpeg_server.stop()
-        states.wait(SourceState.LOST)
+        states.wait(CameraState.LOST)
         time.sleep(1.0)  # several failed reopen attempts
         assert capture.reconnects >= 2
-        assert capture.state == SourceState.LOST
+        assert capture.state == CameraState.LOST
         mjpeg_server.start()
-        states.wait(SourceState.RUNNING, count=2)
+        states.wait(CameraState.RUNNING, count=2)
         assert slot.take(5.0) is not None
     finally:
         capture.stop()
-    assert [s for s, _ in states.seen][:3] == [SourceState.RUNNING, SourceState.LOST, SourceState.RUNNING]
+    assert [s for s, _ in states.seen][:3] == [CameraState.RUNNING, CameraState.LOST, CameraState.RUNNING]
 
 
 def test_camera_that_hangs_without_closing_is_declared_lost_after_the_stall_timeout(mjpeg_server):
@@ -150,15 +151,15 @@ def test_camera_that_hangs_without_closing_is_declared_lost_after_the_stall_time
     capture = Capture(create_source(cfg), cfg, slot, states)
     capture.start()
     try:
-        states.wait(SourceState.RUNNING)
+        states.wait(CameraState.RUNNING)
         mjpeg_server.stalled = True
         deadline = time.monotonic() + 10
-        while capture.state != SourceState.LOST and time.monotonic() < deadline:
+        while capture.state != CameraState.LOST and time.monotonic() < deadline:
             capture.check_stall()  # the station loop does this; the capture thread is stuck in read()
             time.sleep(0.05)
-        assert capture.state == SourceState.LOST and "no frame for" in capture.state_reason
+        assert capture.state == CameraState.LOST and "no frame for" in capture.state_reason
         mjpeg_server.stalled = False
-        states.wait(SourceState.RUNNING, count=2)
+        states.wait(CameraState.RUNNING, count=2)
     finally:
         capture.stop()
 
@@ -170,7 +171,7 @@ def test_source_that_stays_lost_past_the_limit_fails(mjpeg_server):
     states = States()
     capture = Capture(create_source(cfg), cfg, FrameSlot(False, True), states)
     capture.start()
-    states.wait(SourceState.FAILED)
+    states.wait(CameraState.FAILED)
     capture.stop()
     assert "lost for more than" in states.seen[-1][1]
 
@@ -180,6 +181,6 @@ def test_misconfigured_source_fails_at_once(tmp_path):
     states = States()
     capture = Capture(create_source(cfg), cfg, FrameSlot(False, False), states)
     capture.start()
-    states.wait(SourceState.FAILED)
+    states.wait(CameraState.FAILED)
     capture.stop()
-    assert states.seen == [(SourceState.FAILED, f"video file {cfg.path} does not exist")]
+    assert states.seen == [(CameraState.FAILED, f"video file {cfg.path} does not exist")]

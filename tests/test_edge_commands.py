@@ -1,7 +1,7 @@
 """Command validation: every malformed command is refused with a reason, valid ones parse to typed objects."""
 import pytest
 
-from edge.commands import (CommandError, ReloadCommand, SetThresholdCommand, TriggerCommand, parse_command,
+from inspector.protocol.commands import (CommandError, ReloadCommand, SetThresholdCommand, TriggerCommand, parse_command,
                            resolve_bundle_path)
 
 

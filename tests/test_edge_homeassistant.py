@@ -3,7 +3,8 @@ import json
 import re
 
 from edge.homeassistant import SENSORS, HomeAssistantConfig, discovery_messages, node_id, removal_messages
-from inspector.messages import Result, StationTopics, Stats
+from inspector.protocol.payloads import Result, Stats
+from inspector.protocol.topics import StationTopics
 from tests.fixtures_controller import AMQTT_UNRELIABLE, require_mosquitto
 
 TOPICS = StationTopics("inspector", "line1", "cam-1.a")
@@ -78,10 +79,11 @@ def test_station_publisher_sends_discovery_retained_on_connect(shared_broker, tm
     import time
     import uuid
 
-    from edge.config import MqttConfig, StationConfig
+    from edge.config import StationConfig
+    from inspector.mqtt import MqttConfig
     from edge.outbox import Outbox
     from edge.publisher import Publisher
-    from inspector.messages import StationTopics
+    from inspector.protocol.topics import StationTopics
 
     station_cfg = StationConfig.model_validate({"bundle": "m.inspector", "source": {"type": "folder", "path": "."},
                                                 "homeassistant": {"enabled": True, "area": "Line 1"}})

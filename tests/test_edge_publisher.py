@@ -7,10 +7,12 @@ import uuid
 
 import pytest
 
-from edge.config import MqttConfig
+from inspector.mqtt import MqttConfig
 from edge.outbox import Outbox
 from edge.publisher import Publisher
-from inspector.messages import Event, StationTopics, Stats
+from inspector.protocol.enums import EventType
+from inspector.protocol.payloads import Event, Stats
+from inspector.protocol.topics import StationTopics
 
 
 def _publisher(broker, tmp_path, station, protocol=None, commands=None, **mqtt):
@@ -157,8 +159,8 @@ def test_commands_reach_the_callback_and_retained_ones_are_flagged(shared_broker
         sender.publish(topics.cmd, b'{"cmd": "resume"}', retain=True)
         _wait(lambda: len(received) == 2)
         assert received[0] == (b'{"cmd": "pause"}', False)
-        pub.publish_event(Event(ts=time.time(), type="demo", message="hello"))
-        sender.wait_for(lambda r: r.events("demo"), what="event")
+        pub.publish_event(Event(ts=time.time(), type=EventType.SNAPSHOT, message="hello"))
+        sender.wait_for(lambda r: r.events("snapshot"), what="event")
     finally:
         sender.publish(topics.cmd, b"", retain=True)  # clear the retained command
         pub.stop()

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.interpreter import Classifier
+from inspector.inference import Classifier
 from edge.outbox import read_pending_ids
 from edge.runtime import ExitCode
 from inspector.bundle import Bundle
 from inspector.camera import CameraReference
 from inspector.imageio import load_image
-from inspector.messages import Result
+from inspector.protocol.payloads import Result
 from tests.fixtures_edge import StationThread, station_config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "edge.md"

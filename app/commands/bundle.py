@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "inspect":
         print(bundle.manifest_json() if args.json else bundle.summary())
         return 0
-    from edge.interpreter import Classifier
+    from inspector.inference import Classifier
 
     clf = Classifier(bundle)
     result = clf.warm_up()

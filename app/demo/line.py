@@ -23,7 +23,7 @@ import yaml
 
 from app.demo.video import LineVideo
 from inspector.localbroker import LocalBroker
-from inspector.messages import StationTopics
+from inspector.protocol.topics import StationTopics
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def run_line(bundle: Path, video: LineVideo, workdir: Path,
             "trigger": {"rate_hz": 1.0 / slot_s, "count": len(video.slots)},
         })
         controller = LineController(line_cfg)
-        controller.add_listener(lambda d: (record.decisions.append(d.model_dump()), on_decision(d.model_dump())))
+        controller.add_listener(lambda d: (record.decisions.append(d.model_dump(mode="json")), on_decision(d.model_dump(mode="json"))))
         controller.start()
         # The first trigger goes out on the first tick: wait until part 1 dwells under the camera.
         delay = record.started_at + video.slots[0].trigger_s - time.monotonic()

@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from inspector.bundle import Bundle
-from inspector.decision import DecisionPolicy, Verdict, defect_score
+from inspector.decision import DecisionPolicy, defect_score
+from inspector.protocol.enums import Verdict
 from inspector.preprocess import ChannelOrder, Preprocessor
 
 

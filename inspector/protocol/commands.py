@@ -22,7 +22,7 @@ Example:
     >>> parse_command(b'{"cmd": "set_threshold", "threshold": "high"}')
     Traceback (most recent call last):
     ...
-    edge.commands.CommandError: threshold: Input should be a valid number
+    inspector.protocol.commands.CommandError: threshold: Input should be a valid number
 """
 from __future__ import annotations
 
@@ -40,39 +40,41 @@ class CommandError(ValueError):
     """A command that is not valid JSON, not a known command, or has wrong fields; says which."""
 
 
-class _Command(BaseModel):
+class StationCommand(BaseModel):
+    """Base of every command; ``request_id`` is echoed in the events it produces."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     request_id: Optional[str] = Field(None, max_length=128, description="Echoed in the resulting events")
 
 
-class TriggerCommand(_Command):
+class TriggerCommand(StationCommand):
     cmd: Literal["trigger"]
     part_id: Optional[str] = Field(None, min_length=1, max_length=256, description="Part id reported in the result")
 
 
-class PauseCommand(_Command):
+class PauseCommand(StationCommand):
     cmd: Literal["pause"]
 
 
-class ResumeCommand(_Command):
+class ResumeCommand(StationCommand):
     cmd: Literal["resume"]
 
 
-class SetThresholdCommand(_Command):
+class SetThresholdCommand(StationCommand):
     cmd: Literal["set_threshold"]
     threshold: float = Field(ge=0.0, le=1.0, description="New fail threshold on the defect score")
     review_low: Optional[float] = Field(None, ge=0.0, le=1.0, description="New review band start")
     review_high: Optional[float] = Field(None, ge=0.0, le=1.0, description="New review band end")
 
 
-class ReloadCommand(_Command):
+class ReloadCommand(StationCommand):
     cmd: Literal["reload"]
     bundle: str = Field(min_length=1, max_length=1024, description="Bundle path inside the models directory")
     sha256: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected SHA-256 of the file")
 
 
-class SnapshotCommand(_Command):
+class SnapshotCommand(StationCommand):
     cmd: Literal["snapshot"]
 
 
@@ -84,7 +86,7 @@ COMMAND_NAMES = ("trigger", "pause", "resume", "set_threshold", "reload", "snaps
 _ADAPTER = TypeAdapter(Command)
 
 
-def parse_command(payload: bytes | str) -> _Command:
+def parse_command(payload: bytes | str) -> StationCommand:
     """Validate one command payload; raises :class:`CommandError` with a one-line reason."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8")

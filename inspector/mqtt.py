@@ -1,0 +1,206 @@
+"""The broker connection every side shares: its config section and the one way to build a paho client.
+
+:class:`MqttConfig` is the ``mqtt`` section of a station's, the controller's and the monitor's
+configuration, so a line uses one set of keys everywhere. :func:`make_client` is the only place that turns
+it into a paho-mqtt 2 client (``CallbackAPIVersion.VERSION2``, MQTT 5 or 3.1.1): credentials, TLS,
+reconnect backoff, last will and queue limits are set here and nowhere else. :class:`BrokerClient` adds
+the (re)connect bookkeeping the controller, the Sparkplug bridge and the monitor need.
+
+A *persistent* session (the controller) has clean start off and a session expiry interval, so the broker
+keeps its subscriptions and queues the QoS 1 results that arrive while it is down. MQTT 5 expresses that
+with ``clean_start=False`` plus ``SessionExpiryInterval``; MQTT 3.1.1 with ``clean_session=False``.
+
+Example:
+    >>> client = make_client(MqttConfig(host="broker"), "inspector-line1-cam1")
+    >>> connect(client, MqttConfig(host="broker"))   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Literal, Optional, Tuple, Union
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import Field, field_validator, model_validator
+
+from inspector.config import ConfigError, StrictModel
+
+log = logging.getLogger(__name__)
+
+
+class TlsConfig(StrictModel):
+    """TLS to the broker; enabled when this section is present."""
+
+    ca_file: Optional[Path] = Field(None, description="CA certificates (None: the system's)")
+    cert_file: Optional[Path] = Field(None, description="Client certificate for mutual TLS")
+    key_file: Optional[Path] = Field(None, description="Client private key for mutual TLS")
+    insecure: bool = Field(False, description="Skip host name verification (testing only)")
+
+
+class MqttConfig(StrictModel):
+    """The broker connection and the topic prefix."""
+
+    host: str = Field("localhost", description="Broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS)")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    prefix: str = Field("inspector", min_length=1, description="First topic level")
+    client_id: Optional[str] = Field(None, description="Client id (default: inspector-<line>-<station>)")
+    keepalive_s: int = Field(30, ge=5, description="Keepalive; the last will is sent about 1.5x this after a silent death")
+    username: Optional[str] = Field(None, description="User name")
+    password_env: Optional[str] = Field(None, description="Environment variable holding the password")
+    password_file: Optional[Path] = Field(None, description="File holding the password (first line)")
+    tls: Optional[TlsConfig] = Field(None, description="TLS settings; omit for plain TCP")
+    reconnect_min_s: float = Field(1.0, gt=0, description="First wait before reconnecting")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects")
+    max_inflight: int = Field(20, ge=1, le=1000, description="Results sent but not yet acknowledged")
+    stats_interval_s: float = Field(10.0, gt=0, description="Period of the /stats message")
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, (int, float)) else value  # YAML reads 5 as a number
+
+    @model_validator(mode="after")
+    def _one_password(self) -> "MqttConfig":
+        if self.password_env and self.password_file:
+            raise ValueError("give only one of password_env or password_file")
+        return self
+
+    def password(self) -> Optional[str]:
+        """Read the password from its environment variable or file; never stored in config or bundle."""
+        if self.password_env:
+            if self.password_env not in os.environ:
+                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
+            return os.environ[self.password_env]
+        if self.password_file:
+            try:
+                return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc}") from None
+        return None
+
+
+@dataclass(frozen=True)
+class Will:
+    """Last will: what the broker publishes for us when the connection dies without a DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+def _path(value: Optional[Path]) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+def make_client(cfg: MqttConfig, client_id: str, *, persistent: bool = False, will: Optional[Will] = None,
+                max_inflight: Optional[int] = None, max_queued: Optional[int] = None) -> mqtt.Client:
+    """A paho client for ``cfg``, not yet connected (see :func:`connect`).
+
+    ``max_inflight``/``max_queued`` override paho's limits on unacknowledged and queued QoS > 0 messages
+    (None keeps paho's defaults). Callbacks are the caller's.
+    """
+    v5 = cfg.protocol == "5"
+    kwargs: Dict[str, Any] = {} if v5 else {"clean_session": not persistent}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
+    client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
+    if max_inflight is not None:
+        client.max_inflight_messages_set(max_inflight)
+    if max_queued is not None:
+        client.max_queued_messages_set(max_queued)
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.password())
+    if cfg.tls is not None:
+        tls = cfg.tls
+        client.tls_set(ca_certs=_path(tls.ca_file), certfile=_path(tls.cert_file), keyfile=_path(tls.key_file),
+                       cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_insecure_set(tls.insecure)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    return client
+
+
+def connect(client: mqtt.Client, cfg: MqttConfig, *, persistent: bool = False, session_expiry_s: int = 0) -> None:
+    """Connect in the background and start paho's network thread; paho retries and reconnects by itself."""
+    kwargs: Dict[str, Any] = {}
+    if cfg.protocol == "5":
+        properties = None
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = session_expiry_s
+        kwargs = {"clean_start": not persistent, "properties": properties}
+    client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, **kwargs)
+    client.loop_start()
+
+
+class BrokerClient:
+    """A connected paho client that remembers how to (re)connect; callbacks use the VERSION2 API."""
+
+    def __init__(self, cfg: MqttConfig, client_id: str, *, persistent: bool = False,
+                 session_expiry_s: int = 0, will: Optional[Will] = None):
+        self.cfg = cfg
+        self.persistent = persistent
+        self.session_expiry_s = session_expiry_s
+        self.client = make_client(cfg, client_id, persistent=persistent, will=will)
+        self.connected = threading.Event()
+        self.session_present = False
+        self._user_on_connect: Optional[Callable[[bool], None]] = None
+        self._user_on_disconnect: Optional[Callable[[], None]] = None
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+
+    def on_connect(self, callback: Callable[[bool], None]) -> None:
+        """``callback(session_present: bool)`` after every successful (re)connection: (re)subscribe here."""
+        self._user_on_connect = callback
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """``callback()`` after the connection is lost or closed, before paho reconnects."""
+        self._user_on_disconnect = callback
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%s refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
+            return
+        self.session_present = bool(flags.session_present)
+        log.info("connected to %s:%s (session present: %s)", self.cfg.host, self.cfg.port, self.session_present)
+        if self._user_on_connect is not None:
+            self._user_on_connect(self.session_present)
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self.connected.clear()
+        if reason_code != 0:
+            log.warning("lost the broker connection (%s); reconnecting", reason_code)
+        if self._user_on_disconnect is not None:
+            self._user_on_disconnect()
+
+    def start(self, timeout: Optional[float] = 10.0) -> bool:
+        """Connect in the background (paho reconnects by itself); wait up to ``timeout`` for the CONNACK."""
+        connect(self.client, self.cfg, persistent=self.persistent, session_expiry_s=self.session_expiry_s)
+        return self.connected.wait(timeout) if timeout else self.connected.is_set()
+
+    def publish(self, topic: str, payload: Union[str, bytes], qos: int = 1,
+                retain: bool = False) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def stop(self, final: Optional[Tuple[str, Union[str, bytes], bool]] = None) -> None:
+        """Optionally publish ``(topic, payload, retain)`` and wait for it, then disconnect cleanly."""
+        if final is not None and self.connected.is_set():
+            topic, payload, retain = final
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError):
+                pass  # not connected any more: the broker publishes the will instead
+        self.client.disconnect()
+        self.client.loop_stop()
