@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/inspector demo
 
 bench: install
-	$(BIN)/inspector bench all
+	$(BIN)/python -m bench all
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -10,9 +10,13 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import List, Optional
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, List, Optional
 
 from inspector import __version__
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 # (command, module, one-line help). Order is the order of --help.
 COMMANDS = [
@@ -25,9 +29,28 @@ COMMANDS = [
     ("run", "edge.cli", "run an inspection station: camera -> model -> pass/fail over MQTT"),
     ("controller", "controller.cli", "run the reference line controller"),
     ("monitor", "controller.monitor_cli", "live terminal view of the stations on a broker"),
-    ("bench", "bench.cli", "run the benchmarks"),
+    ("bench", "bench.cli", "run the benchmarks (source checkout only)"),
     ("demo", "app.commands.demo", "run the whole line on this machine"),
 ]
+
+
+def _bench_command() -> Any:
+    """``bench.cli`` from the source checkout this app runs from; bench/ is not installed with the product,
+    so an installed app without a checkout gets a command that says where the benchmarks are."""
+    if (CHECKOUT / "bench" / "cli.py").is_file():
+        if str(CHECKOUT) not in sys.path:
+            sys.path.insert(0, str(CHECKOUT))
+        return importlib.import_module("bench.cli")
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def run(args: argparse.Namespace) -> int:
+        print("inspector bench: the benchmarks are not installed with the product; run them from a source "
+              "checkout: `python -m bench --help` at the repository root", file=sys.stderr)
+        return 2
+
+    return SimpleNamespace(__doc__="The benchmarks (source checkout only).", add_arguments=add_arguments, run=run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
         try:
-            module = importlib.import_module(module_name)
+            module = _bench_command() if name == "bench" else importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 continue  # that part of the product is not installed in this checkout

@@ -18,9 +18,9 @@ so TensorFlow (model building, training) never shares a process with a latency m
 10 minutes on two cores once nothing else is running.
 
 Examples:
-  inspector bench all --quick
-  inspector bench pipeline
-  inspector bench outbox --quick --out /tmp/bench
+  python -m bench all --quick         (at the repository root; `inspector bench` does the same from a checkout)
+  python -m bench pipeline
+  python -m bench outbox --quick --out /tmp/bench
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         failed = []
         for name in BENCHMARKS:
             log(f"=== {name} ===")
-            cmd = [sys.executable, "-m", "app.cli", "bench", name, "--out", str(out_dir), "--no-readme"]
+            cmd = [sys.executable, "-m", "bench", name, "--out", str(out_dir), "--no-readme"]
             if subprocess.run(cmd + (["--quick"] if args.quick else []), env=child_env()).returncode != 0:
                 failed.append(name)
         log(f"all benchmarks done in {time.monotonic() - started:.0f} s" + (f"; FAILED: {failed}" if failed else ""))

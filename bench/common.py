@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -24,6 +24,18 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 WORK = REPO / "bench" / "work"  # models, videos and broker files; not committed (bench/.gitignore)
 DATASET = REPO.parent / "shared" / "datasets" / "magnetic_tile"
+
+
+def repo_relative(value: Any) -> Any:
+    """``value`` with every absolute path string made relative to the checkout (``../shared/...``), so a
+    result file records where things are in the repository, not this machine's folder layout."""
+    if isinstance(value, dict):
+        return {k: repo_relative(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [repo_relative(v) for v in value]
+    if isinstance(value, (str, Path)) and os.path.isabs(value):
+        return os.path.relpath(value, REPO)
+    return value
 
 
 def results_dir(quick: bool, override: Optional[str] = None) -> Path:

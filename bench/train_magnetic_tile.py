@@ -70,7 +70,9 @@ def summarize(result, config, seconds: float) -> dict:
     metrics = result.metrics
     test, val = metrics["test"], metrics["val"]
     auc = test["pass_fail"]["roc_auc"]
-    return {
+    from bench.common import repo_relative
+
+    return repo_relative({
         "benchmark": "train_magnetic_tile",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
@@ -94,7 +96,7 @@ def summarize(result, config, seconds: float) -> dict:
         "total_seconds": round(seconds, 1),
         "run_dir": str(result.run_dir),
         "config": config.model_dump(mode="json"),
-    }
+    })
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,5 +1,5 @@
 """Line side of the inspector: the reference line controller, dashboards integration and monitoring.
 
-Nothing here imports TensorFlow; it needs paho-mqtt (the ``edge`` extra) and, for the Sparkplug B bridge,
+Nothing here imports TensorFlow; it needs paho-mqtt (a core dependency) and, for the Sparkplug B bridge,
 pysparkplug (the ``sparkplug`` extra).
 """

@@ -1,6 +1,7 @@
 """Smoke tests of the benchmark command: it parses without TensorFlow, and the outbox benchmark writes
 valid JSON against a real Mosquitto at a tiny size. No timing is asserted (benchmarks are not tests)."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -77,3 +78,14 @@ def test_readme_tables_render_from_result_files(tmp_path, monkeypatch):
     assert "hand-written" in text and text.endswith("tail\n") and "OLD-TABLE" not in text
     assert "| full | 10 | 100 | 90 | 10/10 | 0 |" in text
     assert "_pipeline: no result file_" in text
+
+
+def test_installed_app_without_a_checkout_says_where_the_benchmarks_are(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "app", tmp_path / "app")  # an app with no bench/ next to it, as a wheel installs it
+    code = "import sys; from app.cli import main; sys.exit(main(['bench', 'all']))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 2, proc.stderr
+    assert "python -m bench" in proc.stderr and "not installed" in proc.stderr
