@@ -28,6 +28,8 @@ def test_shortcuts_and_set_reach_the_config(tmp_path):
     assert cfg.augment.rotation_degrees > 0 and cfg.augment.blur_probability == 0.3
     assert cfg.imbalance.method.value == "oversample" and cfg.imbalance.good_fraction == 0.5
     assert cfg.runtime.mixed_precision.value == "float16" and cfg.runtime.strategy.value == "mirrored"
+    assert not cfg.resolved  # grayscale is auto until the trainer has looked at the images
+    cfg.data.grayscale = False
     assert cfg.preprocess_spec().width == 96 and cfg.preprocess_spec().height == 80
 
 

@@ -9,10 +9,19 @@ def test_trained_run_contract(trained_run):
 
     import training.model  # noqa: F401  registers the custom layer
     from inspector.preprocess import PreprocessSpec
+    from inspector.runfolder import RunFolder, RunManifest
 
     run = json.loads((trained_run / "run.json").read_text())
     assert set(run) == {"labels", "good_class", "preprocess", "backbone", "input_size", "weights", "dataset_root",
-                        "dataset_fingerprint", "split_sha256", "name", "created", "seed", "tool_version"}
+                        "dataset_fingerprint", "split_sha256", "name", "created", "seed", "tool_version", "epochs",
+                        "best_epoch", "operating_point", "deployability"}
+    manifest = RunManifest.load(RunFolder(trained_run))
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    # One threshold everywhere: run.json's policy is the one metrics.json reports at.
+    assert manifest.operating_point.policy.threshold == metrics["threshold"]
+    assert manifest.deployability == metrics["deployability"]
+    assert manifest.verdict().status.value in ("DEPLOYABLE", "NOT DEPLOYABLE")
+    assert 1 <= manifest.best_epoch <= manifest.epochs == 2
     assert run["labels"] == ["crack", "good", "scratch", "spot", "stain"]
     assert run["good_class"] == "good" and run["input_size"] == [64, 64]
     spec = PreprocessSpec.model_validate(run["preprocess"])

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Literal, Optional, Tuple, Union
 
 from pydantic import Field, model_validator
 
 from inspector import __version__
 from inspector.config import StrictModel
+from inspector.deployability import LineBudget
+from inspector.operating_point import OperatingPointConfig
 from inspector.preprocess import Interpolation, PreprocessSpec, Roi
 
 
@@ -81,7 +83,9 @@ class DataConfig(StrictModel):
     split_seed: int = Field(0, description="Seed of a newly made split")
     split_ratios: Tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train, val, test ratios")
     interpolation: Interpolation = Field(Interpolation.AREA, description="Resize interpolation (edge uses the same)")
-    grayscale: bool = Field(False, description="Collapse colour to luminance (monochrome lines)")
+    grayscale: Optional[bool] = Field(
+        None, description="Collapse colour to luminance (monochrome lines); none = yes when the training images "
+                          "are gray")
     roi: Optional[Roi] = Field(None, description="Crop applied before resizing, in source pixels")
     cache: bool = Field(
         False, description="Also keep the decoded, resized images in RUN_DIR/cache (uint8 .npz) so --resume "
@@ -95,7 +99,9 @@ class ModelConfig(StrictModel):
     backbone: Backbone = Field(Backbone.SMALL, description="MobileNetV3 variant: small or large")
     alpha: float = Field(1.0, gt=0, le=2.0, description="Width multiplier (ImageNet weights: 0.75 or 1.0)")
     minimalistic: bool = Field(False, description="MobileNetV3 minimalistic variant (no SE, 3x3, ReLU)")
-    input_size: Tuple[int, int] = Field((224, 224), description="Model input width, height in pixels (>= 32)")
+    input_size: Union[Tuple[int, int], Literal["auto"]] = Field(
+        "auto", description="Model input width, height in pixels (>= 32); auto = from the images' native size "
+                            "(training.auto)")
     weights: str = Field(
         "imagenet", description="Backbone init: 'imagenet' (download), 'none' (random) or a Keras weights file"
     )
@@ -109,7 +115,7 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
-        if min(self.input_size) < 32:
+        if self.input_size != "auto" and min(self.input_size) < 32:
             raise ValueError(f"input_size {self.input_size}: MobileNetV3 needs at least 32x32")
         if self.weights == "imagenet":
             allowed = (1.0,) if self.minimalistic else (0.75, 1.0)
@@ -134,6 +140,9 @@ class OptimConfig(StrictModel):
     warmup_epochs: float = Field(2.0, ge=0, description="Linear warm-up from 0 to the peak, in epochs")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Cosine floor as a fraction of the peak")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy")
+    ema: Optional[float] = Field(
+        None, gt=0, lt=1, description="Momentum of an exponential moving average of the weights, used for "
+                                      "validation, selection and the saved model; none = off")
     batch_size: int = Field(32, ge=1, description="Batch size per replica (global = this x replicas)")
     epochs: int = Field(30, ge=1, description="Epochs of single-stage (random init) training")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Steps per epoch; none = one pass over train")
@@ -155,7 +164,9 @@ class FineTuneConfig(StrictModel):
 class EarlyStoppingConfig(StrictModel):
     """Stop a stage when validation stops improving; the best epoch's weights are kept."""
 
-    monitor: Monitor = Field(Monitor.VAL_LOSS, description="val_loss (lower is better) or val_auc (pass/fail ROC AUC)")
+    monitor: Monitor = Field(
+        Monitor.VAL_AUC, description="val_auc: pass/fail ROC AUC, then escapes at the false-reject budget, then "
+                                     "loss (training.selection); val_loss: lowest plain validation loss")
     patience: int = Field(8, ge=1, description="Epochs without improvement before the stage stops")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement")
     restore_best: bool = Field(True, description="End each stage with its best epoch's weights")
@@ -210,7 +221,9 @@ class RuntimeConfig(StrictModel):
 
 
 class ReportConfig(StrictModel):
-    threshold: float = Field(0.5, ge=0, le=1, description="Defect score (1 - p(good)) at which a part fails")
+    threshold: Optional[float] = Field(
+        None, ge=0, le=1, description="Fixed defect-score threshold for the report; none = the operating point "
+                                      "chosen on validation (the one calibrate puts into the bundle)")
     max_misclassified: int = Field(36, ge=0, description="Misclassified test images shown in the report grid")
 
 
@@ -228,9 +241,18 @@ class TrainConfig(StrictModel):
     imbalance: ImbalanceConfig = Field(default_factory=ImbalanceConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
+    line: LineBudget = Field(default_factory=LineBudget)
     tool_version: str = Field(__version__, description="Version of this software that ran the training")
 
+    @property
+    def resolved(self) -> bool:
+        """False while input size or grayscale is still ``auto`` (training.auto resolves them)."""
+        return self.model.input_size != "auto" and self.data.grayscale is not None
+
     def preprocess_spec(self) -> PreprocessSpec:
+        if not self.resolved:
+            raise ValueError("input size / grayscale are still auto: resolve them from the images first")
         width, height = self.model.input_size
         return PreprocessSpec(width=width, height=height, interpolation=self.data.interpolation,
                               grayscale=self.data.grayscale, roi=self.data.roi)

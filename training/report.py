@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from inspector.decision import defect_score
+from inspector.deployability import DeployabilityVerdict
 from inspector.metrics import misclassified, roc_curve
 from training.config import TrainConfig
 
@@ -150,8 +151,8 @@ def _fmt(value) -> str:
 
 
 def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: List[dict],
-                 test_data, test_probs: np.ndarray) -> Path:
-    """Write the PNGs and ``report.html`` into ``run_dir``; returns the HTML path."""
+                 test_data, test_probs: np.ndarray, verdict: DeployabilityVerdict) -> Path:
+    """Write the PNGs and ``report.html`` into ``run_dir`` (the verdict at the top); returns the HTML path."""
     run_dir = Path(run_dir)
     labels, good = metrics["labels"], metrics["good_class"]
     test = metrics["test"]
@@ -164,6 +165,7 @@ def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: Lis
                                config.report.max_misclassified, run_dir / PLOTS["misclassified"])
 
     pf = test["pass_fail"]
+    training = metrics["training"]
     per_class_rows = [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
                       for c, v in test["per_class"].items()]
     pass_fail_rows = [
@@ -174,17 +176,25 @@ def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: Lis
         ["accuracy (all classes)", f"{test['accuracy']:.4f}"],
         ["macro F1", f"{test['macro_f1']:.4f}"],
         ["validation pass/fail ROC AUC", _fmt(metrics["val"]["pass_fail"]["roc_auc"])],
+        ["best epoch (kept weights)", f"{training.get('best_epoch')} of {training['epochs']}"],
     ]
     imbalance = metrics["imbalance"]
     imb_rows = [[c, n, _fmt(imbalance.get("class_weights", {}).get(c)),
                  _fmt(imbalance.get("sampling_probabilities", {}).get(c))] for c, n in imbalance["train_counts"].items()]
-    training = metrics["training"]
     m = config.model
     summary = (f"{m.backbone.keras_name} alpha {m.alpha}{' minimalistic' if m.minimalistic else ''}, "
                f"input {m.input_size[0]}x{m.input_size[1]}, weights {m.weights}, SE ratio {m.se_ratio}; "
                f"{config.optim.optimizer.value} lr {config.optim.learning_rate:g}, batch {config.optim.batch_size}; "
                f"stages {', '.join(training['stages'])}; {training['epochs']} epochs, "
                f"{_fmt(training['seconds_per_epoch'])} s/epoch (median)")
+    op = metrics["operating_point"]
+    policy = op["policy"]
+    band = (f", review band [{policy['review_low']:.4f}, {policy['review_high']:.4f})"
+            if policy.get("review_low") is not None else "")
+    op_text = (f"Operating point: threshold {policy['threshold']:.4f}{band} on the defect score, for a "
+               f"{op['target'].replace('_', '-')} rate of {100 * op['target_rate']:g}% on the {op['chosen_on']}"
+               f"{'; ' + op['note'] if op.get('note') else ''}. `inspector calibrate` puts this policy into the "
+               f"bundle.")
     figures = "".join(
         f'<figure><img src="{PLOTS[k]}" alt="{k}"><figcaption>{caption}</figcaption></figure>'
         for k, caption in (("curves", "Training curves"), ("confusion", "Test confusion matrix"),
@@ -197,7 +207,9 @@ def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: Lis
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{margin:1em 0}}img{{max-width:100%}}</style>
 </head><body>
 <h1>Training report: {html.escape(config.name)}</h1>
+{verdict.to_html()}
 <p>{html.escape(summary)}</p>
+<p>{html.escape(op_text)}</p>
 <p>Classes {html.escape(', '.join(labels))}; good class <b>{html.escape(good)}</b>;
 test set {test['samples']} images.</p>
 <h2>Pass / fail (test)</h2>{_table(["metric", "value"], pass_fail_rows)}

@@ -7,11 +7,12 @@ cosine decay (or a constant rate), stops early when the monitored validation val
 ends with its best epoch's weights. Every epoch is checkpointed, so ``resume=True`` continues a stopped
 run from its last finished epoch with the same optimizer state.
 
-RUN_DIR contract (calibration reads it): ``model.keras`` (best model, float32, plain
-``keras.models.load_model`` once ``training.model`` is imported), ``run.json`` (labels, good class,
-preprocessing, provenance; written last, so its presence means the run is complete), ``split.json``,
-``config.json``, ``metrics.json``, ``predictions.json`` (val/test probabilities the metrics come from),
-``history.json``, ``report.html`` + PNGs and ``checkpoints/``.
+Every stage keeps the epoch with the best validation pass/fail score (training.selection), never the
+lowest loss of label-smoothed training. The run then chooses its operating point on the validation scores
+(inspector.operating_point), reports val and test at that threshold, and ends with a deployability
+verdict (inspector.deployability) on the test split.
+
+RUN_DIR contract: :mod:`inspector.runfolder` (file names and run.json, read by calibration and the demo).
 
 Example:
     >>> from training.config import TrainConfig, DataConfig
@@ -21,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import sys
 import time
@@ -36,21 +36,20 @@ import tensorflow as tf
 
 from inspector import __version__
 from inspector.dataset import DatasetError, SplitManifest, make_split, scan_folder
-from inspector.metrics import classification_report, roc_auc
+from inspector.decision import DecisionPolicy, defect_score
+from inspector.deployability import DeployabilityVerdict, assess
+from inspector.metrics import classification_report
+from inspector.operating_point import choose_policy
+from inspector.runfolder import OperatingPointRecord, RunFolder, RunManifest, write_json
+from training.auto import survey
 from training.checkpoints import Checkpoints
 from training.config import Optimizer, Progress, Schedule, TrainConfig
 from training.data import ImageSet, eval_dataset, load_split_images, train_dataset
 from training.imbalance import ImbalancePlan, plan_imbalance
 from training.model import build_model, rebuild_float32, set_stage
 from training.runtime import is_chief, keras_multi_worker_fixes, make_strategy, precision
-
-MODEL_FILE = "model.keras"
-RUN_FILE = "run.json"
-SPLIT_FILE = "split.json"
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.json"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.json"
+from training.selection import EpochScore
+from training.state import TrainState
 
 
 class RunError(ValueError):
@@ -74,6 +73,7 @@ class RunResult:
     good_class: str
     metrics: dict
     history: List[dict] = field(default_factory=list)
+    verdict: Optional[DeployabilityVerdict] = None
 
 
 def plan_stages(config: TrainConfig) -> List[Stage]:
@@ -100,13 +100,14 @@ def make_optimizer(config: TrainConfig, peak: float, total_steps: int, warmup_st
         warmup_target=peak if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
+    ema = dict(use_ema=optim.ema is not None, ema_momentum=optim.ema or 0.99)
     if optim.optimizer is Optimizer.ADAMW:
-        opt = keras.optimizers.AdamW(schedule, weight_decay=optim.weight_decay)
+        opt = keras.optimizers.AdamW(schedule, weight_decay=optim.weight_decay, **ema)
     elif optim.optimizer is Optimizer.SGD:
         opt = keras.optimizers.SGD(schedule, momentum=optim.momentum, nesterov=True,
-                                   weight_decay=optim.weight_decay or None)
+                                   weight_decay=optim.weight_decay or None, **ema)
     else:
-        opt = keras.optimizers.Adam(schedule)
+        opt = keras.optimizers.Adam(schedule, **ema)
     if optim.optimizer is not Optimizer.ADAM and optim.weight_decay:
         opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
@@ -119,93 +120,108 @@ def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int) -> np
     return np.asarray(model.predict(eval_dataset(images, batch_size), verbose=0), np.float64)
 
 
-def _cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
-
-
 def _json_number(value: float) -> Optional[float]:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-class EpochMonitor(keras.callbacks.Callback):
-    """Validation metrics, early stopping, best/last checkpoints and the progress line of each epoch.
+@dataclass
+class RunContext:
+    """Everything a stage needs that does not change during the run."""
 
-    The validation loss is the plain cross-entropy of the un-augmented validation images (no label
-    smoothing, no class weights), so it is comparable between runs with different recipes.
+    config: TrainConfig
+    folder: RunFolder
+    strategy: tf.distribute.Strategy
+    train_ds: tf.data.Dataset
+    steps: int
+    val: ImageSet
+    good_index: int
+    checkpoints: Checkpoints
+    batch_size: int
+    stages: List[Stage]
+    echo: Callable[[str], None]
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class EpochMonitor(keras.callbacks.Callback):
+    """Validation score, model selection / early stopping, checkpoints and the progress line of each epoch.
+
+    The epoch is scored by :class:`training.selection.EpochScore` on the un-augmented validation images
+    (pass/fail ROC AUC, escapes at the false-reject budget, plain cross-entropy without label smoothing or
+    class weights); :class:`training.selection.ModelSelector` decides whether it is the best so far.
+    With an EMA of the weights, Keras' SwapEMAWeights (placed before this callback) has swapped the
+    averaged weights in, so they are what is scored and checkpointed.
     """
 
-    def __init__(self, stage: Stage, stage_index: int, val: ImageSet, good_index: int, config: TrainConfig,
-                 checkpoints: Checkpoints, state: dict, batch_size: int, echo: Callable[[str], None]):
+    def __init__(self, ctx: RunContext, stage: Stage, state: TrainState):
         super().__init__()
-        self.stage, self.stage_index, self.val, self.good_index = stage, stage_index, val, good_index
-        self.es = config.early_stopping
-        self.checkpoints, self.state, self.batch_size, self.echo = checkpoints, state, batch_size, echo
+        self.ctx, self.stage, self.state = ctx, stage, state
         self._started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.time()
 
-    def _improved(self, value: float) -> bool:
-        best = self.state.get("best")
-        if value is None or math.isnan(value):
-            return False
-        if best is None:
-            return True
-        if self.es.monitor.value == "val_auc":
-            return value > best + self.es.min_delta
-        return value < best - self.es.min_delta
+    def _remaining(self, epoch: int) -> float:
+        """Seconds left if no stage stops early: recent epochs' median times the epochs still planned."""
+        recent = [h["seconds"] for h in self.state.history if h["stage_index"] == self.state.stage_index][-3:]
+        later = sum(s.epochs for s in self.ctx.stages[self.state.stage_index + 1:])
+        return float(np.median(recent)) * (self.stage.epochs - epoch - 1 + later) if recent else 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        ctx, state = self.ctx, self.state
         seconds = time.time() - self._started
-        probs = predict_probs(self.model, self.val.images, self.batch_size)
-        y = self.val.labels
-        val_auc = roc_auc(1.0 - probs[:, self.good_index], y != self.good_index) if len(y) else float("nan")
+        probs = predict_probs(self.model, ctx.val.images, ctx.batch_size)
+        y = ctx.val.labels
+        score = EpochScore.measure(probs, y, ctx.good_index, ctx.config.line.max_false_reject_rate)
         record = {
             "stage": self.stage.name,
+            "stage_index": state.stage_index,
             "epoch": epoch + 1,
-            "global_epoch": len(self.state["history"]) + 1,
+            "global_epoch": len(state.history) + 1,
             "loss": float(logs.get("loss", float("nan"))),
             "accuracy": float(logs.get("accuracy", float("nan"))),
-            "val_loss": _cross_entropy(probs, y),
+            "val_loss": score.loss,
             "val_accuracy": float((probs.argmax(1) == y).mean()) if len(y) else float("nan"),
-            "val_auc": _json_number(val_auc),
+            "val_auc": _json_number(score.auc),
+            "val_escapes_at_budget": score.escapes,
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "seconds": round(seconds, 2),
         }
-        value = record[self.es.monitor.value]
-        improved = self._improved(value)
+        improved = state.selector.update(epoch + 1, score)
         if improved:
-            self.state.update(best=value, best_epoch=epoch + 1, wait=0)
-            self.checkpoints.save_best(self.model)
-        else:
-            self.state["wait"] = self.state.get("wait", 0) + 1
-        self.state["history"].append(record)
-        self.state["epoch"] = epoch + 1
-        if self.state["wait"] >= self.es.patience:
+            ctx.checkpoints.save_best(self.model)
+        state.history.append(record)
+        state.epoch = epoch + 1
+        if state.selector.should_stop:
             self.model.stop_training = True
-        self.checkpoints.save_last(self.model, self.state)
+        ctx.checkpoints.save_last(self.model, state.to_dict())
         auc = "-" if record["val_auc"] is None else f"{record['val_auc']:.3f}"
-        self.echo(
+        left = self._remaining(epoch)
+        ctx.echo(
             f"{self.stage.name:8s} epoch {epoch + 1:3d}/{self.stage.epochs}  loss {record['loss']:.4f} "
             f"acc {record['accuracy']:.3f}  val_loss {record['val_loss']:.4f} val_acc {record['val_accuracy']:.3f} "
-            f"val_auc {auc}  lr {record['learning_rate']:.2e}  {seconds:.1f}s{'  *' if improved else ''}"
+            f"val_auc {auc}  lr {record['learning_rate']:.2e}  {seconds:.1f}s"
+            f"{f'  ~{_duration(left)} left' if left and not self.model.stop_training else ''}"
+            f"{'  *' if improved else ''}"
         )
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The exact config of an existing run (for --resume)."""
-    path = Path(run_dir) / CONFIG_FILE
+    path = RunFolder(run_dir).config
     try:
         return TrainConfig.model_validate_json(path.read_text())
     except OSError as exc:
         raise RunError(f"{path}: cannot read ({exc.strerror or exc}); is {run_dir} a training run?") from None
 
 
-def _prepare_split(config: TrainConfig, run_dir: Path, resume: bool) -> SplitManifest:
-    saved = run_dir / SPLIT_FILE
+def _prepare_split(config: TrainConfig, folder: RunFolder, resume: bool) -> SplitManifest:
+    saved = folder.split
     if resume and saved.is_file():
         return SplitManifest.load(saved)
     if config.data.split:
@@ -218,10 +234,11 @@ def _prepare_split(config: TrainConfig, run_dir: Path, resume: bool) -> SplitMan
     return make_split(scan, seed=config.data.split_seed, ratios=config.data.split_ratios)
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
+def _check_run_dir(folder: RunFolder, resume: bool) -> None:
+    run_dir = folder.root
     if resume:
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise RunError(f"{run_dir}: nothing to resume (no {CONFIG_FILE})")
+        if not folder.config.is_file():
+            raise RunError(f"{run_dir}: nothing to resume (no {folder.config.name})")
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir}: folder is not empty; use --resume to continue that run or choose a new --out")
@@ -244,10 +261,22 @@ def _fit_verbose(config: TrainConfig) -> int:
     return 1 if progress is Progress.BAR else 0
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
-    tmp.replace(path)
+def resolve_auto(config: TrainConfig, manifest: SplitManifest, echo: Callable[[str], None]) -> TrainConfig:
+    """The config with ``auto`` input size and grayscale replaced by what the training images call for."""
+    if config.resolved:
+        return config
+    found = survey(manifest, config.data.root or None, config.data.roi, seed=config.seed)
+    model, data = config.model, config.data
+    if model.input_size == "auto":
+        size = found.input_size
+        model = model.model_copy(update={"input_size": (size, size)})
+        echo(f"input size auto: {size}x{size} (median short side {int(np.median(found.short_sides or [0]))} px "
+             f"of {len(found.short_sides)} training images)")
+    if data.grayscale is None:
+        data = data.model_copy(update={"grayscale": found.gray})
+        echo(f"grayscale auto: {'yes' if found.gray else 'no'} (training images are "
+             f"{'gray' if found.gray else 'in colour'})")
+    return config.model_copy(update={"model": model, "data": data})
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
@@ -256,28 +285,28 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
 
     ``callbacks`` are extra Keras callbacks for every stage, run after the epoch's checkpoint is written.
     """
-    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     if config.runtime.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise RunError("--tensorboard needs the tensorboard package: pip install tensorboard")
     chief = is_chief()
     if chief:  # other workers find the chief's files in a shared RUN_DIR; only the chief checks it
-        _check_run_dir(run_dir, resume)
+        _check_run_dir(folder, resume)
     echo = _echo_for(config, chief)
     if config.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.runtime.strategy, config.runtime.devices)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
-    manifest = _prepare_split(config, run_dir, resume)
+    manifest = _prepare_split(config, folder, resume)
+    config = resolve_auto(config, manifest, echo)
+    folder.root.mkdir(parents=True, exist_ok=True)
     labels, good_class = list(manifest.classes), manifest.good_class
-    good_index = labels.index(good_class)
     if chief:
-        config.save(run_dir / CONFIG_FILE)
-        manifest.save(run_dir / SPLIT_FILE)
+        config.save(folder.config)
+        manifest.save(folder.split)
     spec = config.preprocess_spec()
     started = time.time()
     data = load_split_images(manifest, spec, root=config.data.root or None,
-                             cache_dir=run_dir / "cache" if config.data.cache and chief else None)
+                             cache_dir=folder.cache if config.data.cache and chief else None)
     if len(data["train"]) == 0 or len(data["val"]) == 0:
         raise DatasetError("the split has an empty train or validation set; add images or change the ratios")
     echo(f"data: {', '.join(f'{n} {len(s)}' for n, s in data.items())} images at {spec.width}x{spec.height} "
@@ -286,136 +315,174 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
                           config.imbalance.good_fraction)
     echo(f"imbalance: {plan.describe()}")
 
-    replicas = strategy.num_replicas_in_sync
-    global_batch = config.optim.batch_size * replicas
+    global_batch = config.optim.batch_size * strategy.num_replicas_in_sync
     steps = config.optim.steps_per_epoch or max(1, math.ceil(len(data["train"]) / global_batch))
-    stages = plan_stages(config)
-    checkpoints = Checkpoints(run_dir / "checkpoints", writable=chief)
-    state = checkpoints.load_state() if resume else None
+    checkpoints = Checkpoints(folder.checkpoints, writable=chief)
+    saved = checkpoints.load_state() if resume else None
+    state = TrainState.from_dict(saved, config.early_stopping) if saved else None
     # A resumed run continues with a fresh shuffling/augmentation stream, not a replay of epoch 1's.
-    data_seed = config.seed + (len(state["history"]) if state else 0)
+    data_seed = config.seed + (len(state.history) if state else 0)
     keras.utils.set_random_seed(data_seed)  # Python, numpy and TensorFlow: weights init, augmentation
     train_ds = train_dataset(data["train"], len(labels), global_batch, config.augment, data_seed,
                              class_weights=plan.class_weights, sampling_weights=plan.sampling_weights)
+    ctx = RunContext(config, folder, strategy, train_ds, steps, data["val"], labels.index(good_class), checkpoints,
+                     global_batch, plan_stages(config), echo, callbacks)
     with precision(config.runtime.mixed_precision):
         with strategy.scope():
             model = build_model(config.model, len(labels), init_weights=state is None)
         if state is not None:
             checkpoints.restore_weights(model)
-            echo(f"resuming stage {stages[state['stage_index']].name} after epoch {state['epoch']}")
-        history: List[dict] = state["history"] if state else []
-        for index, stage in enumerate(stages):
-            if state is not None and (index < state["stage_index"] or
-                                      (index == state["stage_index"] and state.get("stage_done"))):
+            echo(f"resuming stage {ctx.stages[state.stage_index].name} after epoch {state.epoch}")
+        state = state or TrainState.fresh(config.early_stopping)
+        for index, stage in enumerate(ctx.stages):
+            if index < state.stage_index:
                 continue
-            in_progress = state is not None and index == state["stage_index"]
-            stage_state = dict(state) if in_progress else {
-                "stage_index": index, "epoch": 0, "best": None, "best_epoch": 0, "wait": 0, "stage_done": False}
-            stage_state["history"] = history
-            _run_stage(model, stage, index, config, strategy, train_ds, steps, data["val"], good_index,
-                       checkpoints, stage_state, in_progress, global_batch, run_dir, echo, callbacks)
-            state = None
+            if state.stage_done:
+                if index == state.stage_index:
+                    continue
+                state = state.next_stage(config.early_stopping)
+            _run_stage(ctx, model, stage, state)
         final = rebuild_float32(model)
-    result = _finish(final, config, manifest, data, plan, history, run_dir, chief, global_batch, echo)
+    result = _finish(ctx, final, manifest, data, plan, state, chief)
     checkpoints.close()
     return result
 
 
-def _run_stage(model, stage: Stage, index: int, config: TrainConfig, strategy, train_ds, steps: int,
-               val: ImageSet, good_index: int, checkpoints: Checkpoints, state: dict, in_progress: bool,
-               batch_size: int, run_dir: Path, echo, extra_callbacks: Sequence = ()) -> None:
+def _run_stage(ctx: RunContext, model: keras.Model, stage: Stage, state: TrainState) -> None:
+    config, checkpoints = ctx.config, ctx.checkpoints
     ft = config.finetune
+    resuming = state.epoch > 0
     set_stage(model, stage.name, ft.unfreeze_layers, ft.train_batchnorm)
-    with strategy.scope():
-        optimizer = make_optimizer(config, stage.learning_rate, stage.epochs * steps,
-                                   int(round(config.optim.warmup_epochs * steps)))
+    with ctx.strategy.scope():
+        optimizer = make_optimizer(config, stage.learning_rate, stage.epochs * ctx.steps,
+                                   int(round(config.optim.warmup_epochs * ctx.steps)))
         model.compile(optimizer=optimizer,
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.optim.label_smoothing),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       run_eagerly=config.runtime.run_eagerly,
                       jit_compile="auto" if config.runtime.jit_compile is None else config.runtime.jit_compile)
-        if in_progress and state["epoch"] > 0:
+        if resuming:
             checkpoints.restore_optimizer(model)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    echo(f"stage {stage.name}: up to {stage.epochs} epochs x {steps} steps of {batch_size} images "
-         f"({strategy.num_replicas_in_sync} replica(s)), peak lr {stage.learning_rate:g}, "
-         f"{trainable:,} trainable parameters")
-    callbacks = [EpochMonitor(stage, index, val, good_index, config, checkpoints, state, batch_size, echo)]
+    ctx.echo(f"stage {stage.name}: up to {stage.epochs} epochs x {ctx.steps} steps of {ctx.batch_size} images "
+             f"({ctx.strategy.num_replicas_in_sync} replica(s)), peak lr {stage.learning_rate:g}, "
+             f"{trainable:,} trainable parameters{', EMA of the weights' if config.optim.ema else ''}"
+             f"{'' if resuming else '; the first epoch also traces the graph (slower)'}")
+    callbacks: List[keras.callbacks.Callback] = []
+    if config.optim.ema is not None:
+        swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+        # The last checkpoint holds the averaged weights in the model and the raw ones in the optimizer's
+        # EMA slots (that is where the swap leaves them); the first epoch of a resumed stage swaps back.
+        swap._ema_weights_in_model = resuming
+        callbacks.append(swap)
+    callbacks.append(EpochMonitor(ctx, stage, state))
     if config.runtime.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard" / stage.name)))
-    callbacks.extend(extra_callbacks)
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(ctx.folder.root / "tensorboard" / stage.name)))
+    callbacks.extend(ctx.callbacks)
     started = time.time()
-    first_epoch = state["epoch"]
-    if first_epoch < stage.epochs and state["wait"] < config.early_stopping.patience:
-        with keras_multi_worker_fixes(model, strategy, train_ds.element_spec):
-            model.fit(train_ds, epochs=stage.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+    if state.epoch < stage.epochs and not state.selector.should_stop:
+        with keras_multi_worker_fixes(model, ctx.strategy, ctx.train_ds.element_spec):
+            model.fit(ctx.train_ds, epochs=stage.epochs, initial_epoch=state.epoch, steps_per_epoch=ctx.steps,
                       callbacks=callbacks, verbose=_fit_verbose(config), shuffle=False)
-    if config.early_stopping.restore_best and state["best_epoch"]:
+    if config.early_stopping.restore_best and state.selector.best_epoch:
         checkpoints.restore_weights(model, best=True)
-    state["stage_done"] = True
-    checkpoints.save_last(model, state)
-    ran = [h for h in state["history"] if h["stage"] == stage.name]
+    state.stage_done = True
+    checkpoints.save_last(model, state.to_dict())
+    ran = [h for h in state.history if h["stage_index"] == state.stage_index]
     per_epoch = np.median([h["seconds"] for h in ran]) if ran else float("nan")
-    best = state.get("best")
-    best_text = "-" if best is None else f"{best:.4f}"
-    echo(f"stage {stage.name} done: {len(ran)} epochs in {time.time() - started:.0f}s ({per_epoch:.1f}s/epoch), "
-         f"best {config.early_stopping.monitor.value} {best_text} at epoch {state['best_epoch']}"
-         f"{', early stop' if state['wait'] >= config.early_stopping.patience else ''}")
+    ctx.echo(f"stage {stage.name} done: {len(ran)} epochs in {time.time() - started:.0f}s ({per_epoch:.1f}s/epoch), "
+             f"{state.selector.describe()}{', early stop' if state.selector.should_stop else ''}")
 
 
-def _finish(model: keras.Model, config: TrainConfig, manifest: SplitManifest, data: Dict[str, ImageSet],
-            plan: ImbalancePlan, history: List[dict], run_dir: Path, chief: bool, batch_size: int,
-            echo) -> RunResult:
-    """Evaluate the final model on val and test, then write model, metrics, report and run.json."""
+def choose_run_policy(config: TrainConfig, val_probs: np.ndarray, val: ImageSet,
+                      good_index: int) -> OperatingPointRecord:
+    """The run's operating point on the validation scores (or the fixed ``report.threshold``)."""
+    op = config.operating_point
+    is_defect = val.labels != good_index
+    chosen_on = f"validation split ({int(is_defect.sum())} defect, {int((~is_defect).sum())} good images)"
+    if config.report.threshold is not None:
+        return OperatingPointRecord(policy=DecisionPolicy(threshold=config.report.threshold), target=op.target,
+                                    target_rate=op.target_rate, chosen_on="fixed by report.threshold")
+    if not is_defect.any() or is_defect.all():
+        return OperatingPointRecord(policy=DecisionPolicy(), target=op.target, target_rate=op.target_rate,
+                                    chosen_on=chosen_on, note="validation lacks good or defect images: threshold 0.5")
+    budget = config.line.max_false_reject_rate if op.review_when_unsupported else None
+    policy, note = choose_policy(defect_score(val_probs, good_index), is_defect, op.target, op.target_rate,
+                                 op.review_margin, budget)
+    return OperatingPointRecord(policy=policy, target=op.target, target_rate=op.target_rate, chosen_on=chosen_on,
+                                note=note)
+
+
+def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: Dict[str, ImageSet],
+            plan: ImbalancePlan, state: TrainState, chief: bool) -> RunResult:
+    """Evaluate the final model on val and test at the run's operating point, judge it, write RUN_DIR."""
     from training.report import write_report
 
-    labels, good_class = list(manifest.classes), manifest.good_class
-    threshold = config.report.threshold
-    probs = {name: predict_probs(model, data[name].images, batch_size) for name in ("val", "test")}
-    evaluations = {name: classification_report(probs[name], data[name].labels, labels, good_class, threshold)
+    config, folder, history = ctx.config, ctx.folder, state.history
+    labels, good_class, good = list(manifest.classes), manifest.good_class, ctx.good_index
+    probs = {name: predict_probs(model, data[name].images, ctx.batch_size) for name in ("val", "test")}
+    operating_point = choose_run_policy(config, probs["val"], data["val"], good)
+    policy = operating_point.policy
+    evaluations = {name: classification_report(probs[name], data[name].labels, labels, good_class, policy.threshold)
                    for name in ("val", "test")}
+    judged = "test" if len(data["test"]) else "val"
+    best_epoch = state.best_global_epoch()
+    verdict = assess(defect_score(probs[judged], good), data[judged].labels != good, policy, config.line,
+                     predicted=probs[judged].argmax(1), best_epoch=best_epoch, epochs=len(history),
+                     basis=f"{judged} split, float model, threshold {policy.threshold:.4f}")
     metrics = {
         "labels": labels,
         "good_class": good_class,
-        "threshold": threshold,
+        "threshold": policy.threshold,
+        "operating_point": operating_point.model_dump(mode="json"),
+        "deployability": verdict.to_dict(),
         **evaluations,
         "imbalance": plan.to_dict(),
         "training": {
             "epochs": len(history),
+            "best_epoch": best_epoch,
             "seconds_per_epoch": float(np.median([h["seconds"] for h in history])) if history else None,
             "stages": list(dict.fromkeys(h["stage"] for h in history)),
         },
     }
-    model_path = run_dir / MODEL_FILE
     if chief:
-        model.save(model_path)
-        _write_json(run_dir / HISTORY_FILE, history)
-        _write_json(run_dir / METRICS_FILE, metrics)
-        _write_json(run_dir / PREDICTIONS_FILE, {
+        model.save(folder.model)
+        write_json(folder.history, history)
+        write_json(folder.metrics, metrics)
+        write_json(folder.predictions, {
             name: {"paths": data[name].paths, "labels": data[name].labels.tolist(),
-                   "probabilities": np.round(probs[name], 7).tolist()} for name in ("val", "test")})
-        write_report(run_dir, config, metrics, history, data["test"], probs["test"])
-        width, height = config.model.input_size
-        run = {
-            "labels": labels,
-            "good_class": good_class,
-            "preprocess": config.preprocess_spec().model_dump(mode="json"),
-            "backbone": config.model.backbone.keras_name,
-            "input_size": [width, height],
-            "weights": config.model.weights,
-            "dataset_root": str(Path(config.data.root or manifest.root).resolve()),
-            "dataset_fingerprint": manifest.fingerprint,
-            "split_sha256": manifest.sha256(),
-            "name": config.name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seed": config.seed,
-            "tool_version": __version__,
-        }
-        _write_json(run_dir / RUN_FILE, run)
+                   "probabilities": probs[name].tolist()} for name in ("val", "test")})
+        write_report(folder.root, config, metrics, history, data["test"], probs["test"], verdict)
+        RunManifest(
+            labels=labels,
+            good_class=good_class,
+            preprocess=config.preprocess_spec(),
+            backbone=config.model.backbone.keras_name,
+            input_size=config.model.input_size,
+            weights=config.model.weights,
+            dataset_root=str(Path(config.data.root or manifest.root).resolve()),
+            dataset_fingerprint=manifest.fingerprint,
+            split_sha256=manifest.sha256(),
+            name=config.name,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            seed=config.seed,
+            tool_version=__version__,
+            epochs=len(history),
+            best_epoch=best_epoch,
+            operating_point=operating_point,
+            deployability=verdict.to_dict(),
+        ).save(folder)
     test = evaluations["test"]
     auc = test["pass_fail"]["roc_auc"]
-    echo(f"test: accuracy {test['accuracy']:.3f}, macro F1 {test['macro_f1']:.3f}, pass/fail ROC AUC "
-         f"{'-' if auc is None else f'{auc:.4f}'}, escape rate {test['pass_fail']['escape_rate']:.3f}, "
-         f"false-reject rate {test['pass_fail']['false_reject_rate']:.3f} at threshold {threshold}")
-    echo(f"run folder: {run_dir} (report.html, model.keras)")
-    return RunResult(run_dir, model_path, labels, good_class, metrics, history)
+    band = (f", review band [{policy.review_low:.4f}, {policy.review_high:.4f})"
+            if policy.review_low is not None else "")
+    ctx.echo(f"operating point: threshold {policy.threshold:.4f}{band} for {operating_point.target.value} rate "
+             f"{100 * operating_point.target_rate:g}% on the {operating_point.chosen_on}")
+    if operating_point.note:
+        ctx.echo(f"note: {operating_point.note}")
+    ctx.echo(f"test: accuracy {test['accuracy']:.3f}, macro F1 {test['macro_f1']:.3f}, pass/fail ROC AUC "
+             f"{'-' if auc is None else f'{auc:.4f}'}, escapes {100 * test['pass_fail']['escape_rate']:.1f}%, "
+             f"false rejects {100 * test['pass_fail']['false_reject_rate']:.1f}% at threshold {policy.threshold:.4f}")
+    ctx.echo(verdict.summary())
+    ctx.echo(f"run folder: {folder.root} (report.html, model.keras)")
+    return RunResult(folder.root, folder.model, labels, good_class, metrics, history, verdict)
