@@ -5,12 +5,15 @@ Steps (each reported in the bundle's metrics and in the calibration report):
 1. Load the run (``model.keras``, ``run.json``, ``split.json``) and prepare the validation and test images
    with the run's :class:`~inspector.preprocess.PreprocessSpec`, as the edge will.
 2. Draw the representative sample from the training split (INT8) and convert.
-3. Run the float Keras model and the converted model (edge interpreter) on validation; choose the
-   threshold for the target escape (or false-reject) rate on the converted model's scores; compare.
+3. Run the float Keras model and the converted model (edge interpreter) on validation; take the training
+   run's operating point (the threshold its report used), or choose one for an explicitly given target on
+   the converted model's scores; compare.
 4. Accuracy guard: if the drop exceeds the budget, apply the remedy if one was asked for (float fallback
    of the most error-prone layers), measure again, and stop with the list of things to try if it still
    fails. The report is written either way so the failure can be looked at.
-5. Measure the camera reference frame, if given, and write the bundle and the report.
+5. Judge the converted model (test split, else validation) with the deployability verdict; an unfit
+   model gets no bundle unless ``force`` (then the bundle records the verdict).
+6. Measure the camera reference frame, if given, and write the bundle and the report.
 
 Example:
     >>> result = calibrate("runs/tiles", "tiles.inspector", CalibrationOptions())   # doctest: +SKIP
@@ -18,7 +21,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -35,16 +37,26 @@ from calibration.convert import (Conversion, FallbackQuantizer, LayerError, conv
                                  load_keras_model)
 from calibration.evaluate import predict_bundle, predict_keras, score
 from calibration.guard import GuardError, ParityCheck, check_parity, failure_message
-from calibration.operating_point import IntervalMethod, OperatingPoint, Target, choose_threshold
+from calibration.operating_point import IntervalMethod, OperatingPoint, Target, choose_threshold, operating_point
 from calibration.representative import (DEFAULT_SIZE, RECOMMENDED_MIN, LabeledImages, RepresentativeSample,
                                         draw_representative, load_labeled, resolve_root)
 from inspector.bundle import BUNDLE_SUFFIX, Bundle, Manifest, Precision, Provenance
 from inspector.config import StrictModel
 from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
+from inspector.deployability import DeployabilityVerdict, LineBudget, assess
 from inspector.preprocess import PreprocessSpec, Preprocessor, Roi
+from inspector.runfolder import RunFolder, RunManifest
 
 log = logging.getLogger(__name__)
+
+
+class NotDeployableError(RuntimeError):
+    """The converted model is NOT DEPLOYABLE and ``force`` was not given; ``result`` holds what was measured."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 class Remedy(str, Enum):
@@ -81,9 +93,15 @@ class CalibrationOptions(StrictModel):
     remedy: Remedy = Field(Remedy.NONE, description="none, float-fallback or auto (see docs/calibration.md)")
     fallback_layers: int = Field(5, ge=0, description="Float fallback: layers with the largest INT8 error kept float")
     fallback_ops: List[str] = Field(default_factory=list, description="Float fallback: TFLite op types kept float")
-    target: Target = Field(Target.ESCAPE, description="escape or false_reject: which rate the threshold targets")
-    target_rate: float = Field(0.005, ge=0, lt=1, description="Target rate on the validation split (0.005 = 0.5 %)")
-    review_margin: float = Field(0.0, ge=0, lt=1, description="Review band threshold +- margin on the defect score")
+    target: Optional[Target] = Field(
+        None, description="escape or false_reject: which rate the threshold targets; none of target, target_rate "
+                          "and review_margin given = the training run's operating point (same threshold as its report)")
+    target_rate: Optional[float] = Field(
+        None, ge=0, lt=1, description="Target rate on the validation split (0.005 = 0.5 %); default 0.005")
+    review_margin: Optional[float] = Field(
+        None, ge=0, lt=1, description="Review band threshold +- margin on the defect score; default 0")
+    line: LineBudget = Field(default_factory=LineBudget, description="What the line accepts (deployability verdict)")
+    force: bool = Field(False, description="Write the bundle even when the model is NOT DEPLOYABLE (it records why)")
     interval: IntervalMethod = Field(IntervalMethod.CLOPPER_PEARSON, description="Confidence interval method")
     data_root: Optional[str] = Field(None, description="Dataset folder if it moved since training")
     name: Optional[str] = Field(None, description="Bundle name; default: the run's name")
@@ -96,33 +114,35 @@ class CalibrationOptions(StrictModel):
 
 @dataclass
 class RunInfo:
-    """A training run as ``inspector train`` leaves it."""
+    """A training run as ``inspector train`` leaves it (read through :mod:`inspector.runfolder`)."""
 
-    path: Path
-    info: dict
+    folder: RunFolder
+    manifest: RunManifest
     split: SplitManifest
     spec: PreprocessSpec
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "RunInfo":
-        path = Path(run_dir)
-        for name in ("model.keras", "run.json", "split.json"):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path}: not a training run (missing {name}); give the folder "
-                                        "`inspector train` wrote")
-        info = json.loads((path / "run.json").read_text())
-        split = SplitManifest.load(path / "split.json")
-        if list(info["labels"]) != list(split.classes):
-            raise ValueError(f"{path}: run.json labels {info['labels']} differ from the split's classes {split.classes}")
-        return cls(path, info, split, PreprocessSpec.model_validate(info["preprocess"]))
+        folder = RunFolder(run_dir)
+        folder.check_complete()
+        manifest = RunManifest.load(folder)
+        split = SplitManifest.load(folder.split)
+        if list(manifest.labels) != list(split.classes):
+            raise ValueError(f"{folder.root}: run.json labels {manifest.labels} differ from the split's classes "
+                             f"{split.classes}")
+        return cls(folder, manifest, split, manifest.preprocess)
+
+    @property
+    def path(self) -> Path:
+        return self.folder.root
 
     @property
     def labels(self) -> List[str]:
-        return list(self.info["labels"])
+        return list(self.manifest.labels)
 
     @property
     def good_class(self) -> str:
-        return self.info["good_class"]
+        return self.manifest.good_class
 
 
 @dataclass
@@ -155,6 +175,7 @@ class CalibrationResult:
     report_html: Optional[Path] = None
     report_png: Optional[Path] = None
     message: str = ""
+    verdict: Optional[DeployabilityVerdict] = None
 
     @property
     def passed(self) -> bool:
@@ -166,7 +187,7 @@ class CalibrationResult:
 
     @property
     def keras_bytes(self) -> int:
-        return (self.run.path / "model.keras").stat().st_size
+        return self.run.folder.model.stat().st_size
 
     def metrics(self, policy: DecisionPolicy) -> dict:
         """Validation (and test) metrics of float and converted model at ``policy``, JSON-ready."""
@@ -190,7 +211,7 @@ def report_dir_for(out: str | os.PathLike) -> Path:
 
 
 def _version(run: RunInfo, precision: Precision) -> str:
-    created = run.info.get("created", "")
+    created = run.manifest.created
     try:
         stamp = datetime.fromisoformat(created).strftime("%Y%m%d-%H%M")
     except ValueError:
@@ -200,9 +221,9 @@ def _version(run: RunInfo, precision: Precision) -> str:
 
 def _manifest(run: RunInfo, conversion: Conversion, spec: PreprocessSpec, options: CalibrationOptions,
               decision: Optional[DecisionPolicy] = None, camera=None, metrics: Optional[dict] = None) -> Manifest:
-    info = run.info
+    info = run.manifest
     return Manifest(
-        name=options.name or info.get("name") or run.path.name,
+        name=options.name or info.name or run.path.name,
         version=options.version or _version(run, conversion.precision),
         labels=run.labels,
         good_class=run.good_class,
@@ -214,9 +235,9 @@ def _manifest(run: RunInfo, conversion: Conversion, spec: PreprocessSpec, option
         camera=camera,
         metrics=metrics or {},
         provenance=Provenance(
-            dataset_fingerprint=info.get("dataset_fingerprint", ""),
-            split_sha256=info.get("split_sha256", ""),
-            dataset_root=info.get("dataset_root", ""),
+            dataset_fingerprint=info.dataset_fingerprint,
+            split_sha256=info.split_sha256,
+            dataset_root=info.dataset_root,
             training_run=str(run.path.resolve()),
         ),
     )
@@ -227,12 +248,43 @@ def _candidate(conversion: Conversion, run: RunInfo, val: LabeledImages, float_v
     bundle = Bundle.create(_manifest(run, conversion, run.spec, options), conversion.model)
     probs = predict_bundle(bundle, val.images, options.threads)
     good = run.labels.index(run.good_class)
-    op = choose_threshold(defect_score(probs, good), val.labels != good, options.target, options.target_rate,
-                          options.review_margin, options.interval)
+    op = _operating_point(run, options, defect_score(probs, good), val.labels != good)
     parity = check_parity(float_val, probs, val.labels, good, op.policy(), options.accuracy_budget,
                           conversion.kind, options.interval)
     log.debug("%s", parity.summary())
     return Candidate(conversion, bundle, probs, op, parity)
+
+
+def _operating_point(run: RunInfo, options: CalibrationOptions, scores: np.ndarray,
+                     is_defect: np.ndarray) -> OperatingPoint:
+    """The training run's policy (so every report and the bundle share one threshold), unless the options
+    ask for another target; then it is chosen here on the converted model's validation scores."""
+    recorded = run.manifest.operating_point
+    explicit = (options.target, options.target_rate, options.review_margin) != (None, None, None)
+    if recorded is not None and not explicit:
+        note = f"threshold from the training run, chosen on its {recorded.chosen_on}"
+        note += f"; {recorded.note}" if recorded.note else ""
+        return operating_point(scores, is_defect, recorded.policy, recorded.target, recorded.target_rate,
+                               options.interval, note=note)
+    return choose_threshold(scores, is_defect, options.target or Target.ESCAPE,
+                            0.005 if options.target_rate is None else options.target_rate,
+                            options.review_margin or 0.0, options.interval,
+                            max_false_reject_rate=options.line.max_false_reject_rate)
+
+
+def judge(result: CalibrationResult) -> DeployabilityVerdict:
+    """The verdict on the chosen converted model at its policy: on test when it was evaluated, else on
+    validation (where the threshold was chosen, so optimistic; the basis says so)."""
+    chosen, run = result.chosen, result.run
+    good = result.good_index
+    if result.test_probs is not None and len(result.test.labels):
+        probs, labels, basis = result.test_probs, result.test.labels, "test split"
+    else:
+        probs, labels, basis = chosen.val_probs, result.val.labels, "validation split (threshold chosen there)"
+    policy = chosen.operating_point.policy()
+    return assess(defect_score(probs, good), labels != good, policy, result.options.line,
+                  predicted=probs.argmax(1), best_epoch=run.manifest.best_epoch, epochs=run.manifest.epochs,
+                  basis=f"{basis}, {chosen.conversion.kind}, threshold {policy.threshold:.4f}")
 
 
 def _bundle_metrics(result: CalibrationResult) -> dict:
@@ -269,6 +321,7 @@ def _bundle_metrics(result: CalibrationResult) -> dict:
         "conversion": chosen.conversion.describe(),
         "representative": result.representative.to_dict() if result.representative else None,
         "sensitivity": [asdict(e) for e in result.sensitivity[:15]],
+        "deployability": result.verdict.to_dict() if result.verdict else None,
         **detail,
     })
     return metrics
@@ -276,7 +329,8 @@ def _bundle_metrics(result: CalibrationResult) -> dict:
 
 def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
               options: Optional[CalibrationOptions] = None) -> CalibrationResult:
-    """Build the bundle ``out`` from a training run; raises :class:`GuardError` when the guard fails.
+    """Build the bundle ``out`` from a training run; raises :class:`GuardError` when the guard fails and
+    :class:`NotDeployableError` for an unfit model without ``options.force`` (no bundle written either way).
 
     With ``out=None`` nothing is written (the result still holds the bundle in memory).
     """
@@ -318,6 +372,14 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
             result.message += f"\nreport: {result.report_html}"
         raise GuardError(result.message, result)
 
+    result.verdict = judge(result)
+    if not result.verdict.deployable and not options.force:
+        result.message = (f"{result.verdict.summary()}\nno bundle written; fix the model (see the reasons) or "
+                          f"pass --force to write it anyway (the bundle then records this verdict)")
+        if report_dir is not None and options.report:
+            _write_report(result, report_dir)
+            result.message += f"\nreport: {result.report_html}"
+        raise NotDeployableError(result.message, result)
     chosen = result.chosen
     op = chosen.operating_point
     manifest = _manifest(run, chosen.conversion, bundle_spec, options, op.policy(),

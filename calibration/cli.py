@@ -3,8 +3,10 @@
 Converts RUN_DIR/model.keras to full-integer INT8 TFLite (or float16/float32) with a representative
 sample stratified from the training split, checks on the validation split with the edge interpreter that
 the converted model still decides like the float one (accuracy guard), chooses the pass/fail threshold on
-the defect score 1 - p(good) for a target escape (or false-reject) rate, and writes the bundle plus a
-report (MODEL_report/report.html + report.png). Exit status 3 when the guard fails (no bundle written).
+the defect score 1 - p(good) (by default the training run's own operating point, so the bundle decides
+at the threshold the training report used), judges the converted model (DEPLOYABLE / NOT DEPLOYABLE with
+the reasons) and writes the bundle plus a report (MODEL_report/report.html + report.png). Exit status 3
+when the guard fails, 4 when the model is NOT DEPLOYABLE (no bundle written unless --force).
 
 Examples:
   inspector calibrate runs/tiles --out tiles.inspector
@@ -59,11 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     guard.add_argument("--fallback-ops", default="",
                        help="TFLite op types kept float by the remedy, comma-separated, e.g. HARD_SWISH,MEAN")
     op = parser.add_argument_group("operating point")
-    op.add_argument("--target", choices=["escape", "false_reject"], default="escape",
-                    help="rate the threshold is chosen for (default escape: defects passed)")
-    op.add_argument("--target-rate", type=_rate, default=0.005, help="target rate, 0.005 or 0.5%% (default 0.5%%)")
-    op.add_argument("--review-margin", type=float, default=0.0,
+    op.add_argument("--target", choices=["escape", "false_reject"],
+                    help="rate the threshold is chosen for (escape: defects passed). Without --target, "
+                         "--target-rate and --review-margin the training run's operating point is used")
+    op.add_argument("--target-rate", type=_rate, help="target rate, 0.005 or 0.5%% (default 0.5%%)")
+    op.add_argument("--review-margin", type=float,
                     help="review band threshold +- margin on the defect score (default 0: no band)")
+    line = parser.add_argument_group("deployability")
+    line.add_argument("--max-escape-rate", type=_rate, default=0.02,
+                      help="the line's escape budget for the verdict, 0.02 or 2%% (default 2%%)")
+    line.add_argument("--max-false-reject-rate", type=_rate, default=0.05,
+                      help="the line's false-reject budget for the verdict and the review band (default 5%%)")
+    line.add_argument("--force", action="store_true",
+                      help="write the bundle even when the model is NOT DEPLOYABLE (the bundle records the verdict)")
     op.add_argument("--interval", choices=["clopper-pearson", "wilson"], default="clopper-pearson",
                     help="95%% confidence interval of the rates (default clopper-pearson, exact)")
     cam = parser.add_argument_group("camera commissioning")
@@ -125,7 +135,8 @@ def _options(args):
         "remedy": args.remedy, "fallback_layers": args.fallback_layers,
         "fallback_ops": [op.strip().upper() for op in args.fallback_ops.split(",") if op.strip()],
         "target": args.target, "target_rate": args.target_rate, "review_margin": args.review_margin,
-        "interval": args.interval, "data_root": args.data_root, "name": args.name, "version": args.bundle_version,
+        "line": {"max_escape_rate": args.max_escape_rate, "max_false_reject_rate": args.max_false_reject_rate},
+        "force": args.force, "interval": args.interval, "data_root": args.data_root, "name": args.name, "version": args.bundle_version,
         "threads": args.threads, "evaluate_test": not args.no_test, "camera": camera, "report": not args.no_report,
     }, "command line")
 
@@ -137,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         print("inspector calibrate: give RUN_DIR and --out MODEL.inspector (or --camera-only)", file=sys.stderr)
         return 2
     options = _options(args)
-    from calibration.calibrate import calibrate
+    from calibration.calibrate import NotDeployableError, calibrate
     from calibration.commissioning import write_station_yaml
     from calibration.evaluate import format_metrics
     from calibration.guard import GuardError
@@ -147,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
     except GuardError as exc:
         print(str(exc), file=sys.stderr)
         return 3
+    except NotDeployableError as exc:
+        print(str(exc), file=sys.stderr)
+        return 4
     bundle = result.bundle
     rep = result.representative
     if rep is not None:
@@ -178,4 +192,7 @@ def run(args: argparse.Namespace) -> int:
           f"Keras model {result.keras_bytes / 1024:.0f} KiB)")
     if result.report_html:
         print(f"report: {result.report_html}")
+    print(result.verdict.summary())
+    if not result.verdict.deployable:
+        print("written anyway (--force); the bundle records this verdict")
     return 0

@@ -16,6 +16,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from inspector.decision import DecisionPolicy, defect_score
+from inspector.deployability import DeployabilityVerdict
 from inspector.metrics import roc_auc, roc_curve
 
 GOOD_COLOR, DEFECT_COLOR = "#2a7ab0", "#d1495b"
@@ -155,8 +156,11 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     png = _save(fig, out_dir / "report.png")
 
     run, opts = result.run, result.options
-    body = []
-    if result.passed:
+    body = [result.verdict.to_html()] if result.verdict is not None else []
+    if result.passed and result.bundle_path is None:
+        body.append("<p class='fail'>No bundle was written: the model is NOT DEPLOYABLE (see above); "
+                    "<code>--force</code> writes it anyway.</p>")
+    elif result.passed:
         body.append(f"<p class='ok'>Bundle written: {html.escape(str(result.bundle_path))} ({kind}, "
                     f"{len(shown.conversion.model) / 1024:.0f} KiB; Keras model {result.keras_bytes / 1024:.0f} KiB)</p>")
     else:
@@ -232,12 +236,13 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
             body.append(f"<p class='fail'>{html.escape(warning)}</p>")
     body.append(f"<h2>Options</h2><pre>{html.escape(opts.model_dump_json(indent=1))}</pre>")
     page = out_dir / "report.html"
-    page.write_text(_page(f"Calibration report: {opts.name or run.info.get('name') or run.path.name}", body))
+    page.write_text(_page(f"Calibration report: {opts.name or run.manifest.name or run.path.name}", body))
     return page, png
 
 
 def write_evaluation_report(evaluation, good_index: int, policy: DecisionPolicy,
-                            out_dir: str | os.PathLike, title: Optional[str] = None) -> Tuple[Path, Path]:
+                            out_dir: str | os.PathLike, title: Optional[str] = None,
+                            verdict: Optional[DeployabilityVerdict] = None) -> Tuple[Path, Path]:
     """``report.html`` and ``report.png`` for a :class:`calibration.evaluate.EvaluationResult`."""
     out_dir = Path(out_dir)
     scores = defect_score(evaluation.probs, good_index)
@@ -247,7 +252,8 @@ def write_evaluation_report(evaluation, good_index: int, policy: DecisionPolicy,
     _roc(axes[0], [("bundle", scores, is_defect)], policy)
     _histogram(axes[1], scores, is_defect, policy, "defect scores")
     png = _save(fig, out_dir / "report.png")
-    body = [f"<p>Bundle {html.escape(evaluation.bundle)} on {html.escape(evaluation.data_root)}"
+    body = ([verdict.to_html()] if verdict is not None else []) + [
+            f"<p>Bundle {html.escape(evaluation.bundle)} on {html.escape(evaluation.data_root)}"
             + (f" (split {html.escape(evaluation.split)})" if evaluation.split else "") + "</p>",
             f"<img src='{png.name}' style='max-width:100%'>",
             "<h2>Metrics at the bundle's operating point</h2>", _decision_rows([("bundle", evaluation.metrics)]),

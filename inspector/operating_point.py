@@ -94,9 +94,9 @@ def threshold_for(scores: Sequence[float], is_defect: Sequence[bool], target: Ta
 def choose_policy(scores: Sequence[float], is_defect: Sequence[bool], target: Target | str = Target.ESCAPE,
                   rate: float = 0.005, review_margin: float = 0.0,
                   max_false_reject_rate: Optional[float] = None) -> Tuple[DecisionPolicy, str]:
-    """(policy, note). With ``max_false_reject_rate``, an escape target the data cannot meet within that
-    budget becomes a review band (the note says what it achieves); otherwise ``review_margin`` makes a
-    band ``threshold +- margin``."""
+    """(policy, note). ``review_margin`` > 0 makes a band ``threshold +- margin``; otherwise, with
+    ``max_false_reject_rate``, an escape target the data cannot meet within that budget becomes a review
+    band (the note says what it achieves)."""
     target = Target(target)
     if review_margin < 0:
         raise OperatingPointError(f"review margin must be >= 0, got {review_margin}")
@@ -104,6 +104,9 @@ def choose_policy(scores: Sequence[float], is_defect: Sequence[bool], target: Ta
     is_defect = np.asarray(is_defect, bool).ravel()
     threshold = threshold_for(scores, is_defect, target, rate)
     goods = ~is_defect
+    if review_margin > 0:
+        low, high = max(0.0, threshold - review_margin), min(1.0, threshold + review_margin)
+        return DecisionPolicy(threshold=threshold, review_low=low, review_high=high), ""
     if target == Target.ESCAPE and max_false_reject_rate is not None:
         rejects = float((scores[goods] >= threshold).mean())
         fail_line = threshold_for(scores, is_defect, Target.FALSE_REJECT, max_false_reject_rate)
@@ -113,9 +116,6 @@ def choose_policy(scores: Sequence[float], is_defect: Sequence[bool], target: Ta
                     f"(budget {100 * max_false_reject_rate:g}%): parts scoring {threshold:.4f}-{fail_line:.4f} "
                     f"go to review ({100 * review:.1f}% of these parts), so automatic decisions meet both")
             return DecisionPolicy(threshold=fail_line, review_low=threshold, review_high=fail_line), note
-    if review_margin > 0:
-        low, high = max(0.0, threshold - review_margin), min(1.0, threshold + review_margin)
-        return DecisionPolicy(threshold=threshold, review_low=low, review_high=high), ""
     return DecisionPolicy(threshold=threshold), ""
 
 

@@ -3,8 +3,9 @@
 ``int8_bundle`` is what ``inspector calibrate`` writes by default (full-integer INT8, uint8 I/O, threshold
 for 0.5 % escapes on validation) except for two fixture-only options: a 32-image representative sample
 (fast; the <200 warning is silenced by ``representative_min=0``, not by changing the default) and an
-accuracy budget of 100 pp, because ``trained_run`` is near chance by design and the fixture must always
-yield a bundle. The guard itself is tested in tests/test_calibration_guard.py with real budgets.
+accuracy budget of 100 pp and ``force``, because ``trained_run`` is near chance by design (NOT DEPLOYABLE)
+and the fixture must always yield a bundle. The guard itself is tested in tests/test_calibration_guard.py
+with real budgets, the refusal of an unfit model in tests/test_calibration_deployability.py.
 """
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 def fixture_options(**overrides):
     from calibration.calibrate import CalibrationOptions
 
-    values = dict(representative_size=32, representative_min=0, accuracy_budget=100.0)
+    values = dict(representative_size=32, representative_min=0, accuracy_budget=100.0, force=True)
     values.update(overrides)
     return CalibrationOptions(**values)
 

@@ -65,22 +65,29 @@ def test_full_integer_per_channel_and_static(calibrated):
     assert all((np.asarray(t["shape_signature"]) >= 0).all() for t in tensors)
 
 
-def test_threshold_meets_target_escape_rate_on_validation(int8_bundle, val_set):
+def test_bundle_decides_at_the_training_runs_threshold(int8_bundle, trained_run, val_set):
+    """One threshold everywhere: the bundle's policy is the one the training run chose and reported at, and
+    the bundle's validation rates are counted at it with the edge classifier."""
     from inspector.inference import Classifier
+    from inspector.runfolder import RunFolder, RunManifest
 
     bundle = Bundle.load(int8_bundle)
     m = bundle.manifest
+    run = RunManifest.load(RunFolder(trained_run))
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert m.decision == run.operating_point.policy
+    assert m.decision.threshold == metrics["threshold"]
     images, labels, _ = val_set
     scores = defect_score(Classifier(bundle, threads=1).predict_batch(images), m.good_index)
     is_defect = labels != m.good_index
-    escapes = int(((scores < m.decision.threshold) & is_defect).sum())
+    low = m.decision.review_low if m.decision.review_low is not None else m.decision.threshold
+    high = m.decision.review_high if m.decision.review_high is not None else m.decision.threshold
     op = m.metrics["operating_point"]
-    assert op["target"] == "escape" and op["target_rate"] == 0.005
-    assert escapes / is_defect.sum() <= 0.005
-    assert op["escape"]["count"] == escapes and op["escape"]["total"] == int(is_defect.sum())
+    assert op["target"] == run.operating_point.target.value and "training run" in op["note"]
+    assert op["escape"]["count"] == int(((scores < low) & is_defect).sum())
+    assert op["escape"]["total"] == int(is_defect.sum())
     assert 0.0 <= op["escape"]["low"] <= op["escape"]["rate"] <= op["escape"]["high"] <= 1.0
-    false_rejects = int(((scores >= m.decision.threshold) & ~is_defect).sum())
-    assert op["false_reject"]["count"] == false_rejects
+    assert op["false_reject"]["count"] == int(((scores >= high) & ~is_defect).sum())
 
 
 def test_bundle_metrics(calibrated):
@@ -99,5 +106,7 @@ def test_bundle_metrics(calibrated):
 def test_not_a_run_dir(tmp_path):
     from calibration.calibrate import calibrate
 
-    with pytest.raises(FileNotFoundError, match="model.keras"):
+    from inspector.runfolder import RunFolderError
+
+    with pytest.raises(RunFolderError, match="missing model.keras"):
         calibrate(tmp_path, tmp_path / "x.inspector")

@@ -37,7 +37,8 @@ def test_float16_bundle_with_camera_reference(trained_run, tmp_path, station_ima
     out, camera_yaml = tmp_path / "f16.inspector", tmp_path / "camera.yaml"
     rc = main(["calibrate", str(trained_run), "--out", str(out), "--precision", "float16", "--accuracy-budget", "100",
                "--target-rate", "1%", "--review-margin", "0.05", "--no-test", "--reference-image", str(station_image),
-               "--auto-roi", "--station-yaml", str(camera_yaml), "--name", "tiles", "--bundle-version", "7"])
+               "--auto-roi", "--station-yaml", str(camera_yaml), "--name", "tiles", "--bundle-version", "7",
+               "--force"])
     printed = capsys.readouterr().out
     assert rc == 0
     m = Bundle.load(out).manifest
@@ -47,9 +48,12 @@ def test_float16_bundle_with_camera_reference(trained_run, tmp_path, station_ima
     assert m.camera is not None and m.camera.roi.x <= 40 and m.camera.roi.width >= 80
     assert m.preprocess.roi is None  # --crop-model-input not given
     assert yaml.safe_load(camera_yaml.read_text())["health"]["reference"] == m.camera.model_dump(mode="json")
-    # float16 weights with float compute: the TFLite model decides as Keras does.
-    assert m.metrics["val_top1_agreement"] == 1.0
-    for text in ("guard: float16", "-> pass", "validation (float16", "bundle:", "report:", "station config fragment"):
+    # float16 weights with float compute: the TFLite model scores as Keras does (to float16 rounding; top-1
+    # agreement is not asserted because the near-chance fixture model has near-tied classes).
+    assert m.metrics["parity"][0]["max_abs_score_diff"] < 0.01
+    assert m.metrics["deployability"]["status"] == "NOT DEPLOYABLE"  # the near-chance fixture, written by --force
+    for text in ("guard: float16", "-> pass", "validation (float16", "bundle:", "report:", "station config fragment",
+                 "NOT DEPLOYABLE", "written anyway (--force)"):
         assert text in printed, text
     assert (tmp_path / "f16_report" / "report.html").is_file()
 

@@ -32,8 +32,10 @@ def test_metrics_match_the_edge_classifier(int8_bundle, synth_root):
     is_defect = labels != m.good_index
     d = result.metrics["decision"]
     assert d["threshold"] == m.decision.threshold
-    assert d["escape"]["count"] == int(((scores < m.decision.threshold) & is_defect).sum())
-    assert d["false_reject"]["count"] == int(((scores >= m.decision.threshold) & ~is_defect).sum())
+    low = m.decision.review_low if m.decision.review_low is not None else m.decision.threshold
+    high = m.decision.review_high if m.decision.review_high is not None else m.decision.threshold
+    assert d["escape"]["count"] == int(((scores < low) & is_defect).sum())
+    assert d["false_reject"]["count"] == int(((scores >= high) & ~is_defect).sum())
     good = result.metrics["per_class"][m.good_class]
     assert good["passed"] + good["review"] + good["failed"] == good["support"]
     text = format_metrics(result.metrics)
