@@ -95,7 +95,7 @@ class Counter:
             props.SessionExpiryInterval = 3600
             self._kwargs["properties"] = props
 
-    def start(self, timeout: float = 10.0) -> "Counter":
+    def start(self, timeout: float = 10.0) -> Counter:
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30, **self._kwargs)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):

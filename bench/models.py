@@ -44,7 +44,7 @@ class Variant:
     precision: str
 
     @classmethod
-    def parse(cls, text: str) -> "Variant":
+    def parse(cls, text: str) -> Variant:
         arch, size, precision = text.split(":")
         if arch not in ARCHS or precision not in PRECISIONS:
             raise ValueError(f"bad variant {text!r}: want ARCH:SIZE:PRECISION with ARCH in {ARCHS}, "
@@ -94,7 +94,7 @@ def build(variants: Sequence[Variant]) -> List[dict]:
 
     from calibration.convert import convert, export_for_conversion
     from inspector.bundle import Bundle, Manifest, Precision
-    from inspector.preprocess import PreprocessSpec, Preprocessor
+    from inspector.preprocess import Preprocessor, PreprocessSpec
     from training.config import ModelConfig
     from training.model import build_model
 
@@ -111,7 +111,7 @@ def build(variants: Sequence[Variant]) -> List[dict]:
         spec = PreprocessSpec(width=size, height=size)
         prepared = Preprocessor(spec).prepare_batch(raw)
 
-        def representative():
+        def representative(prepared=prepared):
             for image in prepared:
                 yield [image[np.newaxis].astype(np.float32)]
 

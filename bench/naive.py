@@ -33,8 +33,8 @@ def main(argv=None) -> int:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from inspector.inference import Classifier
     from inspector.bundle import Bundle
+    from inspector.inference import Classifier
 
     clf = Classifier(Bundle.load(args.bundle), threads=args.threads)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"naive-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)

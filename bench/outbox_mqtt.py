@@ -43,9 +43,9 @@ class Station:
     """An outbox and a publisher as the station wires them, without camera or model."""
 
     def __init__(self, broker, workdir: Path, synchronous: str):
-        from inspector.mqtt import MqttConfig
         from edge.outbox import Outbox
         from edge.publisher import Publisher
+        from inspector.mqtt import MqttConfig
         from inspector.protocol.topics import StationTopics
 
         self.name = f"ob-{uuid.uuid4().hex[:6]}"

@@ -37,11 +37,19 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
-
 from bench.broker import Counter, ProductionBroker
-from bench.common import (WORK, child_env, context, cpu_percent, log, median, run_worker, sample_process,
-                          summary, write_result)
+from bench.common import (
+    WORK,
+    child_env,
+    context,
+    cpu_percent,
+    log,
+    median,
+    run_worker,
+    sample_process,
+    summary,
+    write_result,
+)
 from bench.models import Variant, ensure_bundles, make_video
 
 NAME = "pipeline"

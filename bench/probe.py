@@ -44,10 +44,9 @@ def _frame(spec):
 
 
 def latency(bundle_path: str, threads: List[int], reps: int, warmup: int = 10) -> dict:
-    from inspector.inference import ModelRunner
-    from inspector.bundle import Bundle
-
     from bench.common import summary
+    from inspector.bundle import Bundle
+    from inspector.inference import ModelRunner
 
     before = _rss_mb()
     bundle = Bundle.load(bundle_path)
@@ -92,10 +91,9 @@ def latency(bundle_path: str, threads: List[int], reps: int, warmup: int = 10) -
 
 def throughput(bundle_path: str, threads: int, seconds: float) -> dict:
     """Back-to-back invocations for ``seconds``: the interpreter-only frames per second."""
-    from inspector.inference import ModelRunner
-    from inspector.bundle import Bundle
-
     from bench.common import summary
+    from inspector.bundle import Bundle
+    from inspector.inference import ModelRunner
 
     bundle = Bundle.load(bundle_path)
     runner = ModelRunner(bundle.model, threads=threads)
@@ -123,11 +121,10 @@ def stages(bundle_path: str, video: str, threads: int, reps: int) -> dict:
 
     import cv2
 
-    from inspector.inference import Classifier
-    from inspector.bundle import Bundle
-    from inspector.protocol.payloads import ModelRef, Result
-
     from bench.common import summary
+    from inspector.bundle import Bundle
+    from inspector.inference import Classifier
+    from inspector.protocol.payloads import ModelRef, Result
 
     clf = Classifier(Bundle.load(bundle_path), threads=threads)
     cap = cv2.VideoCapture(video)
@@ -159,8 +156,8 @@ def load(bundle_path: str, reps: int) -> dict:
     start = time.perf_counter()
     import numpy as np
 
-    from inspector.inference import Classifier
     from inspector.bundle import Bundle
+    from inspector.inference import Classifier
 
     imports = time.perf_counter() - start
     steps = {"bundle_load": [], "interpreter_create": [], "first_inference": []}

@@ -41,13 +41,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import edge.runtime
+    from bench.broker import Counter
+    from bench.common import summary
     from edge.config import StationConfig
     from edge.outbox import Outbox
     from edge.runtime import Station
     from inspector.config import parse_override, set_dotted
-
-    from bench.broker import Counter
-    from bench.common import summary
 
     commits = {"add_many": [], "ack": []}
 
@@ -81,7 +80,7 @@ def main(argv=None) -> int:
         for text in args.overrides:
             key, value = parse_override(text)
             set_dotted(data, key, value)
-        counter = Counter(broker, [f"bench/line/profiled/result"]).start()
+        counter = Counter(broker, ["bench/line/profiled/result"]).start()
         station = Station(StationConfig.model_validate(data))
         threading.Timer(args.seconds, station.request_stop, args=("profile time is up",)).start()
         profiler = cProfile.Profile()
@@ -102,7 +101,7 @@ def main(argv=None) -> int:
     if args.save:
         stats.dump_stats(args.save)
     rows = []
-    for (filename, line, func), (cc, nc, tt, ct, _) in stats.stats.items():
+    for (filename, line, func), (_, nc, tt, ct, _) in stats.stats.items():
         rows.append((ct, tt, nc, f"{filename.rsplit('/', 2)[-1] if '/' in filename else filename}:{line}({func})"))
     rows.sort(reverse=True)
     out = io.StringIO()

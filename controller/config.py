@@ -15,8 +15,8 @@ from typing import List, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from inspector.mqtt import MqttConfig
 from inspector.config import StrictModel
+from inspector.mqtt import MqttConfig
 
 _TOPIC_LEVEL = r"^[^/+#]+$"
 
@@ -100,7 +100,7 @@ class LineConfig(StrictModel):
     sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig, description="Sparkplug B bridge")
 
     @model_validator(mode="after")
-    def _triggered_stations_known(self) -> "LineConfig":
+    def _triggered_stations_known(self) -> LineConfig:
         unknown = set(self.trigger.stations) - set(self.stations)
         if self.stations and unknown:
             raise ValueError(f"trigger.stations {sorted(unknown)} are not in stations {self.stations}")

@@ -21,16 +21,13 @@ from typing import Callable, Dict, List, Optional
 import paho.mqtt.client as mqtt
 
 from controller.actuators import Actuator, build_actuator
-from inspector.mqtt import BrokerClient, Will
 from controller.config import LineConfig
-from inspector.protocol.enums import Action, LineState
-from inspector.protocol.payloads import ControllerState, Decision
-from inspector.protocol.topics import ControllerTopics
 from controller.tracker import Outcome, PartTracker
+from inspector.mqtt import BrokerClient, Will
 from inspector.protocol.commands import TriggerCommand
-from inspector.protocol.enums import Presence
-from inspector.protocol.payloads import Result
-from inspector.protocol.topics import StationTopics
+from inspector.protocol.enums import Action, LineState, Presence
+from inspector.protocol.payloads import ControllerState, Decision, Result
+from inspector.protocol.topics import ControllerTopics, StationTopics
 from inspector.sdnotify import Notifier
 
 log = logging.getLogger(__name__)

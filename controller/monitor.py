@@ -18,11 +18,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Tuple
 
-from inspector.protocol.enums import LineState, Verdict
-
-from inspector.protocol.payloads import ControllerState
-from inspector.protocol.enums import Presence
-from inspector.protocol.payloads import Event, Result, Stats
+from inspector.protocol.enums import LineState, Presence, Verdict
+from inspector.protocol.payloads import ControllerState, Event, Result, Stats
 from inspector.protocol.topics import StationTopics
 
 LEAVES = ("status", "stats", "result", "event", "state")

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _mqtt_config(args: argparse.Namespace):
-    from inspector.mqtt import MqttConfig
     from inspector.config import load_yaml
+    from inspector.mqtt import MqttConfig
 
     data = {}
     if args.config:
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     import time
     import uuid
 
-    from inspector.mqtt import BrokerClient
     from controller.monitor import CLEAR, LineMonitor, render
+    from inspector.mqtt import BrokerClient
 
     cfg = _mqtt_config(args)
     monitor = LineMonitor(window_s=args.window)

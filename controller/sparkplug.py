@@ -24,13 +24,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import BaseModel
 
-from inspector.mqtt import BrokerClient
-from inspector.protocol.payloads import ControllerState
-from inspector.protocol.commands import PauseCommand, ResumeCommand, SetThresholdCommand, SnapshotCommand, TriggerCommand
-from inspector.mqtt import MqttConfig
 from inspector import __version__
+from inspector.mqtt import BrokerClient, MqttConfig
+from inspector.protocol.commands import (
+    PauseCommand,
+    ResumeCommand,
+    SetThresholdCommand,
+    SnapshotCommand,
+    TriggerCommand,
+)
 from inspector.protocol.enums import Presence
-from inspector.protocol.payloads import Result, Stats
+from inspector.protocol.payloads import ControllerState, Result, Stats
 from inspector.protocol.topics import StationTopics
 
 log = logging.getLogger(__name__)
@@ -118,7 +122,7 @@ class SparkplugBridge:
         self.sink.client.on_message = self._on_command
 
     @classmethod
-    def from_line_config(cls, cfg) -> "SparkplugBridge":
+    def from_line_config(cls, cfg) -> SparkplugBridge:
         sp = cfg.sparkplug
         return cls(cfg.mqtt, cfg.line, sp.group_id, sp.edge_node_id, sp.mqtt, cfg.controller_id)
 

@@ -44,7 +44,7 @@ class RecentSet:
 
     def __init__(self, size: int):
         self.size = size
-        self._keys: "OrderedDict[str, None]" = OrderedDict()
+        self._keys: OrderedDict[str, None] = OrderedDict()
 
     def add(self, key: str) -> bool:
         """Add ``key``; False when it was already there."""
@@ -74,7 +74,7 @@ class _Pending:
 class PartTracker:
     """Decides parts from results; not thread-safe (the controller holds a lock around it)."""
 
-    def __init__(self, deadline_s: float, review_action: "Action | str" = Action.REJECT, dedup_size: int = 100_000):
+    def __init__(self, deadline_s: float, review_action: Action | str = Action.REJECT, dedup_size: int = 100_000):
         try:
             self.review_action = Action(review_action)
         except ValueError:
@@ -82,7 +82,7 @@ class PartTracker:
         self.deadline_s = deadline_s
         self._seen_results = RecentSet(dedup_size)
         self._decided_parts = RecentSet(dedup_size)
-        self._pending: "OrderedDict[str, _Pending]" = OrderedDict()
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self.offline: Set[str] = set()
 
     @property
@@ -107,7 +107,7 @@ class PartTracker:
         self._decided_parts.add(part_id)
         return self._decision(part_id, Action.REJECT, reason, {}, missing=sorted(missing))
 
-    def on_result(self, result: Result, now: float) -> "tuple[Outcome, Optional[Decision]]":
+    def on_result(self, result: Result, now: float) -> tuple[Outcome, Optional[Decision]]:
         if not self._seen_results.add(result.id):
             return Outcome.DUPLICATE, None
         part_id = result.part_id
@@ -140,7 +140,7 @@ class PartTracker:
         self.offline.add(station)
         decisions = []
         for item in [p for p in self._pending.values() if station in p.stations and station not in p.results]:
-            missing = sorted((item.stations - set(item.results)))
+            missing = sorted(item.stations - set(item.results))
             decisions.append(self._finish(item, now, Action.REJECT, "station_offline", missing))
         return decisions
 

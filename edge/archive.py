@@ -12,9 +12,7 @@ the files under the root exceed ``max_mb``, the oldest are deleted first.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -56,7 +54,7 @@ class Archive:
         self._passes = 0
         self._files: Deque[Tuple[Path, int]] = deque()
         self._total = 0
-        self._queue: "queue.Queue" = queue.Queue(maxsize=cfg.queue)
+        self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue)
         self._thread: Optional[threading.Thread] = None
         if cfg.enabled:
             self._index()

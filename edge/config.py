@@ -18,11 +18,11 @@ import socket
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
-from inspector.camera import CameraReference
 from edge.homeassistant import HomeAssistantConfig
+from inspector.camera import CameraReference
 from inspector.config import ConfigError, StrictModel, load_yaml, set_dotted, validate
 from inspector.decision import DecisionPolicy
 from inspector.mqtt import MqttConfig
@@ -77,7 +77,7 @@ class GStreamerSource(_SourceBase):
     flip_method: int = Field(0, ge=0, le=7, description="nvvidconv flip-method (jetson_csi)")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "GStreamerSource":
+    def _one_of(self) -> GStreamerSource:
         if (self.pipeline is None) == (self.preset is None):
             raise ValueError("give exactly one of 'pipeline' or 'preset'")
         return self
@@ -125,7 +125,7 @@ class FolderSource(_SourceBase):
         return self.fps is not None
 
     @model_validator(mode="after")
-    def _loop_or_watch(self) -> "FolderSource":
+    def _loop_or_watch(self) -> FolderSource:
         if self.loop and self.watch:
             raise ValueError("'loop' and 'watch' cannot both be set")
         return self
@@ -221,7 +221,7 @@ class StationConfig(StrictModel):
         default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery (off by default)")
 
     @model_validator(mode="after")
-    def _names_are_topic_levels(self) -> "StationConfig":
+    def _names_are_topic_levels(self) -> StationConfig:
         for key in ("line", "station"):
             value = getattr(self, key)
             if any(ch in value for ch in "/+#") or value != value.strip():

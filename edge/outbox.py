@@ -232,7 +232,7 @@ class OutboxWriter:
         self._on_committed = on_committed
         self._max_batch = max_batch
         # Bounded: a stalled disk slows the inspection loop down instead of filling memory.
-        self._queue: "queue.Queue[Optional[Tuple[str, int, str, str]]]" = queue.Queue(maxsize=max_queued)
+        self._queue: queue.Queue[Optional[Tuple[str, int, str, str]]] = queue.Queue(maxsize=max_queued)
         self.error: Optional[OutboxError] = None
         self._thread = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
         self._thread.start()

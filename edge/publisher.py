@@ -180,7 +180,7 @@ class Publisher:
     # -- the drain ---------------------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        inflight: "OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]" = OrderedDict()
+        inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]] = OrderedDict()
         cursor = 0  # rowid of the last result handed to paho
         gate = False  # after a reconnect: wait for paho's resends before sending anything new
         while not self._stopping.is_set():
@@ -242,7 +242,7 @@ class Publisher:
                 return True
         return any(not info.is_published() for info in list(self._event_infos))
 
-    def _harvest(self, inflight: "OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]") -> None:
+    def _harvest(self, inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]) -> None:
         done = [rowid for rowid, (_, info) in inflight.items() if info.is_published()]
         if not done:
             return
@@ -254,10 +254,11 @@ class Publisher:
                 del self._refused[mid]
         for rowid in done:
             row, _ = inflight.pop(rowid)
-            if refused[rowid] is None:
+            reason = refused[rowid]
+            if reason is None:
                 acked.append(rowid)
             else:
-                self._reject(row, f"broker refused the result: {refused[rowid][0]}")
+                self._reject(row, f"broker refused the result: {reason[0]}")
         self.outbox.ack(acked)
 
     def _reject(self, row: Row, reason: str) -> None:

@@ -23,8 +23,8 @@ import queue
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -33,22 +33,31 @@ from pydantic import ValidationError
 
 from edge.archive import Archive
 from edge.capture import Capture, FrameSlot, Trigger
-from inspector.protocol.enums import CameraState, EventType, Severity
-from inspector.protocol.commands import (CommandError, PauseCommand, ReloadCommand, ResumeCommand, SetThresholdCommand,
-                                         SnapshotCommand, StationCommand, TriggerCommand, parse_command,
-                                         resolve_bundle_path)
 from edge.config import StationConfig
 from edge.health import CameraHealth
 from edge.homeassistant import discovery_messages
-from inspector.inference import BackendError, Classifier
 from edge.outbox import Enqueued, Outbox, OutboxError, OutboxWriter, Row
 from edge.publisher import Publisher
 from edge.sources import Frame, SourceConfigError, create_source
 from edge.stats import StationStats
 from inspector.bundle import Bundle, BundleError
 from inspector.config import ConfigError
-from inspector.fsutil import sha256_file
 from inspector.decision import DecisionPolicy
+from inspector.fsutil import sha256_file
+from inspector.inference import BackendError, Classifier
+from inspector.protocol.commands import (
+    CommandError,
+    PauseCommand,
+    ReloadCommand,
+    ResumeCommand,
+    SetThresholdCommand,
+    SnapshotCommand,
+    StationCommand,
+    TriggerCommand,
+    parse_command,
+    resolve_bundle_path,
+)
+from inspector.protocol.enums import CameraState, EventType, Severity
 from inspector.protocol.payloads import Event, ModelRef, Result
 from inspector.protocol.topics import StationTopics
 from inspector.sdnotify import Notifier
@@ -116,7 +125,7 @@ class Station:
         self.slot = FrameSlot(cfg.mode.type == "triggered", cfg.source.live, cfg.mode.max_pending_triggers)
         self._stop = threading.Event()
         self._stop_reason = ""
-        self._commands: "queue.Queue[Union[StationCommand, ReloadOutcome]]" = queue.Queue()
+        self._commands: queue.Queue[Union[StationCommand, ReloadOutcome]] = queue.Queue()
         self._reloading = threading.Lock()
         self._camera_lost = False
         self._outbox_full = False
@@ -249,7 +258,7 @@ class Station:
                 self._stop.wait(0.05)
             elif triggered:
                 trigger = self.slot.take_triggered(0.05)
-                if trigger is not None:
+                if trigger is not None and trigger.frame is not None:
                     self._inspect(trigger.frame, trigger)
                 for late in self.slot.expire(time.time() - cfg.mode.trigger_timeout_s):
                     self._event(EventType.TRIGGER_MISSED, f"no frame within {cfg.mode.trigger_timeout_s:g} s of the trigger",

@@ -176,7 +176,7 @@ class UsbCamera(_OpenCvSource):
         cap = cv2.VideoCapture(self.cfg.index, backend)
         if cap.isOpened():
             if self.cfg.fourcc:
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.cfg.fourcc))
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.cfg.fourcc))
             if self.cfg.width:
                 cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
             if self.cfg.height:

@@ -93,7 +93,7 @@ class Manifest(StrictModel):
     model_bytes: int = Field(0, ge=0, description="Size of model.tflite")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Manifest":
+    def _consistent(self) -> Manifest:
         if self.good_class not in self.labels:
             raise ValueError(f"good_class '{self.good_class}' is not one of the labels {self.labels}")
         if len(set(self.labels)) != len(self.labels):
@@ -114,7 +114,7 @@ class Bundle:
         self.source = source
 
     @classmethod
-    def create(cls, manifest: Manifest, model: bytes) -> "Bundle":
+    def create(cls, manifest: Manifest, model: bytes) -> Bundle:
         """Stamp the model's checksum and size into the manifest."""
         manifest = manifest.model_copy(update={"model_sha256": sha256_bytes(model), "model_bytes": len(model)})
         return cls(manifest, model)
@@ -150,7 +150,7 @@ class Bundle:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Bundle":
+    def load(cls, path: str | os.PathLike) -> Bundle:
         """Read and verify a bundle; every failure is a :class:`BundleError` that says what is wrong."""
         path = Path(path)
         source = str(path)

@@ -80,7 +80,7 @@ class CameraReference(StrictModel):
     )
 
     @classmethod
-    def from_frame(cls, frame: np.ndarray, roi: Optional[Roi] = None, **tolerances) -> "CameraReference":
+    def from_frame(cls, frame: np.ndarray, roi: Optional[Roi] = None, **tolerances) -> CameraReference:
         metrics = measure(frame, roi)
         clipped_max = tolerances.pop(
             "clipped_max", max(0.05, 2 * max(metrics.clipped_dark, metrics.clipped_bright))

@@ -168,7 +168,7 @@ class SplitManifest:
         return atomic_write_text(path, self.to_json())
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SplitManifest":
+    def from_dict(cls, data: dict) -> SplitManifest:
         if data.get("schema") != SPLIT_SCHEMA:
             raise DatasetError(f"split manifest schema {data.get('schema')!r} is not {SPLIT_SCHEMA}")
         return cls(
@@ -184,7 +184,7 @@ class SplitManifest:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SplitManifest":
+    def load(cls, path: str | os.PathLike) -> SplitManifest:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -33,15 +33,17 @@ class DecisionPolicy(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _ordered(self) -> "DecisionPolicy":
+    def _ordered(self) -> DecisionPolicy:
         if (self.review_low is None) != (self.review_high is None):
             raise ValueError("review_low and review_high must be given together")
-        if self.review_low is not None and not (self.review_low <= self.threshold <= self.review_high):
+        if self.review_low is not None and self.review_high is not None and not (
+                self.review_low <= self.threshold <= self.review_high):
             raise ValueError("the review band must satisfy review_low <= threshold <= review_high")
         return self
 
     def decide(self, defect_score: float) -> Verdict:
-        if self.review_low is not None and self.review_low <= defect_score < self.review_high:
+        if self.review_low is not None and self.review_high is not None and (
+                self.review_low <= defect_score < self.review_high):
             return Verdict.REVIEW
         return Verdict.FAIL if defect_score >= self.threshold else Verdict.PASS
 

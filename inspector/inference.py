@@ -17,14 +17,15 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional, Sequence
+from types import ModuleType
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from inspector.bundle import Bundle
 from inspector.decision import DecisionPolicy, defect_score
-from inspector.protocol.enums import Verdict
 from inspector.preprocess import ChannelOrder, Preprocessor
+from inspector.protocol.enums import Verdict
 
 
 class Backend(str, Enum):
@@ -45,7 +46,7 @@ class BackendError(RuntimeError):
     """No usable TFLite runtime, or the model cannot be loaded by it."""
 
 
-def load_backend(backend: Backend | str = Backend.AUTO):
+def load_backend(backend: Backend | str = Backend.AUTO) -> Tuple[Backend, ModuleType]:
     """Return ``(Backend, module)`` whose module has ``Interpreter`` and ``load_delegate``."""
     backend = Backend(backend)
     order = [b for b in _MODULES] if backend == Backend.AUTO else [backend]
@@ -61,7 +62,7 @@ def load_backend(backend: Backend | str = Backend.AUTO):
     )
 
 
-def _load_delegate(module, library: str, options: Optional[Dict[str, str]]):
+def _load_delegate(module: ModuleType, library: str, options: Optional[Dict[str, str]]) -> Any:
     loader = getattr(module, "load_delegate", None)
     if loader is None and hasattr(module, "experimental"):
         loader = module.experimental.load_delegate
@@ -86,7 +87,7 @@ class ModelRunner:
     ):
         self.backend, module = load_backend(backend)
         loaded = [_load_delegate(module, lib, delegate_options) for lib in delegates]
-        kwargs = {"model_content": model, "num_threads": threads}
+        kwargs: Dict[str, Any] = {"model_content": model, "num_threads": threads}
         if loaded:
             kwargs["experimental_delegates"] = loaded
         try:
@@ -122,8 +123,8 @@ class ModelRunner:
         out = self.interpreter.get_tensor(self._out["index"])[0]
         if self._out_q is not None:
             scale, zero = self._out_q
-            return (out.astype(np.float32) - zero) * scale
-        return out.astype(np.float32, copy=False)
+            return np.asarray((out.astype(np.float32) - zero) * scale, dtype=np.float32)
+        return np.asarray(out, dtype=np.float32)
 
 
 @dataclass
@@ -151,7 +152,7 @@ class Classifier:
     delegate_options: Optional[Dict[str, str]] = None
     runner: ModelRunner = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         m = self.bundle.manifest
         self.runner = ModelRunner(self.bundle.model, self.backend, self.threads, self.delegates,
                                   self.delegate_options)
@@ -184,7 +185,7 @@ class Classifier:
         score = float(defect_score(probs, self.good_index))
         top = int(np.argmax(probs))
         return Classification(
-            verdict=self.policy.decide(score),
+            verdict=(self.policy or self.bundle.manifest.decision).decide(score),
             defect_score=score,
             top_class=self.labels[top],
             top_score=float(probs[top]),

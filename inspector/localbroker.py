@@ -100,11 +100,11 @@ class LocalBroker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 20.0) -> "LocalBroker":
+    def start(self, timeout: float = 20.0) -> LocalBroker:
         if self.running:
             return self
         if self.kind == "mosquitto":
-            cmd = [self.mosquitto, "-c", str(self.config)]
+            cmd = [str(self.mosquitto), "-c", str(self.config)]
         else:
             cmd = [sys.executable, "-c", "from amqtt.scripts.broker_script import main; main()",
                    "-c", str(self.config)]
@@ -122,7 +122,7 @@ class LocalBroker:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop (Mosquitto saves its persistence file on SIGTERM)."""
-        if not self.running:
+        if not self.running or self.proc is None:
             return
         self.proc.send_signal(signal.SIGTERM if self.kind == "mosquitto" else signal.SIGINT)
         try:
@@ -143,7 +143,7 @@ class LocalBroker:
         """The station/controller config keys that point a client at this broker."""
         return {"mqtt.host": self.host, "mqtt.port": self.port, "mqtt.protocol": self.protocol}
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

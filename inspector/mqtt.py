@@ -68,7 +68,7 @@ class MqttConfig(StrictModel):
         return str(value) if isinstance(value, (int, float)) else value  # YAML reads 5 as a number
 
     @model_validator(mode="after")
-    def _one_password(self) -> "MqttConfig":
+    def _one_password(self) -> MqttConfig:
         if self.password_env and self.password_file:
             raise ValueError("give only one of password_env or password_file")
         return self
@@ -112,6 +112,7 @@ def make_client(cfg: MqttConfig, client_id: str, *, persistent: bool = False, wi
     kwargs: Dict[str, Any] = {} if v5 else {"clean_session": not persistent}
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
+    # paho annotates the delays as int but computes with them as numbers: fractions of a second work.
     client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
     if max_inflight is not None:
         client.max_inflight_messages_set(max_inflight)

@@ -71,7 +71,7 @@ class PreprocessSpec(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _sane_size(self) -> "PreprocessSpec":
+    def _sane_size(self) -> PreprocessSpec:
         if self.width > 4096 or self.height > 4096:
             raise ValueError("model input larger than 4096 px is not supported")
         return self

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 
-
 def level_image(level: int, size=(48, 64)) -> np.ndarray:
     """A BGR frame whose brightness encodes a number (0..250), readable back after JPEG/MJPG coding."""
     image = np.full((size[0], size[1], 3), level, np.uint8)
@@ -160,7 +159,7 @@ class StationThread:
     def _run(self) -> None:
         self.exit_code = self.station.run()
 
-    def start(self) -> "StationThread":
+    def start(self) -> StationThread:
         self._thread.start()
         return self
 

@@ -29,7 +29,7 @@ from inspector.localbroker import LocalBroker, find_mosquitto, free_port  # noqa
 class Broker(LocalBroker):
     """:class:`inspector.localbroker.LocalBroker` plus what only tests need (ordered restarts, recorders)."""
 
-    def start_before(self, recorders: List["Recorder"], held_clients: list) -> None:
+    def start_before(self, recorders: List[Recorder], held_clients: list) -> None:
         """Start again, letting ``recorders`` resubscribe before the paho ``held_clients`` may reconnect.
 
         Needed for a broker without persistence (amqtt): it forgets subscriptions when it stops, so a
@@ -47,7 +47,7 @@ class Broker(LocalBroker):
             for client in held_clients:
                 client.loop_start()
 
-    def subscriber(self, topics: List[str], persistent: bool = False) -> "Recorder":
+    def subscriber(self, topics: List[str], persistent: bool = False) -> Recorder:
         rec = Recorder(self, topics, persistent=persistent)
         rec.connect()
         return rec
@@ -139,7 +139,7 @@ class Recorder:
         events = [m.json() for m in self.on("event")]
         return [e for e in events if type_ is None or e["type"] == type_]
 
-    def wait_for(self, predicate: Callable[["Recorder"], bool], timeout: float = 30.0, what: str = "") -> None:
+    def wait_for(self, predicate: Callable[[Recorder], bool], timeout: float = 30.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self):
             remaining = deadline - time.monotonic()

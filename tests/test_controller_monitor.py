@@ -3,8 +3,14 @@ import argparse
 import json
 
 from controller.monitor import CLEAR, LineMonitor, render
-from tests.fixtures_controller import (AMQTT_UNRELIABLE, line_config, require_mosquitto, result_payload,
-                                      running_controller, stats_payload)
+from tests.fixtures_controller import (
+    AMQTT_UNRELIABLE,
+    line_config,
+    require_mosquitto,
+    result_payload,
+    running_controller,
+    stats_payload,
+)
 
 
 def test_rows_show_status_stats_live_rate_and_last_event():

@@ -4,8 +4,7 @@ import uuid
 
 import pytest
 
-from tests.fixtures_controller import (AMQTT_UNRELIABLE, line_config, require_mosquitto, result_payload,
-                                      stats_payload)
+from tests.fixtures_controller import AMQTT_UNRELIABLE, line_config, require_mosquitto, result_payload, stats_payload
 
 sp = pytest.importorskip("pysparkplug")
 

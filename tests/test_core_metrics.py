@@ -5,8 +5,15 @@ import sys
 import numpy as np
 import pytest
 
-from inspector.metrics import (classification_report, confusion_matrix, misclassified, pass_fail, per_class_prf,
-                               roc_auc, roc_curve)
+from inspector.metrics import (
+    classification_report,
+    confusion_matrix,
+    misclassified,
+    pass_fail,
+    per_class_prf,
+    roc_auc,
+    roc_curve,
+)
 
 
 def test_confusion_matrix_rows_true_columns_predicted():

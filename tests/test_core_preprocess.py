@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.preprocess import PreprocessSpec, Preprocessor, Roi
+from inspector.preprocess import Preprocessor, PreprocessSpec, Roi
 
 
 def test_roi_resize_and_channel_order():

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from inspector.protocol.payloads import ControllerState
 from inspector.protocol.commands import parse_command
-from inspector.protocol.payloads import Event, Result, Stats
+from inspector.protocol.payloads import ControllerState, Event, Result, Stats
 from inspector.protocol.topics import StationTopics
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11

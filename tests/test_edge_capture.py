@@ -7,9 +7,9 @@ import numpy as np
 
 from edge import config as C
 from edge.capture import Capture, FrameSlot, Trigger
-from inspector.protocol.enums import CameraState
 from edge.sources import Frame, create_source
 from inspector.preprocess import ChannelOrder
+from inspector.protocol.enums import CameraState
 from tests.fixtures_edge import write_folder
 
 

@@ -1,8 +1,14 @@
 """Command validation: every malformed command is refused with a reason, valid ones parse to typed objects."""
 import pytest
 
-from inspector.protocol.commands import (CommandError, ReloadCommand, SetThresholdCommand, TriggerCommand, parse_command,
-                           resolve_bundle_path)
+from inspector.protocol.commands import (
+    CommandError,
+    ReloadCommand,
+    SetThresholdCommand,
+    TriggerCommand,
+    parse_command,
+    resolve_bundle_path,
+)
 
 
 @pytest.mark.parametrize("payload, reason", [

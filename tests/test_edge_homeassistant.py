@@ -80,9 +80,9 @@ def test_station_publisher_sends_discovery_retained_on_connect(shared_broker, tm
     import uuid
 
     from edge.config import StationConfig
-    from inspector.mqtt import MqttConfig
     from edge.outbox import Outbox
     from edge.publisher import Publisher
+    from inspector.mqtt import MqttConfig
     from inspector.protocol.topics import StationTopics
 
     station_cfg = StationConfig.model_validate({"bundle": "m.inspector", "source": {"type": "folder", "path": "."},

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from inspector.mqtt import MqttConfig
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from inspector.mqtt import MqttConfig
 from inspector.protocol.enums import EventType
 from inspector.protocol.payloads import Event, Stats
 from inspector.protocol.topics import StationTopics
@@ -235,7 +235,7 @@ def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
             pub.notify()
             try:
                 if delivered:
-                    _wait(lambda: box.depth() == 0)  # acknowledged over TLS with the right password
+                    _wait(lambda box=box: box.depth() == 0)  # acknowledged over TLS with the right password
                 else:
                     time.sleep(1.5)
                     assert box.depth() == 1 and not pub.connected

@@ -6,15 +6,14 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from inspector.inference import Classifier
 from edge.outbox import read_pending_ids
 from edge.runtime import ExitCode
 from inspector.bundle import Bundle
 from inspector.camera import CameraReference
 from inspector.imageio import load_image
+from inspector.inference import Classifier
 from inspector.protocol.payloads import Result
 from tests.fixtures_edge import StationThread, station_config
 
@@ -26,7 +25,7 @@ def part_images(synth_root, tmp_path_factory) -> list:
     """Ten real synthetic parts (two per class) under sorted names."""
     folder = tmp_path_factory.mktemp("parts")
     for cls_dir in sorted(p for p in synth_root.iterdir() if p.is_dir()):
-        for i, src in enumerate(sorted(cls_dir.glob("*.png"))[:2]):
+        for src in sorted(cls_dir.glob("*.png"))[:2]:
             shutil.copy(src, folder / f"{len(list(folder.iterdir())):03d}_{cls_dir.name}.png")
     return sorted(folder.iterdir())
 

@@ -5,8 +5,16 @@ import cv2
 import pytest
 
 from edge import config as C
-from edge.sources import (BadFrame, EndOfSource, SourceConfigError, SourceError, create_source,
-                          gstreamer_available, gstreamer_pipeline, source_types)
+from edge.sources import (
+    BadFrame,
+    EndOfSource,
+    SourceConfigError,
+    SourceError,
+    create_source,
+    gstreamer_available,
+    gstreamer_pipeline,
+    source_types,
+)
 from inspector.preprocess import ChannelOrder
 from tests.fixtures_edge import read_level, write_folder, write_video
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from app.demo.line import run_line
-from app.demo.video import LineVideo, frame_with_part, render_line_video
+from app.demo.video import frame_with_part, render_line_video
 from inspector.synth import DEFECTS, GOOD, UNSEEN_DEFECTS, generate, render
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,14 @@ def _calibration_summary(result) -> str:
     manifest = result.bundle.manifest
     lines.append(f"bundle {result.bundle_path}: {manifest.precision.value}, {manifest.model_bytes / 1024:.0f} KiB, "
                  f"threshold {manifest.decision.threshold:.4f}; report {result.report_html}")
+    lines.append(result.verdict.summary())
     return "\n".join(lines)
 
 
 def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dict:
     """Run every step and write ``settings.out/summary.json`` and ``report.html``; returns the summary."""
-    from calibration.calibrate import CalibrationOptions, CameraOptions, calibrate
     from app.demo.report import summarize, write_report
+    from calibration.calibrate import CalibrationOptions, CameraOptions, calibrate
     from inspector.imageio import save_image
     from training.trainer import train
 
@@ -163,6 +164,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
         representative_size=100 if settings.quick else 200, representative_min=0 if settings.quick else 200,
         accuracy_budget=5.0, remedy="auto", target_rate=0.02,
         camera=CameraOptions(reference_image=str(reference), roi=video.roi, crop_model_input=True),
+        force=True,  # the demo runs the line either way, to show what an unfit model does; the verdict says so
     )
     calibration = calibrate(run_dir, out / "demo.inspector", options)
     echo(_calibration_summary(calibration))
@@ -186,6 +188,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     summary = summarize(record, video, settings.good_class, list(UNSEEN_DEFECTS), timings)
     summary["training"] = {"test_accuracy": test["accuracy"], "test_pass_fail": test["pass_fail"]}
     summary["bundle"] = str(calibration.bundle_path)
+    summary["deployability"] = calibration.verdict.to_dict()
     summary["reports"] = {name: str(Path(path).relative_to(out)) for name, path in
                           (("training", run_dir / "report.html"), ("calibration", calibration.report_html))
                           if path and Path(path).exists()}
