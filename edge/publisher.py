@@ -81,22 +81,16 @@ class Publisher:
         self._drain_thread: Optional[threading.Thread] = None
         self.published = 0
         self.connects = 0
-        self.client = self._make_client(client_id)
-
-    # -- client setup ----------------------------------------------------------------------------------------
-
-    def _make_client(self, client_id: str) -> mqtt.Client:
         # Results are bounded by our own window; the rest of paho's queue is for events while offline.
-        client = make_client(self.cfg, client_id, will=Will(self.topics.status, Presence.OFFLINE.value.encode()),
-                             max_inflight=self.cfg.max_inflight + 10,
-                             max_queued=self.cfg.max_inflight + MAX_QUEUED_EVENTS + 10)
-        client.on_connect = self._handle_connect
-        client.on_connect_fail = self._handle_connect_fail
-        client.on_disconnect = self._handle_disconnect
-        client.on_publish = self._handle_publish
-        client.on_message = self._handle_message
-        client.on_subscribe = self._handle_subscribe
-        return client
+        self.client = make_client(cfg, client_id, will=Will(topics.status, Presence.OFFLINE.value.encode()),
+                                  max_inflight=cfg.max_inflight + 10,
+                                  max_queued=cfg.max_inflight + MAX_QUEUED_EVENTS + 10)
+        self.client.on_connect = self._handle_connect
+        self.client.on_connect_fail = self._handle_connect_fail
+        self.client.on_disconnect = self._handle_disconnect
+        self.client.on_publish = self._handle_publish
+        self.client.on_message = self._handle_message
+        self.client.on_subscribe = self._handle_subscribe
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker answers) and start draining the outbox."""
