@@ -15,6 +15,7 @@ import numpy as np
 
 from app.demo.line import LineRecord
 from app.demo.video import LineVideo
+from inspector.deployability import DeployabilityVerdict
 
 
 def _percentile(values: List[float], q: float):
@@ -77,6 +78,8 @@ def format_summary(summary: dict) -> str:
         f"trigger->decision  p50 {s['trigger_to_decision_ms_p50']} ms, p99 {s['trigger_to_decision_ms_p99']} ms",
         f"time               {s['timings_s']}",
     ]
+    if s.get("deployability"):
+        lines.append(f"model              {DeployabilityVerdict.from_dict(s['deployability']).summary()}")
     return "\n".join(lines)
 
 
@@ -130,6 +133,7 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}} td,th{{padding:2px 8px;text-align:left}}
 tr.bad{{background:#fdd}} figure{{display:inline-block;margin:4px}} pre{{background:#f4f4f4;padding:1em}}</style>
 </head><body><h1>Inspection line demo</h1>
+{DeployabilityVerdict.from_dict(summary["deployability"]).to_html() if summary.get("deployability") else ""}
 <p>Synthetic parts on a conveyor, inspected by a station (<code>inspector run</code>) in triggered mode and gated by
 the line controller. Rows in red are escapes or false rejects.</p>
 <pre>{html.escape(format_summary(summary))}</pre>
