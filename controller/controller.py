@@ -25,8 +25,8 @@ from controller.config import LineConfig
 from controller.tracker import Outcome, PartTracker
 from inspector.mqtt import BrokerClient, Will
 from inspector.protocol.commands import TriggerCommand
-from inspector.protocol.enums import Action, LineState, Presence
-from inspector.protocol.payloads import ControllerState, Decision, Result
+from inspector.protocol.enums import Action, EventType, LineState, Presence
+from inspector.protocol.payloads import ControllerState, Decision, Event, Result
 from inspector.protocol.topics import ControllerTopics, StationTopics
 from inspector.sdnotify import Notifier
 
@@ -206,11 +206,14 @@ class LineController:
         if (prefix, line) != (self.cfg.prefix, self.cfg.line) or station == self.cfg.controller_id:
             return  # not this line's station (a broad subscription, or a misrouted message)
         if leaf == "result":
-            self._on_result(Result.model_validate_json(payload))
+            self._on_result(topic, station, Result.model_validate_json(payload))
         elif leaf == "status":
             self._on_status(station, payload.decode("utf-8", "replace").strip())
 
-    def _on_result(self, result: Result) -> None:
+    def _on_result(self, topic: str, station: str, result: Result) -> None:
+        if result.names_other_sender(self.cfg.line, station):
+            self._sender_mismatch(topic, station, result)
+            return
         with self._lock:
             outcome, decision = self.tracker.on_result(result, self.clock())
             self.counts["results" if outcome != Outcome.DUPLICATE else "duplicates"] += 1
@@ -222,6 +225,18 @@ class LineController:
                 log.info("dropped duplicate result %s", result.id)
             if decision is not None:
                 self._apply(decision)
+
+    def _sender_mismatch(self, topic: str, station: str, result: Result) -> None:
+        """A result that names another sender than its topic: an alarm, never a decision input."""
+        details = {"topic": topic, "topic_station": station, "payload_station": result.station,
+                   "payload_line": result.line, "result_id": result.id, "part_id": result.part_id}
+        log.warning("result %s on %s names station %r of line %r: dropped, not a decision input", result.id,
+                    topic, result.station, result.line)
+        with self._lock:
+            self.counts["sender_mismatches"] += 1
+        event = Event(ts=time.time(), type=EventType.SENDER_MISMATCH, details=details,
+                      message=f"{station} published a result naming station {result.station} of line {result.line}")
+        self._publish(self.topics.event, event.to_json())
 
     def _on_status(self, station: str, status: str) -> None:
         with self._lock:
@@ -282,6 +297,7 @@ class LineController:
                 reject_reasons=dict(self.reject_reasons),
                 yield_pct=round(100.0 * self.counts["accepted"] / parts, 2) if parts else None,
                 results=self.counts["results"], duplicates=self.counts["duplicates"], late=self.counts["late"],
+                sender_mismatches=self.counts["sender_mismatches"],
                 pending=self.tracker.pending, triggers_sent=self.counts["triggers_sent"],
             )
 

@@ -41,6 +41,7 @@ class NodeView:
     last_event: Optional[Event] = None
     last_event_at: Optional[float] = None
     last_seen: Optional[float] = None
+    sender_mismatches: int = 0  # results on this node's topic that name another station or line
 
     @property
     def is_controller(self) -> bool:
@@ -74,9 +75,12 @@ class LineMonitor:
             elif leaf == "state":
                 node.state = ControllerState.model_validate_json(payload)
             elif leaf == "result":
-                verdict = Result.model_validate_json(payload).verdict
-                node.verdicts[verdict] += 1
-                node.recent.append((now, verdict))
+                result = Result.model_validate_json(payload)
+                if result.names_other_sender(line, name):  # the topic says who sent it: not this node's verdict
+                    node.sender_mismatches += 1
+                else:
+                    node.verdicts[result.verdict] += 1
+                    node.recent.append((now, result.verdict))
             elif leaf == "event":
                 node.last_event, node.last_event_at = Event.model_validate_json(payload), now
         except ValueError:
@@ -151,6 +155,10 @@ def render(monitor: LineMonitor, now: Optional[float] = None, color: bool = True
             colors.append(_RED if st.state == LineState.STOPPED or n.status == Presence.OFFLINE else _GREEN)
         out += ["", *_table(["LINE", "CONTROLLER", "STATUS", "STATE", "PARTS", "ACCEPT", "REJECT", "REASONS",
                              "YIELD%", "PENDING", "DUP", "LATE", "NOT ONLINE"], rows, colors, color)]
+    forged = [n for n in nodes if n.sender_mismatches]
+    if forged:
+        out += [""] + [f"{n.line}/{n.name}: {n.sender_mismatches} result(s) naming another station or line "
+                       "(not counted)" for n in forged]
     if monitor.bad_messages:
         out += ["", f"{monitor.bad_messages} message(s) could not be parsed"]
     return "\n".join(out) + "\n"

@@ -112,6 +112,7 @@ class SparkplugBridge:
         self.devices: Dict[str, Dict[str, Any]] = {}  # station -> metric name -> value
         self.born: Dict[str, bool] = {}
         self.line_values: Dict[str, Any] = {}
+        self.sender_mismatches = 0  # results naming another station or line than their topic: not bridged
         self.source = BrokerClient(source, f"inspector-{line}-sparkplug-in")
         self.source.on_connect(self._subscribe_source)
         self.source.client.on_message = self._on_station_message
@@ -233,6 +234,11 @@ class SparkplugBridge:
                 self._update_device(station, STATS_METRICS, stats.model_dump(mode="json"))
             elif leaf == "result":
                 result = Result.model_validate_json(payload)
+                if result.names_other_sender(line, station):
+                    self.sender_mismatches += 1
+                    log.warning("result %s on %s names station %r of line %r: not bridged", result.id, topic,
+                                result.station, result.line)
+                    return
                 self._update_device(station, RESULT_METRICS, result.model_dump(mode="json"))
 
     def _changed(self, defs, source: Dict[str, Any], target: Dict[str, Any]) -> List[_Def]:

@@ -2,7 +2,8 @@
 
 Fail-safe rules, in order:
 
-* a result id seen before is dropped (MQTT QoS 1 is at-least-once; a redelivered fail must not count twice);
+* a result id seen before from the same station is dropped (MQTT QoS 1 is at-least-once; a redelivered fail
+  must not count twice); ids are kept per station, so one station cannot shadow another's result;
 * a triggered part is rejected as soon as one station fails it (or sends it to review, by policy), and
   accepted only when every expected station has passed it;
 * a triggered part still missing results at its deadline is rejected (``timeout``): a crashed station or a
@@ -72,7 +73,11 @@ class _Pending:
 
 
 class PartTracker:
-    """Decides parts from results; not thread-safe (the controller holds a lock around it)."""
+    """Decides parts from results; not thread-safe (the controller holds a lock around it).
+
+    ``result.station`` is taken as the sender: the caller passes only results whose payload names the
+    station and line of the topic they came on (:meth:`Result.names_other_sender`).
+    """
 
     def __init__(self, deadline_s: float, review_action: Action | str = Action.REJECT, dedup_size: int = 100_000):
         try:
@@ -108,7 +113,7 @@ class PartTracker:
         return self._decision(part_id, Action.REJECT, reason, {}, missing=sorted(missing))
 
     def on_result(self, result: Result, now: float) -> tuple[Outcome, Optional[Decision]]:
-        if not self._seen_results.add(result.id):
+        if not self._seen_results.add(f"{result.station}/{result.id}"):
             return Outcome.DUPLICATE, None
         part_id = result.part_id
         pending = self._pending.get(part_id) if part_id is not None else None

@@ -161,3 +161,38 @@ def test_part_announcements_from_a_plc_topic_become_triggers(shared_broker, reco
     assert sorted((m.topic.split("/")[2], m.json()["part_id"]) for m in stations.on("cmd")) == [
         ("cam1", "G1"), ("cam1", "G2"), ("cam2", "G1"), ("cam2", "G2")]
     assert pending == 2
+
+
+def test_a_station_naming_another_station_in_its_payload_decides_nothing_and_raises_an_alarm(
+        shared_broker, recorder_factory):
+    """The topic says who sent a result: cam2 publishing on its own topic as "cam1" (or as another line)
+    must not decide cam1's parts, whether the forgery comes before or after cam1's real result."""
+    cfg = line_config(shared_broker)
+    line = cfg.line
+    cfg = line_config(shared_broker, line=line, stations=["cam1", "cam2"], result_deadline_s=30,
+                      trigger={"stations": ["cam1"]})
+    watch = recorder_factory([f"inspector/{line}/controller/decision", f"inspector/{line}/controller/event"])
+    recorder_factory([f"inspector/{line}/+/cmd"])
+    cam1, cam2 = f"inspector/{line}/cam1/result", f"inspector/{line}/cam2/result"
+    with running_controller(cfg) as controller:
+        controller.trigger("H1")
+        controller.trigger("H2")
+        watch.publish(cam2, result_payload(line, "cam1", "H1", "pass"))  # forged before the real result
+        watch.publish(cam2, result_payload("other-line", "cam2", "H2", "pass"))  # forged line
+        watch.publish(cam1, result_payload(line, "cam1", "H1", "fail"))
+        watch.publish(cam2, result_payload(line, "cam1", "H1", "pass"))  # forged after the real result
+        watch.publish(cam2, result_payload(line, "cam1", "H9", "pass"))  # a part nobody triggered
+        watch.publish(cam1, result_payload(line, "cam1", "H2", "fail"))
+        watch.wait_for(lambda r: len(decisions(r)) == 2 and len(r.on("event")) == 4, 20,
+                       "two decisions and four alarms")
+        state = controller.snapshot()
+        pending = controller.tracker.pending
+    by_part = {d["part_id"]: d for d in decisions(watch)}
+    assert sorted(by_part) == ["H1", "H2"]
+    assert [(by_part[p]["action"], by_part[p]["reason"], by_part[p]["verdicts"]) for p in ("H1", "H2")] == [
+        ("reject", "fail", {"cam1": "fail"})] * 2
+    alarms = [m.json() for m in watch.on("event")]
+    assert {a["type"] for a in alarms} == {"sender_mismatch"}
+    assert sorted((a["details"]["topic_station"], a["details"]["payload_station"], a["details"]["payload_line"])
+                  for a in alarms) == sorted([("cam2", "cam1", line)] * 3 + [("cam2", "cam2", "other-line")])
+    assert (state.sender_mismatches, state.parts, state.results, pending) == (4, 2, 2, 0)

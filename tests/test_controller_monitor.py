@@ -80,3 +80,13 @@ def test_monitor_once_shows_stations_and_the_controller_from_a_real_broker(share
     assert "online" in station_row and " 8.0 " in station_row
     controller_row = next(line for line in out.splitlines() if " controller " in line)
     assert "running" in controller_row and "fail:1" in controller_row
+
+
+def test_a_result_naming_another_station_is_counted_apart_not_as_a_verdict():
+    mon = LineMonitor()
+    mon.handle("inspector/line1/cam2/result", result_payload("line1", "cam1", "P1", "pass").encode(), now=0.0)
+    mon.handle("inspector/line1/cam2/result", result_payload("line2", "cam2", "P2", "pass").encode(), now=0.0)
+    mon.handle("inspector/line1/cam2/result", result_payload("line1", "cam2", "P3", "fail").encode(), now=0.0)
+    node = mon.nodes[("line1", "cam2")]
+    assert dict(node.verdicts) == {"fail": 1} and node.sender_mismatches == 2
+    assert "line1/cam2: 2 result(s) naming another station or line" in render(mon, now=0.0, color=False)

@@ -113,3 +113,17 @@ def test_rebirth_commands_and_controller_state_as_node_metrics(bridge_env):
     assert _metrics(_of(scada, "NBIRTH")[1])["Line/parts"] == 10  # the rebirth carries the current values
     assert "controller" not in {sp.Topic.from_str(m.topic).device_id for m in scada.messages
                                 if m.topic.startswith("spBv1.0/")}
+
+
+def test_a_result_naming_another_station_is_not_bridged(bridge_env):
+    """SCADA must not show cam2's forgery as a result: the topic, not the payload, says who sent it."""
+    cfg, bridge, scada, station = bridge_env
+    base = f"inspector/{cfg.line}/cam2"
+    station.publish(f"{base}/stats", stats_payload(), retain=True)
+    scada.wait_for(lambda r: _of(r, "DBIRTH", "cam2"), 20, "DBIRTH")
+    station.publish(f"{base}/result", result_payload(cfg.line, "cam1", "Q1", "pass"))  # forged: names cam1
+    station.publish(f"{base}/result", result_payload(cfg.line, "cam2", "Q2", "fail"))  # its own, after it
+    scada.wait_for(lambda r: _of(r, "DDATA", "cam2"), 20, "DDATA")
+    bridged = [_metrics(p).get("Last Result/part_id") for p in _of(scada, "DDATA") + _of(scada, "DBIRTH")]
+    assert "Q2" in bridged and "Q1" not in bridged
+    assert bridge.sender_mismatches == 1

@@ -102,3 +102,12 @@ def test_recent_set_is_bounded_and_forgets_the_oldest():
     assert [seen.add(k) for k in "abca"] == [True, True, True, False]
     seen.add("d")
     assert "a" not in seen and "d" in seen and len(seen) == 3
+
+
+def test_result_ids_are_remembered_per_station_so_one_station_cannot_shadow_another():
+    t = PartTracker(deadline_s=2.0)
+    t.expect("P1", ["cam1", "cam2"], now=0.0)
+    rid = uuid.uuid4().hex
+    assert t.on_result(result("cam2", rid=rid), now=0.1) == (Outcome.PARTIAL, None)
+    outcome, decision = t.on_result(result("cam1", verdict="fail", rid=rid), now=0.2)
+    assert (outcome, decision.action, decision.reason) == (Outcome.DECIDED, "reject", "fail")

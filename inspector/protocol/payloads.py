@@ -51,6 +51,14 @@ class Result(_Message):
     image: Optional[str] = Field(None, description="Archived image path on the station, if saved")
     frame: Optional[str] = Field(None, description="Source frame reference: file name (folder) or file#index (video)")
 
+    def names_other_sender(self, line: str, station: str) -> bool:
+        """True when the payload claims another line or station than the topic it came on (``line``, ``station``).
+
+        The broker's ACL checks the topic, not the payload, so only the topic says who sent a result; a
+        result that names someone else is an alarm, never a decision input.
+        """
+        return (self.line, self.station) != (line, station)
+
 
 class Stats(_Message):
     ts: float
@@ -107,5 +115,7 @@ class ControllerState(_Message):
     results: int = Field(0, description="Results received, duplicates excluded")
     duplicates: int = Field(0, description="Results dropped because their id was already seen")
     late: int = Field(0, description="Results for parts already decided (e.g. after their deadline)")
+    sender_mismatches: int = Field(0, description="Results whose payload names another station or line than "
+                                                   "their topic: dropped with a sender_mismatch event")
     pending: int = Field(0, description="Triggered parts waiting for results")
     triggers_sent: int = 0

@@ -13,6 +13,7 @@ A line controller (``<prefix>/<line>/<controller_id>/...``, ``controller_id`` de
     .../status     QoS 1, retained       "online" / "offline" (last will)
     .../state      QoS 1, retained       JSON ControllerState, periodic and on every change of state
     .../decision   QoS 1, not retained   JSON Decision, one per part: accept or reject, and why
+    .../event      QoS 1, not retained   JSON Event (sender_mismatch: a result naming another station or line)
 
 A controller is told apart from a station by its ``state`` leaf (stations publish ``stats``).
 
