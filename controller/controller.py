@@ -25,7 +25,7 @@ from controller.config import LineConfig
 from controller.tracker import Outcome, PartTracker
 from inspector.mqtt import BrokerClient, Will
 from inspector.protocol.commands import TriggerCommand
-from inspector.protocol.enums import Action, EventType, LineState, Presence
+from inspector.protocol.enums import Action, DecisionReason, EventType, LineState, Presence
 from inspector.protocol.payloads import ControllerState, Decision, Event, Result
 from inspector.protocol.topics import ControllerTopics, StationTopics
 from inspector.sdnotify import Notifier
@@ -154,18 +154,23 @@ class LineController:
             self.trigger(part_id, now)
 
     def trigger(self, part_id: str, now: Optional[float] = None) -> Optional[Decision]:
-        """Track ``part_id`` and send the trigger to its stations; an immediate reject when that is not possible."""
+        """Track ``part_id`` and send the trigger to its stations, or reject it at once when that is not possible
+        (line stopped, a station offline, an id already known); returns that reject. Never silent: every
+        announced part ends in a decision."""
         now = self.clock() if now is None else now
         stations = self.cfg.triggered_stations
         with self._lock:
             if self.state != LineState.RUNNING:
-                decision = self.tracker.refuse(part_id, f"line_{LineState.STOPPED.value}", missing=stations)
+                decisions = [self.tracker.refuse(part_id, DecisionReason.LINE_STOPPED, missing=stations)]
             else:
-                decision = self.tracker.expect(part_id, stations, now)
-            if decision is not None:
-                self.counts["triggers_refused"] += 1
+                decisions = self.tracker.expect(part_id, stations, now)
+            for decision in decisions:
                 self._apply(decision)
-                return decision
+            if decisions:
+                self.counts["triggers_refused"] += 1
+                if decisions[-1].reason == DecisionReason.DUPLICATE_PART_ID:
+                    log.warning("part id %s announced again: rejected (%s)", part_id, decisions[-1].reason)
+                return decisions[-1]
             self.counts["triggers_sent"] += 1
         for station in stations:
             self._publish(StationTopics(self.cfg.prefix, self.cfg.line, station).cmd, trigger_command(part_id), 1)
@@ -193,11 +198,7 @@ class LineController:
 
     def _handle(self, topic: str, payload: bytes) -> None:
         if topic == self.cfg.trigger.input_topic:
-            part_id = parse_part_announcement(payload)
-            try:
-                self.trigger(part_id)
-            except ValueError as exc:
-                log.warning("ignored part announcement: %s", exc)
+            self.trigger(parse_part_announcement(payload))
             return
         parsed = StationTopics.parse(topic)
         if parsed is None:
@@ -265,7 +266,7 @@ class LineController:
         if changed:
             log.warning("line %s: %s%s", self.cfg.line, new_state.value, f" ({reason})" if reason else "")
             if new_state == LineState.STOPPED:
-                for decision in self.tracker.reject_all_pending(f"line_{LineState.STOPPED.value}", self.clock()):
+                for decision in self.tracker.reject_all_pending(DecisionReason.LINE_STOPPED, self.clock()):
                     self._apply(decision)
             self.actuator.set_line(new_state == LineState.RUNNING, reason or "all stations online")
             self.notifier.status(f"line {self.cfg.line}: {new_state.value}")

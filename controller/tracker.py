@@ -9,6 +9,9 @@ Fail-safe rules, in order:
 * a triggered part still missing results at its deadline is rejected (``timeout``): a crashed station or a
   lost message must never let an uninspected part through;
 * while a station is offline, parts waiting for it and new parts for it are rejected (``station_offline``);
+* a part id announced again (while it waits, after its decision, or after an early result decided it) is
+  rejected (``duplicate_part_id``), and so is the part of that id still waiting: results cannot tell two
+  parts of one id apart, and every announced part must end in a decision;
 * a result that names no tracked part (continuous mode, a trigger from elsewhere, or results that the broker
   queued while the controller was down) is decided on its own.
 
@@ -16,6 +19,7 @@ Example:
     >>> from inspector.protocol.payloads import Result
     >>> t = PartTracker(deadline_s=2.0)
     >>> t.expect("P1", ["cam1"], now=0.0)
+    []
     >>> [d.reason for d in t.expire(now=5.0)]
     ['timeout']
 """
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Dict, Iterable, List, Optional, Set
 
-from inspector.protocol.enums import Action, Verdict
+from inspector.protocol.enums import Action, DecisionReason, Verdict
 from inspector.protocol.payloads import Decision, Result
 
 
@@ -94,20 +98,28 @@ class PartTracker:
     def pending(self) -> int:
         return len(self._pending)
 
-    def expect(self, part_id: str, stations: Iterable[str], now: float) -> Optional[Decision]:
-        """Track a triggered part; returns an immediate reject when one of its stations is offline."""
+    def expect(self, part_id: str, stations: Iterable[str], now: float) -> List[Decision]:
+        """Track an announced part; returns the decisions it causes at once (none: it now waits for results).
+
+        Those are a reject when one of its stations is offline, or ``duplicate_part_id`` rejects when the id
+        is already known: one for this announcement, and one for the part of that id still waiting, if any.
+        """
         stations = set(stations)
         if not stations:
             raise ValueError("a triggered part needs at least one station")
         if part_id in self._pending or part_id in self._decided_parts:
-            raise ValueError(f"part id {part_id} was already triggered")
+            waiting = self._pending.get(part_id)
+            decisions = [] if waiting is None else [self._finish(
+                waiting, now, Action.REJECT, DecisionReason.DUPLICATE_PART_ID,
+                sorted(waiting.stations - set(waiting.results)))]
+            return decisions + [self.refuse(part_id, DecisionReason.DUPLICATE_PART_ID, stations)]
         offline = sorted(stations & self.offline)
         if offline:
-            return self.refuse(part_id, "station_offline", offline)
+            return [self.refuse(part_id, DecisionReason.STATION_OFFLINE, offline)]
         self._pending[part_id] = _Pending(part_id, stations, now, now + self.deadline_s)
-        return None
+        return []
 
-    def refuse(self, part_id: str, reason: str, missing: Iterable[str]) -> Decision:
+    def refuse(self, part_id: str, reason: DecisionReason, missing: Iterable[str]) -> Decision:
         """Reject a part that cannot be inspected at all (its station is offline, the line is stopped)."""
         self._decided_parts.add(part_id)
         return self._decision(part_id, Action.REJECT, reason, {}, missing=sorted(missing))
@@ -134,7 +146,7 @@ class PartTracker:
         for part_id in [p for p, item in self._pending.items() if item.deadline <= now]:
             item = self._pending[part_id]
             missing = sorted(item.stations - set(item.results))
-            decisions.append(self._finish(item, now, Action.REJECT, "timeout", missing))
+            decisions.append(self._finish(item, now, Action.REJECT, DecisionReason.TIMEOUT, missing))
         return decisions
 
     def set_online(self, station: str, online: bool, now: float) -> List[Decision]:
@@ -146,21 +158,22 @@ class PartTracker:
         decisions = []
         for item in [p for p in self._pending.values() if station in p.stations and station not in p.results]:
             missing = sorted(item.stations - set(item.results))
-            decisions.append(self._finish(item, now, Action.REJECT, "station_offline", missing))
+            decisions.append(self._finish(item, now, Action.REJECT, DecisionReason.STATION_OFFLINE, missing))
         return decisions
 
-    def reject_all_pending(self, reason: str, now: float) -> List[Decision]:
+    def reject_all_pending(self, reason: DecisionReason, now: float) -> List[Decision]:
         return [self._finish(item, now, Action.REJECT, reason, sorted(item.stations - set(item.results)))
                 for item in list(self._pending.values())]
 
     def _verdict_rejects(self, verdict: Verdict) -> bool:
         return verdict == Verdict.FAIL or (verdict == Verdict.REVIEW and self.review_action == Action.REJECT)
 
-    def _finish(self, item: _Pending, now: float, action: Optional[Action] = None, reason: Optional[str] = None,
+    def _finish(self, item: _Pending, now: float, action: Optional[Action] = None,
+                reason: Optional[DecisionReason] = None,
                 missing: Optional[List[str]] = None) -> Decision:
         del self._pending[item.part_id]
         self._decided_parts.add(item.part_id)
-        if action is None:
+        if action is None or reason is None:
             return self._decide_results(item.part_id, item.results, now, item.triggered_at)
         return self._decision(item.part_id, action, reason, item.results, missing or [],
                               wait_s=now - item.triggered_at)
@@ -170,19 +183,19 @@ class PartTracker:
         verdicts = [r.verdict for r in results.values()]
         rejecting = [v for v in verdicts if self._verdict_rejects(v)]
         if rejecting:
-            reason = Verdict.FAIL if Verdict.FAIL in rejecting else Verdict.REVIEW
+            reason = DecisionReason.FAIL if Verdict.FAIL in rejecting else DecisionReason.REVIEW
             action = Action.REJECT
         else:
-            reason = Verdict.REVIEW if Verdict.REVIEW in verdicts else Verdict.PASS
+            reason = DecisionReason.REVIEW if Verdict.REVIEW in verdicts else DecisionReason.PASS
             action = Action.ACCEPT
         wait_s = None if triggered_at is None else now - triggered_at
-        return self._decision(part_id, action, reason.value, results, [], wait_s=wait_s)
+        return self._decision(part_id, action, reason, results, [], wait_s=wait_s)
 
     @staticmethod
-    def _decision(part_id: Optional[str], action: Action, reason: str, results: Dict[str, Result],
+    def _decision(part_id: Optional[str], action: Action, reason: DecisionReason, results: Dict[str, Result],
                   missing: List[str], wait_s: Optional[float] = None) -> Decision:
         return Decision(
-            ts=time.time(), part_id=part_id, action=action, reason=reason,
+            ts=time.time(), part_id=part_id, action=action, reason=reason.value,
             verdicts={s: r.verdict for s, r in results.items()}, result_ids=[r.id for r in results.values()],
             missing=missing, wait_ms=None if wait_s is None else round(wait_s * 1000.0, 1),
         )

@@ -196,3 +196,40 @@ def test_a_station_naming_another_station_in_its_payload_decides_nothing_and_rai
     assert sorted((a["details"]["topic_station"], a["details"]["payload_station"], a["details"]["payload_line"])
                   for a in alarms) == sorted([("cam2", "cam1", line)] * 3 + [("cam2", "cam2", "other-line")])
     assert (state.sender_mismatches, state.parts, state.results, pending) == (4, 2, 2, 0)
+
+
+def test_a_reused_part_id_ends_in_a_reject_decision_not_in_silence(shared_broker, recorder_factory):
+    """Every announced part ends in a decision: an id announced again (while pending, after its decision, or
+    after an early result) is rejected with reason duplicate_part_id, published and sent to the gate."""
+    cfg = line_config(shared_broker)
+    line = cfg.line
+    cfg = line_config(shared_broker, line=line, stations=["cam1"], result_deadline_s=30,
+                      trigger={"input_topic": f"plc/{line}/part"}, actuator=_plc_actuator(line))
+    watch = recorder_factory([f"inspector/{line}/controller/decision", f"plc/{line}/reject"])
+    station = recorder_factory([f"inspector/{line}/cam1/cmd"])
+    announce = f"plc/{line}/part"
+    result = f"inspector/{line}/cam1/result"
+    with running_controller(cfg) as controller:
+        station.publish(announce, "J1")
+        station.wait_for(lambda r: len(r.on("cmd")) == 1, 20, "the trigger of J1")
+        station.publish(announce, "J1")  # announced again while J1 waits for its result
+        watch.wait_for(lambda r: len(decisions(r)) == 2, 20, "J1 decided twice")
+        station.publish(result, result_payload(line, "cam1", "J2", "pass"))  # an early (operator) trigger's result
+        watch.wait_for(lambda r: len(decisions(r)) == 3, 20, "J2 decided from its early result")
+        station.publish(announce, json.dumps({"part_id": "J2"}))
+        station.publish(announce, "J3")
+        station.wait_for(lambda r: len(r.on("cmd")) == 2, 20, "the trigger of J3")
+        station.publish(result, result_payload(line, "cam1", "J3", "pass"))
+        watch.wait_for(lambda r: len(decisions(r)) == 5, 20, "J2 refused, J3 decided")
+        station.publish(announce, "J3")  # the PLC announces a decided id again
+        watch.wait_for(lambda r: len(decisions(r)) == 6 and len(r.on("reject")) == 4, 20, "every decision")
+        state = controller.snapshot()
+    got = [(d["part_id"], d["action"], d["reason"]) for d in decisions(watch)]
+    dup = ("reject", "duplicate_part_id")
+    assert got == [("J1", *dup), ("J1", *dup), ("J2", "accept", "pass"), ("J2", *dup), ("J3", "accept", "pass"),
+                   ("J3", *dup)]
+    assert [(r["part_id"], r["reason"]) for r in (m.json() for m in watch.on("reject"))] == [
+        ("J1", "duplicate_part_id"), ("J1", "duplicate_part_id"), ("J2", "duplicate_part_id"),
+        ("J3", "duplicate_part_id")]
+    assert [m.json()["part_id"] for m in station.on("cmd")] == ["J1", "J3"]  # no trigger for a duplicate
+    assert (state.reject_reasons, state.pending, state.parts) == ({"duplicate_part_id": 4}, 0, 6)

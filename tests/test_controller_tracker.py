@@ -83,18 +83,31 @@ def test_station_going_offline_rejects_waiting_parts_and_refuses_new_ones():
     t.expect("P2", ["cam2"], now=0.0)
     [decision] = t.set_online("cam1", False, now=0.5)
     assert (decision.part_id, decision.reason, decision.missing) == ("P1", "station_offline", ["cam1"])
-    refused = t.expect("P3", ["cam1", "cam2"], now=0.6)
+    [refused] = t.expect("P3", ["cam1", "cam2"], now=0.6)
     assert (refused.action, refused.reason, refused.missing) == ("reject", "station_offline", ["cam1"])
     assert t.set_online("cam1", True, now=0.7) == []
-    assert t.expect("P4", ["cam1"], now=0.8) is None
+    assert t.expect("P4", ["cam1"], now=0.8) == []
     assert t.pending == 2  # P2 and P4
 
 
-def test_a_part_id_cannot_be_triggered_twice():
+def test_a_part_id_announced_again_rejects_both_parts_of_that_id():
     t = PartTracker(deadline_s=2.0)
-    t.expect("P1", ["cam1"], now=0.0)
-    with pytest.raises(ValueError, match="already triggered"):
-        t.expect("P1", ["cam1"], now=0.1)
+    assert t.expect("P1", ["cam1", "cam2"], now=0.0) == []
+    t.on_result(result("cam1", "P1"), now=0.1)
+    waiting, refused = t.expect("P1", ["cam1", "cam2"], now=0.2)
+    assert (waiting.action, waiting.reason, waiting.missing, waiting.verdicts) == (
+        "reject", "duplicate_part_id", ["cam2"], {"cam1": "pass"})
+    assert (refused.action, refused.reason, refused.missing) == ("reject", "duplicate_part_id", ["cam1", "cam2"])
+    assert t.pending == 0 and t.on_result(result("cam2", "P1"), now=0.3) == (Outcome.LATE, None)
+
+
+def test_a_part_id_decided_before_it_was_announced_is_rejected_when_announced():
+    t = PartTracker(deadline_s=2.0)
+    assert t.on_result(result("cam1", "P5"), now=0.0)[1].action == "accept"  # an early trigger's result
+    [refused] = t.expect("P5", ["cam1"], now=0.1)
+    assert (refused.part_id, refused.action, refused.reason) == ("P5", "reject", "duplicate_part_id")
+    [again] = t.expect("P5", ["cam1"], now=0.2)
+    assert again.reason == "duplicate_part_id" and t.pending == 0
 
 
 def test_recent_set_is_bounded_and_forgets_the_oldest():

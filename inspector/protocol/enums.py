@@ -76,6 +76,18 @@ class Action(str, Enum):
     REJECT = "reject"
 
 
+class DecisionReason(str, Enum):
+    """Why the gate accepted or rejected a part: the ``reason`` of a Decision and the keys of ``reject_reasons``."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    REVIEW = "review"
+    TIMEOUT = "timeout"  # a station's result did not come before the deadline
+    STATION_OFFLINE = "station_offline"
+    LINE_STOPPED = "line_stopped"
+    DUPLICATE_PART_ID = "duplicate_part_id"  # the part id was announced again: its results cannot be told apart
+
+
 class LineState(str, Enum):
     RUNNING = "running"
     STOPPED = "stopped"

@@ -87,7 +87,8 @@ class Event(_Message):
 
 
 class Decision(_Message):
-    """What the gate did with one part. ``reason``: pass, fail, review, timeout, station_offline."""
+    """What the gate did with one part. ``reason`` is a :class:`DecisionReason` value, kept a plain string on the
+    wire so that a consumer parses decisions of a later version that adds a reason."""
 
     ts: float = Field(description="Decision time, seconds since the epoch")
     part_id: Optional[str] = Field(None, description="Part id, None for results of continuous mode")
