@@ -7,6 +7,11 @@ class how many images were passed, sent to review or failed. Probabilities of a 
 ``inspector.inference.Classifier``, the code a station runs, so a bundle checked here behaves the same on
 the line.
 
+Every evaluation ends with the deployability verdict (:mod:`inspector.deployability`) at the bundle's
+policy. Images that were in the training split of the bundle's run (found by content hash when the run
+folder is still where the bundle says) make it NOT DEPLOYABLE: numbers on them say nothing about new
+parts. When no image can be used, :class:`NothingToEvaluate` carries the verdict with the skip reasons.
+
 Example:
     >>> result = evaluate_bundle("model.inspector", "new_images/")            # doctest: +SKIP
     >>> print(format_metrics(result.metrics))                                 # doctest: +SKIP
@@ -17,7 +22,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,8 +31,18 @@ from calibration.representative import LabeledImages, load_labeled
 from inspector.bundle import Bundle
 from inspector.dataset import Skipped, SplitManifest, scan_folder
 from inspector.decision import DecisionPolicy, defect_score
+from inspector.deployability import DeployabilityVerdict, assess, no_usable_images
 from inspector.metrics import classification_report
 from inspector.preprocess import Preprocessor
+from inspector.runfolder import RunFolder
+
+
+class NothingToEvaluate(ValueError):
+    """No image could be evaluated; ``verdict`` says why (the skip reasons, counted)."""
+
+    def __init__(self, message: str, verdict: DeployabilityVerdict):
+        super().__init__(message)
+        self.verdict = verdict
 
 
 def predict_keras(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -123,12 +138,14 @@ class EvaluationResult:
     labels: np.ndarray
     paths: List[str]
     skipped: List[Skipped] = field(default_factory=list)
+    verdict: Optional[DeployabilityVerdict] = None
 
     def to_dict(self) -> dict:
         return {
             "bundle": self.bundle,
             "data_root": self.data_root,
             "split": self.split,
+            "deployability": self.verdict.to_dict() if self.verdict else None,
             "metrics": self.metrics,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
@@ -140,7 +157,17 @@ class EvaluationResult:
         return path
 
 
-def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str, preprocessor: Preprocessor) -> LabeledImages:
+def _training_hashes(bundle: Bundle) -> Optional[set]:
+    """SHA-256 of the images the bundle's model was trained on, when its run folder is still there."""
+    run = bundle.manifest.provenance.training_run
+    split = RunFolder(run).split if run else None
+    if split is None or not split.is_file():
+        return None
+    return {s.sha256 for s in SplitManifest.load(split).splits["train"]}
+
+
+def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str,
+                   preprocessor: Preprocessor) -> Tuple[LabeledImages, Dict[str, str]]:
     labels = bundle.manifest.labels
     if split_file:
         manifest = SplitManifest.load(split_file)
@@ -154,7 +181,7 @@ def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str, prep
                          f"({', '.join(labels)}); rename them or leave them out")
     loaded = load_labeled(samples, data_root, preprocessor, labels)
     loaded.skipped = skipped + loaded.skipped
-    return loaded
+    return loaded, {s.path: s.sha256 for s in samples}
 
 
 def evaluate_bundle(
@@ -173,10 +200,19 @@ def evaluate_bundle(
     root = Path(data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    images = _folder_images(bundle, root, split_file, split, Preprocessor(m.preprocess))
+    images, hashes = _folder_images(bundle, root, split_file, split, Preprocessor(m.preprocess))
     if len(images.images) == 0:
-        raise ValueError(f"{root}: no usable image to evaluate")
+        verdict = no_usable_images([s.reason for s in images.skipped], basis=f"evaluate {root}")
+        raise NothingToEvaluate(f"{root}: no usable image to evaluate\n{verdict.summary()}", verdict)
     probs = predict_bundle(bundle, images.images, threads, backend)
-    metrics = score(probs, images.labels, m.labels, m.good_class, policy or m.decision, method)
+    policy = policy or m.decision
+    metrics = score(probs, images.labels, m.labels, m.good_class, policy, method)
+    trained_on = _training_hashes(bundle)
+    seen = sum(hashes[p] in trained_on for p in images.paths) if trained_on is not None else 0
+    verdict = assess(defect_score(probs, m.good_index), images.labels != m.good_index, policy,
+                     predicted=probs.argmax(1), training_images=seen,
+                     basis=f"{len(images.labels)} images, threshold {policy.threshold:.4f}")
+    if trained_on is None:
+        verdict.notes.append("the training run folder is not here: cannot check for training images")
     return EvaluationResult(str(bundle_path), str(root), split if split_file else None, metrics, probs,
-                            images.labels, images.paths, images.skipped)
+                            images.labels, images.paths, images.skipped, verdict)

@@ -2,7 +2,8 @@
 
 Prints and writes (JSON) accuracy, per-class precision/recall/F1, ROC AUC, and the escape, false-reject
 and review rates of the bundle's pass/fail policy with 95% confidence intervals: the same metrics
-`inspector calibrate` reports, so a bundle can be checked on new images from the line. The folder is
+`inspector calibrate` reports, so a bundle can be checked on new images from the line. Ends with the
+deployability verdict (NOT DEPLOYABLE e.g. when the images are the ones the model was trained on). The folder is
 DATA_ROOT/<class>/<image> with class names from the bundle's labels; with --split-file only that split
 of a split manifest is used (e.g. the held-out test split of the training data).
 
@@ -34,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibration.evaluate import evaluate_bundle, format_metrics
+    import sys
+
+    from calibration.evaluate import NothingToEvaluate, evaluate_bundle, format_metrics
     from inspector.bundle import BUNDLE_SUFFIX, Bundle
 
     policy = None
@@ -42,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
         from inspector.decision import DecisionPolicy
 
         policy = DecisionPolicy(threshold=args.threshold)
-    result = evaluate_bundle(args.bundle, args.data_root, args.split_file, args.split, args.threads, args.backend,
-                             policy, args.interval)
+    try:
+        result = evaluate_bundle(args.bundle, args.data_root, args.split_file, args.split, args.threads,
+                                 args.backend, policy, args.interval)
+    except NothingToEvaluate as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     for item in result.skipped:
         print(f"skipped {item.path}: {item.reason}")
     where = f"{args.data_root}" + (f" (split {args.split} of {args.split_file})" if args.split_file else "")
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
         manifest = Bundle.load(args.bundle).manifest
         page, _ = write_evaluation_report(result, manifest.good_index, policy or manifest.decision, args.report_dir,
-                                          f"Evaluation of {manifest.name} {manifest.version}")
+                                          f"Evaluation of {manifest.name} {manifest.version}", result.verdict)
         print(f"report: {page}")
+    print(result.verdict.summary())
     return 0

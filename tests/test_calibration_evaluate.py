@@ -78,3 +78,27 @@ def test_evaluate_command_writes_metrics_without_tensorflow(int8_bundle, synth_r
     saved = json.loads(out.read_text())
     assert saved["metrics"]["samples"] == 120 and saved["split"] is None
     assert (report / "report.png").stat().st_size > 10_000 and "Per class" in (report / "report.html").read_text()
+
+
+def test_verdict_flags_training_images_and_explains_an_empty_evaluation(int8_bundle, trained_run, synth_root,
+                                                                       tmp_path):
+    from calibration.evaluate import NothingToEvaluate
+    from inspector.dataset import SplitManifest
+    from inspector.deployability import Problem
+
+    trained = len(SplitManifest.load(trained_run / "split.json").splits["train"])
+    whole = evaluate_bundle(int8_bundle, synth_root)  # the folder the run was trained on
+    reasons = {r.problem: r.message for r in whole.verdict.reasons}
+    assert f"({trained}/{whole.metrics['samples']}) of the judged images were used to train" in \
+        reasons[Problem.TRAINING_IMAGES]
+    held_out = evaluate_bundle(int8_bundle, synth_root, split_file=trained_run / "split.json", split="test")
+    assert Problem.TRAINING_IMAGES not in {r.problem for r in held_out.verdict.reasons}
+    assert held_out.to_dict()["deployability"]["status"] == held_out.verdict.status.value
+
+    moved = tmp_path / "moved"  # the split names files that are no longer there
+    moved.mkdir()
+    tests = len(SplitManifest.load(trained_run / "split.json").splits["test"])
+    with pytest.raises(NothingToEvaluate, match="NOT DEPLOYABLE") as info:
+        evaluate_bundle(int8_bundle, moved, split_file=trained_run / "split.json", split="test")
+    message = info.value.verdict.reasons[0].message
+    assert f"all {tests} skipped ({tests} x cannot read" in message
