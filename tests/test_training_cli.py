@@ -63,3 +63,14 @@ def test_help_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "app.cli", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "inspector train" in out.stdout and "--resume" in out.stdout
+
+
+def test_epochs_with_pretrained_weights_sets_the_finetune_stage_and_says_so(capsys):
+    cfg = _config("data", "--out", "r", "--weights", "imagenet", "--epochs", "12")
+    assert cfg.finetune.epochs == 12
+    assert "12 fine-tune epochs" in capsys.readouterr().err
+    cfg = _config("data", "--out", "r", "--weights", "imagenet", "--epochs", "12", "--finetune-epochs", "7")
+    assert cfg.finetune.epochs == 7  # the explicit stage flag wins
+    capsys.readouterr()
+    cfg = _config("data", "--out", "r", "--weights", "none", "--epochs", "12", "--input-size", "auto")
+    assert cfg.optim.epochs == 12 and cfg.model.input_size == "auto" and capsys.readouterr().err == ""

@@ -6,9 +6,12 @@ run.json, split.json, config.json, metrics.json, history.json, report.html with 
 Every recipe setting is a config field: give a YAML file with --config, change single fields with
 --set key.path=value (e.g. --set augment.noise_std=4), or use the shortcuts below.
 
+Without recipe flags, --weights none trains the measured from-scratch recipe (docs/training.md):
+input size and grayscale from the images, selection on the validation pass/fail score, operating point
+on validation, and a DEPLOYABLE / NOT DEPLOYABLE verdict at the end.
+
 Examples:
-  inspector train ../shared/datasets/magnetic_tile --good-class free --out runs/tile \\
-      --weights none --input-size 160 --epochs 60 --imbalance oversample --set imbalance.good_fraction=0.5
+  inspector train data/tiles --good-class free --out runs/tile --weights none
   inspector train data --out runs/r1 --weights ~/mobilenet_v3_small_no_top.h5 --unfreeze-layers 40
   inspector train --out runs/tile --resume
 """
@@ -16,14 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
 def _size(text: str):
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"input size must look like 160 or 192x160, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"input size must look like auto, 160 or 192x160, got {text!r}") from None
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2:
@@ -40,11 +46,13 @@ _SHORTCUTS = [
     ("--seed", "seed", dict(type=int, help="training seed (default 0)")),
     ("--backbone", "model.backbone", dict(choices=["small", "large"], help="MobileNetV3 small or large")),
     ("--alpha", "model.alpha", dict(type=float, help="backbone width multiplier")),
-    ("--input-size", "model.input_size", dict(type=_size, metavar="W[xH]", help="model input size (default 224)")),
+    ("--input-size", "model.input_size", dict(type=_size, metavar="auto|W[xH]",
+                                              help="model input size (default auto: from the images' native size)")),
     ("--weights", "model.weights", dict(metavar="imagenet|none|PATH",
                                         help="backbone init: download ImageNet, random, or a local Keras "
                                              "weights file (default imagenet)")),
-    ("--epochs", "optim.epochs", dict(type=int, help="epochs of random-init training")),
+    ("--epochs", "optim.epochs", dict(type=int, help="epochs of random-init training; with pretrained weights, "
+                                                     "the fine-tune stage's epochs (--finetune-epochs)")),
     ("--batch-size", "optim.batch_size", dict(type=int, help="batch size per replica")),
     ("--lr", "optim.learning_rate", dict(type=float, help="peak learning rate of random-init training")),
     ("--optimizer", "optim.optimizer", dict(choices=["adamw", "adam", "sgd"])),
@@ -120,7 +128,15 @@ def build_config(args: argparse.Namespace):
         set_dotted(data, key, value)
     if "data" not in data or "root" not in data.get("data", {}):
         raise ValueError("give the dataset folder (DATA_ROOT) or data.root in --config")
-    return validate(TrainConfig, data, args.config or "command line")
+    config = validate(TrainConfig, data, args.config or "command line")
+    if args.epochs is not None and config.model.pretrained:
+        # Two stages train a pretrained backbone; --epochs must not be silently ignored there.
+        if args.finetune_epochs is None:
+            config.finetune.epochs = args.epochs
+        print(f"note: --weights {config.model.weights} trains in two stages: {config.finetune.head_epochs} head "
+              f"epochs (--head-epochs), then {config.finetune.epochs} fine-tune epochs (--epochs / --finetune-epochs)",
+              file=sys.stderr)
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
