@@ -59,6 +59,8 @@ _SHORTCUTS = [
     ("--head-epochs", "finetune.head_epochs", dict(type=int, help="pretrained: stage-1 epochs (frozen backbone)")),
     ("--finetune-epochs", "finetune.epochs", dict(type=int, help="pretrained: stage-2 epochs")),
     ("--unfreeze-layers", "finetune.unfreeze_layers", dict(type=int, help="pretrained: top backbone layers trained in stage 2")),
+    ("--folds", "folds", dict(type=int, metavar="K", help="choose the operating point on K-fold out-of-fold "
+                                                           "scores over train+val (K extra trainings)")),
     ("--patience", "early_stopping.patience", dict(type=int, help="early-stopping patience in epochs")),
     ("--imbalance", "imbalance.method", dict(choices=["class_weights", "oversample", "none"],
                                              help="class weights (default) or oversampling")),

@@ -243,6 +243,9 @@ class TrainConfig(StrictModel):
     report: ReportConfig = Field(default_factory=ReportConfig)
     operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
     line: LineBudget = Field(default_factory=LineBudget)
+    folds: int = Field(
+        0, ge=0, description="K >= 2: also train K fold models on train+val and choose the operating point on "
+                             "their out-of-fold scores (training.folds; K extra trainings); 0 = on validation")
     tool_version: str = Field(__version__, description="Version of this software that ran the training")
 
     @property

@@ -113,7 +113,8 @@ def plot_roc(scores: np.ndarray, is_defect: np.ndarray, pass_fail: dict, path: P
     ax.set_xlabel("false-reject rate (good parts failed)")
     ax.set_ylabel("defects caught (1 - escape rate)")
     ax.set_title("pass/fail on test")
-    ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 import time
@@ -45,6 +46,7 @@ from training.auto import survey
 from training.checkpoints import Checkpoints
 from training.config import Optimizer, Progress, Schedule, TrainConfig
 from training.data import ImageSet, eval_dataset, load_split_images, train_dataset
+from training.folds import OutOfFold, out_of_fold
 from training.imbalance import ImbalancePlan, plan_imbalance
 from training.model import build_model, rebuild_float32, set_stage
 from training.runtime import is_chief, keras_multi_worker_fixes, make_strategy, precision
@@ -343,7 +345,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
                 state = state.next_stage(config.early_stopping)
             _run_stage(ctx, model, stage, state)
         final = rebuild_float32(model)
-    result = _finish(ctx, final, manifest, data, plan, state, chief)
+    oof = _out_of_fold(config, manifest, folder, echo) if config.folds >= 2 and chief else None
+    result = _finish(ctx, final, manifest, data, plan, state, chief, oof)
     checkpoints.close()
     return result
 
@@ -394,12 +397,36 @@ def _run_stage(ctx: RunContext, model: keras.Model, stage: Stage, state: TrainSt
              f"{state.selector.describe()}{', early stop' if state.selector.should_stop else ''}")
 
 
-def choose_run_policy(config: TrainConfig, val_probs: np.ndarray, val: ImageSet,
-                      good_index: int) -> OperatingPointRecord:
-    """The run's operating point on the validation scores (or the fixed ``report.threshold``)."""
+def _out_of_fold(config: TrainConfig, manifest: SplitManifest, folder: RunFolder,
+                 echo: Callable[[str], None]) -> OutOfFold:
+    """Train the K fold models into RUN_DIR/folds/ (a finished fold is reused on resume) and pool their scores."""
+    base = folder.root / "folds"
+    base.mkdir(exist_ok=True)
+
+    def train_fold(index: int, fold: SplitManifest) -> dict:
+        sub = RunFolder(base / f"fold{index + 1}")
+        if not sub.manifest.is_file():
+            split_file = fold.save(base / f"fold{index + 1}.split.json")
+            echo(f"== fold {index + 1}/{config.folds}: train {len(fold.splits['train'])}, "
+                 f"score {len(fold.splits['val'])} held-out images")
+            fold_config = config.model_copy(update={
+                "folds": 0, "data": config.data.model_copy(update={"split": str(split_file), "cache": False})})
+            train(fold_config, sub.root, resume=sub.config.is_file())
+        return json.loads(sub.predictions.read_text())
+
+    return out_of_fold(manifest, config.folds, config.data.split_seed, train_fold)
+
+
+def choose_run_policy(config: TrainConfig, val_probs: np.ndarray, val: ImageSet, good_index: int,
+                      oof: Optional[OutOfFold] = None) -> OperatingPointRecord:
+    """The run's operating point on the out-of-fold scores if there are any, else on the validation
+    scores (or the fixed ``report.threshold``)."""
     op = config.operating_point
+    if oof is not None:
+        val_probs, val = oof.probabilities, ImageSet(np.zeros((0,)), oof.labels, oof.paths)
     is_defect = val.labels != good_index
-    chosen_on = f"validation split ({int(is_defect.sum())} defect, {int((~is_defect).sum())} good images)"
+    chosen_on = (oof.describe(good_index) if oof is not None else
+                 f"validation split ({int(is_defect.sum())} defect, {int((~is_defect).sum())} good images)")
     if config.report.threshold is not None:
         return OperatingPointRecord(policy=DecisionPolicy(threshold=config.report.threshold), target=op.target,
                                     target_rate=op.target_rate, chosen_on="fixed by report.threshold")
@@ -414,14 +441,14 @@ def choose_run_policy(config: TrainConfig, val_probs: np.ndarray, val: ImageSet,
 
 
 def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: Dict[str, ImageSet],
-            plan: ImbalancePlan, state: TrainState, chief: bool) -> RunResult:
+            plan: ImbalancePlan, state: TrainState, chief: bool, oof: Optional[OutOfFold] = None) -> RunResult:
     """Evaluate the final model on val and test at the run's operating point, judge it, write RUN_DIR."""
     from training.report import write_report
 
     config, folder, history = ctx.config, ctx.folder, state.history
     labels, good_class, good = list(manifest.classes), manifest.good_class, ctx.good_index
     probs = {name: predict_probs(model, data[name].images, ctx.batch_size) for name in ("val", "test")}
-    operating_point = choose_run_policy(config, probs["val"], data["val"], good)
+    operating_point = choose_run_policy(config, probs["val"], data["val"], good, oof)
     policy = operating_point.policy
     evaluations = {name: classification_report(probs[name], data[name].labels, labels, good_class, policy.threshold)
                    for name in ("val", "test")}
