@@ -114,11 +114,14 @@ def test_refuses_to_overwrite_a_run(synth_root, tmp_path):
         train(small_config(synth_root), tmp_path / "empty", resume=True)
 
 
-def test_missing_weights_file_fails_before_training(synth_root, tmp_path):
+def test_missing_weights_file_fails_before_training_and_the_retry_starts_over(synth_root, tmp_path):
     from training.model import WeightsError
     from training.trainer import train
 
     with pytest.raises(WeightsError, match="not found"):
+        train(small_config(synth_root, model={"weights": str(tmp_path / "missing.h5")}), tmp_path / "run")
+    assert (tmp_path / "run" / "config.json").is_file()  # what the failed run wrote before the error
+    with pytest.raises(WeightsError, match="not found"):  # the retry is not refused as "not empty"
         train(small_config(synth_root, model={"weights": str(tmp_path / "missing.h5")}), tmp_path / "run")
 
 

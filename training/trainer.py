@@ -242,7 +242,12 @@ def _check_run_dir(folder: RunFolder, resume: bool) -> None:
         if not folder.config.is_file():
             raise RunError(f"{run_dir}: nothing to resume (no {folder.config.name})")
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if not run_dir.exists():
+        return
+    # A run that failed before its first epoch (e.g. missing weights) left only what it wrote first; starting
+    # again over it loses nothing, and --resume would only repeat the failure.
+    left = {p.name for p in run_dir.iterdir()} - {folder.config.name, folder.split.name, folder.checkpoints.name}
+    if left or (folder.checkpoints.is_dir() and any(folder.checkpoints.iterdir())):
         raise RunError(f"{run_dir}: folder is not empty; use --resume to continue that run or choose a new --out")
 
 
