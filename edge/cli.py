@@ -16,6 +16,7 @@ Exit codes:
   1 unexpected internal error            2 bad command line or configuration
   3 the model bundle cannot be loaded    4 the frame source cannot work / stayed lost too long
   5 the outbox database cannot be used   6 a replay ended with results still queued
+  7 the MQTT network thread died (the station went offline; restart)
 """
 from __future__ import annotations
 

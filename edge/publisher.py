@@ -17,17 +17,24 @@ its ``error`` event out before it exits).
 Status: ``online`` (retained) on every connect, ``offline`` (retained) as the last will and on a clean
 stop. Retained messages on the command topic are ignored: a command must not run again at every reconnect.
 
+No paho callback may raise: paho re-raises what a callback raises and its network thread dies, after which
+nothing is received or acknowledged while the process looks alive. Every callback is wrapped
+(:func:`_never_raises`: logged and counted in ``callback_errors``), and :attr:`Publisher.network_failed`
+tells the station when the network thread has died anyway; the station then stops (the broker publishes
+``offline`` as the will once the socket is closed) and systemd restarts it.
+
 Example:
     >>> pub = Publisher(cfg.mqtt, topics, "inspector-line1-cam1", outbox, on_command=print)  # doctest: +SKIP
     >>> pub.start(); pub.notify()                                                            # doctest: +SKIP
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -43,6 +50,22 @@ log = logging.getLogger(__name__)
 RESULT_QOS = 1
 EVENT_QOS = 1
 MAX_QUEUED_EVENTS = 1000  # events kept in memory while the broker is away (the oldest go first)
+
+_Handler = TypeVar("_Handler", bound=Callable[..., None])
+
+
+def _never_raises(handler: _Handler) -> _Handler:
+    """Wrap a paho callback: an exception is logged and counted, never handed back to paho's thread."""
+
+    @functools.wraps(handler)
+    def guarded(self: Publisher, *args: Any) -> None:
+        try:
+            handler(self, *args)
+        except Exception:
+            self.callback_errors += 1
+            log.exception("MQTT callback %s failed (the network loop keeps running)", handler.__name__)
+
+    return guarded  # type: ignore[return-value]
 
 
 class Publisher:
@@ -81,6 +104,9 @@ class Publisher:
         self._drain_thread: Optional[threading.Thread] = None
         self.published = 0
         self.connects = 0
+        self.callback_errors = 0  # exceptions the guards kept away from paho's network thread
+        self._started = False
+        self._network_lost: Optional[str] = None  # why the network thread is gone, once it is
         # Results are bounded by our own window; the rest of paho's queue is for events while offline.
         self.client = make_client(cfg, client_id, will=Will(topics.status, Presence.OFFLINE.value.encode()),
                                   max_inflight=cfg.max_inflight + 10,
@@ -95,6 +121,7 @@ class Publisher:
     def start(self) -> None:
         """Connect in the background (retrying until the broker answers) and start draining the outbox."""
         connect(self.client, self.cfg)
+        self._started = True
         self._drain_thread = threading.Thread(target=self._drain, name="outbox-drain", daemon=True)
         self._drain_thread.start()
 
@@ -102,8 +129,49 @@ class Publisher:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def network_failed(self) -> Optional[str]:
+        """Why paho's network thread is gone while we did not stop it, or None while it runs.
+
+        The first time it is seen dead, the socket is closed without a DISCONNECT so the broker
+        publishes the last will (``offline``), and an explicit ``offline`` is written before that.
+        """
+        if self._network_lost is None and not self._stopping.is_set() and self._network_died():
+            self._network_lost = "the MQTT network thread died"
+            log.error("%s: nothing is received or acknowledged any more; going offline", self._network_lost)
+            with self._state:
+                self._connected = False
+            self.cmd_subscribed.clear()
+            self._abandon()
+        return self._network_lost
+
+    def _network_died(self) -> bool:
+        """paho's loop thread ended without ``loop_stop`` (which sets ``_thread_terminate``) or ``disconnect``.
+
+        paho keeps the thread and the flag in private attributes (paho-mqtt 2.x); no public call tells
+        a crashed loop from one that runs.
+        """
+        client = self.client
+        return client._thread is None and not client._thread_terminate and self._started
+
+    def _abandon(self) -> None:
+        """Say ``offline`` and drop the connection without DISCONNECT (which would cancel the will)."""
+        sock = self.client.socket()
+        if sock is None:
+            return
+        try:
+            # No loop thread any more: paho writes this from the calling thread, best effort.
+            self.client.publish(self.topics.status, Presence.OFFLINE.value, qos=1, retain=True)
+        except Exception as exc:
+            log.warning("cannot publish offline on a dead connection: %s", exc)
+        try:
+            sock.close()
+        except OSError:
+            pass
+
     # -- paho callbacks (network thread: keep them short, never block) ---------------------------------------
 
+    @_never_raises
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
@@ -121,15 +189,18 @@ class Publisher:
         if self._on_connection:
             self._on_connection(True, str(reason_code))
 
+    @_never_raises
     def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(code.is_failure for code in reason_codes):
             log.error("the broker refused the command subscription %s: %s", self.topics.cmd, reason_codes)
         else:
             self.cmd_subscribed.set()
 
+    @_never_raises
     def _handle_connect_fail(self, client, userdata) -> None:
         log.warning("cannot reach broker %s:%d, retrying", self.cfg.host, self.cfg.port)
 
+    @_never_raises
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.cmd_subscribed.clear()
         with self._state:
@@ -141,12 +212,14 @@ class Publisher:
             if self._on_connection:
                 self._on_connection(False, str(reason_code))
 
+    @_never_raises
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if reason_code.is_failure:
             with self._state:
                 self._refused[mid] = (str(reason_code), time.monotonic())
         self._wake.set()
 
+    @_never_raises
     def _handle_message(self, client, userdata, message) -> None:
         if message.topic == self.topics.cmd:
             self._on_command(message.payload, bool(message.retain))
@@ -180,6 +253,8 @@ class Publisher:
         while not self._stopping.is_set():
             self._wake.wait(0.2 if inflight else 1.0)
             self._wake.clear()
+            if self.network_failed:
+                return
             self._harvest(inflight)
             with self._state:
                 connected = self._connected
@@ -269,7 +344,7 @@ class Publisher:
         deadline = time.monotonic() + timeout
         self._wake.set()
         while self.outbox.depth() > 0 or self._pending_events():
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.network_failed:
                 return self.outbox.depth() == 0
             time.sleep(0.05)
             self._wake.set()
@@ -277,6 +352,9 @@ class Publisher:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish ``offline`` (retained), disconnect cleanly, stop the threads."""
+        if self.network_failed:
+            self._stopping.set()
+            return  # the socket is closed and the broker publishes the will
         self._stopping.set()
         self._wake.set()
         if self._drain_thread is not None:

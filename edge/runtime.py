@@ -73,6 +73,7 @@ class ExitCode(IntEnum):
     SOURCE = 4  # the frame source cannot work as configured, or stayed lost past give_up_after_s
     OUTBOX = 5  # the outbox database cannot be opened or written (disk full, read-only)
     UNDELIVERED = 6  # a replay source ended but results are still queued (sent on the next start)
+    NETWORK = 7  # the MQTT network thread died (nothing received or acknowledged any more): restart
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,11 @@ class Station:
         next_stats = time.monotonic() + cfg.mqtt.stats_interval_s
         next_tick = time.monotonic() + (cfg.mode.interval_s or 0)
         while not self._stop.is_set():
+            lost = self.publisher.network_failed
+            if lost:  # checked before the watchdog is fed: systemd must not see a mute station as healthy
+                self.exit_code = ExitCode.NETWORK
+                self._stop_reason = lost
+                break
             self._apply_commands()
             if self.capture.state == CameraState.FAILED:
                 self.exit_code = ExitCode.SOURCE
@@ -402,7 +408,18 @@ class Station:
         self._event(EventType.COMMAND_REJECTED, reason, **details)
 
     def _on_command(self, payload: bytes, retained: bool) -> None:
-        """paho thread: validate, handle triggers at once (their time matters), queue the rest."""
+        """paho thread: validate, handle triggers at once (their time matters), queue the rest.
+
+        Nothing a sender writes may raise out of here: an unexpected error is answered like an invalid
+        command (``command_rejected``) and logged with its traceback.
+        """
+        try:
+            self._take_command(payload, retained)
+        except Exception as exc:
+            log.exception("command handling failed")
+            self._reject(f"command could not be handled: {type(exc).__name__}: {exc}", payload=payload)
+
+    def _take_command(self, payload: bytes, retained: bool) -> None:
         if retained:
             self._reject("retained commands are ignored; publish commands with retain=false", payload=payload)
             return
@@ -429,10 +446,15 @@ class Station:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(cmd, ReloadOutcome):
-                self._finish_reload(cmd)
-            else:
-                self._apply(cmd)
+            try:
+                if isinstance(cmd, ReloadOutcome):
+                    self._finish_reload(cmd)
+                else:
+                    self._apply(cmd)
+            except Exception as exc:  # a command never stops the station
+                log.exception("applying a command failed")
+                self._reject(f"command could not be applied: {type(exc).__name__}: {exc}",
+                             getattr(cmd, "request_id", None))
 
     def _apply(self, cmd: StationCommand) -> None:
         rid = cmd.request_id

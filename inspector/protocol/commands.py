@@ -27,13 +27,16 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import Annotated
 
 MAX_COMMAND_BYTES = 16 * 1024
+MAX_COMMAND_DEPTH = 8  # a command is a flat object; a little room for future structured fields
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 class CommandError(ValueError):
@@ -86,40 +89,81 @@ COMMAND_NAMES = ("trigger", "pause", "resume", "set_threshold", "reload", "snaps
 _ADAPTER = TypeAdapter(Command)
 
 
+def _refuse_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """``object_pairs_hook``: a key given twice is ambiguous (which one did the sender mean?), never "last wins"."""
+    data: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise CommandError(f"duplicate key {key!r}")
+        data[key] = value
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise CommandError(f"not valid JSON: {name} is not a number")
+
+
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting before ``json.loads`` recurses into it (depth ~1000 exhausts the C stack guard)."""
+    outside = _JSON_STRING.sub('""', text)
+    depth = 0
+    for char in outside:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_COMMAND_DEPTH:
+                raise CommandError(f"command nested deeper than {MAX_COMMAND_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+
+
 def parse_command(payload: bytes | str) -> StationCommand:
-    """Validate one command payload; raises :class:`CommandError` with a one-line reason."""
+    """Validate one command payload; raises :class:`CommandError` with a one-line reason, and nothing else."""
     if isinstance(payload, str):
-        payload = payload.encode("utf-8")
+        payload = payload.encode("utf-8", "surrogatepass")
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandError(f"command larger than {MAX_COMMAND_BYTES} bytes")
     try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = payload.decode("utf-8")  # strict: json.loads(bytes) would also guess UTF-16 and UTF-32
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"not valid JSON (not UTF-8: {exc.reason} at byte {exc.start})") from None
+    _check_depth(text)
+    try:
+        data = json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+    except CommandError:
+        raise
+    except (ValueError, RecursionError) as exc:  # ValueError includes JSONDecodeError and too-long integers
         raise CommandError(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CommandError(f"a command must be a JSON object, got {type(data).__name__}")
     name = data.get("cmd")
     if name not in COMMAND_NAMES:
-        raise CommandError(f"unknown command {name!r}; known: {', '.join(COMMAND_NAMES)}")
+        raise CommandError(f"unknown command {name!r:.40}; known: {', '.join(COMMAND_NAMES)}")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"][1:]) or "command"
         if first["type"] == "extra_forbidden":
-            raise CommandError(f"{loc}: unknown field") from None
-        raise CommandError(f"{loc}: {first['msg']}") from None
+            raise CommandError(f"{loc:.60}: unknown field") from None
+        raise CommandError(f"{loc:.60}: {first['msg']}") from None
 
 
 def resolve_bundle_path(requested: str, models_dir: Path) -> Path:
-    """The bundle path a reload may load: inside ``models_dir`` after resolving ``..`` and symlinks."""
-    root = models_dir.resolve()
-    candidate = Path(requested)
-    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    """The bundle path a reload may load: inside ``models_dir`` after resolving ``..`` and symlinks.
+
+    Any name that is no usable path (a NUL byte, too long, an unencodable character) is a
+    :class:`CommandError` like a path outside the directory.
+    """
     try:
+        root = models_dir.resolve()
+        candidate = Path(requested)
+        path = (candidate if candidate.is_absolute() else root / candidate).resolve()
         path.relative_to(root)
-    except ValueError:
-        raise CommandError(f"bundle {requested!r} is outside the models directory {root}") from None
-    if not path.exists():
-        raise CommandError(f"bundle {requested!r} does not exist in {root}")
+        exists = path.is_file()
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop (before Python 3.13)
+        if isinstance(exc, ValueError) and "relative" in str(exc):
+            raise CommandError(f"bundle {requested!r:.200} is outside the models directory {models_dir}") from None
+        raise CommandError(f"bundle {requested!r:.200} is not a usable path: {exc}") from None
+    if not exists:
+        raise CommandError(f"bundle {requested!r:.200} does not exist in {root}")
     return path

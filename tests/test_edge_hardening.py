@@ -1,0 +1,172 @@
+"""Issue 16: no payload may mute a station, no refused result may vanish, no reload may crash a station.
+
+Unit tests of the command contract first, then whole stations against a real broker (``shared_broker``,
+``mqtt_broker``) and a real INT8 bundle (``int8_bundle``).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inspector.protocol.commands import CommandError, parse_command, resolve_bundle_path
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"cmd": "pause", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (_nested(1000), "nested deeper than"),
+    (b'{"cmd": "trigger", "part_id": ' + b'{"a":' * 2000 + b"1" + b"}" * 2000 + b"}", "nested deeper than"),
+    (json.dumps({"cmd": "pause"}).encode("utf-16"), "not UTF-8"),
+    (json.dumps({"cmd": "pause"}).encode("utf-16-le"), "not valid JSON"),
+    (b'{"cmd": "pause", "cmd": "resume"}', "duplicate key 'cmd'"),
+    (b'{"cmd": "set_threshold", "threshold": NaN}', "not valid JSON"),
+    (b'{"cmd": "set_threshold", "threshold": 1' + b"0" * 5000 + b"}", "not valid JSON"),
+])
+def test_hostile_payloads_are_command_errors(payload, reason):
+    assert len(payload) < 16 * 1024
+    with pytest.raises(CommandError) as info:
+        parse_command(payload)
+    assert reason in str(info.value)
+
+
+def test_strings_with_brackets_do_not_count_as_nesting():
+    cmd = parse_command(json.dumps({"cmd": "trigger", "part_id": "[" * 100 + "{" * 100}).encode())
+    assert cmd.part_id.startswith("[[[")
+
+
+@pytest.mark.parametrize("name", ["v2\x00.inspector", "a" * 5000, "\udcff.inspector", "v2.inspector/\x00"])
+def test_reload_names_that_are_no_paths_are_command_errors(tmp_path, name):
+    (tmp_path / "v2.inspector").write_bytes(b"x")
+    with pytest.raises(CommandError):
+        resolve_bundle_path(name, tmp_path)
+
+
+def test_a_reload_with_a_nul_byte_is_refused_by_parse_or_resolve(tmp_path):
+    payload = json.dumps({"cmd": "reload", "bundle": "v2\u0000.inspector"}).encode()
+    with pytest.raises(CommandError):
+        resolve_bundle_path(parse_command(payload).bundle, tmp_path)
+
+
+# -- whole stations ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    """A folder of six small parts the station replays in a loop."""
+    from tests.fixtures_edge import write_folder
+
+    folder = tmp_path_factory.mktemp("frames")
+    write_folder(folder, 6)
+    return folder
+
+
+class LiveStation:
+    """A looping station on ``broker`` plus a recorder of everything it publishes."""
+
+    def __init__(self, broker, workdir, bundle, frames, **overrides):
+        from tests.fixtures_edge import StationThread, station_config
+
+        source = {"type": "folder", "path": str(frames), "loop": True, "fps": 20}
+        self.cfg = station_config(broker, workdir, bundle, source, overrides=overrides)
+        self.base = f"inspector/edgetest/{self.cfg.station}"
+        self.rec = broker.subscriber([f"{self.base}/#"])
+        self.thread = StationThread(self.cfg)
+        self.station = self.thread.station
+
+    def __enter__(self) -> LiveStation:
+        self.thread.start()
+        self.rec.wait_for(lambda r: len(r.results()) >= 2, what="first results")
+        assert self.station.publisher.cmd_subscribed.wait(20)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.thread.running:
+            self.thread.stop()
+        self.rec.close()
+
+    def send(self, payload: bytes, leaf: str = "cmd", retain: bool = False) -> None:
+        self.rec.publish(f"{self.base}/{leaf}", payload, retain=retain)
+
+    def status(self) -> list:
+        return [m.text for m in self.rec.on("status")]
+
+    def answers_and_inspects(self) -> None:
+        """The station still takes commands and still publishes results."""
+        count = len(self.rec.results())
+        self.rec.wait_for(lambda r: len(r.results()) > count + 2, what="results afterwards")
+        rid = f"alive-{count}"
+        self.send(json.dumps({"cmd": "snapshot", "request_id": rid}).encode())
+        self.rec.wait_for(lambda r: any(e["details"].get("request_id") == rid for e in r.events("snapshot")),
+                          what="an answer to a snapshot command")
+        assert self.thread.running and self.status()[-1] == "online"
+
+
+def test_hostile_commands_are_answered_and_the_station_keeps_working(shared_broker, tmp_path, int8_bundle, frames):
+    hostile = [
+        _nested(1000),
+        json.dumps({"cmd": "reload", "bundle": "v2\u0000.inspector"}).encode(),
+        json.dumps({"cmd": "pause"}).encode("utf-16"),
+        b'{"cmd": "pause", "cmd": "resume"}',
+    ]
+    with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
+        for payload in hostile:
+            live.send(payload)
+        live.rec.wait_for(lambda r: len(r.events("command_rejected")) == len(hostile), what="every rejection")
+        live.answers_and_inspects()
+        assert live.station.publisher.callback_errors == 0
+
+
+def test_a_callback_that_raises_is_logged_and_counted_not_fatal(shared_broker, tmp_path, int8_bundle, frames):
+    with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
+        def boom(payload, retained):
+            raise RuntimeError("planted bug in the command handler")
+
+        live.station.publisher._on_command = boom
+        live.send(b'{"cmd": "pause"}')
+        live.rec.wait_for(lambda r: live.station.publisher.callback_errors == 1, what="the counted error")
+        live.station.publisher._on_command = live.station._on_command
+        live.answers_and_inspects()
+
+
+class WatchdogSocket:
+    """The datagram socket systemd would listen on (``$NOTIFY_SOCKET``): records what the station sends."""
+
+    def __init__(self, path):
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.05)
+        self.path = str(path)
+
+    def drain(self) -> list:
+        messages = []
+        while True:
+            try:
+                messages.append(self.sock.recv(4096).decode())
+            except OSError:
+                return messages
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the planted death
+def test_a_dead_network_loop_takes_the_station_offline_and_stops_the_watchdog(
+        shared_broker, tmp_path, int8_bundle, frames):
+    from edge.runtime import ExitCode
+    from inspector.sdnotify import Notifier
+
+    watchdog = WatchdogSocket(tmp_path / "notify.sock")
+    with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
+        live.station.notifier = Notifier(env={"NOTIFY_SOCKET": watchdog.path, "WATCHDOG_USEC": "100000"})
+        live.rec.wait_for(lambda r: "WATCHDOG=1" in watchdog.drain(), what="the watchdog being fed")
+
+        def unguarded(client, userdata, message):  # what a callback without a guard does to paho's thread
+            raise RuntimeError("planted: the network loop dies")
+
+        live.station.publisher.client.on_message = unguarded
+        live.send(b'{"cmd": "pause"}')
+        assert live.thread.wait(60) == ExitCode.NETWORK
+        live.rec.wait_for(lambda r: live.status()[-1:] == ["offline"], what="status offline")
+        assert watchdog.drain()[-1] == "STOPPING=1"
