@@ -15,7 +15,9 @@ so :meth:`Publisher.flush` can wait for them like for results (a station that fa
 its ``error`` event out before it exits).
 
 Status: ``online`` (retained) on every connect, ``offline`` (retained) as the last will and on a clean
-stop. Retained messages on the command topic are ignored: a command must not run again at every reconnect.
+stop. Retained commands are refused: a command must not run again at every reconnect. Under MQTT 5 the
+subscription asks for Retain As Published, so a retained command is recognised when it is delivered live
+too; MQTT 3.1.1 clears the flag on live deliveries, so there only the replay at subscribe is recognised.
 
 No paho callback may raise: paho re-raises what a callback raises and its network thread dies, after which
 nothing is received or acknowledged while the process looks alive. Every callback is wrapped
@@ -38,6 +40,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.outbox import Outbox, Row
 from inspector.mqtt import MqttConfig, Will, connect, make_client
@@ -179,7 +182,12 @@ class Publisher:
         client.publish(self.topics.status, Presence.ONLINE.value, qos=1, retain=True)
         for topic, payload in self._retained_on_connect() if self._retained_on_connect else ():
             client.publish(topic, payload, qos=1, retain=True)
-        client.subscribe(self.topics.cmd, qos=1)
+        if self.cfg.protocol == "5":
+            # Retain As Published: a retained command delivered live keeps its flag, so it is refused too
+            # (by default the broker clears the flag on live deliveries; MQTT 3.1.1 always does).
+            client.subscribe(self.topics.cmd, options=SubscribeOptions(qos=1, retainAsPublished=True))
+        else:
+            client.subscribe(self.topics.cmd, qos=1)
         with self._state:
             self._connected = True
             self._reconnected = True

@@ -170,3 +170,17 @@ def test_a_dead_network_loop_takes_the_station_offline_and_stops_the_watchdog(
         assert live.thread.wait(60) == ExitCode.NETWORK
         live.rec.wait_for(lambda r: live.status()[-1:] == ["offline"], what="status offline")
         assert watchdog.drain()[-1] == "STOPPING=1"
+
+
+def test_a_retained_command_delivered_live_is_refused(shared_broker, tmp_path, int8_bundle, frames):
+    if shared_broker.protocol != "5":
+        pytest.skip("MQTT 3.1.1 clears the retain flag of a live delivery (docs/edge.md)")
+    with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
+        try:
+            live.send(b'{"cmd": "pause", "request_id": "retained-live"}', retain=True)
+            live.rec.wait_for(lambda r: any("retained" in e["message"] for e in r.events("command_rejected")),
+                              what="the retained command refused")
+            assert not live.station.paused
+            live.answers_and_inspects()
+        finally:
+            live.send(b"", retain=True)  # clear the broker's retained copy
