@@ -7,7 +7,7 @@ run) but decides badly at the line's threshold is called what it is. A model is 
 * its pass/fail ROC AUC is near chance (below ``LineBudget.min_auc``);
 * it predicts a constant: every image the same class, or defect scores spread less than 0.01;
 * its best validation epoch was the first of several (training never improved it);
-* at the chosen operating point, escapes or false rejects exceed the line's budget;
+* at the chosen operating point, escapes, false rejects or parts sent to review exceed the line's budget;
 * it was judged on images it was trained on (the numbers say nothing about new parts);
 * no image could be judged at all (every one skipped; the reasons are counted).
 
@@ -51,6 +51,7 @@ class Problem(str, Enum):
     NEVER_IMPROVED = "never_improved"
     ESCAPES_OVER_BUDGET = "escapes_over_budget"
     FALSE_REJECTS_OVER_BUDGET = "false_rejects_over_budget"
+    REVIEW_OVER_BUDGET = "review_over_budget"
     TRAINING_IMAGES = "evaluated_on_training_images"
     NO_USABLE_IMAGES = "no_usable_images"
 
@@ -60,6 +61,7 @@ class LineBudget(StrictModel):
 
     max_escape_rate: float = Field(0.02, ge=0, le=1, description="Largest share of defects passed")
     max_false_reject_rate: float = Field(0.05, ge=0, le=1, description="Largest share of good parts failed")
+    max_review_rate: float = Field(0.10, ge=0, le=1, description="Largest share of parts sent to review")
     min_auc: float = Field(0.75, ge=0.5, le=1, description="Pass/fail ROC AUC below this is near chance")
 
 
@@ -163,6 +165,12 @@ def assess(scores: Sequence[float], is_defect: Sequence[bool], policy: DecisionP
                                   f"exceed the line's budget of {100 * budget.max_false_reject_rate:g}%"))
     else:
         verdict.notes.append("no good image: false rejects cannot be measured")
+    reviewed = int((~passed & ~failed).sum())
+    if reviewed / scores.size > budget.max_review_rate:
+        reasons.append(Reason(Problem.REVIEW_OVER_BUDGET,
+                              f"the review band [{policy.review_low:.4f}, {policy.review_high:.4f}) sends "
+                              f"{_pct(reviewed, scores.size)} of parts to a person, more than the line's budget of "
+                              f"{100 * budget.max_review_rate:g}%"))
     if best_epoch is not None and epochs is not None and epochs >= 3 and best_epoch <= 1:
         reasons.append(Reason(Problem.NEVER_IMPROVED,
                               f"the best validation epoch was epoch {best_epoch} of {epochs}: training never "

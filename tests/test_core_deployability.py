@@ -45,6 +45,11 @@ def test_review_band_parts_are_neither_escapes_nor_false_rejects():
     assert v.deployable
 
 
+def test_a_review_band_that_holds_most_parts_is_not_a_usable_line():
+    v = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.9, review_low=0.1, review_high=0.9))
+    assert problems(v) == [Problem.REVIEW_OVER_BUDGET] and "sends 66.0% (66/100) of parts" in v.reasons[0].message
+
+
 def test_good_parts_only_is_judged_without_a_constant_verdict():
     v = assess(np.full(30, 0.01), np.zeros(30, bool), DecisionPolicy(threshold=0.5), predicted=np.zeros(30, int))
     assert v.deployable and "escapes cannot be measured" in v.notes[0]

@@ -147,6 +147,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _share(count: int, total: int) -> str:
+    return f"{count / total:.4f} ({count} of {total})" if total else "-"
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -165,15 +169,15 @@ def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: Lis
     shown = plot_misclassified(test_data.images, test_data.labels, test_probs, labels,
                                config.report.max_misclassified, run_dir / PLOTS["misclassified"])
 
-    pf = test["pass_fail"]
+    pf, d = test["pass_fail"], test["decision"]
     training = metrics["training"]
     per_class_rows = [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
                       for c, v in test["per_class"].items()]
     pass_fail_rows = [
         ["ROC AUC (defect score 1 - p(good))", _fmt(pf["roc_auc"])],
-        [f"escape rate (defects passed) at {pf['threshold']:g}", f"{pf['escape_rate']:.4f} ({pf['escapes']} of {pf['defects']})"],
-        [f"false-reject rate (good failed) at {pf['threshold']:g}",
-         f"{pf['false_reject_rate']:.4f} ({pf['false_rejects']} of {pf['goods']})"],
+        ["escape rate (defects passed automatically) at the operating point", _share(d["escapes"], d["defects"])],
+        ["false-reject rate (good parts failed) at the operating point", _share(d["false_rejects"], d["goods"])],
+        ["sent to review (all parts)", _share(d["review"], d["samples"])],
         ["accuracy (all classes)", f"{test['accuracy']:.4f}"],
         ["macro F1", f"{test['macro_f1']:.4f}"],
         ["validation pass/fail ROC AUC", _fmt(metrics["val"]["pass_fail"]["roc_auc"])],

@@ -40,7 +40,7 @@ from inspector.dataset import DatasetError, SplitManifest, make_split, scan_fold
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, assess
 from inspector.metrics import classification_report
-from inspector.operating_point import choose_policy
+from inspector.operating_point import choose_policy, outcomes
 from inspector.runfolder import OperatingPointRecord, RunFolder, RunManifest, write_json
 from training.auto import survey
 from training.checkpoints import Checkpoints
@@ -168,8 +168,9 @@ class EpochMonitor(keras.callbacks.Callback):
         self._started = time.time()
 
     def _remaining(self, epoch: int) -> float:
-        """Seconds left if no stage stops early: recent epochs' median times the epochs still planned."""
-        recent = [h["seconds"] for h in self.state.history if h["stage_index"] == self.state.stage_index][-3:]
+        """Seconds left if no stage stops early: recent epochs' median times the epochs still planned
+        (0 = unknown: after a stage's first epoch, whose time includes tracing the graph)."""
+        recent = [h["seconds"] for h in self.state.history if h["stage_index"] == self.state.stage_index][1:][-3:]
         later = sum(s.epochs for s in self.ctx.stages[self.state.stage_index + 1:])
         return float(np.median(recent)) * (self.stage.epochs - epoch - 1 + later) if recent else 0.0
 
@@ -445,6 +446,19 @@ def choose_run_policy(config: TrainConfig, val_probs: np.ndarray, val: ImageSet,
                                 note=note)
 
 
+def decision_counts(probs: np.ndarray, labels: np.ndarray, good_index: int, policy: DecisionPolicy) -> dict:
+    """Escapes, false rejects and review of ``policy`` (band-aware), JSON-ready."""
+    scores, is_defect = defect_score(probs, good_index), np.asarray(labels) != good_index
+    passed, failed = outcomes(scores, policy)
+    return {"samples": int(len(scores)), "defects": int(is_defect.sum()), "goods": int((~is_defect).sum()),
+            "escapes": int((passed & is_defect).sum()), "false_rejects": int((failed & ~is_defect).sum()),
+            "review": int((~passed & ~failed).sum())}
+
+
+def _share(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}% ({count}/{total})" if total else "-"
+
+
 def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: Dict[str, ImageSet],
             plan: ImbalancePlan, state: TrainState, chief: bool, oof: Optional[OutOfFold] = None) -> RunResult:
     """Evaluate the final model on val and test at the run's operating point, judge it, write RUN_DIR."""
@@ -457,6 +471,8 @@ def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: 
     policy = operating_point.policy
     evaluations = {name: classification_report(probs[name], data[name].labels, labels, good_class, policy.threshold)
                    for name in ("val", "test")}
+    for name, evaluation in evaluations.items():
+        evaluation["decision"] = decision_counts(probs[name], data[name].labels, good, policy)
     judged = "test" if len(data["test"]) else "val"
     best_epoch = state.best_global_epoch()
     verdict = assess(defect_score(probs[judged], good), data[judged].labels != good, policy, config.line,
@@ -512,9 +528,11 @@ def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: 
              f"{100 * operating_point.target_rate:g}% on the {operating_point.chosen_on}")
     if operating_point.note:
         ctx.echo(f"note: {operating_point.note}")
+    d = test["decision"]
+    review = f", review {_share(d['review'], d['samples'])}" if policy.review_low is not None else ""
     ctx.echo(f"test: accuracy {test['accuracy']:.3f}, macro F1 {test['macro_f1']:.3f}, pass/fail ROC AUC "
-             f"{'-' if auc is None else f'{auc:.4f}'}, escapes {100 * test['pass_fail']['escape_rate']:.1f}%, "
-             f"false rejects {100 * test['pass_fail']['false_reject_rate']:.1f}% at threshold {policy.threshold:.4f}")
+             f"{'-' if auc is None else f'{auc:.4f}'}; at the operating point escapes {_share(d['escapes'], d['defects'])}"
+             f", false rejects {_share(d['false_rejects'], d['goods'])}{review}")
     ctx.echo(verdict.summary())
     ctx.echo(f"run folder: {folder.root} (report.html, model.keras)")
     return RunResult(folder.root, folder.model, labels, good_class, metrics, history, verdict)
