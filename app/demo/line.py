@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-import paho.mqtt.client as mqtt
 import yaml
 
 from app.demo.video import LineVideo
 from inspector.localbroker import LocalBroker
+from inspector.mqtt import BrokerClient, MqttConfig
+from inspector.protocol.enums import EventType
 from inspector.protocol.topics import StationTopics
 
 log = logging.getLogger(__name__)
@@ -44,20 +45,20 @@ class LineRecord:
 
 
 class Observer:
-    """A plain MQTT subscriber to the station's result, event and stats topics."""
+    """An MQTT subscriber to the station's result, event and stats topics."""
 
     def __init__(self, broker: LocalBroker, topics: StationTopics, record: LineRecord):
         self.record = record
         self.topics = topics
         self.started = threading.Event()
         self._lock = threading.Lock()
-        version = mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-observer", protocol=version)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
-            [(topics.result, 1), (topics.event, 1), (topics.stats, 0)])
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
+        cfg = MqttConfig(host=broker.host, port=broker.port, protocol=broker.protocol)
+        self.client = BrokerClient(cfg, "demo-observer")
+        self.client.client.on_message = self._on_message
+        self.client.on_connect(lambda session_present: self.client.client.subscribe(
+            [(topics.result, 1), (topics.event, 1), (topics.stats, 0)]))
+        if not self.client.start(timeout=10.0):
+            raise RuntimeError(f"demo observer: no answer from the broker at {broker.host}:{broker.port}")
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
@@ -69,15 +70,14 @@ class Observer:
                 self.record.results[data.get("part_id") or data["id"]] = data
             elif msg.topic == self.topics.event:
                 self.record.events.append(data)
-                if data.get("type") == "started":
+                if data.get("type") == EventType.STARTED:
                     self.record.started_at = time.monotonic()
                     self.started.set()
             else:
                 self.record.stats = data
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self.client.stop()
 
 
 def write_station_config(path: Path, bundle: Path, video: LineVideo, broker: LocalBroker, workdir: Path) -> Path:
