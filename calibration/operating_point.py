@@ -69,7 +69,7 @@ class Rate:
 
     @classmethod
     def of(cls, count: int, total: int, method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
-           confidence: float = 0.95) -> "Rate":
+           confidence: float = 0.95) -> Rate:
         low, high = interval(count, total, method, confidence)
         return cls(int(count), int(total), count / total if total else 0.0, low, high)
 

@@ -93,7 +93,7 @@ class DeployabilityVerdict:
                 "notes": list(self.notes)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DeployabilityVerdict":
+    def from_dict(cls, data: dict) -> DeployabilityVerdict:
         return cls([Reason(Problem(r["problem"]), r["message"]) for r in data.get("reasons", [])],
                    list(data.get("notes", [])), data.get("basis", ""))
 

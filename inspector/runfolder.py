@@ -104,7 +104,7 @@ class RunManifest(StrictModel):
         return folder.manifest
 
     @classmethod
-    def load(cls, folder: RunFolder) -> "RunManifest":
+    def load(cls, folder: RunFolder) -> RunManifest:
         try:
             return cls.model_validate_json(folder.manifest.read_text())
         except OSError as exc:

@@ -8,7 +8,7 @@ from inspector.bundle import Bundle, Precision
 from inspector.dataset import SplitManifest
 from inspector.decision import defect_score
 from inspector.imageio import load_image
-from inspector.preprocess import PreprocessSpec, Preprocessor
+from inspector.preprocess import Preprocessor, PreprocessSpec
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,6 @@ def test_bundle_metrics(calibrated):
 
 def test_not_a_run_dir(tmp_path):
     from calibration.calibrate import calibrate
-
     from inspector.runfolder import RunFolderError
 
     with pytest.raises(RunFolderError, match="missing model.keras"):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from inspector.bundle import Bundle, Precision
 from app.cli import main
+from inspector.bundle import Bundle, Precision
 
 
 def test_help_is_cheap():

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import yaml
 
-from calibration.commissioning import (CommissioningError, check_frame, commission, commission_image, find_roi,
-                                       parse_roi, station_yaml)
+from calibration.commissioning import (
+    CommissioningError,
+    check_frame,
+    commission,
+    commission_image,
+    find_roi,
+    parse_roi,
+    station_yaml,
+)
 from inspector.imageio import save_image
 from inspector.preprocess import Roi
 from inspector.synth import render

@@ -4,8 +4,13 @@ import math
 import numpy as np
 import pytest
 
-from calibration.operating_point import (OperatingPointError, choose_threshold, interval, rates_at,
-                                         samples_to_demonstrate)
+from calibration.operating_point import (
+    OperatingPointError,
+    choose_threshold,
+    interval,
+    rates_at,
+    samples_to_demonstrate,
+)
 from inspector.decision import DecisionPolicy
 
 

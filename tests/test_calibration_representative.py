@@ -9,7 +9,7 @@ import pytest
 from calibration.representative import _quotas, draw_representative, load_labeled, resolve_root
 from inspector.dataset import make_split, scan_folder
 from inspector.imageio import load_image
-from inspector.preprocess import PreprocessSpec, Preprocessor
+from inspector.preprocess import Preprocessor, PreprocessSpec
 from inspector.synth import generate
 
 

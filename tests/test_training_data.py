@@ -4,7 +4,7 @@ import pytest
 
 from inspector.dataset import DatasetError, make_split, scan_folder
 from inspector.imageio import load_image
-from inspector.preprocess import PreprocessSpec, Preprocessor
+from inspector.preprocess import Preprocessor, PreprocessSpec
 
 
 @pytest.fixture(scope="module")

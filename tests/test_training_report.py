@@ -53,7 +53,7 @@ def test_metrics_reproduced_from_saved_model_and_split(trained_run):
     from inspector.dataset import SplitManifest
     from inspector.imageio import load_image
     from inspector.metrics import classification_report
-    from inspector.preprocess import PreprocessSpec, Preprocessor
+    from inspector.preprocess import Preprocessor, PreprocessSpec
 
     run = json.loads((trained_run / "run.json").read_text())
     metrics = json.loads((trained_run / "metrics.json").read_text())

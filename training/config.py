@@ -114,7 +114,7 @@ class ModelConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelConfig":
+    def _check(self) -> ModelConfig:
         if self.input_size != "auto" and min(self.input_size) < 32:
             raise ValueError(f"input_size {self.input_size}: MobileNetV3 needs at least 32x32")
         if self.weights == "imagenet":

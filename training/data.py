@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from inspector.dataset import DatasetError, SplitManifest
 from inspector.imageio import ImageError, decode_image
-from inspector.preprocess import PreprocessSpec, Preprocessor
+from inspector.preprocess import Preprocessor, PreprocessSpec
 from training.augment import build_augmenter
 from training.config import AugmentConfig
 

@@ -42,7 +42,7 @@ class EpochScore:
 
     @classmethod
     def measure(cls, probs: np.ndarray, labels: np.ndarray, good_index: int,
-                false_reject_budget: float) -> "EpochScore":
+                false_reject_budget: float) -> EpochScore:
         probs = np.asarray(probs, np.float64)
         labels = np.asarray(labels, np.int64)
         loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)))) \
@@ -106,7 +106,7 @@ class ModelSelector:
         return {"best": asdict(self.best) if self.best else None, "best_epoch": self.best_epoch, "wait": self.wait}
 
     @classmethod
-    def from_dict(cls, data: dict, monitor: Monitor, patience: int, min_delta: float) -> "ModelSelector":
+    def from_dict(cls, data: dict, monitor: Monitor, patience: int, min_delta: float) -> ModelSelector:
         best = EpochScore(**data["best"]) if data.get("best") else None
         return cls(monitor, patience, min_delta, best, data.get("best_epoch", 0), data.get("wait", 0))
 

@@ -24,11 +24,11 @@ class TrainState:
 
     @classmethod
     def fresh(cls, es: EarlyStoppingConfig, stage_index: int = 0,
-              history: Optional[List[dict]] = None) -> "TrainState":
+              history: Optional[List[dict]] = None) -> TrainState:
         return cls(ModelSelector(es.monitor, es.patience, es.min_delta), history if history is not None else [],
                    stage_index)
 
-    def next_stage(self, es: EarlyStoppingConfig) -> "TrainState":
+    def next_stage(self, es: EarlyStoppingConfig) -> TrainState:
         """The state at the start of the following stage (same history, new selector)."""
         return TrainState.fresh(es, self.stage_index + 1, self.history)
 
@@ -37,7 +37,7 @@ class TrainState:
                 "selector": self.selector.to_dict(), "history": self.history}
 
     @classmethod
-    def from_dict(cls, data: dict, es: EarlyStoppingConfig) -> "TrainState":
+    def from_dict(cls, data: dict, es: EarlyStoppingConfig) -> TrainState:
         selector = ModelSelector.from_dict(data["selector"], es.monitor, es.patience, es.min_delta)
         return cls(selector, list(data["history"]), int(data["stage_index"]), int(data["epoch"]),
                    bool(data["stage_done"]))
