@@ -1,22 +1,29 @@
 """``auto`` settings chosen from the training images: input size and grayscale.
 
 Input size: the median short side of the (ROI-cropped) training images, rounded down to a multiple of 32
-and kept within [``MIN_SIZE``, ``MAX_SIZE``]. Downscaling a 300 px image to 128 px shrinks a 4 px
-scratch below two pixels; upscaling a 100 px image only costs time. ``MAX_SIZE`` keeps a default run on
-about 1,000 images near 20 minutes on 2 CPU cores (cost grows with the pixel count: 160 px took about
-17 s per epoch on magnetic tile, 192 px about 1.45 times that).
+and kept within [``MIN_SIZE``, ``MAX_SIZE``]: downscaling a 300 px image to 128 px shrinks a 4 px
+scratch below two pixels, upscaling a 100 px image only costs time. Then capped by time: a training
+epoch costs about ``SECONDS_PER_MEGAPIXEL`` per million input pixels on two CPU cores (measured on
+magnetic tile: 940 training images at 160 px, 10-14 s per epoch), and the size is the largest step of 32
+whose planned epochs fit ``TIME_BUDGET_S``. The recipe experiments found more epochs worth more than a
+larger input at a fixed time (224 px cost 2.2x per epoch for the same AUC at equal epochs), so the
+budget goes to epochs first: magnetic tile gets 160 px for 60 epochs, a 300-image set of 300 px parts
+224 px.
 
 Grayscale: yes when every sampled image has (on average) equal colour channels, so a colour station camera
 sees the same luminance the model was trained on.
 
 Example:
     >>> choose_input_size([300, 310, 290, 305])
-    192
+    224
+    >>> choose_input_size([300, 310, 290, 305], train_images=940, epochs=60)
+    160
     >>> choose_input_size([120, 100, 130])
     96
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -27,25 +34,29 @@ from inspector.dataset import SplitManifest
 from inspector.imageio import ImageError, load_image
 from inspector.preprocess import Roi
 
-MIN_SIZE, MAX_SIZE, STEP = 96, 192, 32
+MIN_SIZE, MAX_SIZE, STEP = 96, 224, 32
+SECONDS_PER_MEGAPIXEL = 12.0 / (940 * 160 * 160 / 1e6)  # one epoch over 940 images at 160 px took ~12 s
+TIME_BUDGET_S = 15 * 60  # training time the auto size aims for (validation and tracing come on top)
 SAMPLE = 48  # images looked at; sizes within a data set rarely vary much
 GRAY_TOLERANCE = 1.0  # mean channel difference (0-255) still counted as gray (JPEG chroma noise)
 
 
-def choose_input_size(short_sides: Sequence[int]) -> int:
-    """Median short side rounded down to a multiple of 32, within [MIN_SIZE, MAX_SIZE]."""
+def choose_input_size(short_sides: Sequence[int], train_images: int = 0, epochs: int = 0,
+                      budget_s: float = TIME_BUDGET_S) -> int:
+    """Median short side rounded down to a multiple of 32, within [MIN_SIZE, MAX_SIZE], and no larger
+    than ``epochs`` over ``train_images`` can afford in ``budget_s`` (when both are given)."""
     median = float(np.median(short_sides)) if len(short_sides) else MAX_SIZE
-    return int(min(max(STEP * int(median // STEP), MIN_SIZE), MAX_SIZE))
+    size = min(max(STEP * int(median // STEP), MIN_SIZE), MAX_SIZE)
+    if train_images and epochs:
+        affordable = math.sqrt(budget_s * 1e6 / (SECONDS_PER_MEGAPIXEL * train_images * epochs))
+        size = min(size, max(MIN_SIZE, STEP * int(affordable // STEP)))
+    return int(size)
 
 
 @dataclass(frozen=True)
 class ImageSurvey:
     short_sides: List[int]
     gray: bool
-
-    @property
-    def input_size(self) -> int:
-        return choose_input_size(self.short_sides)
 
 
 def survey(manifest: SplitManifest, root: Optional[str | Path] = None, roi: Optional[Roi] = None,

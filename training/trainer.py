@@ -42,7 +42,7 @@ from inspector.deployability import DeployabilityVerdict, assess
 from inspector.metrics import classification_report
 from inspector.operating_point import choose_policy, outcomes
 from inspector.runfolder import OperatingPointRecord, RunFolder, RunManifest, write_json
-from training.auto import survey
+from training.auto import TIME_BUDGET_S, choose_input_size, survey
 from training.checkpoints import Checkpoints
 from training.config import Optimizer, Progress, Schedule, TrainConfig
 from training.data import ImageSet, eval_dataset, load_split_images, train_dataset
@@ -276,10 +276,13 @@ def resolve_auto(config: TrainConfig, manifest: SplitManifest, echo: Callable[[s
     found = survey(manifest, config.data.root or None, config.data.roi, seed=config.seed)
     model, data = config.model, config.data
     if model.input_size == "auto":
-        size = found.input_size
+        epochs = sum(stage.epochs for stage in plan_stages(config))
+        train_images = len(manifest.splits["train"])
+        size = choose_input_size(found.short_sides, train_images, epochs)
         model = model.model_copy(update={"input_size": (size, size)})
         echo(f"input size auto: {size}x{size} (median short side {int(np.median(found.short_sides or [0]))} px "
-             f"of {len(found.short_sides)} training images)")
+             f"of {len(found.short_sides)} training images; at most what {epochs} epochs over {train_images} images "
+             f"allow in about {TIME_BUDGET_S // 60:.0f} minutes on two CPU cores)")
     if data.grayscale is None:
         data = data.model_copy(update={"grayscale": found.gray})
         echo(f"grayscale auto: {'yes' if found.gray else 'no'} (training images are "

@@ -1,0 +1,36 @@
+"""training.auto: input size from the images' native size within the time budget, grayscale when gray."""
+import numpy as np
+
+from inspector.dataset import Sample, SplitManifest
+from inspector.imageio import save_image
+from inspector.preprocess import Roi
+from training.auto import MAX_SIZE, MIN_SIZE, choose_input_size, survey
+
+
+def test_native_size_in_steps_of_32_within_bounds_and_the_time_budget():
+    assert choose_input_size([300] * 5) == 224  # a 300 px part is not shrunk to 128 px
+    assert choose_input_size([200, 210, 190]) == 192
+    assert choose_input_size([64] * 3) == MIN_SIZE and choose_input_size([2000] * 3) == MAX_SIZE
+    assert choose_input_size([300] * 5, train_images=940, epochs=60) == 160  # magnetic tile's measured recipe
+    assert choose_input_size([300] * 5, train_images=300, epochs=60) == 224  # a small set can afford more
+    assert choose_input_size([300] * 5, train_images=20000, epochs=60) == MIN_SIZE
+
+
+def _manifest(tmp_path, colour: bool):
+    rng = np.random.default_rng(0)
+    samples = []
+    for i, (w, h) in enumerate([(320, 240), (300, 260), (400, 250)]):
+        gray = rng.integers(0, 255, (h, w, 1), dtype=np.uint8)
+        image = np.concatenate([gray, gray, (gray // 2 if colour else gray)], axis=2)
+        save_image(tmp_path / f"{i}.png", image)
+        samples.append(Sample(f"{i}.png", "good", str(i)))
+    return SplitManifest(str(tmp_path), "good", ["dent", "good"], 0, (0.7, 0.15, 0.15), "f",
+                         {"train": samples, "val": [], "test": []})
+
+
+def test_survey_reads_short_sides_and_colour(tmp_path):
+    gray = survey(_manifest(tmp_path, colour=False))
+    assert sorted(gray.short_sides) == [240, 250, 260] and gray.gray
+    assert not survey(_manifest(tmp_path, colour=True)).gray
+    cropped = survey(_manifest(tmp_path, colour=False), roi=Roi(x=100, y=0, width=150, height=200))
+    assert cropped.short_sides == [150, 150, 150]
