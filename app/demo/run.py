@@ -21,6 +21,7 @@ import numpy as np
 
 from app.demo.line import run_line
 from app.demo.video import frame_with_part, render_line_video
+from inspector.runfolder import RunFolder
 from inspector.synth import DEFECTS, GOOD, UNSEEN_DEFECTS, generate, render
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def _belt_from_dataset(settings: DemoSettings, run_dir: Path, n: int):
     from inspector.dataset import SplitManifest
     from inspector.imageio import load_image
 
-    split = SplitManifest.load(run_dir / "split.json")
+    split = SplitManifest.load(RunFolder(run_dir).split)
     rng = np.random.default_rng(settings.seed)
     samples = list(split.splits["test"])
     picks = [samples[i] for i in rng.permutation(len(samples))[:n]]
@@ -133,7 +134,8 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     result = train(_train_config(settings, root), run_dir)
     test = result.metrics["test"]
     echo(f"trained: test accuracy {test['accuracy']:.3f}, pass/fail ROC AUC "
-         f"{test['pass_fail']['roc_auc'] or float('nan'):.3f}; report {run_dir / 'report.html'}")
+         f"{test['pass_fail']['roc_auc'] or float('nan'):.3f}; report {RunFolder(run_dir).report}")
+    echo(result.verdict.summary())
     timings["train_s"] = time.monotonic() - t
 
     echo("== 3/5 line video")
@@ -190,7 +192,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     summary["bundle"] = str(calibration.bundle_path)
     summary["deployability"] = calibration.verdict.to_dict()
     summary["reports"] = {name: str(Path(path).relative_to(out)) for name, path in
-                          (("training", run_dir / "report.html"), ("calibration", calibration.report_html))
+                          (("training", RunFolder(run_dir).report), ("calibration", calibration.report_html))
                           if path and Path(path).exists()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "decisions.json").write_text(json.dumps(record.decisions, indent=1))
