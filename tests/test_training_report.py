@@ -15,7 +15,7 @@ def test_report_files_written(trained_run):
         path = trained_run / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f'src="{name}"' in html
-    assert "escape rate" in html and "false-reject rate" in html and "class_weights" in html
+    assert "escape rate" in html and "false-reject rate" in html and "oversample" in html
 
 
 def test_metrics_consistent_with_confusion_matrix(trained_run):
@@ -38,7 +38,7 @@ def test_metrics_consistent_with_confusion_matrix(trained_run):
         assert pf["goods"] == cm[g].sum() and pf["defects"] == cm.sum() - cm[g].sum()
         assert pf["escape_rate"] == pytest.approx(pf["escapes"] / pf["defects"])
         assert pf["false_reject_rate"] == pytest.approx(pf["false_rejects"] / pf["goods"])
-    assert metrics["imbalance"]["method"] == "class_weights"
+    assert metrics["imbalance"]["method"] == "oversample"
     history = json.loads((trained_run / "history.json").read_text())
     assert metrics["training"]["epochs"] == len(history) == 2
 

@@ -144,7 +144,7 @@ class OptimConfig(StrictModel):
         None, gt=0, lt=1, description="Momentum of an exponential moving average of the weights, used for "
                                       "validation, selection and the saved model; none = off")
     batch_size: int = Field(32, ge=1, description="Batch size per replica (global = this x replicas)")
-    epochs: int = Field(30, ge=1, description="Epochs of single-stage (random init) training")
+    epochs: int = Field(60, ge=1, description="Epochs of single-stage (random init) training")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Steps per epoch; none = one pass over train")
 
 
@@ -167,7 +167,9 @@ class EarlyStoppingConfig(StrictModel):
     monitor: Monitor = Field(
         Monitor.VAL_AUC, description="val_auc: pass/fail ROC AUC, then escapes at the false-reject budget, then "
                                      "loss (training.selection); val_loss: lowest plain validation loss")
-    patience: int = Field(8, ge=1, description="Epochs without improvement before the stage stops")
+    patience: int = Field(
+        20, ge=1, description="Epochs without a better epoch before the stage stops (the cosine schedule's tail "
+                              "still improves a from-scratch run, so stopping is kept for runs that went nowhere)")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement")
     restore_best: bool = Field(True, description="End each stage with its best epoch's weights")
 
@@ -192,9 +194,9 @@ class AugmentConfig(StrictModel):
 class ImbalanceConfig(StrictModel):
     """How training compensates for having far more good parts than defects."""
 
-    method: Imbalance = Field(Imbalance.CLASS_WEIGHTS, description="class_weights, oversample or none")
+    method: Imbalance = Field(Imbalance.OVERSAMPLE, description="oversample, class_weights or none")
     good_fraction: Optional[float] = Field(
-        None, gt=0, lt=1,
+        0.5, gt=0, lt=1,
         description="oversample: share of good images per batch (defects keep their mutual proportions); "
                     "none = every class equally often",
     )
