@@ -151,3 +151,47 @@ def test_mirrored_strategy_over_two_devices(synth_root, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "steps of 8 images (2 replica(s))" in out.stdout
     assert (tmp_path / "run" / "run.json").is_file() and (tmp_path / "run" / "model.keras").is_file()
+
+
+MULTI_WORKER_SCRIPT = """
+import json, os, sys
+from tests.fixtures_model import small_config
+from training.trainer import train
+config = small_config(sys.argv[1], runtime={"strategy": "multi_worker", "run_eagerly": False},
+                      optim={"epochs": 1, "steps_per_epoch": 2, "batch_size": 4})
+train(config, sys.argv[2])
+"""
+
+
+def test_multi_worker_training_with_the_keras_workarounds(synth_root, tmp_path):
+    """Two worker processes on this machine (TF_CONFIG): they train in step and the chief writes the run.
+
+    Without ``training.runtime.keras_multi_worker_fixes`` Keras 3's fit() fails under
+    MultiWorkerMirroredStrategy (keras-team/keras#20585); this keeps the workaround honest (with the
+    workaround replaced by a no-op, both workers fail converting a PerReplica batch). Graph mode, as in
+    production: that is where the failure was seen.
+    """
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    repo = Path(__file__).resolve().parents[1]
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", MULTI_WORKER_SCRIPT, str(synth_root), str(tmp_path / "run")],
+                                      cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=400) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    assert "(2 replica(s))" in outputs[0][0]
+    assert (tmp_path / "run" / "run.json").is_file()
