@@ -45,6 +45,7 @@ from inspector.config import StrictModel
 from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, LineBudget, assess
+from inspector.plausibility import PlausibilityReference
 from inspector.preprocess import PreprocessSpec, Preprocessor, Roi
 from inspector.runfolder import RunFolder, RunManifest
 
@@ -384,6 +385,9 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
     op = chosen.operating_point
     manifest = _manifest(run, chosen.conversion, bundle_spec, options, op.policy(),
                          commissioning.reference if commissioning else None, _bundle_metrics(result))
+    # The station's plausibility gate compares every frame with these (training-split) model inputs.
+    manifest.plausibility = PlausibilityReference.fit(
+        result.representative.images if result.representative is not None else result.val.images)
     result.bundle = Bundle.create(manifest, chosen.conversion.model)
     if out is not None:
         result.bundle_path = result.bundle.save(out)

@@ -26,6 +26,7 @@ from inspector.camera import CameraReference
 from inspector.config import ConfigError, StrictModel, load_yaml, set_dotted, validate
 from inspector.decision import DecisionPolicy
 from inspector.mqtt import MqttConfig
+from inspector.plausibility import GateSettings
 
 
 class _SourceBase(StrictModel):
@@ -117,6 +118,15 @@ class FolderSource(_SourceBase):
     loop: bool = Field(False, description="Start again at the end instead of ending the run")
     watch: bool = Field(False, description="Hot folder: never end, inspect new files as they appear")
     poll_s: float = Field(0.2, gt=0, description="How often a watched folder is listed")
+    settle_s: float = Field(
+        1.0, ge=0, description="Watched folder: read a file once its size and modification time have not "
+                               "changed for this long (a writer may pause mid-file)")
+    retries: int = Field(
+        3, ge=0, description="Watched folder: read a file that does not decode (still being written) again "
+                             "this many times, after 1, 2, 4... settle periods, before reporting it unreadable")
+    remember: bool = Field(
+        True, description="Watched folder: remember inspected files across restarts (hotfolder.sqlite next "
+                          "to the outbox), so a restart does not inspect them again")
     fps: Optional[float] = Field(
         None, gt=0, description="Pace images like a live camera at this rate; None inspects every image")
 
@@ -216,6 +226,8 @@ class StationConfig(StrictModel):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    gate: GateSettings = Field(default_factory=GateSettings,
+                               description="Plausibility gate: a frame that is not a part never passes")
     log: LogConfig = Field(default_factory=LogConfig)
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery (off by default)")

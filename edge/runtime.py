@@ -45,6 +45,7 @@ from inspector.config import ConfigError
 from inspector.decision import DecisionPolicy
 from inspector.fsutil import sha256_file
 from inspector.inference import BackendError, Classifier
+from inspector.plausibility import PlausibilityGate
 from inspector.protocol.commands import (
     CommandError,
     PauseCommand,
@@ -123,6 +124,8 @@ class Station:
         self.capture: Optional[Capture] = None
         self.archive: Optional[Archive] = None
         self.health: Optional[CameraHealth] = None
+        self._gate: Optional[PlausibilityGate] = None
+        self._gate_model: Optional[Classifier] = None  # the classifier ``_gate`` was built for
         self.slot = FrameSlot(cfg.mode.type == "triggered", cfg.source.live, cfg.mode.max_pending_triggers)
         self._stop = threading.Event()
         self._stop_reason = ""
@@ -173,7 +176,7 @@ class Station:
         except (BundleError, BackendError, ValueError, OSError) as exc:
             raise StationError(ExitCode.MODEL, f"cannot load model {self.bundle_path}: {exc}") from None
         try:
-            source = create_source(cfg.source)
+            source = create_source(cfg.source, state_dir=cfg.outbox.path.parent)
         except SourceConfigError as exc:
             raise StationError(ExitCode.SOURCE, str(exc)) from None
         try:
@@ -302,7 +305,9 @@ class Station:
         """
         if self.paused:
             return
-        preprocessor = self.classifier.preprocessor
+        clf = self.classifier
+        preprocessor = clf.preprocessor
+        gate = self.gate_for(clf)
         start = time.perf_counter()
         try:
             frame.prepared = preprocessor.prepare(frame.image, frame.order)
@@ -310,22 +315,49 @@ class Station:
             return
         frame.prepared_by = preprocessor
         frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
+        if gate is not None:
+            try:
+                frame.gate = gate.check(frame.prepared, frame.image)
+            except Exception:  # the loop checks the frame again and reports the error
+                return
+            frame.gate_by = gate
+
+    def gate_for(self, clf: Optional[Classifier]) -> Optional[PlausibilityGate]:
+        """The plausibility gate of ``clf``'s bundle (built again when a reload swapped the model)."""
+        if clf is not None and self._gate_model is not clf:
+            m = clf.bundle.manifest
+            gate = PlausibilityGate(m.plausibility, self.cfg.gate, m.camera) if self.cfg.gate.enabled else None
+            self._gate, self._gate_model = gate, clf
+            if gate is not None and m.plausibility is None:
+                log.warning("bundle %s %s has no plausibility reference (written before it existed): the gate only "
+                            "stops blank and clipped frames%s; calibrate again for the full gate", m.name,
+                            m.version, " and checks the camera reference" if m.camera else "")
+        return self._gate
 
     def _inspect(self, frame: Frame, trigger: Optional[Trigger]) -> None:
         clf = self.classifier
+        gate = self.gate_for(clf)
         try:
-            if frame.prepared is not None and frame.prepared_by is clf.preprocessor:
-                c = clf.classify_prepared(frame.prepared, frame.preprocess_ms)
-            else:
-                c = clf.classify(frame.image, order=frame.order)
+            if frame.prepared is None or frame.prepared_by is not clf.preprocessor:
+                start = time.perf_counter()
+                frame.prepared = clf.preprocessor.prepare(frame.image, frame.order)
+                frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
+            if gate is not None and frame.gate_by is not gate:
+                frame.gate, frame.gate_by = gate.check(frame.prepared, frame.image), gate
+            c = clf.classify_prepared(frame.prepared, frame.preprocess_ms)
         except ValueError as exc:  # e.g. a region of interest that does not fit this camera's frames
             self.stats.record_error()
             self._event(EventType.ERROR, f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
+            self.capture.source.done(frame)
             return
         self._seq += 1
         seq = self._seq
         result_id = uuid.uuid4().hex
         verdict = c.verdict
+        findings = frame.gate if gate is not None else None
+        if gate is not None and findings is not None and not findings.ok:
+            verdict = gate.apply(verdict, findings)
+            self.stats.record_gate(findings.codes)
         image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
         result = Result(
             id=result_id, seq=seq, line=self.cfg.line, station=self.cfg.station,
@@ -334,9 +366,12 @@ class Station:
             top_score=round(c.top_score, 6), scores={k: round(v, 6) for k, v in c.scores.items()},
             model=self.model_ref, captured_at=iso_utc(frame.captured_at), capture_ts=frame.captured_at,
             inference_ms=round(c.inference_ms, 3), preprocess_ms=round(c.preprocess_ms, 3),
-            image=str(image) if image else None, frame=frame.ref,
+            image=str(image) if image else None, frame=frame.ref, source_key=frame.key,
+            gate=None if findings is None or findings.ok else findings.reasons,
+            appearance=None if findings is None or findings.appearance is None else round(findings.appearance, 3),
         )
         self.writer.submit(result_id, seq, self.topics.result, result.to_json())
+        self.capture.source.done(frame)
         if image is not None:
             self.archive.submit(image, frame, result.model_dump(mode="json", by_alias=True))
         self.stats.record(verdict, c.inference_ms)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Deque, Dict, Optional
+from typing import Deque, Dict, List, Optional
 
 import numpy as np
 
@@ -27,6 +27,8 @@ class StationStats:
         self.inspected = 0
         self.verdicts: Dict[Verdict, int] = {v: 0 for v in Verdict}
         self.errors = 0
+        self.gated = 0
+        self.gate_reasons: Dict[str, int] = {}
         self._latency: Deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._last_ts = time.monotonic()
         self._last_inspected = 0
@@ -36,6 +38,13 @@ class StationStats:
             self.inspected += 1
             self.verdicts[verdict] += 1
             self._latency.append(inference_ms)
+
+    def record_gate(self, codes: List[str]) -> None:
+        """A frame the plausibility gate stopped, with its findings' codes."""
+        with self._lock:
+            self.gated += 1
+            for code in codes:
+                self.gate_reasons[code] = self.gate_reasons.get(code, 0) + 1
 
     def record_error(self) -> None:
         with self._lock:
@@ -66,6 +75,8 @@ class StationStats:
                 passed=passed,
                 failed=failed,
                 review=review,
+                gated=self.gated,
+                gate_reasons=dict(self.gate_reasons),
                 yield_pct=round(100.0 * passed / self.inspected, 3) if self.inspected else None,
                 outbox_depth=outbox_depth,
                 camera_state=camera_state,

@@ -28,6 +28,7 @@ from inspector.camera import CameraReference
 from inspector.config import StrictModel, format_validation_error
 from inspector.decision import DecisionPolicy
 from inspector.fsutil import atomic_path, sha256_bytes
+from inspector.plausibility import PlausibilityReference
 from inspector.preprocess import PreprocessSpec
 
 SCHEMA_VERSION = 1
@@ -87,6 +88,9 @@ class Manifest(StrictModel):
     output: TensorSpec
     decision: DecisionPolicy = Field(default_factory=DecisionPolicy)
     camera: Optional[CameraReference] = Field(None, description="Commissioning reference of the camera")
+    plausibility: Optional[PlausibilityReference] = Field(
+        None, description="What the calibration images look like, for the station's plausibility gate "
+                          "(absent in bundles written before it existed)")
     metrics: Dict[str, Any] = Field(default_factory=dict, description="Calibration and test metrics")
     provenance: Provenance = Field(default_factory=Provenance)
     model_sha256: str = Field("", description="SHA-256 of model.tflite")
@@ -208,6 +212,7 @@ class Bundle:
             f"{m.preprocess.interpolation.value} roi={m.preprocess.roi.model_dump() if m.preprocess.roi else None}",
             f"decision    defect score = 1 - p({m.good_class}) >= {d.threshold:.4f} fails{band}",
             f"camera      {'reference set' if m.camera else 'no reference'}",
+            f"gate        {f'reference of {m.plausibility.images} images' if m.plausibility else 'no reference'}",
             f"provenance  dataset {m.provenance.dataset_fingerprint[:12] or '-'} split "
             f"{m.provenance.split_sha256[:12] or '-'} tool {m.provenance.tool_version} created {m.provenance.created}",
             f"sha256      {m.model_sha256}",

@@ -1,13 +1,17 @@
 """Frame source plugins on real inputs: image folders, video files, an HTTP MJPEG camera, GStreamer, USB."""
+import threading
 import time
+from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from edge import config as C
 from edge.sources import (
     BadFrame,
     EndOfSource,
+    SeenFiles,
     SourceConfigError,
     SourceError,
     create_source,
@@ -16,7 +20,7 @@ from edge.sources import (
     source_types,
 )
 from inspector.preprocess import ChannelOrder
-from tests.fixtures_edge import read_level, write_folder, write_video
+from tests.fixtures_edge import StationThread, read_level, station_config, write_folder, write_video
 
 
 def _read_all(source, limit=1000):
@@ -170,3 +174,134 @@ def test_usb_camera_that_is_not_there_is_retried_not_fatal():
     with pytest.raises(SourceError) as info:
         source.open()
     assert not isinstance(info.value, SourceConfigError)
+
+
+# -- hot folder (issue 16 item 7): a file still being written, a truncated read, a restart --------------------
+
+
+def _png(seed: int = 0) -> bytes:
+    """A noisy 96x96 PNG (large enough that half of it is a truncated file)."""
+    image = np.random.default_rng(seed).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+def _slow_write(path: Path, data: bytes, pause_s: float = 1.5) -> threading.Thread:
+    """A writer that stops for ``pause_s`` halfway through the file (a camera or a network copy)."""
+
+    def write():
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            time.sleep(pause_s)
+            fh.write(data[len(data) // 2:])
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def _frames(source, until, timeout: float = 20.0) -> tuple:
+    """Read until ``until(frames)`` holds; returns (frames, BadFrame reasons)."""
+    frames, bad = [], []
+    deadline = time.monotonic() + timeout
+    while not until(frames) and time.monotonic() < deadline:
+        try:
+            frame = source.read()
+        except BadFrame as exc:
+            bad.append(str(exc))
+            continue
+        if frame is not None:
+            frames.append(frame)
+    return frames, bad
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_watched_file_is_read_only_after_it_has_settled(tmp_path):
+    data = _png()
+    source = create_source(C.FolderSource(path=tmp_path, watch=True, poll_s=0.05, settle_s=2.0))
+    source.open()
+    writer = _slow_write(tmp_path / "part.png", data)
+    frames, bad = _frames(source, lambda f: len(f) == 1)
+    writer.join()
+    assert bad == [] and len(frames) == 1
+    assert np.array_equal(frames[0].image, _decoded(data))
+    stat = (tmp_path / "part.png").stat()
+    assert frames[0].key == f"part.png|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def test_a_truncated_read_is_retried_not_reported(tmp_path):
+    data = _png(1)
+    source = create_source(C.FolderSource(path=tmp_path, watch=True, poll_s=0.05, settle_s=0.3, retries=3))
+    source.open()
+    writer = _slow_write(tmp_path / "part.png", data)  # pauses longer than settle_s: read half-written once
+    frames, bad = _frames(source, lambda f: len(f) == 1)
+    writer.join()
+    assert bad == [] and len(frames) == 1
+    assert np.array_equal(frames[0].image, _decoded(data))
+    assert _frames(source, lambda f: False, timeout=1.0) == ([], [])  # not delivered twice
+
+
+def test_a_file_that_stays_truncated_is_reported_once_after_the_retries(tmp_path):
+    (tmp_path / "broken.png").write_bytes(_png()[:500])
+    source = create_source(C.FolderSource(path=tmp_path, watch=True, poll_s=0.05, settle_s=0.1, retries=2))
+    source.open()
+    frames, bad = _frames(source, lambda f: False, timeout=2.0)
+    assert frames == [] and len(bad) == 1 and "broken.png: truncated PNG" in bad[0]
+
+
+def test_a_restart_inspects_only_new_or_changed_files(tmp_path):
+    folder, state = tmp_path / "hot", tmp_path / "state"
+    write_folder(folder, 3)
+    cfg = C.FolderSource(path=folder, watch=True, poll_s=0.05, settle_s=0.1)
+    first = create_source(cfg, state_dir=state)
+    first.open()
+    frames, _ = _frames(first, lambda f: len(f) == 3)
+    assert [f.ref for f in frames] == ["img_0000.png", "img_0001.png", "img_0002.png"]
+    for frame in frames[:2]:
+        first.done(frame)  # the station queued these results; img_0002 was read but not finished
+    first.close()
+    assert (state / SeenFiles.FILE_NAME).is_file()
+
+    write_folder(folder, 1, start=3)
+    time.sleep(0.01)
+    (folder / "img_0000.png").write_bytes((folder / "img_0001.png").read_bytes())  # replaced: a new part
+    again = create_source(cfg, state_dir=state)
+    again.open()
+    frames, _ = _frames(again, lambda f: len(f) == 3)
+    assert sorted(f.ref for f in frames) == ["img_0000.png", "img_0002.png", "img_0003.png"]
+    assert _frames(again, lambda f: False, timeout=0.5)[0] == []
+
+
+def test_video_frames_carry_a_stable_key(tmp_path):
+    path = write_video(tmp_path / "clip.avi", 3)
+    keys = [[f.key for f in _read_all(create_source(C.VideoSource(path=path)))] for _ in range(2)]
+    stat = path.stat()
+    assert keys[0] == keys[1] == [f"clip.avi|{stat.st_size}|{stat.st_mtime_ns}#{i}" for i in range(3)]
+
+
+def test_station_restart_does_not_inspect_the_hot_folder_again(shared_broker, tmp_path, int8_bundle):
+    folder = tmp_path / "hot"
+    write_folder(folder, 3)
+    source = {"type": "folder", "path": str(folder), "watch": True, "poll_s": 0.05, "settle_s": 0.1}
+    cfg = station_config(shared_broker, tmp_path / "state", int8_bundle, source)
+    rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/result"])
+
+    station = StationThread(cfg).start()
+    rec.wait_for(lambda r: len(r.results()) == 3, what="three results")
+    station.stop()
+    write_folder(folder, 1, start=3)
+    station = StationThread(cfg).start()
+    rec.wait_for(lambda r: len(r.results()) == 4, what="the new file's result")
+    time.sleep(1.0)  # time for a wrong re-inspection of the old files to show up
+    station.stop()
+    results = rec.results()
+    assert [r["frame"] for r in results] == [f"img_{i:04d}.png" for i in range(4)]
+    for r in results:
+        stat = (folder / r["frame"]).stat()
+        assert r["source_key"] == f"{r['frame']}|{stat.st_size}|{stat.st_mtime_ns}"
+    rec.close()

@@ -50,6 +50,14 @@ class Result(_Message):
     preprocess_ms: float = 0.0
     image: Optional[str] = Field(None, description="Archived image path on the station, if saved")
     frame: Optional[str] = Field(None, description="Source frame reference: file name (folder) or file#index (video)")
+    source_key: Optional[str] = Field(
+        None, description="Stable identity of the source file: name|size|mtime_ns, plus #index for a video frame; "
+                          "the same for a re-inspection of the same file (unlike id). None for cameras")
+    gate: Optional[List[str]] = Field(
+        None, description="Why the plausibility gate stopped this frame (then the verdict is never pass); "
+                          "None when the frame looked like a part")
+    appearance: Optional[float] = Field(
+        None, description="Appearance distance to the calibration images / the bundle's threshold (gate)")
 
     def names_other_sender(self, line: str, station: str) -> bool:
         """True when the payload claims another line or station than the topic it came on (``line``, ``station``).
@@ -72,6 +80,8 @@ class Stats(_Message):
     passed: int = 0
     failed: int = 0
     review: int = 0
+    gated: int = Field(0, description="Frames the plausibility gate kept from passing")
+    gate_reasons: Dict[str, int] = Field(default_factory=dict, description="Gate findings by code")
     yield_pct: Optional[float] = Field(None, description="passed / inspected x 100")
     outbox_depth: int = 0
     camera_state: CameraState = CameraState.UNKNOWN
