@@ -8,9 +8,11 @@ on the SCADA side, with the payloads encoded and decoded by the ``pysparkplug`` 
   counts (``Line/*``) when a controller publishes its state;
 * each station is a device: DBIRTH when it is first seen or comes back online, DDATA for changed values
   (``Stats/*`` from its stats, ``Last Result/*`` from its results), DDEATH when its status goes offline;
-* DCMD ``Device Control/Trigger`` (a part id), ``/Pause`` (true pauses, false resumes), ``/Threshold`` and
-  ``/Snapshot`` become the station's JSON commands (built with :mod:`inspector.protocol.commands`, so validated the same
-  way), and ``Device Control/Rebirth`` / NCMD ``Node Control/Rebirth`` republish the births.
+* DCMD ``Device Control/Trigger`` (a part id), ``/Pause`` (true pauses, false resumes) and ``/Snapshot``
+  become the station's operational JSON commands (built with :mod:`inspector.protocol.commands`, so validated
+  the same way), and ``Device Control/Rebirth`` / NCMD ``Node Control/Rebirth`` republish the births. The
+  threshold is an engineering command (it changes verdicts) that the bridge's broker account may not send,
+  so SCADA gets no writable threshold; ``Stats/*`` and ``Last Result/*`` still show the one in use.
 
 pysparkplug 0.6 declares ``paho-mqtt<2`` but only its own MQTT client needs that; its payload and topic
 classes, all this module uses, work with paho-mqtt 2 (install it with ``pip install --no-deps``).
@@ -22,16 +24,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from pydantic import BaseModel
-
 from inspector import __version__
 from inspector.mqtt import BrokerClient, MqttConfig
 from inspector.protocol.commands import (
     PauseCommand,
     ResumeCommand,
-    SetThresholdCommand,
     SnapshotCommand,
+    StationCommand,
     TriggerCommand,
+    command_topic,
 )
 from inspector.protocol.enums import Presence
 from inspector.protocol.payloads import ControllerState, Result, Stats
@@ -44,14 +45,12 @@ REBIRTH_NODE = "Node Control/Rebirth"
 REBIRTH_DEVICE = "Device Control/Rebirth"
 
 
-def _station_command(name: str, value: Any) -> Optional[BaseModel]:
+def _station_command(name: str, value: Any) -> Optional[StationCommand]:
     """The station command (an :mod:`inspector.protocol.commands` model) for a written control metric; None: nothing to do."""
     if name == "Device Control/Trigger":
         return TriggerCommand(cmd="trigger", part_id=str(value)) if value else None
     if name == "Device Control/Pause":
         return PauseCommand(cmd="pause") if value else ResumeCommand(cmd="resume")
-    if name == "Device Control/Threshold":
-        return SetThresholdCommand(cmd="set_threshold", threshold=float(value))
     if name == "Device Control/Snapshot":
         return SnapshotCommand(cmd="snapshot") if value else None
     raise ValueError(f"unsupported control metric {name!r}")
@@ -59,8 +58,7 @@ def _station_command(name: str, value: Any) -> Optional[BaseModel]:
 
 # Writable device metrics, declared in every DBIRTH: (name, datatype, initial value).
 CONTROL_METRICS = (("Device Control/Rebirth", "BOOLEAN", False), ("Device Control/Trigger", "STRING", ""),
-                   ("Device Control/Pause", "BOOLEAN", False), ("Device Control/Threshold", "DOUBLE", None),
-                   ("Device Control/Snapshot", "BOOLEAN", False))
+                   ("Device Control/Pause", "BOOLEAN", False), ("Device Control/Snapshot", "BOOLEAN", False))
 
 
 def _pysparkplug():
@@ -295,8 +293,8 @@ class SparkplugBridge:
                     log.warning("Sparkplug command for %s ignored: %s", station, exc)
                     continue
                 if command is not None:
-                    cmd_topic = StationTopics(self.prefix, self.line, station).cmd
-                    self.source.publish(cmd_topic, command.model_dump_json(exclude_none=True), qos=1)
+                    topic = command_topic(StationTopics(self.prefix, self.line, station), command)
+                    self.source.publish(topic, command.model_dump_json(exclude_none=True), qos=1)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

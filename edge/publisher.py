@@ -44,6 +44,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.outbox import Outbox, Row
 from inspector.mqtt import MqttConfig, Will, connect, make_client
+from inspector.protocol.commands import CommandChannel
 from inspector.protocol.enums import Presence
 from inspector.protocol.payloads import Event, Stats
 from inspector.protocol.topics import StationTopics
@@ -80,7 +81,7 @@ class Publisher:
         topics: StationTopics,
         client_id: str,
         outbox: Outbox,
-        on_command: Callable[[bytes, bool], None],
+        on_command: Callable[[bytes, bool, CommandChannel], None],
         on_rejected: Optional[Callable[[Row, str], None]] = None,
         on_connection: Optional[Callable[[bool, str], None]] = None,
         retained_on_connect: Optional[Callable[[], List[Tuple[str, str]]]] = None,
@@ -103,7 +104,7 @@ class Publisher:
         self.events_dropped = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self.cmd_subscribed = threading.Event()  # the broker confirmed the command subscription
+        self.cmd_subscribed = threading.Event()  # the broker confirmed both command subscriptions
         self._drain_thread: Optional[threading.Thread] = None
         self.published = 0
         self.connects = 0
@@ -182,12 +183,13 @@ class Publisher:
         client.publish(self.topics.status, Presence.ONLINE.value, qos=1, retain=True)
         for topic, payload in self._retained_on_connect() if self._retained_on_connect else ():
             client.publish(topic, payload, qos=1, retain=True)
+        topics = (self.topics.cmd, self.topics.engineering)
         if self.cfg.protocol == "5":
             # Retain As Published: a retained command delivered live keeps its flag, so it is refused too
             # (by default the broker clears the flag on live deliveries; MQTT 3.1.1 always does).
-            client.subscribe(self.topics.cmd, options=SubscribeOptions(qos=1, retainAsPublished=True))
+            client.subscribe([(t, SubscribeOptions(qos=1, retainAsPublished=True)) for t in topics])
         else:
-            client.subscribe(self.topics.cmd, qos=1)
+            client.subscribe([(t, 1) for t in topics])
         with self._state:
             self._connected = True
             self._reconnected = True
@@ -200,7 +202,8 @@ class Publisher:
     @_never_raises
     def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(code.is_failure for code in reason_codes):
-            log.error("the broker refused the command subscription %s: %s", self.topics.cmd, reason_codes)
+            log.error("the broker refused the command subscriptions %s, %s: %s", self.topics.cmd,
+                      self.topics.engineering, reason_codes)
         else:
             self.cmd_subscribed.set()
 
@@ -230,7 +233,9 @@ class Publisher:
     @_never_raises
     def _handle_message(self, client, userdata, message) -> None:
         if message.topic == self.topics.cmd:
-            self._on_command(message.payload, bool(message.retain))
+            self._on_command(message.payload, bool(message.retain), CommandChannel.OPERATIONAL)
+        elif message.topic == self.topics.engineering:
+            self._on_command(message.payload, bool(message.retain), CommandChannel.ENGINEERING)
 
     # -- events and stats --------------------------------------------------------------------------------------
 

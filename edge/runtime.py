@@ -47,6 +47,7 @@ from inspector.fsutil import sha256_file
 from inspector.inference import BackendError, Classifier
 from inspector.plausibility import PlausibilityGate
 from inspector.protocol.commands import (
+    CommandChannel,
     CommandError,
     PauseCommand,
     ReloadCommand,
@@ -442,24 +443,24 @@ class Station:
             details["payload"] = payload[:200].decode("utf-8", "replace")
         self._event(EventType.COMMAND_REJECTED, reason, **details)
 
-    def _on_command(self, payload: bytes, retained: bool) -> None:
+    def _on_command(self, payload: bytes, retained: bool, channel: CommandChannel) -> None:
         """paho thread: validate, handle triggers at once (their time matters), queue the rest.
 
         Nothing a sender writes may raise out of here: an unexpected error is answered like an invalid
         command (``command_rejected``) and logged with its traceback.
         """
         try:
-            self._take_command(payload, retained)
+            self._take_command(payload, retained, channel)
         except Exception as exc:
             log.exception("command handling failed")
             self._reject(f"command could not be handled: {type(exc).__name__}: {exc}", payload=payload)
 
-    def _take_command(self, payload: bytes, retained: bool) -> None:
+    def _take_command(self, payload: bytes, retained: bool, channel: CommandChannel) -> None:
         if retained:
             self._reject("retained commands are ignored; publish commands with retain=false", payload=payload)
             return
         try:
-            cmd = parse_command(payload)
+            cmd = parse_command(payload, channel)
             if isinstance(cmd, ReloadCommand):
                 resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir)
         except CommandError as exc:
@@ -511,9 +512,18 @@ class Station:
             except ValidationError as exc:
                 self._reject(f"set_threshold: {exc.errors()[0]['msg']}", rid)
                 return
+            supported = self._calibrated_range()
+            outside = [v for v in (cmd.threshold, cmd.review_low, cmd.review_high)
+                       if v is not None and not supported[0] - 1e-9 <= v <= supported[1] + 1e-9]
+            if outside and not cmd.override:
+                self._reject(f"set_threshold: {outside[0]:g} is outside the range the bundle's calibration supports "
+                             f"[{supported[0]:g}, {supported[1]:g}]; send \"override\": true to apply it anyway", rid)
+                return
             self.classifier.policy = policy
-            self._event(EventType.COMMAND_ACCEPTED, f"threshold {current.threshold:g} -> {policy.threshold:g}",
-                        cmd="set_threshold", request_id=rid, policy=policy.model_dump())
+            note = " (override: outside the calibrated range)" if outside else ""
+            self._event(EventType.THRESHOLD_CHANGED, f"threshold {current.threshold:g} -> {policy.threshold:g}{note}",
+                        cmd="set_threshold", request_id=rid, before=current.model_dump(), after=policy.model_dump(),
+                        override=cmd.override, calibrated=list(supported))
         elif isinstance(cmd, SnapshotCommand):
             frame = self.slot.last_frame
             if frame is None:
@@ -560,5 +570,17 @@ class Station:
         self.classifier = clf
         self.bundle_path = path
         self._setup_health()
+        new = self.model_ref.model_dump()
         self._event(EventType.MODEL_RELOADED, f"model {old.version} -> {self.model_ref.version}", bundle=str(path),
-                    previous=old.model_dump(), model=self.model_ref.model_dump(), request_id=request_id)
+                    previous=old.model_dump(), model=new, before=old.model_dump(), after=new, request_id=request_id)
+
+    def _calibrated_range(self) -> tuple[float, float]:
+        """Thresholds the bundle's calibration supports: its review band, or only its own threshold.
+
+        Calibration measured escapes and false rejects at that operating point; a threshold elsewhere
+        has no measured consequence, so a ``set_threshold`` there needs ``override``.
+        """
+        d = self.classifier.bundle.manifest.decision
+        low = d.review_low if d.review_low is not None else d.threshold
+        high = d.review_high if d.review_high is not None else d.threshold
+        return low, high

@@ -59,6 +59,7 @@ def test_births_data_commands_and_deaths_decode_with_the_library(bridge_env):
     birth = _metrics(_of(scada, "DBIRTH", "cam1")[0])
     assert (birth["Stats/passed"], birth["Stats/failed"], birth["Stats/yield_pct"]) == (90, 8, 90.0)
     assert birth["Stats/camera_state"] == "running" and "Device Control/Trigger" in birth
+    assert "Device Control/Threshold" not in birth  # an engineering command: not SCADA's to send
     assert birth["Last Result/verdict"] is None  # declared in the birth, no value yet
 
     station.publish(f"{base}/result", result_payload(cfg.line, "cam1", "P7", "fail"))
@@ -79,10 +80,12 @@ def test_births_data_commands_and_deaths_decode_with_the_library(bridge_env):
     # SCADA writes a part id to Device Control/Trigger: the station gets its JSON trigger command
     cmd = sp.DCmd(timestamp=sp.get_current_timestamp(), metrics=(
         sp.Metric(timestamp=None, name="Device Control/Trigger", datatype=sp.DataType.STRING, value="P8"),
+        sp.Metric(timestamp=None, name="Device Control/Threshold", datatype=sp.DataType.DOUBLE, value=1.0),
         sp.Metric(timestamp=None, name="Device Control/Pause", datatype=sp.DataType.BOOLEAN, value=True)))
     scada.publish(f"spBv1.0/{cfg.sparkplug.group_id}/DCMD/{cfg.line}/cam1", cmd.encode(include_dtypes=True))
     scada.wait_for(lambda r: len(r.on("cmd")) == 2, 20, "station commands")
     assert [m.json() for m in scada.on("cmd")] == [{"cmd": "trigger", "part_id": "P8"}, {"cmd": "pause"}]
+    assert scada.on("engineering") == []
 
     seqs = [p.seq for p in _of(scada, "DBIRTH") + _of(scada, "DDATA")]
     assert sorted(seqs) == list(range(1, len(seqs) + 1))  # one sequence after NBIRTH's 0

@@ -24,7 +24,7 @@ from tests.fixtures_mqtt import Broker, find_mosquitto, free_port
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 PASSWORD = "s3cret-test"
-USERS = ("cam1", "cam2", "controller", "dashboard", "operator")
+USERS = ("cam1", "cam2", "controller", "dashboard", "operator", "engineer", "sparkplug")
 
 
 def _replace(text: str, old: str, new: str) -> str:
@@ -228,6 +228,17 @@ def test_controller_and_operator_may_send_station_commands(clients):
     clients("operator").publish("inspector/line1/cam1/cmd", "from-operator")
     cam1.wait_for("inspector/line1/cam1/cmd", "from-controller")
     cam1.wait_for("inspector/line1/cam1/cmd", "from-operator")
+
+
+def test_only_the_engineer_may_send_engineering_commands(clients):
+    engineering = "inspector/line1/cam2/engineering"
+    cam2 = clients("cam2", subscribe=[engineering, "inspector/line1/cam2/cmd"])
+    engineer = clients("engineer")
+    for user in ("operator", "controller", "sparkplug", "cam1", "cam2", "dashboard"):
+        leaked = _denied_then_sentinel(clients(user), [engineering], engineering, cam2, sentinel_publisher=engineer)
+        assert leaked == [], f"{user} may write {engineering}"
+    assert _denied_then_sentinel(engineer, ["inspector/line1/cam2/cmd", "inspector/line1/cam2/result"],
+                                 engineering, cam2) == []
 
 
 def test_tls_listener_accepts_clients_that_trust_the_ca(prod_broker, clients):

@@ -2,6 +2,7 @@
 import pytest
 
 from inspector.protocol.commands import (
+    CommandChannel,
     CommandError,
     ReloadCommand,
     SetThresholdCommand,
@@ -40,10 +41,12 @@ def test_valid_commands_parse_to_their_types():
     assert parse_command('{"cmd": "trigger", "part_id": "A-7", "request_id": "r1"}') == \
         TriggerCommand(cmd="trigger", part_id="A-7", request_id="r1")
     assert parse_command(b'{"cmd": "trigger"}').part_id is None
-    cmd = parse_command(b'{"cmd": "set_threshold", "threshold": 1, "review_low": 0.5, "review_high": 1.0}')
+    cmd = parse_command(b'{"cmd": "set_threshold", "threshold": 1, "review_low": 0.5, "review_high": 1.0}',
+                        CommandChannel.ENGINEERING)
     assert isinstance(cmd, SetThresholdCommand) and cmd.threshold == 1.0
     digest = "ab" * 32
-    assert parse_command(f'{{"cmd": "reload", "bundle": "v2.inspector", "sha256": "{digest}"}}') == \
+    assert parse_command(f'{{"cmd": "reload", "bundle": "v2.inspector", "sha256": "{digest}"}}',
+                         CommandChannel.ENGINEERING) == \
         ReloadCommand(cmd="reload", bundle="v2.inspector", sha256=digest)
     assert {parse_command(f'{{"cmd": "{name}"}}').cmd for name in ("pause", "resume", "snapshot")} == \
         {"pause", "resume", "snapshot"}

@@ -9,7 +9,16 @@ import json
 
 import pytest
 
-from inspector.protocol.commands import CommandError, parse_command, resolve_bundle_path
+from inspector.protocol.commands import (
+    CommandChannel,
+    CommandError,
+    SetThresholdCommand,
+    TriggerCommand,
+    command_topic,
+    parse_command,
+    resolve_bundle_path,
+)
+from inspector.protocol.topics import StationTopics
 
 
 def _nested(depth: int) -> bytes:
@@ -47,7 +56,29 @@ def test_reload_names_that_are_no_paths_are_command_errors(tmp_path, name):
 def test_a_reload_with_a_nul_byte_is_refused_by_parse_or_resolve(tmp_path):
     payload = json.dumps({"cmd": "reload", "bundle": "v2\u0000.inspector"}).encode()
     with pytest.raises(CommandError):
-        resolve_bundle_path(parse_command(payload).bundle, tmp_path)
+        resolve_bundle_path(parse_command(payload, CommandChannel.ENGINEERING).bundle, tmp_path)
+
+
+@pytest.mark.parametrize("payload, channel", [
+    (b'{"cmd": "set_threshold", "threshold": 0.5}', CommandChannel.OPERATIONAL),
+    (b'{"cmd": "reload", "bundle": "v2.inspector"}', CommandChannel.OPERATIONAL),
+    (b'{"cmd": "trigger"}', CommandChannel.ENGINEERING),
+    (b'{"cmd": "pause"}', CommandChannel.ENGINEERING),
+])
+def test_each_command_is_accepted_only_on_its_own_topic(payload, channel):
+    with pytest.raises(CommandError, match="command: publish it on"):
+        parse_command(payload, channel)
+    other = next(c for c in CommandChannel if c is not channel)
+    assert parse_command(payload, other).channel is other
+
+
+def test_senders_get_the_topic_of_the_command_from_the_contract():
+    topics = StationTopics("inspector", "line1", "cam1")
+    assert topics.engineering == "inspector/line1/cam1/engineering"
+    assert command_topic(topics, TriggerCommand(cmd="trigger")) == topics.cmd
+    assert command_topic(topics, SetThresholdCommand(cmd="set_threshold", threshold=0.5)) == topics.engineering
+    assert parse_command(b'{"cmd": "set_threshold", "threshold": 0.9, "override": true}',
+                         CommandChannel.ENGINEERING).override
 
 
 # -- whole stations ----------------------------------------------------------------------------------------
@@ -184,3 +215,40 @@ def test_a_retained_command_delivered_live_is_refused(shared_broker, tmp_path, i
             live.answers_and_inspects()
         finally:
             live.send(b"", retain=True)  # clear the broker's retained copy
+
+
+def test_engineering_commands_have_their_own_topic_a_calibrated_range_and_before_after_events(
+        shared_broker, tmp_path, int8_bundle, frames):
+    from inspector.bundle import Bundle
+
+    calibrated = Bundle.load(int8_bundle).manifest.decision
+    low = calibrated.review_low if calibrated.review_low is not None else calibrated.threshold
+    high = calibrated.review_high if calibrated.review_high is not None else calibrated.threshold
+    inside = round((low + high) / 2, 6)
+    outside = 0.999 if high < 0.999 else 0.001
+    with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
+        no_band = {"review_low": outside, "review_high": outside} if calibrated.review_low is not None else {}
+        live.send(json.dumps({"cmd": "set_threshold", "threshold": outside, "override": True}).encode())
+        live.send(b'{"cmd": "pause"}', leaf="engineering")
+        live.send(json.dumps({"cmd": "set_threshold", "threshold": outside, "request_id": "no-override",
+                              **no_band}).encode(),
+                  leaf="engineering")
+        live.rec.wait_for(lambda r: len(r.events("command_rejected")) == 3, what="three refusals")
+        reasons = [e["details"]["reason"] for e in live.rec.events("command_rejected")]
+        assert "engineering command: publish it on" in reasons[0]
+        assert "operational command: publish it on" in reasons[1]
+        assert "override" in reasons[2] and "calibrat" in reasons[2]
+        assert {r["threshold"] for r in live.rec.results()} == {calibrated.threshold}
+
+        live.send(json.dumps({"cmd": "set_threshold", "threshold": inside, "request_id": "in"}).encode(),
+                  leaf="engineering")
+        live.send(json.dumps({"cmd": "set_threshold", "threshold": outside, "override": True,
+                              "request_id": "over", **no_band}).encode(), leaf="engineering")
+        live.rec.wait_for(lambda r: len(r.events("threshold_changed")) == 2, what="two threshold changes")
+        live.rec.wait_for(lambda r: r.results()[-1]["threshold"] == outside, what="the overridden threshold in use")
+        first, second = live.rec.events("threshold_changed")
+        assert first["details"]["request_id"] == "in" and not first["details"]["override"]
+        assert first["details"]["before"]["threshold"] == calibrated.threshold
+        assert first["details"]["after"]["threshold"] == inside
+        assert second["details"]["before"]["threshold"] == inside and second["details"]["override"]
+        assert second["details"]["after"]["threshold"] == outside

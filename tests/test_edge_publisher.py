@@ -10,6 +10,7 @@ import pytest
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from inspector.mqtt import MqttConfig
+from inspector.protocol.commands import CommandChannel
 from inspector.protocol.enums import EventType
 from inspector.protocol.payloads import Event, Stats
 from inspector.protocol.topics import StationTopics
@@ -22,7 +23,7 @@ def _publisher(broker, tmp_path, station, protocol=None, commands=None, **mqtt):
                      reconnect_min_s=0.2, reconnect_max_s=1.0, **mqtt)
     received = commands if commands is not None else []
     pub = Publisher(cfg, topics, f"pub-{station}-{uuid.uuid4().hex[:6]}", box,
-                    on_command=lambda payload, retained: received.append((payload, retained)))
+                    on_command=lambda payload, retained, channel: received.append((payload, retained, channel)))
     return pub, box, topics
 
 
@@ -157,8 +158,10 @@ def test_commands_reach_the_callback_and_retained_ones_are_flagged(shared_broker
         assert pub.cmd_subscribed.wait(20)
         sender.publish(topics.cmd, b'{"cmd": "pause"}')
         sender.publish(topics.cmd, b'{"cmd": "resume"}', retain=True)
-        _wait(lambda: len(received) == 2)
-        assert received[0] == (b'{"cmd": "pause"}', False)
+        sender.publish(topics.engineering, b'{"cmd": "reload"}')
+        _wait(lambda: len(received) == 3)
+        assert received[0] == (b'{"cmd": "pause"}', False, CommandChannel.OPERATIONAL)
+        assert received[2] == (b'{"cmd": "reload"}', False, CommandChannel.ENGINEERING)
         pub.publish_event(Event(ts=time.time(), type=EventType.SNAPSHOT, message="hello"))
         sender.wait_for(lambda r: r.events("snapshot"), what="event")
     finally:

@@ -208,7 +208,7 @@ def test_reload_switches_to_a_good_bundle_and_keeps_the_old_one_on_a_corrupt_bun
     cfg = station_config(shared_broker, tmp_path, current,
                          {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 20})
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
-    cmd = f"inspector/edgetest/{cfg.station}/cmd"
+    cmd = f"inspector/edgetest/{cfg.station}/engineering"
     station = StationThread(cfg).start()
 
     def newest_version(r):
@@ -231,6 +231,7 @@ def test_reload_switches_to_a_good_bundle_and_keeps_the_old_one_on_a_corrupt_bun
     reloaded = rec.events("model_reloaded")[0]
     assert reloaded["details"]["previous"]["version"] == "v1" and reloaded["details"]["model"]["version"] == "v2"
     assert reloaded["details"]["request_id"] == "r1"
+    assert (reloaded["details"]["before"]["version"], reloaded["details"]["after"]["version"]) == ("v1", "v2")
     failed, mismatch = rec.events("model_reload_failed")
     assert failed["details"]["request_id"] == "r2" and "corrupt" in failed["details"]["error"].lower()
     assert "SHA-256" in mismatch["details"]["error"]
@@ -249,6 +250,7 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
                          {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 20})
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     cmd = f"inspector/edgetest/{cfg.station}/cmd"
+    engineering = f"inspector/edgetest/{cfg.station}/engineering"
     station = StationThread(cfg).start()
     bad = [
         b"{this is not json",
@@ -258,8 +260,8 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
         b'{"cmd": "set_threshold", "threshold": "0.1"}',
         b'{"cmd": "set_threshold", "threshold": 7}',
         b'{"cmd": "pause", "until": "forever"}',
-        json.dumps({"cmd": "reload", "bundle": str(outside)}).encode(),
-        b'{"cmd": "reload", "bundle": "../elsewhere.inspector"}',
+        (engineering, json.dumps({"cmd": "reload", "bundle": str(outside)}).encode()),
+        (engineering, b'{"cmd": "reload", "bundle": "../elsewhere.inspector"}'),
         b'{"cmd": "trigger", "part_id": "X"}',  # valid JSON, but the station runs in continuous mode
     ]
     try:
@@ -267,7 +269,8 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
         threshold = rec.results()[-1]["threshold"]
         assert station.station.publisher.cmd_subscribed.wait(20)
         for payload in bad:
-            rec.publish(cmd, payload)
+            topic, payload = payload if isinstance(payload, tuple) else (cmd, payload)
+            rec.publish(topic, payload)
         rec.wait_for(lambda r: len(r.events("command_rejected")) == len(bad), what="every rejection")
         count = len(rec.results())
         rec.wait_for(lambda r: len(r.results()) > count + 3, what="results after the bad commands")
@@ -275,7 +278,8 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
         assert {r["threshold"] for r in rec.results()} == {threshold}
         assert all(r["model"]["version"] == rec.results()[0]["model"]["version"] for r in rec.results())
 
-        rec.publish(cmd, b'{"cmd": "set_threshold", "threshold": 0.999}')
+        rec.publish(engineering, b'{"cmd": "set_threshold", "threshold": 0.999, "review_low": 0.99, '
+                                 b'"review_high": 1.0, "override": true}')
         rec.wait_for(lambda r: r.results()[-1]["threshold"] == 0.999, what="new threshold in results")
         rec.publish(cmd, b'{"cmd": "pause"}')
         rec.wait_for(lambda r: any(e["message"] == "paused" for e in r.events("command_accepted")))

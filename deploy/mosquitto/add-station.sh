@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Give a new station its broker account: a password and an ACL block that lets it write only its own
-# topics and read only its own cmd topic. Run as root on the broker host, then reload Mosquitto.
+# topics and read only its own command topics (cmd and engineering). Run as root on the broker host, then reload Mosquitto.
 #   deploy/mosquitto/add-station.sh line1 cam2            # asks for the password
 #   STATION_PASSWORD=... deploy/mosquitto/add-station.sh line1 cam2
 # ACL_FILE / PASSWD_FILE / PREFIX override /etc/mosquitto/acl, /etc/mosquitto/passwd and "inspector".
@@ -35,6 +35,7 @@ base="$prefix/$line/$station"
   echo "topic write $base/stats"
   echo "topic write $base/event"
   echo "topic read $base/cmd"
+  echo "topic read $base/engineering"
   echo "topic write homeassistant/sensor/$node/+/config"
 } >> "$acl"
 

@@ -1,4 +1,12 @@
-"""Commands a station accepts on ``<prefix>/<line>/<station>/cmd``: JSON, validated before anything changes.
+"""Commands a station accepts: JSON, validated before anything changes, each on the topic of its consequence.
+
+Operational commands (``trigger``, ``pause``, ``resume``, ``snapshot``) go to ``<prefix>/<line>/<station>/cmd``:
+operators, the line controller and SCADA send them and none of them changes what a part's verdict is.
+Engineering commands (``set_threshold``, ``reload``) change the decision itself and go to
+``<prefix>/<line>/<station>/engineering``, which the broker ACL opens to the ``engineer`` account only. A
+command on the other topic is refused, so an ACL entry for ``cmd`` can never change a verdict. A threshold
+outside the range the bundle's calibration supports (its review band, or only its own threshold without
+one) needs ``"override": true``.
 
 Every command is a JSON object with a ``cmd`` field; an optional ``request_id`` (string) is echoed in the
 events the command produces, so a controller can match answers to requests. Types are strict: ``"0.4"``
@@ -9,9 +17,11 @@ changes nothing.
 ``trigger``        ``{"cmd": "trigger", "part_id": "A-1042"}`` inspect the next frame (triggered mode)
 ``pause``          ``{"cmd": "pause"}`` stop inspecting (capture continues, nothing is published)
 ``resume``         ``{"cmd": "resume"}``
-``set_threshold``  ``{"cmd": "set_threshold", "threshold": 0.4}`` (optional ``review_low``/``review_high``)
-``reload``         ``{"cmd": "reload", "bundle": "v7.inspector", "sha256": "<of the file, optional>"}``
 ``snapshot``       ``{"cmd": "snapshot"}`` save the current camera frame
+``set_threshold``  ``{"cmd": "set_threshold", "threshold": 0.4}`` (optional ``review_low``/``review_high``,
+                   ``override``) - engineering
+``reload``         ``{"cmd": "reload", "bundle": "v7.inspector", "sha256": "<of the file, optional>"}``
+                   - engineering
 =================  ==============================================================================
 
 ``reload`` only loads bundles inside the station's models directory (no ``..``, no symlink escaping it).
@@ -19,7 +29,7 @@ changes nothing.
 Example:
     >>> parse_command(b'{"cmd": "trigger", "part_id": "A-1"}').part_id
     'A-1'
-    >>> parse_command(b'{"cmd": "set_threshold", "threshold": "high"}')
+    >>> parse_command(b'{"cmd": "set_threshold", "threshold": "high"}', CommandChannel.ENGINEERING)
     Traceback (most recent call last):
     ...
     inspector.protocol.commands.CommandError: threshold: Input should be a valid number
@@ -28,11 +38,14 @@ from __future__ import annotations
 
 import json
 import re
+from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import Annotated
+
+from inspector.protocol.topics import StationTopics
 
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_COMMAND_DEPTH = 8  # a command is a flat object; a little room for future structured fields
@@ -43,10 +56,18 @@ class CommandError(ValueError):
     """A command that is not valid JSON, not a known command, or has wrong fields; says which."""
 
 
+class CommandChannel(str, Enum):
+    """The topic leaf a command must arrive on, by its consequence."""
+
+    OPERATIONAL = "cmd"  # what is inspected and when; never what a verdict is
+    ENGINEERING = "engineering"  # the decision itself: threshold, model
+
+
 class StationCommand(BaseModel):
     """Base of every command; ``request_id`` is echoed in the events it produces."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    channel: ClassVar[CommandChannel] = CommandChannel.OPERATIONAL
 
     request_id: Optional[str] = Field(None, max_length=128, description="Echoed in the resulting events")
 
@@ -65,13 +86,16 @@ class ResumeCommand(StationCommand):
 
 
 class SetThresholdCommand(StationCommand):
+    channel: ClassVar[CommandChannel] = CommandChannel.ENGINEERING
     cmd: Literal["set_threshold"]
     threshold: float = Field(ge=0.0, le=1.0, description="New fail threshold on the defect score")
     review_low: Optional[float] = Field(None, ge=0.0, le=1.0, description="New review band start")
     review_high: Optional[float] = Field(None, ge=0.0, le=1.0, description="New review band end")
+    override: bool = Field(False, description="Accept values outside the range the bundle's calibration supports")
 
 
 class ReloadCommand(StationCommand):
+    channel: ClassVar[CommandChannel] = CommandChannel.ENGINEERING
     cmd: Literal["reload"]
     bundle: str = Field(min_length=1, max_length=1024, description="Bundle path inside the models directory")
     sha256: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected SHA-256 of the file")
@@ -116,8 +140,14 @@ def _check_depth(text: str) -> None:
             depth -= 1
 
 
-def parse_command(payload: bytes | str) -> StationCommand:
-    """Validate one command payload; raises :class:`CommandError` with a one-line reason, and nothing else."""
+def command_topic(topics: StationTopics, command: StationCommand) -> str:
+    """The topic a sender publishes ``command`` on (``cmd`` or ``engineering``)."""
+    return topics.engineering if command.channel is CommandChannel.ENGINEERING else topics.cmd
+
+
+def parse_command(payload: bytes | str, channel: CommandChannel = CommandChannel.OPERATIONAL) -> StationCommand:
+    """Validate one command payload that arrived on ``channel``; raises :class:`CommandError` with a one-line
+    reason, and nothing else."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8", "surrogatepass")
     if len(payload) > MAX_COMMAND_BYTES:
@@ -139,13 +169,17 @@ def parse_command(payload: bytes | str) -> StationCommand:
     if name not in COMMAND_NAMES:
         raise CommandError(f"unknown command {name!r:.40}; known: {', '.join(COMMAND_NAMES)}")
     try:
-        return _ADAPTER.validate_python(data)
+        command: StationCommand = _ADAPTER.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"][1:]) or "command"
         if first["type"] == "extra_forbidden":
             raise CommandError(f"{loc:.60}: unknown field") from None
         raise CommandError(f"{loc:.60}: {first['msg']}") from None
+    if command.channel is not channel:
+        raise CommandError(f"{name} is an {command.channel.name.lower()} command: publish it on "
+                           f"<station>/{command.channel.value}, not <station>/{channel.value}")
+    return command
 
 
 def resolve_bundle_path(requested: str, models_dir: Path) -> Path:

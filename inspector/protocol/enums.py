@@ -57,6 +57,7 @@ class EventType(str, Enum):
     SNAPSHOT = "snapshot"
     MODEL_RELOADED = "model_reloaded"
     MODEL_RELOAD_FAILED = "model_reload_failed"
+    THRESHOLD_CHANGED = "threshold_changed"  # an engineering change of the decision: before and after
     SENDER_MISMATCH = "sender_mismatch"  # a result whose payload names another station or line than its topic
 
     @property
@@ -66,6 +67,7 @@ class EventType(str, Enum):
 
 _WARNINGS = {t: Severity.WARNING for t in (
     EventType.CAMERA_LOST, EventType.COMMAND_REJECTED, EventType.OUTBOX_FULL, EventType.MODEL_RELOAD_FAILED,
+    EventType.THRESHOLD_CHANGED,
     EventType.ERROR, EventType.TRIGGER_MISSED, EventType.CAMERA_CHECK, EventType.SENDER_MISMATCH)}
 
 

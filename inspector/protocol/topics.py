@@ -6,7 +6,10 @@ Topics (``prefix`` defaults to ``inspector``)::
     <prefix>/<line>/<station>/status   QoS 1, retained       "online" / "offline" (last will)
     <prefix>/<line>/<station>/stats    QoS 0, retained       JSON Stats, periodic
     <prefix>/<line>/<station>/event    QoS 1, not retained   JSON Event (camera lost, reload, errors)
-    <prefix>/<line>/<station>/cmd      QoS 1, subscribed     JSON command (see inspector.protocol.commands)
+    <prefix>/<line>/<station>/cmd          QoS 1, subscribed  JSON operational command (trigger, pause, ...)
+    <prefix>/<line>/<station>/engineering  QoS 1, subscribed  JSON engineering command (set_threshold, reload)
+
+(commands: inspector.protocol.commands; the broker ACL gives ``engineering`` to the engineer account only)
 
 A line controller (``<prefix>/<line>/<controller_id>/...``, ``controller_id`` defaults to ``controller``)::
 
@@ -61,6 +64,10 @@ class StationTopics:
     @property
     def cmd(self) -> str:
         return self._topic("cmd")
+
+    @property
+    def engineering(self) -> str:
+        return self._topic("engineering")
 
     @staticmethod
     def parse(topic: str) -> Optional[Tuple[str, ...]]:
