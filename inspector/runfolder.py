@@ -14,7 +14,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import Field, ValidationError
 from inspector.config import StrictModel
 from inspector.decision import DecisionPolicy
 from inspector.deployability import DeployabilityVerdict
+from inspector.fsutil import atomic_write_json
 from inspector.operating_point import Target
 from inspector.preprocess import PreprocessSpec
 
@@ -61,11 +61,9 @@ class RunFolder:
                                      "`inspector train` wrote")
 
 
-def write_json(path: Path, data) -> None:
-    """JSON written to a temporary file and renamed, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
-    tmp.replace(path)
+def write_json(path: Path, data: object) -> None:
+    """Strict JSON (no NaN) written atomically, so a reader never sees half a file."""
+    atomic_write_json(path, data, allow_nan=False)
 
 
 class OperatingPointRecord(StrictModel):

@@ -25,6 +25,8 @@ from typing import Optional
 import keras
 import numpy as np
 
+from inspector.fsutil import atomic_path, atomic_write_json
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used to resume this run."""
@@ -77,12 +79,9 @@ class Checkpoints:
         self._save_weights(model, self.last_weights)
         optimizer = model.optimizer
         if optimizer is not None and optimizer.built:
-            tmp = self.optimizer_file.with_name("tmp-optimizer.npz")
-            np.savez(tmp, *[np.asarray(keras.ops.convert_to_numpy(v)) for v in optimizer.variables])
-            os.replace(tmp, self.optimizer_file)
-        tmp = self.state_file.with_name("tmp-state.json")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_file)
+            with atomic_path(self.optimizer_file) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, *[np.asarray(keras.ops.convert_to_numpy(v)) for v in optimizer.variables])
+        atomic_write_json(self.state_file, state)
 
     def restore_weights(self, model: keras.Model, best: bool = False) -> None:
         """Best weights of the current stage (this worker's own file) or the last epoch (to resume)."""

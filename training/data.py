@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from inspector.dataset import DatasetError, SplitManifest
+from inspector.fsutil import atomic_path
 from inspector.imageio import ImageError, decode_image
 from inspector.preprocess import Preprocessor, PreprocessSpec
 from training.augment import build_augmenter
@@ -77,11 +78,9 @@ def load_split_images(manifest: SplitManifest, spec: PreprocessSpec, root: Optio
             images[i] = _load_one(root, sample.path, sample.sha256, preprocessor)
         out[name] = ImageSet(images, manifest.labels(name), [s.path for s in samples])
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(cache_file.stem + ".tmp.npz")
-        np.savez(tmp, **{f"{n}_{k}": getattr(s, a) for n, s in out.items()
-                         for k, a in (("x", "images"), ("y", "labels"))})
-        tmp.replace(cache_file)
+        with atomic_path(cache_file) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **{f"{n}_{k}": getattr(s, a) for n, s in out.items()
+                            for k, a in (("x", "images"), ("y", "labels"))})
     return out
 
 
