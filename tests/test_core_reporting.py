@@ -1,0 +1,126 @@
+"""inspector.reporting: the page every report is built from, its tables and numbers, and the shared plots."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+from markupsafe import Markup
+
+from inspector import reporting
+from inspector.decision import DecisionPolicy
+from inspector.deployability import assess
+from inspector.reporting import Section, plots
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_page_has_the_verdict_first_and_escapes_text():
+    verdict = assess(np.full(100, 0.2), np.arange(100) < 40, DecisionPolicy(threshold=0.5), basis="test <split>")
+    page = reporting.render_page("Report <1>", verdict=verdict, intro=["a & b"],
+                                 sections=[Section("First", [reporting.paragraph("x < y", "fail")]),
+                                           Section("Second", ["plain"])])
+    assert "<title>Report &lt;1&gt;</title>" in page
+    body = page[page.index("<body>"):]
+    assert body.index("NOT DEPLOYABLE") < body.index("a &amp; b") < body.index("<h2>First</h2>") < body.index(
+        "<h2>Second</h2>")
+    assert "(test &lt;split&gt;)" in body and "<p class='fail'>x &lt; y</p>" in body and "<p>plain</p>" in body
+    assert str(reporting.verdict_banner(verdict)) in page
+
+
+def test_numbers_and_rates_are_written_one_way():
+    assert [reporting.number(v) for v in (3, np.int64(4), 0.123456, np.float32(0.5), None, float("nan"), 123456.7,
+                                          True)] == ["3", "4", "0.1235", "0.5", "–", "n/a", "123,457", "yes"]
+    assert reporting.percent(0.025) == "2.50%" and reporting.percent(None) == "–"
+    assert reporting.rate(1, 40) == "2.50% (1 of 40)"
+    assert reporting.rate(0, 0) == "– (0 of 0)"
+    assert reporting.rate(1, 40, 0.0006, 0.1316) == "2.50% (1 of 40; 95% CI 0.06–13.16%)"
+
+
+def test_tables_never_print_a_dict():
+    html = str(reporting.mapping_table({"timings": {"data_s": 1.3, "train_s": 20}, "events": ["a", "b"],
+                                        "reasons": [{"problem": "chance_auc", "message": "<AUC>"}], "empty": {}}))
+    assert "{" not in html and "'" not in html.replace("<tr class='", "")
+    assert "<td>timings.data_s</td><td>1.3</td>" in html and "<td>events</td><td>a, b</td>" in html
+    assert "<th>problem</th><th>message</th>" in html and "<td>&lt;AUC&gt;</td>" in html
+    marked = str(reporting.table(["a"], [[Markup("<b>x</b>")], ["<b>"]], ["bad", ""]))
+    assert "<tr class='bad'><td><b>x</b></td></tr><tr><td>&lt;b&gt;</td></tr>" in marked
+    keyed = str(reporting.keyed_records_table({"good": {"accept": 3, "reject": 1}}, "truth"))
+    assert "<th>truth</th><th>accept</th><th>reject</th>" in keyed and "<td>good</td><td>3</td><td>1</td>" in keyed
+
+
+def test_figure_links_or_embeds(tmp_path):
+    png = tmp_path / "p.png"
+    png.write_bytes(PNG + b"rest")
+    assert 'src="p.png"' in reporting.figure("p.png", "cap")
+    embedded = reporting.figure(png, "cap", embed=True)
+    assert 'src="data:image/png;base64,iVBORw0KGgpyZXN0"' in embedded and "<figcaption>cap</figcaption>" in embedded
+
+
+def test_write_page_is_atomic_and_complete(tmp_path):
+    path = reporting.write_page(tmp_path / "r" / "report.html", "T", sections=[Section("S", ["x"])])
+    assert path.read_text().rstrip().endswith("</html>") and [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+def test_templates_ship_as_package_data():
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "inspector.reporting"]
+    templates = sorted((ROOT / "inspector" / "reporting" / "templates").iterdir())
+    assert templates
+    for path in templates:
+        assert any(path.relative_to(ROOT / "inspector" / "reporting").match(p) for p in patterns), path.name
+
+
+def test_importing_the_toolkit_loads_neither_matplotlib_nor_jinja2():
+    code = ("import sys, inspector.reporting, inspector.reporting.plots\n"
+            "assert not [m for m in sys.modules if m.startswith(('matplotlib', 'jinja2'))]\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def scored():
+    rng = np.random.default_rng(0)
+    is_defect = np.arange(200) < 80
+    return np.clip(rng.normal(0.3 + 0.4 * is_defect, 0.15), 0, 1), is_defect
+
+
+def _outside(ax):
+    """The legend's box does not overlap the axes' data area."""
+    renderer = ax.figure.canvas.get_renderer()
+    legend, area = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    return not legend.overlaps(area)
+
+
+def test_roc_marks_the_operating_point_and_keeps_the_legend_outside(scored, tmp_path):
+    scores, is_defect = scored
+    fig, (ax, empty) = plots.new_figure(2)
+    plots.roc(ax, [("model", scores, is_defect)], 0.5)
+    plots.roc(empty, [("only defects", scores[is_defect], is_defect[is_defect])], 0.5)
+    point = [line for line in ax.lines if line.get_marker() == "o"][0]
+    fails = scores >= 0.5
+    assert point.get_xdata()[0] == pytest.approx((fails & ~is_defect).sum() / 120)
+    assert point.get_ydata()[0] == pytest.approx((fails & is_defect).sum() / 80)
+    assert re.search(r"model \(AUC 0\.9\d{3}\)", ax.get_legend().get_texts()[0].get_text())
+    assert "needs good and defect images" in [t.get_text() for t in empty.texts]
+    plots.save(fig, tmp_path / "roc.png")
+    assert _outside(ax)
+    assert (tmp_path / "roc.png").read_bytes()[:8] == PNG
+
+
+def test_histogram_and_confusion(scored, tmp_path):
+    scores, is_defect = scored
+    fig, (hist, cm) = plots.new_figure(2)
+    plots.score_histogram(hist, scores, is_defect, DecisionPolicy(threshold=0.5, review_low=0.4, review_high=0.6),
+                          "scores")
+    plots.confusion(cm, np.array([[5, 2], [1, 7]]), ["good", "dent"])
+    counts = [sum(p.get_height() for p in container) for container in hist.containers]
+    assert counts == [120, 80]
+    labels = [t.get_text() for t in hist.get_legend().get_texts()]
+    assert labels == ["good (120)", "defect (80)", "threshold 0.500", "review band"]
+    assert sorted(t.get_text() for t in cm.texts) == ["1", "2", "5", "7"]
+    plots.save(fig, tmp_path / "h.png")
+    assert _outside(hist)
