@@ -15,7 +15,7 @@ def test_calibration_report(calibrated):
     page = calibrated.report_html.read_text()
     for section in ("Bundle written", "Accuracy guard (validation split)", "Operating point",
                     "Metrics at the operating point", "Per class (validation)", "Per class (test)",
-                    "Representative sample", "<img src='report.png'"):
+                    "Representative sample", '<img src="report.png"'):
         assert section in page, section
     for label in calibrated.run.labels:
         assert f"<td>{label}</td>" in page
