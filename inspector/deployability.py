@@ -22,7 +22,6 @@ Example:
 """
 from __future__ import annotations
 
-import html
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
@@ -104,14 +103,10 @@ class DeployabilityVerdict:
         return "\n".join(lines)
 
     def to_html(self) -> str:
-        """A block for the top of an HTML report (inline style, so every report can use it)."""
-        colour = "#070" if self.deployable else "#b00"
-        items = "".join(f"<li>{html.escape(r.message)}</li>" for r in self.reasons)
-        items += "".join(f"<li><i>note:</i> {html.escape(n)}</li>" for n in self.notes)
-        basis = f" <span style='font-weight:normal'>({html.escape(self.basis)})</span>" if self.basis else ""
-        return (f"<div class='verdict' style='border:3px solid {colour};padding:0.5em 1em;margin:1em 0'>"
-                f"<h2 style='color:{colour};margin:0.2em 0'>{self.status.value}{basis}</h2>"
-                f"{f'<ul>{items}</ul>' if items else ''}</div>")
+        """The block at the top of every HTML report, from the report toolkit's one verdict template."""
+        from inspector.reporting import verdict_banner
+
+        return str(verdict_banner(self))
 
 
 def _pct(count: int, total: int) -> str:
