@@ -19,7 +19,10 @@ Exit codes (for systemd ``RestartPreventExitStatus=`` and friends) are :class:`E
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import stat
+import tempfile
 import threading
 import time
 import uuid
@@ -40,10 +43,10 @@ from edge.outbox import Enqueued, Outbox, OutboxError, OutboxWriter, Row
 from edge.publisher import Publisher
 from edge.sources import Frame, SourceConfigError, create_source
 from edge.stats import StationStats
-from inspector.bundle import Bundle, BundleError
+from inspector.bundle import MANIFEST_NAME, MODEL_NAME, Bundle, BundleError
 from inspector.config import ConfigError
 from inspector.decision import DecisionPolicy
-from inspector.fsutil import sha256_file
+from inspector.fsutil import sha256_bytes
 from inspector.inference import BackendError, Classifier
 from inspector.plausibility import PlausibilityGate
 from inspector.protocol.commands import (
@@ -88,6 +91,15 @@ class ReloadOutcome:
     request_id: Optional[str]
 
 
+@dataclass(frozen=True)
+class ReloadRequest:
+    """A validated ``reload`` with the one path it resolved to (never resolved again)."""
+
+    path: Path
+    sha256: Optional[str]
+    request_id: Optional[str]
+
+
 class StationError(RuntimeError):
     def __init__(self, code: ExitCode, message: str):
         super().__init__(message)
@@ -96,12 +108,53 @@ class StationError(RuntimeError):
 
 def load_classifier(cfg: StationConfig, path: Path) -> Classifier:
     """Load and verify a bundle, build its interpreter, and run one blank frame through it."""
-    bundle = Bundle.load(path)
+    return build_classifier(cfg, Bundle.load(path))
+
+
+def build_classifier(cfg: StationConfig, bundle: Bundle) -> Classifier:
+    """The interpreter for a loaded bundle, self-tested on one blank frame."""
     inf = cfg.inference
     clf = Classifier(bundle, backend=inf.backend, threads=inf.threads, delegates=inf.delegates,
                      policy=cfg.decision, delegate_options=inf.delegate_options or None)
     clf.warm_up()
     return clf
+
+
+def _read_once(path: Path) -> bytes:
+    """The bytes of one regular file, through one descriptor that refuses a symlink put in its place."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BundleError(f"{path.name}: not a regular file")
+        return f.read()
+
+
+def load_reload_candidate(cfg: StationConfig, path: Path, sha256: Optional[str]) -> Classifier:
+    """Load the bundle a ``reload`` named from a private copy made by opening it once.
+
+    The file may be deleted or swapped at any moment after the command (an operator copying the next
+    version in): its bytes are read once, the checksum is verified on exactly those bytes, and only
+    they are loaded, so what was verified is what runs, and a vanished file is an ordinary failure.
+    """
+    with tempfile.TemporaryDirectory(prefix="inspector-reload-") as work:
+        private = Path(work) / "bundle"
+        if path.is_dir():  # a bundle directory: its two files, each read once
+            if sha256:
+                raise BundleError(f"{path.name}: sha256 applies to a bundle file, not a directory")
+            private.mkdir()
+            for name in (MANIFEST_NAME, MODEL_NAME):
+                (private / name).write_bytes(_read_once(path / name))
+        else:
+            data = _read_once(path)
+            if sha256 and sha256_bytes(data).lower() != sha256.lower():
+                raise BundleError(f"{path.name}: SHA-256 does not match the one in the command")
+            private.write_bytes(data)
+        try:
+            bundle = Bundle.load(private)
+        except BundleError as exc:
+            raise BundleError(str(exc).replace(str(private), path.name)) from None
+    bundle.source = str(path)
+    return build_classifier(cfg, bundle)
 
 
 def iso_utc(ts: float) -> str:
@@ -130,7 +183,7 @@ class Station:
         self.slot = FrameSlot(cfg.mode.type == "triggered", cfg.source.live, cfg.mode.max_pending_triggers)
         self._stop = threading.Event()
         self._stop_reason = ""
-        self._commands: queue.Queue[Union[StationCommand, ReloadOutcome]] = queue.Queue()
+        self._commands: queue.Queue[Union[StationCommand, ReloadRequest, ReloadOutcome]] = queue.Queue()
         self._reloading = threading.Lock()
         self._camera_lost = False
         self._outbox_full = False
@@ -461,8 +514,10 @@ class Station:
             return
         try:
             cmd = parse_command(payload, channel)
-            if isinstance(cmd, ReloadCommand):
-                resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir)
+            if isinstance(cmd, ReloadCommand):  # resolved here, once: the loader opens exactly this path
+                self._commands.put(ReloadRequest(resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir),
+                                                 cmd.sha256, cmd.request_id))
+                return
         except CommandError as exc:
             self._reject(str(exc), payload=payload)
             return
@@ -485,6 +540,8 @@ class Station:
             try:
                 if isinstance(cmd, ReloadOutcome):
                     self._finish_reload(cmd)
+                elif isinstance(cmd, ReloadRequest):
+                    self._start_reload(cmd)
                 else:
                     self._apply(cmd)
             except Exception as exc:  # a command never stops the station
@@ -537,21 +594,24 @@ class Station:
                 self._reject(f"snapshot: cannot save: {exc}", rid)
                 return
             self._event(EventType.SNAPSHOT, f"snapshot saved to {path}", path=str(path), request_id=rid)
-        elif isinstance(cmd, ReloadCommand):
-            if not self._reloading.acquire(blocking=False):
-                self._reject("reload: another reload is still running", rid)
-                return
-            path = resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir)
-            self._event(EventType.COMMAND_ACCEPTED, f"loading {path.name}", cmd="reload", request_id=rid, bundle=str(path))
-            threading.Thread(target=self._load_candidate, args=(path, cmd.sha256, rid), name="reload",
+
+    def _start_reload(self, request: ReloadRequest) -> None:
+        rid, path = request.request_id, request.path
+        if not self._reloading.acquire(blocking=False):
+            self._reject("reload: another reload is still running", rid)
+            return
+        try:
+            threading.Thread(target=self._load_candidate, args=(path, request.sha256, rid), name="reload",
                              daemon=True).start()
+        except BaseException:
+            self._reloading.release()
+            raise
+        self._event(EventType.COMMAND_ACCEPTED, f"loading {path.name}", cmd="reload", request_id=rid, bundle=str(path))
 
     def _load_candidate(self, path: Path, sha256: Optional[str], request_id: Optional[str]) -> None:
         """Loader thread: verify and self-test the new bundle; the main loop swaps it in."""
         try:
-            if sha256 and sha256_file(path).lower() != sha256.lower():
-                raise BundleError(f"{path.name}: SHA-256 does not match the one in the command")
-            clf = load_classifier(self.cfg, path)
+            clf = load_reload_candidate(self.cfg, path, sha256)
             self._commands.put(ReloadOutcome(path, clf, None, request_id))
         except (BundleError, BackendError, ValueError, OSError) as exc:
             self._commands.put(ReloadOutcome(path, None, str(exc), request_id))

@@ -252,3 +252,70 @@ def test_engineering_commands_have_their_own_topic_a_calibrated_range_and_before
         assert first["details"]["after"]["threshold"] == inside
         assert second["details"]["before"]["threshold"] == inside and second["details"]["override"]
         assert second["details"]["after"]["threshold"] == outside
+
+
+def _versioned(src, dest, version: str):
+    from inspector.bundle import Bundle
+
+    bundle = Bundle.load(src)
+    return Bundle.create(bundle.manifest.model_copy(update={"version": version}), bundle.model).save(dest)
+
+
+def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_station(
+        shared_broker, tmp_path, int8_bundle, frames):
+    import hashlib
+    import os
+    import random
+    import time
+
+    models = tmp_path / "models"
+    models.mkdir()
+    current = _versioned(int8_bundle, models / "v1.inspector", "v1")
+    good = _versioned(int8_bundle, tmp_path / "v2.bytes", "v2").read_bytes()
+    other = _versioned(int8_bundle, tmp_path / "v3.bytes", "v3").read_bytes()
+    outside = tmp_path / "outside.inspector"
+    outside.write_bytes(other)
+    target = models / "next.inspector"
+    digest = hashlib.sha256(good).hexdigest()
+
+    def put(data: bytes) -> None:
+        tmp = models / ".put.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+    def symlink_out() -> None:
+        target.unlink()
+        target.symlink_to(outside)
+
+    disturb = [target.unlink, lambda: put(other), lambda: put(b"PK\x03\x04 not a bundle"), symlink_out]
+    rng = random.Random(16)
+    with LiveStation(shared_broker, tmp_path, current, frames) as live:
+        def answer(rid):
+            for kind in ("model_reloaded", "model_reload_failed", "command_rejected"):
+                for event in live.rec.events(kind):
+                    if event["details"].get("request_id") == rid:
+                        return kind, event
+            return None
+
+        for i in range(24):
+            if target.is_symlink():
+                target.unlink()
+            put(good)
+            rid = f"race-{i}"
+            live.send(json.dumps({"cmd": "reload", "bundle": target.name, "sha256": digest, "request_id": rid}).encode(),
+                      leaf="engineering")
+            time.sleep(rng.uniform(0.0, 0.15))
+            disturb[i % len(disturb)]()
+            live.rec.wait_for(lambda r: answer(rid) is not None, what=f"an answer to {rid}")
+            kind, event = answer(rid)
+            assert live.thread.running, f"the station stopped after {rid}"
+            if kind == "model_reloaded":  # what was verified is what was loaded: never the swapped-in v3
+                assert event["details"]["after"]["version"] == "v2"
+        if target.is_symlink():
+            target.unlink()
+        put(good)
+        live.send(json.dumps({"cmd": "reload", "bundle": "v1.inspector", "request_id": "final"}).encode(),
+                  leaf="engineering")
+        live.rec.wait_for(lambda r: answer("final") is not None, what="an answer to the final reload")
+        assert answer("final")[0] == "model_reloaded"
+        live.answers_and_inspects()

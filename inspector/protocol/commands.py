@@ -193,7 +193,7 @@ def resolve_bundle_path(requested: str, models_dir: Path) -> Path:
         candidate = Path(requested)
         path = (candidate if candidate.is_absolute() else root / candidate).resolve()
         path.relative_to(root)
-        exists = path.is_file()
+        exists = path.exists()
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: a symlink loop (before Python 3.13)
         if isinstance(exc, ValueError) and "relative" in str(exc):
             raise CommandError(f"bundle {requested!r:.200} is outside the models directory {models_dir}") from None
