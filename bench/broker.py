@@ -4,7 +4,7 @@ The broker process is the product's throw-away launcher (:class:`inspector.local
 used by the tests and the demo: free loopback port, start/stop keeping port and data); only its
 configuration differs: it is the production file
 ``deploy/mosquitto/mosquitto.conf`` (``max_queued_messages 1000000``, ``max_inflight_messages 20``,
-persistence with ``autosave_interval 30``, ...) minus what only makes sense on an installed system
+persistence saved after every change, ...) minus what only makes sense on an installed system
 (password file, ACL, TLS listener, system paths), plus a loopback listener with anonymous access.
 
 The subscriber keeps the raw payload and the arrival time of every message and decodes them after the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import threading
@@ -72,12 +73,10 @@ def _make_certs(certs: Path) -> None:
         "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
 
 
-@pytest.fixture(scope="module")
-def prod_broker(tmp_path_factory):
+def _production_broker(work: Path, tls: bool) -> ProductionBroker:
+    """The shipped configuration in ``work``, with the users of USERS (cam2 added by add-station.sh)."""
     if find_mosquitto() is None or shutil.which("mosquitto_passwd") is None:
         pytest.skip("mosquitto / mosquitto_passwd not installed")
-    work = tmp_path_factory.mktemp("prod-broker")
-    tls = shutil.which("openssl") is not None
     if tls:
         _make_certs(work / "certs")
     broker = ProductionBroker(work, tls=tls)
@@ -92,6 +91,12 @@ def prod_broker(tmp_path_factory):
     subprocess.run(["bash", str(DEPLOY / "add-station.sh"), "line1", "cam2"], check=True, env=env,
                    capture_output=True)
     passwd.chmod(0o600)
+    return broker
+
+
+@pytest.fixture(scope="module")
+def prod_broker(tmp_path_factory):
+    broker = _production_broker(tmp_path_factory.mktemp("prod-broker"), tls=shutil.which("openssl") is not None)
     broker.start()
     yield broker
     broker.stop()
@@ -260,3 +265,74 @@ def test_queue_limits_are_raised_above_the_dropping_default():
     assert settings["allow_anonymous"] == "false" and settings["persistence"] == "true"
     assert int(settings["max_queued_messages"]) == 0 or int(settings["max_queued_messages"]) >= 100_000
     assert settings["queue_qos0_messages"] == "false"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_results_queued_for_the_away_controller_survive_a_broker_crash(tmp_path, how):
+    """The delivery guarantee for a broker crash, with the shipped config (only ports, paths and users differ).
+
+    The line controller is away (its persistent session is on the broker); a station publishes 300 results
+    through its real outbox and publisher until the outbox is empty (every result PUBACKed); the broker is
+    stopped with SIGTERM or killed with SIGKILL (kill -9) and started again; the controller comes back and
+    every result id must be in its decisions. A QoS 1 round trip after the last PUBACK makes sure the
+    broker finished the loop iteration of the last result (Mosquitto acknowledges a message before it
+    saves it in that same iteration: a kill inside that window is the documented residual loss).
+    """
+    from controller.controller import LineController
+    from edge.outbox import Outbox
+    from edge.publisher import Publisher
+    from inspector.mqtt import MqttConfig
+    from inspector.protocol.topics import StationTopics
+    from tests.fixtures_controller import line_config, result_payload
+
+    broker = _production_broker(tmp_path / "broker", tls=False)
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    cfg = line_config(broker, line="line1", mqtt={"host": broker.host, "port": broker.port, "protocol": "5",
+                                                  "username": "controller",
+                                                  "password_file": str(tmp_path / "password")})
+    broker.start()
+    try:
+        controller = LineController(cfg)
+        controller.start()
+        controller.stop()  # away: the broker keeps its session and queues the results for it
+
+        topics = StationTopics("inspector", "line1", "cam1")
+        station_mqtt = MqttConfig(host=broker.host, port=broker.port, username="cam1",
+                                  password_file=tmp_path / "password", reconnect_min_s=0.2, reconnect_max_s=1.0)
+        box = Outbox(tmp_path / "outbox.sqlite")
+        publisher = Publisher(station_mqtt, topics, "inspector-line1-cam1", box, on_command=lambda *a: None)
+        publisher.start()
+        sent = [uuid.uuid4().hex for _ in range(300)]
+        try:
+            for seq, rid in enumerate(sent, 1):
+                box.add(rid, seq, topics.result, result_payload("line1", "cam1", f"K{seq}", "pass", rid=rid, seq=seq))
+                publisher.notify()
+            assert publisher.flush(120.0), f"{box.depth()} results not acknowledged"
+        finally:
+            publisher.stop()
+        assert box.depth() == 0  # the station has every PUBACK: from here on the results are the broker's
+        round_trip = Client(broker, "cam1")
+        round_trip.publish("inspector/line1/cam1/event", "round trip")
+        round_trip.close()
+
+        if how == "SIGKILL":
+            broker.proc.send_signal(signal.SIGKILL)
+            broker.proc.wait(15)
+        else:
+            broker.stop()
+        broker.start()
+
+        seen = []
+        controller = LineController(cfg)
+        controller.add_listener(seen.append)
+        controller.start()
+        try:
+            deadline = time.monotonic() + 20
+            while len({rid for d in seen for rid in d.result_ids}) < len(sent) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            controller.stop()
+        lost = set(sent) - {rid for d in seen for rid in d.result_ids}
+        assert not lost, f"{len(lost)} of {len(sent)} acknowledged results lost after {how}"
+    finally:
+        broker.stop()
