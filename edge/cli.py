@@ -17,6 +17,7 @@ Exit codes:
   3 the model bundle cannot be loaded    4 the frame source cannot work / stayed lost too long
   5 the outbox database cannot be used   6 a replay ended with results still queued
   7 the MQTT network thread died (the station went offline; restart)
+  8 the broker refused results (ACL); they stay in the outbox as rejected
 """
 from __future__ import annotations
 

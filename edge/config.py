@@ -179,6 +179,9 @@ class OutboxConfig(StrictModel):
     synchronous: Literal["full", "normal"] = Field(
         "full", description="full survives power loss; normal only process crashes (faster on SD cards)")
     drain_timeout_s: float = Field(10.0, ge=0, description="At shutdown, wait this long for queued results to go out")
+    accept_mqtt311_acks: bool = Field(
+        False, description="Run over MQTT 3.1.1 although its PUBACK cannot say 'refused': a result the broker's "
+                           "ACL refuses is then acknowledged and deleted like a delivered one (MQTT 5 keeps it)")
 
 
 class ArchiveConfig(StrictModel):
@@ -240,6 +243,10 @@ class StationConfig(StrictModel):
                 raise ValueError(f"{key} '{value}' cannot contain '/', '+', '#' or surrounding spaces")
         if any(ch in self.mqtt.prefix for ch in "+#"):
             raise ValueError("mqtt.prefix cannot contain '+' or '#'")
+        if self.mqtt.protocol == "3.1.1" and not self.outbox.accept_mqtt311_acks:
+            raise ValueError("mqtt.protocol 3.1.1 cannot report a result the broker refuses (its PUBACK has no "
+                             "reason code), so such results would be deleted as delivered; use MQTT 5, or set "
+                             "outbox.accept_mqtt311_acks: true to accept that")
         return self
 
     @property

@@ -107,6 +107,8 @@ class Publisher:
         self.cmd_subscribed = threading.Event()  # the broker confirmed both command subscriptions
         self._drain_thread: Optional[threading.Thread] = None
         self.published = 0
+        self.acknowledged = 0  # results the broker accepted (PUBACK without a failure code) in this run
+        self.refused = 0  # results set aside as rejected in this run
         self.connects = 0
         self.callback_errors = 0  # exceptions the guards kept away from paho's network thread
         self._started = False
@@ -342,10 +344,12 @@ class Publisher:
             else:
                 self._reject(row, f"broker refused the result: {reason[0]}")
         self.outbox.ack(acked)
+        self.acknowledged += len(acked)
 
     def _reject(self, row: Row, reason: str) -> None:
         log.error("result %s (seq %d) rejected: %s", row.result_id, row.seq, reason)
         self.outbox.reject(row.rowid, reason)
+        self.refused += 1
         if self._on_rejected:
             self._on_rejected(row, reason)
 

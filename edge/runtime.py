@@ -79,6 +79,7 @@ class ExitCode(IntEnum):
     OUTBOX = 5  # the outbox database cannot be opened or written (disk full, read-only)
     UNDELIVERED = 6  # a replay source ended but results are still queued (sent on the next start)
     NETWORK = 7  # the MQTT network thread died (nothing received or acknowledged any more): restart
+    REFUSED = 8  # the broker refused results (kept in the outbox as rejected): fix the ACL, not the station
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class Station:
         self.outbox: Optional[Outbox] = None
         self.writer: Optional[OutboxWriter] = None  # commits results off the inspection loop
         self._seq = 0  # sequence number of the newest result
+        self._first_seq = 0  # ... when this run started
         self.publisher: Optional[Publisher] = None
         self.capture: Optional[Capture] = None
         self.archive: Optional[Archive] = None
@@ -215,9 +217,24 @@ class Station:
             log.exception("station loop failed")
             self.exit_code = ExitCode.ERROR
         delivered = self._shutdown()
-        if self.exit_code == ExitCode.OK and self._stop_reason == "source ended" and not delivered:
-            self.exit_code = ExitCode.UNDELIVERED
+        if self.exit_code == ExitCode.OK:
+            self.exit_code = self._delivery_code(delivered)
         return int(self.exit_code)
+
+    def _delivery_code(self, delivered: bool) -> ExitCode:
+        """A run that had results refused, or produced results and got none acknowledged, did not work."""
+        pub = self.publisher
+        produced = self._seq - self._first_seq
+        if pub is not None and pub.refused:
+            log.error("the broker refused %d result(s); they are kept in %s as rejected (check the ACL for %s)",
+                      pub.refused, self.cfg.outbox.path, self.topics.result)
+            return ExitCode.REFUSED
+        if produced and (pub is None or pub.acknowledged == 0):
+            log.error("%d result(s) produced and none acknowledged by the broker in this run", produced)
+            return ExitCode.UNDELIVERED
+        if self._stop_reason == "source ended" and not delivered:
+            return ExitCode.UNDELIVERED
+        return ExitCode.OK
 
     def _setup(self) -> None:
         cfg = self.cfg
@@ -239,7 +256,7 @@ class Station:
         except ConfigError as exc:
             raise StationError(ExitCode.CONFIG, str(exc)) from None
         self.publisher.start()
-        self._seq = self.outbox.last_seq
+        self._seq = self._first_seq = self.outbox.last_seq
         self.writer = OutboxWriter(self.outbox, self._on_committed)
         self.archive = Archive(cfg.archive, cfg.station)
         self._setup_health()

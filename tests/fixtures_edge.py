@@ -137,7 +137,8 @@ def station_config(broker, workdir: Path, bundle: Path, source: dict, station: O
         "source": source,
         "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "keepalive_s": 5,
                  "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "stats_interval_s": 0.5},
-        "outbox": {"path": str(workdir / "outbox.sqlite"), "drain_timeout_s": 10},
+        "outbox": {"path": str(workdir / "outbox.sqlite"), "drain_timeout_s": 10,
+                   "accept_mqtt311_acks": broker.protocol == "3.1.1"},  # amqtt speaks 3.1.1 only
         "archive": {"path": str(workdir / "archive"), "snapshot_dir": str(workdir / "snapshots")},
     }
     for key, value in (overrides or {}).items():

@@ -29,11 +29,18 @@ def test_every_inspector_subcommand_it_uses_is_registered():
 
 
 def test_every_station_command_it_shows_is_valid():
-    from inspector.protocol.commands import parse_command
+    from inspector.protocol.commands import CommandChannel, CommandError, parse_command
 
     commands = re.findall(r'`(\{"cmd": [^`]+\})`', TEXT)
     assert len(commands) >= 4
     for command in commands:
         if "..." in command or "<" in command:
             continue  # a pattern, not a literal
-        parse_command(command)
+        valid_on = []
+        for channel in CommandChannel:  # operational on cmd, engineering on engineering
+            try:
+                parse_command(command, channel)
+                valid_on.append(channel)
+            except CommandError:
+                pass
+        assert len(valid_on) == 1, command

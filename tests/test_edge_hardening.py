@@ -6,6 +6,7 @@ Unit tests of the command contract first, then whole stations against a real bro
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -266,7 +267,6 @@ def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_
     import hashlib
     import os
     import random
-    import time
 
     models = tmp_path / "models"
     models.mkdir()
@@ -306,7 +306,7 @@ def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_
                       leaf="engineering")
             time.sleep(rng.uniform(0.0, 0.15))
             disturb[i % len(disturb)]()
-            live.rec.wait_for(lambda r: answer(rid) is not None, what=f"an answer to {rid}")
+            live.rec.wait_for(lambda r, rid=rid: answer(rid) is not None, what=f"an answer to {rid}")
             kind, event = answer(rid)
             assert live.thread.running, f"the station stopped after {rid}"
             if kind == "model_reloaded":  # what was verified is what was loaded: never the swapped-in v3
@@ -319,3 +319,67 @@ def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_
         live.rec.wait_for(lambda r: answer("final") is not None, what="an answer to the final reload")
         assert answer("final")[0] == "model_reloaded"
         live.answers_and_inspects()
+
+
+@pytest.fixture
+def acl_broker(tmp_path):
+    """Mosquitto whose ACL lets anyone do anything except publish a result of line ``edgetest``."""
+    from tests.fixtures_mqtt import Broker
+
+    acl = tmp_path / "acl"
+    acl.write_text("topic read inspector/edgetest/+/result\ntopic readwrite inspector/edgetest/+/status\n"
+                   "topic readwrite inspector/edgetest/+/stats\ntopic readwrite inspector/edgetest/+/event\n"
+                   "topic readwrite inspector/edgetest/+/cmd\ntopic readwrite inspector/edgetest/+/engineering\n")
+    broker = Broker(tmp_path / "acl-broker", mosquitto_extra=[f"acl_file {acl}"])
+    if broker.kind != "mosquitto":
+        pytest.skip("needs Mosquitto's ACLs")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_results_the_broker_refuses_are_kept_and_the_run_fails(acl_broker, tmp_path, int8_bundle, frames):
+    from edge.outbox import Outbox
+    from edge.runtime import ExitCode
+    from tests.fixtures_edge import StationThread, station_config
+
+    cfg = station_config(acl_broker, tmp_path, int8_bundle, {"type": "folder", "path": str(frames)},
+                         overrides={"outbox.drain_timeout_s": 3})
+    rec = acl_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
+    assert StationThread(cfg).start().wait(120) == ExitCode.REFUSED
+    rec.wait_for(lambda r: len(r.events("error")) >= 6, what="an error event per refused result")
+    assert rec.results() == []
+    box = Outbox(cfg.outbox.path)
+    assert sorted(row.seq for row in box.rejected()) == list(range(1, 7))  # every result kept, none deleted
+    box.close()
+    rec.close()
+
+
+def test_a_station_over_mqtt_3_1_1_needs_to_accept_that_refusals_are_invisible(acl_broker, tmp_path, int8_bundle,
+                                                                                 frames):
+    """3.1.1 acknowledges a refused publish like a delivered one: the default config refuses to run that way."""
+    from edge.config import load_station_config
+    from inspector.config import ConfigError
+
+    overrides = {"bundle": str(int8_bundle), "source": {"type": "folder", "path": str(frames)},
+                 "mqtt.host": acl_broker.host, "mqtt.port": acl_broker.port, "mqtt.protocol": "3.1.1"}
+    with pytest.raises(ConfigError, match=r"mqtt\.protocol"):
+        load_station_config(None, overrides)
+    cfg = load_station_config(None, {**overrides, "outbox.accept_mqtt311_acks": True})
+    assert cfg.mqtt.protocol == "3.1.1"
+
+
+def test_a_run_that_delivered_nothing_exits_non_zero(mqtt_broker, tmp_path, int8_bundle, frames):
+    from edge.runtime import ExitCode
+    from tests.fixtures_edge import StationThread, station_config
+
+    mqtt_broker.stop()
+    cfg = station_config(mqtt_broker, tmp_path, int8_bundle,
+                         {"type": "folder", "path": str(frames), "watch": True, "poll_s": 0.05},
+                         overrides={"outbox.drain_timeout_s": 0.5})
+    station = StationThread(cfg).start()
+    deadline = time.monotonic() + 60
+    while station.station.outbox is None or station.station.outbox.depth() < 6:
+        assert time.monotonic() < deadline, "results were not produced"
+        time.sleep(0.05)
+    assert station.stop() == ExitCode.UNDELIVERED

@@ -86,7 +86,7 @@ def write_station_config(path: Path, bundle: Path, video: LineVideo, broker: Loc
         "source": {"type": "video", "path": video.path, "fps": video.fps, "stall_timeout_s": 5},
         "mode": {"type": "triggered", "trigger_timeout_s": 2.0},
         "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "stats_interval_s": 1.0},
-        "outbox": {"path": str(workdir / "outbox.sqlite")},
+        "outbox": {"path": str(workdir / "outbox.sqlite"), "accept_mqtt311_acks": broker.protocol == "3.1.1"},
         "archive": {"path": str(workdir / "archive"), "pass_every": 0},
         "health": {"every_n_frames": 25},
         "log": {"format": "text"},
