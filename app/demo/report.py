@@ -6,16 +6,19 @@ it rejected. Timeouts (no result in time) are rejects, as the fail-safe controll
 """
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
+from markupsafe import Markup
 
 from app.demo.line import LineRecord
 from app.demo.video import LineVideo
+from inspector import reporting
+from inspector.bundle import Bundle
+from inspector.decision import DecisionPolicy
 from inspector.deployability import DeployabilityVerdict
+from inspector.reporting import Section, plots
 
 
 def _percentile(values: List[float], q: float):
@@ -64,85 +67,86 @@ def summarize(record: LineRecord, video: LineVideo, good_class: str, unseen: Lis
     }
 
 
-def format_summary(summary: dict) -> str:
+def summary_rows(summary: dict) -> List[Tuple[str, str]]:
+    """The summary as (what, value) rows: the terminal prints them, the HTML page shows them as a table."""
     s = summary
-    lines = [
-        f"parts inspected    {s['decided']}/{s['parts']}",
-        f"accepted           {s['accepted']}",
-        f"rejected           {s['rejected']} (of which {s['timeouts']} for a missing result)",
-        f"escapes            {s['escapes']} (defective parts accepted)",
-        f"false rejects      {s['false_rejects']} (good parts rejected)",
-        f"unseen defects     {s['unseen_caught']}/{s['unseen_defects']} rejected (kinds never in training)",
-        f"camera             {s['camera_fps']} frames/s",
-        f"inference          p50 {s['inference_ms_p50']} ms, p99 {s['inference_ms_p99']} ms",
-        f"trigger->decision  p50 {s['trigger_to_decision_ms_p50']} ms, p99 {s['trigger_to_decision_ms_p99']} ms",
-        f"time               {s['timings_s']}",
+    timings = ", ".join(f"{key.removesuffix('_s')} {seconds:g} s" for key, seconds in s["timings_s"].items())
+    return [
+        ("parts inspected", f"{s['decided']}/{s['parts']}"),
+        ("accepted", f"{s['accepted']}"),
+        ("rejected", f"{s['rejected']} (of which {s['timeouts']} for a missing result)"),
+        ("escapes", f"{s['escapes']} (defective parts accepted)"),
+        ("false rejects", f"{s['false_rejects']} (good parts rejected)"),
+        ("unseen defects", f"{s['unseen_caught']}/{s['unseen_defects']} rejected (kinds never in training)"),
+        ("camera", f"{s['camera_fps']} frames/s"),
+        ("inference", f"p50 {s['inference_ms_p50']} ms, p99 {s['inference_ms_p99']} ms"),
+        ("trigger->decision", f"p50 {s['trigger_to_decision_ms_p50']} ms, p99 {s['trigger_to_decision_ms_p99']} ms"),
+        ("time", timings),
     ]
-    if s.get("deployability"):
-        lines.append(f"model              {DeployabilityVerdict.from_dict(s['deployability']).summary()}")
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{what:<19}{value}" for what, value in summary_rows(summary)]
+    if summary.get("deployability"):
+        lines.append(f"{'model':<19}{DeployabilityVerdict.from_dict(summary['deployability']).summary()}")
     return "\n".join(lines)
 
 
-def _plot_scores(record: LineRecord, truth: Dict[str, str], good_class: str, threshold: float, path: Path) -> None:
-    import matplotlib
+def _policy(summary: dict, record: LineRecord) -> DecisionPolicy:
+    """The decision the station applied: the bundle's threshold and review band, else a result's threshold."""
+    bundle = summary.get("bundle")
+    if bundle and Path(bundle).exists():
+        return Bundle.load(bundle).manifest.decision
+    return DecisionPolicy(threshold=next((r["threshold"] for r in record.results.values()), 0.5))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    good = [r["defect_score"] for p, r in record.results.items() if truth.get(p) == good_class]
-    bad = [r["defect_score"] for p, r in record.results.items() if p in truth and truth[p] != good_class]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    bins = np.linspace(0, 1, 26)
-    ax.hist(good, bins=bins, alpha=0.6, label=f"good parts ({len(good)})", color="tab:green")
-    ax.hist(bad, bins=bins, alpha=0.6, label=f"defective parts ({len(bad)})", color="tab:red")
-    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("defect score 1 - p(good) on the line")
-    ax.set_ylabel("parts")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _plot_scores(record: LineRecord, truth: Dict[str, str], good_class: str, policy: DecisionPolicy,
+                 path: Path) -> None:
+    scored = [(r["defect_score"], truth[p] != good_class) for p, r in record.results.items() if p in truth]
+    fig, (ax,) = plots.new_figure(panel=(6, 3.2))
+    plots.score_histogram(ax, [score for score, _ in scored], [defect for _, defect in scored], policy,
+                          "defect scores on the line", unit="parts")
+    plots.save(fig, path)
 
 
 def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo) -> Path:
     """``out/report.html``: the summary, a score plot, every part's row and the rejected parts' images."""
     truth = {s.part_id: s.label for s in video.slots}
-    threshold = next((r["threshold"] for r in record.results.values()), 0.5)
     good_class = summary["good_class"]
-    _plot_scores(record, truth, good_class, threshold, out / "scores.png")
-    rows, images = [], []
+    _plot_scores(record, truth, good_class, _policy(summary, record), out / "scores.png")
+    rows, marks, images = [], [], []
     for d in sorted(record.decisions, key=lambda d: d.get("part_id") or ""):
         part = d.get("part_id")
         result = record.results.get(part, {})
         label = truth.get(part, "?")
         wrong = (label == good_class) == (d["action"] == "reject")
-        rows.append(
-            f"<tr class='{'bad' if wrong else ''}'><td>{html.escape(str(part))}</td><td>{html.escape(label)}</td>"
-            f"<td>{d['action']}</td><td>{html.escape(d['reason'])}</td>"
-            f"<td>{result.get('top_class', '')}</td><td>{result.get('defect_score', float('nan')):.3f}</td></tr>")
+        rows.append([part, label, d["action"], d["reason"], result.get("top_class", ""),
+                     result.get("defect_score", float("nan"))])
+        marks.append("bad" if wrong else "")
         if d["action"] == "reject" and result.get("image"):
             image = Path(result["image"])
             if not image.is_absolute():
                 image = out / "line" / image
             if image.exists():
                 rel = image.relative_to(out) if image.is_relative_to(out) else image
-                images.append(f"<figure><img src='{html.escape(str(rel))}' width='160'><figcaption>"
-                              f"{html.escape(str(part))}: {html.escape(label)}, score {result['defect_score']:.2f}"
-                              f"</figcaption></figure>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Inspection line demo</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}} td,th{{padding:2px 8px;text-align:left}}
-tr.bad{{background:#fdd}} figure{{display:inline-block;margin:4px}} pre{{background:#f4f4f4;padding:1em}}</style>
-</head><body><h1>Inspection line demo</h1>
-{DeployabilityVerdict.from_dict(summary["deployability"]).to_html() if summary.get("deployability") else ""}
-<p>Synthetic parts on a conveyor, inspected by a station (<code>inspector run</code>) in triggered mode and gated by
-the line controller. Rows in red are escapes or false rejects.</p>
-<pre>{html.escape(format_summary(summary))}</pre>
-<p>{' &middot; '.join(f'<a href="{html.escape(p)}">{html.escape(n)} report</a>' for n, p in summary.get('reports', {}).items())}</p>
-<img src="scores.png" alt="defect scores">
-<h2>Rejected parts</h2>{''.join(images) or '<p>none archived</p>'}
-<h2>Every part</h2><table><tr><th>part</th><th>truth</th><th>gate</th><th>reason</th><th>top class</th>
-<th>defect score</th></tr>{''.join(rows)}</table>
-<h2>Raw summary</h2><pre>{html.escape(json.dumps(summary, indent=1))}</pre></body></html>"""
-    path = out / "report.html"
-    path.write_text(page)
-    return path
+                images.append(reporting.figure(rel, f"{part}: {label}, score {result['defect_score']:.2f}",
+                                               width=160, thumb=True))
+    verdict = DeployabilityVerdict.from_dict(summary["deployability"]) if summary.get("deployability") else None
+    shown_elsewhere = ("deployability", "reports", "per_label", "timings_s")
+    return reporting.write_page(
+        out / "report.html", "Inspection line demo", verdict=verdict,
+        intro=[reporting.paragraph(Markup(
+                   "Synthetic parts on a conveyor, inspected by a station (<code>inspector run</code>) in triggered "
+                   "mode and gated by the line controller. Rows in red are escapes or false rejects.")),
+               reporting.links({f"{name} report": path for name, path in summary.get("reports", {}).items()})],
+        sections=[
+            Section("Summary", [reporting.table(["what", "value"], summary_rows(summary)),
+                                reporting.keyed_records_table(summary["per_label"], "truth",
+                                                              ["accept", "reject", "missing"]),
+                                reporting.figure("scores.png", alt="defect scores")]),
+            Section("Rejected parts", images or ["none archived"]),
+            Section("Every part", [reporting.table(["part", "truth", "gate", "reason", "top class", "defect score"],
+                                                   rows, marks)]),
+            Section("All summary fields", [reporting.mapping_table(
+                {k: v for k, v in summary.items() if k not in shown_elsewhere})]),
+        ])
