@@ -1,4 +1,5 @@
 """inspector.reporting: the page every report is built from, its tables and numbers, and the shared plots."""
+
 import re
 import subprocess
 import sys
@@ -20,20 +21,28 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def test_page_has_the_verdict_first_and_escapes_text():
     verdict = assess(np.full(100, 0.2), np.arange(100) < 40, DecisionPolicy(threshold=0.5), basis="test <split>")
-    page = reporting.render_page("Report <1>", verdict=verdict, intro=["a & b"],
-                                 sections=[Section("First", [reporting.paragraph("x < y", "fail")]),
-                                           Section("Second", ["plain"])])
+    page = reporting.render_page(
+        "Report <1>",
+        verdict=verdict,
+        intro=["a & b"],
+        sections=[Section("First", [reporting.paragraph("x < y", "fail")]), Section("Second", ["plain"])],
+    )
     assert "<title>Report &lt;1&gt;</title>" in page
-    body = page[page.index("<body>"):]
-    assert body.index("NOT DEPLOYABLE") < body.index("a &amp; b") < body.index("<h2>First</h2>") < body.index(
-        "<h2>Second</h2>")
+    body = page[page.index("<body>") :]
+    assert (
+        body.index("NOT DEPLOYABLE")
+        < body.index("a &amp; b")
+        < body.index("<h2>First</h2>")
+        < body.index("<h2>Second</h2>")
+    )
     assert "(test &lt;split&gt;)" in body and "<p class='fail'>x &lt; y</p>" in body and "<p>plain</p>" in body
     assert str(reporting.verdict_banner(verdict)) in page
 
 
 def test_numbers_and_rates_are_written_one_way():
-    assert [reporting.number(v) for v in (3, np.int64(4), 0.123456, np.float32(0.5), None, float("nan"), 123456.7,
-                                          True)] == ["3", "4", "0.1235", "0.5", "–", "n/a", "123,457", "yes"]
+    assert [
+        reporting.number(v) for v in (3, np.int64(4), 0.123456, np.float32(0.5), None, float("nan"), 123456.7, True)
+    ] == ["3", "4", "0.1235", "0.5", "–", "n/a", "123,457", "yes"]
     assert reporting.percent(0.025) == "2.50%" and reporting.percent(None) == "–"
     assert reporting.rate(1, 40) == "2.50% (1 of 40)"
     assert reporting.rate(0, 0) == "– (0 of 0)"
@@ -41,8 +50,16 @@ def test_numbers_and_rates_are_written_one_way():
 
 
 def test_tables_never_print_a_dict():
-    html = str(reporting.mapping_table({"timings": {"data_s": 1.3, "train_s": 20}, "events": ["a", "b"],
-                                        "reasons": [{"problem": "chance_auc", "message": "<AUC>"}], "empty": {}}))
+    html = str(
+        reporting.mapping_table(
+            {
+                "timings": {"data_s": 1.3, "train_s": 20},
+                "events": ["a", "b"],
+                "reasons": [{"problem": "chance_auc", "message": "<AUC>"}],
+                "empty": {},
+            }
+        )
+    )
     assert "{" not in html and "'" not in html.replace("<tr class='", "")
     assert "<td>timings.data_s</td><td>1.3</td>" in html and "<td>events</td><td>a, b</td>" in html
     assert "<th>problem</th><th>message</th>" in html and "<td>&lt;AUC&gt;</td>" in html
@@ -67,7 +84,8 @@ def test_write_page_is_atomic_and_complete(tmp_path):
 
 def test_templates_ship_as_package_data():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
-        "inspector.reporting"]
+        "inspector.reporting"
+    ]
     templates = sorted((ROOT / "inspector" / "reporting" / "templates").iterdir())
     assert templates
     for path in templates:
@@ -75,8 +93,10 @@ def test_templates_ship_as_package_data():
 
 
 def test_importing_the_toolkit_loads_neither_matplotlib_nor_jinja2():
-    code = ("import sys, inspector.reporting, inspector.reporting.plots\n"
-            "assert not [m for m in sys.modules if m.startswith(('matplotlib', 'jinja2'))]\n")
+    code = (
+        "import sys, inspector.reporting, inspector.reporting.plots\n"
+        "assert not [m for m in sys.modules if m.startswith(('matplotlib', 'jinja2'))]\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
 
@@ -114,8 +134,9 @@ def test_roc_marks_the_operating_point_and_keeps_the_legend_outside(scored, tmp_
 def test_histogram_and_confusion(scored, tmp_path):
     scores, is_defect = scored
     fig, (hist, cm) = plots.new_figure(2)
-    plots.score_histogram(hist, scores, is_defect, DecisionPolicy(threshold=0.5, review_low=0.4, review_high=0.6),
-                          "scores")
+    plots.score_histogram(
+        hist, scores, is_defect, DecisionPolicy(threshold=0.5, review_low=0.4, review_high=0.6), "scores"
+    )
     plots.confusion(cm, np.array([[5, 2], [1, 7]]), ["good", "dent"])
     counts = [sum(p.get_height() for p in container) for container in hist.containers]
     assert counts == [120, 80]

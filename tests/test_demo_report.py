@@ -1,4 +1,5 @@
 """The demo's page and terminal summary, from a hand-made line record (no training, no broker)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -9,24 +10,46 @@ from app.demo.video import LineVideo, PartSlot
 from inspector.camera import Roi
 from inspector.imageio import save_image
 
-TRUTH = [("P1", "good", "accept", "pass", 0.1), ("P2", "crack", "reject", "fail", 0.9),
-         ("P3", "good", "reject", "review", 0.55), ("P4", "dent", "accept", "pass", 0.3)]
+TRUTH = [
+    ("P1", "good", "accept", "pass", 0.1),
+    ("P2", "crack", "reject", "fail", 0.9),
+    ("P3", "good", "reject", "review", 0.55),
+    ("P4", "dent", "accept", "pass", 0.3),
+]
 
 
 def _line(tmp_path: Path):
-    video = LineVideo("line.avi", 10.0, (320, 240), Roi(x=0, y=0, width=64, height=64),
-                      [PartSlot(p, label, i, i + 0.5, i + 1) for i, (p, label, *_) in enumerate(TRUTH)])
-    record = LineRecord(stats={"frames_captured": 40, "uptime_s": 4.0}, station_exit=0,
-                        events=[{"type": "started"}, {"type": "stopped"}])
+    video = LineVideo(
+        "line.avi",
+        10.0,
+        (320, 240),
+        Roi(x=0, y=0, width=64, height=64),
+        [PartSlot(p, label, i, i + 0.5, i + 1) for i, (p, label, *_) in enumerate(TRUTH)],
+    )
+    record = LineRecord(
+        stats={"frames_captured": 40, "uptime_s": 4.0},
+        station_exit=0,
+        events=[{"type": "started"}, {"type": "stopped"}],
+    )
     for i, (part, _, action, reason, score) in enumerate(TRUTH):
         image = tmp_path / "line" / "archive" / f"{part}.png"
         save_image(image, np.full((8, 8, 3), 40 * i, np.uint8))
-        record.results[part] = {"part_id": part, "defect_score": score, "threshold": 0.5, "top_class": "good",
-                                "inference_ms": 1.0 + i, "image": str(image)}
+        record.results[part] = {
+            "part_id": part,
+            "defect_score": score,
+            "threshold": 0.5,
+            "top_class": "good",
+            "inference_ms": 1.0 + i,
+            "image": str(image),
+        }
         record.decisions.append({"part_id": part, "action": action, "reason": reason, "wait_ms": 100.0 + i})
     summary = summarize(record, video, "good", ["dent"], {"data_s": 1.5, "line_s": 20.0})
-    summary["deployability"] = {"status": "NOT DEPLOYABLE", "basis": "test split",
-                                "reasons": [{"problem": "chance_auc", "message": "AUC near chance"}], "notes": []}
+    summary["deployability"] = {
+        "status": "NOT DEPLOYABLE",
+        "basis": "test split",
+        "reasons": [{"problem": "chance_auc", "message": "AUC near chance"}],
+        "notes": [],
+    }
     summary["training"] = {"test_accuracy": 0.5, "test_pass_fail": {"roc_auc": 0.6, "escapes": 1}}
     summary["reports"] = {"training": "run/report.html"}
     return summary, record, video
@@ -35,14 +58,19 @@ def _line(tmp_path: Path):
 def test_demo_page_shows_every_section_as_tables(tmp_path):
     summary, record, video = _line(tmp_path)
     page = write_report(tmp_path, summary, record, video).read_text()
-    body = page[page.index("<body>"):]
-    assert body.index("NOT DEPLOYABLE") < body.index("<h2>Summary</h2>") < body.index("<h2>Rejected parts</h2>") \
-        < body.index("<h2>Every part</h2>") < body.index("<h2>All summary fields</h2>")
+    body = page[page.index("<body>") :]
+    assert (
+        body.index("NOT DEPLOYABLE")
+        < body.index("<h2>Summary</h2>")
+        < body.index("<h2>Rejected parts</h2>")
+        < body.index("<h2>Every part</h2>")
+        < body.index("<h2>All summary fields</h2>")
+    )
     assert "<td>escapes</td><td>1 (defective parts accepted)</td>" in body
     assert "<td>time</td><td>data 1.5 s, line 20 s</td>" in body
     assert "<td>training.test_pass_fail.roc_auc</td><td>0.6</td>" in body
     assert body.count("<tr class='bad'>") == 2  # P3 false reject, P4 escape
-    assert body.count("<figure class='thumb'>") == 2 and "src=\"line/archive/P2.png\"" in body
+    assert body.count("<figure class='thumb'>") == 2 and 'src="line/archive/P2.png"' in body
     assert "<a href='run/report.html'>training report</a>" in body and 'src="scores.png"' in body
     assert "{" not in body  # no printed dict anywhere
     assert (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"

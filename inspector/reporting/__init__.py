@@ -5,6 +5,7 @@ Training (``training/report.py``), calibration and evaluation (``calibration/rep
 than one of them with :mod:`inspector.reporting.plots`. Jinja2 and matplotlib are imported only when a page
 is rendered or a plot drawn, so the station never loads them.
 """
+
 from inspector.reporting.page import (
     Section,
     figure,
@@ -24,6 +25,19 @@ from inspector.reporting.page import (
 )
 
 __all__ = [
-    "Section", "figure", "keyed_records_table", "links", "mapping_table", "number", "paragraph", "percent",
-    "preformatted", "rate", "records_table", "render_page", "table", "verdict_banner", "write_page",
+    "Section",
+    "figure",
+    "keyed_records_table",
+    "links",
+    "mapping_table",
+    "number",
+    "paragraph",
+    "percent",
+    "preformatted",
+    "rate",
+    "records_table",
+    "render_page",
+    "table",
+    "verdict_banner",
+    "write_page",
 ]

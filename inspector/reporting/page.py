@@ -13,6 +13,7 @@ which is :class:`markupsafe.Markup` and goes in as it is. Conventions, so every 
 Jinja2 is imported when a page is rendered, so the station, which installs neither it nor matplotlib,
 can import the core without it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,24 +53,42 @@ class Section:
 def _environment() -> jinja2.Environment:
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.PackageLoader("inspector.reporting", "templates"),
-                              autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("inspector.reporting", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def _block(part: Block) -> Markup:
     return part if isinstance(part, Markup) else paragraph(part)
 
 
-def render_page(title: str, *, verdict: Optional[DeployabilityVerdict] = None, intro: Iterable[Block] = (),
-                sections: Iterable[Section] = ()) -> str:
+def render_page(
+    title: str,
+    *,
+    verdict: Optional[DeployabilityVerdict] = None,
+    intro: Iterable[Block] = (),
+    sections: Iterable[Section] = (),
+) -> str:
     """The whole HTML page; the verdict, when given, is the first thing under the title."""
     shown = [Section(s.heading, [_block(p) for p in s.parts]) for s in sections]
-    return _environment().get_template("base.html.j2").render(
-        title=title, verdict=verdict, intro=[_block(p) for p in intro], sections=shown)
+    return (
+        _environment()
+        .get_template("base.html.j2")
+        .render(title=title, verdict=verdict, intro=[_block(p) for p in intro], sections=shown)
+    )
 
 
-def write_page(path: PathLike, title: str, *, verdict: Optional[DeployabilityVerdict] = None,
-               intro: Iterable[Block] = (), sections: Iterable[Section] = ()) -> Path:
+def write_page(
+    path: PathLike,
+    title: str,
+    *,
+    verdict: Optional[DeployabilityVerdict] = None,
+    intro: Iterable[Block] = (),
+    sections: Iterable[Section] = (),
+) -> Path:
     """:func:`render_page` written atomically to ``path``; returns the path."""
     return atomic_write_text(path, render_page(title, verdict=verdict, intro=intro, sections=sections))
 
@@ -102,13 +121,15 @@ def percent(fraction: Optional[float]) -> str:
     return f"{100 * fraction:.2f}%"
 
 
-def rate(count: int, total: int, low: Optional[float] = None, high: Optional[float] = None,
-         confidence: float = 0.95) -> str:
+def rate(
+    count: int, total: int, low: Optional[float] = None, high: Optional[float] = None, confidence: float = 0.95
+) -> str:
     """``count`` of ``total`` as a percentage, with its confidence interval when ``low``/``high`` are given."""
     if not total:
         return f"{MISSING} (0 of 0)"
-    interval = "" if low is None or high is None else (
-        f"; {100 * confidence:.0f}% CI {100 * low:.2f}–{100 * high:.2f}%")
+    interval = (
+        "" if low is None or high is None else (f"; {100 * confidence:.0f}% CI {100 * low:.2f}–{100 * high:.2f}%")
+    )
     return f"{percent(count / total)} ({count} of {total}{interval})"
 
 
@@ -126,8 +147,7 @@ def cell(value: Any) -> Markup:
     return escape(number(value))
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
-          row_classes: Optional[Sequence[str]] = None) -> Markup:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], row_classes: Optional[Sequence[str]] = None) -> Markup:
     """An HTML table; ``row_classes`` (one per row, "" for none) marks rows, e.g. ``bad``."""
     head = Markup("").join(Markup("<th>{}</th>").format(h) for h in headers)
     body = []
@@ -161,8 +181,9 @@ def records_table(records: Sequence[Mapping[str, Any]], columns: Optional[Sequen
     return table(columns, [[r.get(c) for c in columns] for r in records])
 
 
-def keyed_records_table(records: Mapping[str, Mapping[str, Any]], key_header: str,
-                        columns: Optional[Sequence[str]] = None) -> Markup:
+def keyed_records_table(
+    records: Mapping[str, Mapping[str, Any]], key_header: str, columns: Optional[Sequence[str]] = None
+) -> Markup:
     """``{name: {column: value}}`` as a table: one row per name."""
     if columns is None:
         columns = list(dict.fromkeys(k for r in records.values() for k in r))
@@ -183,16 +204,25 @@ def preformatted(text: str) -> Markup:
 def links(named: Mapping[str, str]) -> Markup:
     """``{text: href}`` as one line of links."""
     return Markup("<p>{}</p>").format(
-        Markup(" &middot; ").join(Markup("<a href='{}'>{}</a>").format(href, text) for text, href in named.items()))
+        Markup(" &middot; ").join(Markup("<a href='{}'>{}</a>").format(href, text) for text, href in named.items())
+    )
 
 
-def figure(src: PathLike, caption: str = "", *, alt: str = "", width: Optional[int] = None,
-           embed: bool = False, thumb: bool = False) -> Markup:
+def figure(
+    src: PathLike,
+    caption: str = "",
+    *,
+    alt: str = "",
+    width: Optional[int] = None,
+    embed: bool = False,
+    thumb: bool = False,
+) -> Markup:
     """An image with its caption. ``src`` is written as given (a path relative to the page), or with
     ``embed`` the PNG file is read and put into the page (base64), so the page stands alone."""
     url = "data:image/png;base64," + base64.b64encode(Path(src).read_bytes()).decode() if embed else str(src)
     size = Markup(" width='{}'").format(width) if width else Markup("")
     img = Markup('<img src="{}" alt="{}"{}>').format(url, alt or caption or Path(src).stem, size)
     caption_html = Markup("<figcaption>{}</figcaption>").format(caption) if caption else Markup("")
-    return Markup("<figure{}>{}{}</figure>").format(Markup(" class='thumb'") if thumb else Markup(""),
-                                                   img, caption_html)
+    return Markup("<figure{}>{}{}</figure>").format(
+        Markup(" class='thumb'") if thumb else Markup(""), img, caption_html
+    )

@@ -10,6 +10,7 @@ The ROC is drawn in the line's words: x = false-reject rate (good parts failed),
 (defects caught), with the operating point marked. matplotlib is imported inside the functions: the core
 is imported by the station, which does not install it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,9 @@ def legend(ax: Axes) -> None:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=LEGEND_SIZE, frameon=False)
 
 
-def style(ax: Axes, title: str, xlabel: str = "", ylabel: str = "",
-          grid: Optional[Literal["both", "x", "y"]] = "both") -> None:
+def style(
+    ax: Axes, title: str, xlabel: str = "", ylabel: str = "", grid: Optional[Literal["both", "x", "y"]] = "both"
+) -> None:
     """Title, axis labels, a light grid (``grid`` None: none) and the outside legend."""
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -92,20 +94,37 @@ def roc(ax: Axes, curves: Iterable[Curve], threshold: float, title: str = "ROC")
         auc = roc_auc(cast(Sequence[float], scores), cast(Sequence[bool], is_defect))
         (line,) = ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {auc:.4f})")
         fails = scores >= threshold
-        ax.plot([(fails & ~is_defect).sum() / (~is_defect).sum()], [(fails & is_defect).sum() / is_defect.sum()],
-                "o", ms=8, mfc="none", color=line.get_color())
+        ax.plot(
+            [(fails & ~is_defect).sum() / (~is_defect).sum()],
+            [(fails & is_defect).sum() / is_defect.sum()],
+            "o",
+            ms=8,
+            mfc="none",
+            color=line.get_color(),
+        )
         drawn += 1
     if not drawn:
         ax.text(0.5, 0.5, "needs good and defect images", ha="center", va="center")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.5, ls=":")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
-    style(ax, f"{title}, o = threshold {threshold:.3f}", "false-reject rate (good parts failed)",
-          "1 - escape rate (defects caught)")
+    style(
+        ax,
+        f"{title}, o = threshold {threshold:.3f}",
+        "false-reject rate (good parts failed)",
+        "1 - escape rate (defects caught)",
+    )
 
 
-def score_histogram(ax: Axes, scores: ArrayLike, is_defect: ArrayLike, policy: DecisionPolicy,
-                    title: str, unit: str = "images", xlabel: str = "defect score 1 - p(good)") -> None:
+def score_histogram(
+    ax: Axes,
+    scores: ArrayLike,
+    is_defect: ArrayLike,
+    policy: DecisionPolicy,
+    title: str,
+    unit: str = "images",
+    xlabel: str = "defect score 1 - p(good)",
+) -> None:
     """Defect scores of good and defective parts over [0, 1] in 40 bins, with the threshold and review band."""
     values, defect = np.asarray(scores, float), np.asarray(is_defect, bool)
     for part, colour, name in ((~defect, GOOD_COLOR, "good"), (defect, DEFECT_COLOR, "defect")):
@@ -122,8 +141,15 @@ def confusion(ax: Axes, cm: ArrayLike, labels: Sequence[str], title: str = "conf
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(counts.shape[0]):
         for j in range(counts.shape[1]):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center",
-                    color="white" if share[i, j] > 0.5 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=9,
+            )
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.figure.colorbar(image, ax=ax, fraction=0.046, label="row share")
