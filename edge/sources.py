@@ -302,7 +302,11 @@ class VideoFile(_OpenCvSource):
     def open(self) -> None:
         if not self.cfg.path.is_file():
             raise SourceConfigError(f"video file {self.cfg.path} does not exist")
-        super().open()
+        try:
+            super().open()
+        except SourceError:  # a file that is there but no decoder opens will not open on a retry either
+            raise SourceConfigError(f"{self.describe()} cannot be opened as a video (not a video file, or a "
+                                    "codec this OpenCV lacks)") from None
         self._position = 0
         self._key = file_key(self.cfg.path.name, self.cfg.path.stat())
 

@@ -4,11 +4,17 @@ Line cameras and labelling tools write grayscale, 16-bit, RGBA and palette image
 factory floor hold half-copied and zero-byte files. Everything that trains or evaluates a model goes
 through :func:`load_image`, so the model always sees the same kind of array and bad files are reported
 with their reason instead of crashing a run or vanishing silently.
+
+The format is told by the file's first bytes, not its name (a PNG saved as ``.jpg`` is a PNG), and the
+size in the header is checked before decoding: a 16000x16000 PNG of 248 KB would otherwise take 1.3 GB
+of memory. Images above :data:`MAX_PIXELS` are refused with their size as the reason.
 """
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -16,6 +22,10 @@ import numpy as np
 from inspector.fsutil import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 50_000_000  # far above any inspection camera (a 20 Mpx sensor is 20e6), far below a bomb
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"BM", "bmp"),
+               (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
+_NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 class ImageError(ValueError):
@@ -32,18 +42,73 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _truncation_reason(data: bytes, suffix: str) -> str | None:
+def sniff_format(data: bytes) -> Optional[str]:
+    """``png``, ``jpeg``, ``bmp`` or ``tiff`` from the first bytes; None for anything else."""
+    for magic, kind in _SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    return None
+
+
+def _truncation_reason(data: bytes, kind: str) -> str | None:
     """Detect files cut short: OpenCV decodes a truncated JPEG with grey fill and only a warning."""
-    if suffix in (".jpg", ".jpeg"):
-        if data[:2] != b"\xff\xd8":
-            return "not a JPEG file (bad signature)"
-        if b"\xff\xd9" not in data[-64:].rstrip(b"\x00\r\n "):
-            return "truncated JPEG (no end-of-image marker)"
-    elif suffix == ".png":
-        if data[:8] != b"\x89PNG\r\n\x1a\n":
-            return "not a PNG file (bad signature)"
-        if b"IEND" not in data[-64:]:
-            return "truncated PNG (no IEND chunk)"
+    if kind == "jpeg" and b"\xff\xd9" not in data[-64:].rstrip(b"\x00\r\n "):
+        return "truncated JPEG (no end-of-image marker)"
+    if kind == "png" and b"IEND" not in data[-64:]:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """Width and height from the first start-of-frame marker (SOF0..SOF15 except DHT, JPG, DAC)."""
+    pos = 2
+    while pos + 9 < len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return width, height
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+    return None
+
+
+def _tiff_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """ImageWidth and ImageLength of the first IFD."""
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        offset = struct.unpack(order + "I", data[4:8])[0]
+        count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+        size = {}
+        for i in range(count):
+            tag, kind, _, value = struct.unpack(order + "HHI4s", data[offset + 2 + 12 * i:offset + 14 + 12 * i])
+            if tag in (256, 257):
+                size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[:2 if kind == 3 else 4])[0]
+    except struct.error:
+        return None
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def header_size(data: bytes, kind: str) -> Optional[Tuple[int, int]]:
+    """(width, height) from the header of a ``kind`` image, without decoding it; None if unreadable."""
+    try:
+        if kind == "png":
+            return struct.unpack(">II", data[16:24]) if data[12:16] == b"IHDR" else None
+        if kind == "bmp":
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)  # a negative height means top-down rows
+    except struct.error:
+        return None
+    if kind == "jpeg":
+        return _jpeg_size(data)
+    if kind == "tiff":
+        return _tiff_size(data)
     return None
 
 
@@ -77,9 +142,18 @@ def decode_image(data: bytes, suffix: str = "", path: str | os.PathLike = "<byte
     """Decode encoded image bytes to HxWx3 uint8 RGB, raising :class:`ImageError` with a reason."""
     if len(data) == 0:
         raise ImageError(path, "empty file")
-    reason = _truncation_reason(data, suffix.lower())
+    kind = sniff_format(data)
+    if kind is None:
+        expected = _NAMES.get(suffix.lower(), "PNG, JPEG, BMP or TIFF")
+        raise ImageError(path, f"not a {expected} file (bad signature)")
+    reason = _truncation_reason(data, kind)
     if reason:
         raise ImageError(path, reason)
+    size = header_size(data, kind)
+    if size is None:
+        raise ImageError(path, f"unreadable {kind.upper()} header (no image size)")
+    if size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(path, f"{size[0]}x{size[1]} pixels is over the pixel limit of {MAX_PIXELS / 1e6:g} Mpx")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageError(path, "not a decodable image")

@@ -47,7 +47,7 @@ class TlsConfig(StrictModel):
 class MqttConfig(StrictModel):
     """The broker connection and the topic prefix."""
 
-    host: str = Field("localhost", description="Broker host name or address")
+    host: str = Field("localhost", min_length=1, description="Broker host name or address")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS)")
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     prefix: str = Field("inspector", min_length=1, description="First topic level")
@@ -61,6 +61,13 @@ class MqttConfig(StrictModel):
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects")
     max_inflight: int = Field(20, ge=1, le=1000, description="Results sent but not yet acknowledged")
     stats_interval_s: float = Field(10.0, gt=0, description="Period of the /stats message")
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        if value != value.strip() or any(ch.isspace() for ch in value):
+            raise ValueError(f"{value!r} is not a host name or address (it contains spaces)")
+        return value
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -122,6 +129,10 @@ def make_client(cfg: MqttConfig, client_id: str, *, persistent: bool = False, wi
         client.username_pw_set(cfg.username, cfg.password())
     if cfg.tls is not None:
         tls = cfg.tls
+        for key in ("ca_file", "cert_file", "key_file"):  # checked here: the config may be written elsewhere
+            path = getattr(tls, key)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"mqtt.tls.{key}: {path} does not exist or is not a file")
         client.tls_set(ca_certs=_path(tls.ca_file), certfile=_path(tls.cert_file), keyfile=_path(tls.key_file),
                        cert_reqs=ssl.CERT_REQUIRED)
         client.tls_insecure_set(tls.insecure)

@@ -383,3 +383,104 @@ def test_a_run_that_delivered_nothing_exits_non_zero(mqtt_broker, tmp_path, int8
         assert time.monotonic() < deadline, "results were not produced"
         time.sleep(0.05)
     assert station.stop() == ExitCode.UNDELIVERED
+
+
+# -- item 11: configuration and image errors name their cause ------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, key", [({"mqtt.host": ""}, "mqtt.host"), ({"mqtt.host": "bad host"}, "mqtt.host")])
+def test_broker_config_errors_name_the_key(tmp_path, overrides, key):
+    from edge.config import load_station_config
+    from inspector.config import ConfigError
+
+    base = {"bundle": str(tmp_path / "m.inspector"), "source": {"type": "folder", "path": str(tmp_path)}}
+    with pytest.raises(ConfigError) as info:
+        load_station_config(None, {**base, **overrides})
+    assert key in str(info.value)
+
+
+@pytest.mark.parametrize("tls, key", [({"ca_file": "/nonexistent/ca.crt"}, "mqtt.tls.ca_file"),
+                                      ({"cert_file": "/nonexistent/c.crt", "key_file": "/nonexistent/c.key"},
+                                       "mqtt.tls.cert_file")])
+def test_missing_tls_files_name_the_key(tls, key):
+    from inspector.config import ConfigError
+    from inspector.mqtt import MqttConfig, make_client
+
+    with pytest.raises(ConfigError, match=key):
+        make_client(MqttConfig(host="broker", tls=tls), "cam1")
+
+
+def test_a_station_with_a_missing_ca_file_exits_with_the_config_code(shared_broker, tmp_path, int8_bundle, frames):
+    from edge.runtime import ExitCode
+    from tests.fixtures_edge import StationThread, station_config
+
+    cfg = station_config(shared_broker, tmp_path, int8_bundle, {"type": "folder", "path": str(frames)},
+                         overrides={"mqtt.tls": {"ca_file": str(tmp_path / "missing-ca.crt")}})
+    assert StationThread(cfg).start().wait(30) == ExitCode.CONFIG
+
+
+def test_a_text_file_as_video_source_fails_fast_with_exit_4(shared_broker, tmp_path, int8_bundle):
+    from edge.runtime import ExitCode
+    from tests.fixtures_edge import StationThread, station_config
+
+    text = tmp_path / "clip.mp4"
+    text.write_text("this is not a video\n" * 50)
+    cfg = station_config(shared_broker, tmp_path, int8_bundle, {"type": "video", "path": str(text)})
+    rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/event"])
+    assert StationThread(cfg).start().wait(30) == ExitCode.SOURCE
+    rec.wait_for(lambda r: r.events("error"), what="the error event")
+    assert "clip.mp4" in rec.events("error")[0]["message"] and not rec.events("camera_lost")
+    rec.close()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` with a tiny (truncated) payload and an IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("kind", ["png", "jpg", "bmp", "tif"])
+def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, kind):
+    import cv2
+    import numpy as np
+
+    from inspector.imageio import MAX_PIXELS, ImageError, decode_image
+
+    side = int(MAX_PIXELS ** 0.5) + 100
+    if kind == "png":
+        data = _png_header(side, side)
+    else:  # a real small image whose header is edited to claim a huge size
+        ok, encoded = cv2.imencode(f".{kind}", np.zeros((8, 8), np.uint8))
+        data = bytearray(encoded.tobytes())
+        if kind == "jpg":
+            sof = data.index(b"\xff\xc0")
+            data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2
+        elif kind == "bmp":
+            data[18:26] = side.to_bytes(4, "little") * 2
+        else:
+            data = bytes(data).replace(b"\x00\x01\x03\x00\x01\x00\x00\x00\x08\x00",
+                                       b"\x00\x01\x03\x00\x01\x00\x00\x00" + side.to_bytes(2, "little"))
+            data = bytearray(data.replace(b"\x01\x01\x03\x00\x01\x00\x00\x00\x08\x00",
+                                          b"\x01\x01\x03\x00\x01\x00\x00\x00" + side.to_bytes(2, "little")))
+        data = bytes(data)
+    with pytest.raises(ImageError, match="pixel limit"):
+        decode_image(data, f".{kind}")
+
+
+def test_a_png_named_jpg_is_decoded_by_its_content(tmp_path):
+    import cv2
+    import numpy as np
+
+    from inspector.imageio import load_image
+
+    gray = np.arange(48 * 64, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
+    ok, png = cv2.imencode(".png", gray)
+    (tmp_path / "frame.jpg").write_bytes(png.tobytes())
+    assert load_image(tmp_path / "frame.jpg")[:, :, 0].tolist() == gray.tolist()
