@@ -257,7 +257,13 @@ class FallbackQuantizer:
             # Float I/O with QUANTIZE/DEQUANTIZE at the ends; the converter's own helper makes them integer.
             dtype = getattr(tf, self.io_dtype)
             model = tflite_util.modify_model_io_type(model, dtype, dtype)
-        return _conversion(model, Precision.INT8, start - self.calibration_seconds, float_nodes, float_op_types)
+        conversion = _conversion(model, Precision.INT8, start - self.calibration_seconds, float_nodes, float_op_types)
+        if conversion.input.dtype != self.io_dtype:
+            # A float layer right at the input leaves no QUANTIZE op to turn into integer input; the bundle
+            # records the real input type and the station feeds that, but the user asked for integer I/O.
+            log.warning("the mixed model takes %s input, not %s: a layer kept float reads the input directly",
+                        conversion.input.dtype, self.io_dtype)
+        return conversion
 
 
 def _interpreter(model: bytes):
