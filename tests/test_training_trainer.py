@@ -195,3 +195,36 @@ def test_multi_worker_training_with_the_keras_workarounds(synth_root, tmp_path):
         assert proc.returncode == 0, err[-3000:]
     assert "(2 replica(s))" in outputs[0][0]
     assert (tmp_path / "run" / "run.json").is_file()
+
+
+def test_ema_of_the_weights_is_validated_saved_and_resumed(synth_root, tmp_path):
+    """With optim.ema the averaged weights are what each epoch is scored on and what the best checkpoint
+    holds; a run interrupted after epoch 1 resumes with the averages and the raw weights in their places."""
+    import keras
+
+    import training.model  # noqa: F401
+    from training.checkpoints import Checkpoints
+    from training.trainer import load_run_config, train
+
+    config = small_config(synth_root, optim={"ema": 0.5, "epochs": 2}, early_stopping={"patience": 5})
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        train(config, run_dir, callbacks=[_stop_after_first_epoch()])
+    assert Checkpoints(run_dir / "checkpoints").optimizer_file.is_file()
+    result = train(load_run_config(run_dir), run_dir, resume=True)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    best = result.history[result.metrics["training"]["best_epoch"] - 1]
+    final = keras.models.load_model(run_dir / "model.keras")
+    # The saved model is the kept epoch's averaged weights: its validation loss is the one recorded then.
+    from inspector.dataset import SplitManifest
+    from inspector.imageio import load_image
+    from inspector.preprocess import Preprocessor
+    from training.trainer import predict_probs
+
+    split = SplitManifest.load(run_dir / "split.json")
+    prep = Preprocessor(load_run_config(run_dir).preprocess_spec())
+    images = np.stack([prep.prepare(load_image(p)) for p in split.paths("val")])
+    probs = predict_probs(final, images, 16)
+    labels = split.labels("val")
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
+    assert loss == pytest.approx(best["val_loss"], rel=1e-4)
