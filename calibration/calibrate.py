@@ -33,20 +33,33 @@ import numpy as np
 from pydantic import Field
 
 from calibration.commissioning import Commissioning, commission_image
-from calibration.convert import (Conversion, FallbackQuantizer, LayerError, convert, export_for_conversion,
-                                 load_keras_model)
+from calibration.convert import (
+    Conversion,
+    FallbackQuantizer,
+    LayerError,
+    convert,
+    export_for_conversion,
+    load_keras_model,
+)
 from calibration.evaluate import predict_bundle, predict_keras, score
 from calibration.guard import GuardError, ParityCheck, check_parity, failure_message
 from calibration.operating_point import IntervalMethod, OperatingPoint, Target, choose_threshold, operating_point
-from calibration.representative import (DEFAULT_SIZE, RECOMMENDED_MIN, LabeledImages, RepresentativeSample,
-                                        draw_representative, load_labeled, resolve_root)
+from calibration.representative import (
+    DEFAULT_SIZE,
+    RECOMMENDED_MIN,
+    LabeledImages,
+    RepresentativeSample,
+    draw_representative,
+    load_labeled,
+    resolve_root,
+)
 from inspector.bundle import BUNDLE_SUFFIX, Bundle, Manifest, Precision, Provenance
 from inspector.config import StrictModel
 from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, LineBudget, assess
 from inspector.plausibility import PlausibilityReference
-from inspector.preprocess import PreprocessSpec, Preprocessor, Roi
+from inspector.preprocess import Preprocessor, PreprocessSpec, Roi
 from inspector.runfolder import RunFolder, RunManifest
 
 log = logging.getLogger(__name__)
@@ -123,7 +136,7 @@ class RunInfo:
     spec: PreprocessSpec
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike) -> "RunInfo":
+    def load(cls, run_dir: str | os.PathLike) -> RunInfo:
         folder = RunFolder(run_dir)
         folder.check_complete()
         manifest = RunManifest.load(folder)
