@@ -7,7 +7,9 @@ class how many images were passed, sent to review or failed. Probabilities of a 
 ``inspector.inference.Classifier``, the code a station runs, so a bundle checked here behaves the same on
 the line.
 
-Every evaluation ends with the deployability verdict (:mod:`inspector.deployability`) at the bundle's
+Class folders that are not labels of the bundle are defect kinds it never saw: they are counted as
+defects for pass/fail (``metrics["unseen_defects"]``: passed = escaped, review, failed per kind) and in
+the verdict, not in accuracy. Every evaluation ends with the deployability verdict (:mod:`inspector.deployability`) at the bundle's
 policy. Images that were in the training split of the bundle's run (found by content hash when the run
 folder is still where the bundle says) make it NOT DEPLOYABLE: numbers on them say nothing about new
 parts. When no image can be used, :class:`NothingToEvaluate` carries the verdict with the skip reasons.
@@ -33,6 +35,7 @@ from inspector.dataset import Skipped, SplitManifest, scan_folder
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, assess, no_usable_images
 from inspector.metrics import classification_report
+from inspector.operating_point import outcomes
 from inspector.preprocess import Preprocessor
 from inspector.runfolder import RunFolder
 
@@ -123,6 +126,11 @@ def format_metrics(metrics: dict, title: str = "") -> str:
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:<{width}}{row['support']:>8}{row['precision']:>7.3f}{row['recall']:>7.3f}"
                      f"{row['f1']:>7.3f}{row['passed']:>6}{row['review']:>7}{row['failed']:>6}")
+    for name, row in metrics.get("unseen_defects", {}).items():
+        lines.append(f"{name + ' *':<{width}}{row['support']:>8}{'':>21}{row['passed']:>6}{row['review']:>7}"
+                     f"{row['failed']:>6}")
+    if metrics.get("unseen_defects"):
+        lines.append("* defect kind the bundle was not trained on: counted as a defect (passed = escaped)")
     return "\n".join(lines)
 
 
@@ -167,7 +175,9 @@ def _training_hashes(bundle: Bundle) -> Optional[set]:
 
 
 def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str,
-                   preprocessor: Preprocessor) -> Tuple[LabeledImages, Dict[str, str]]:
+                   preprocessor: Preprocessor) -> Tuple[LabeledImages, LabeledImages, List[str], Dict[str, str]]:
+    """(images of the bundle's classes, images of other class folders = unseen defect kinds, their class
+    names, SHA-256 by path)."""
     labels = bundle.manifest.labels
     if split_file:
         manifest = SplitManifest.load(split_file)
@@ -175,13 +185,20 @@ def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str,
     else:
         scan = scan_folder(data_root, good_class=bundle.manifest.good_class)
         samples, skipped = scan.samples, list(scan.skipped)
-    unknown = sorted({s.label for s in samples} - set(labels))
-    if unknown:
-        raise ValueError(f"{data_root}: class folder(s) {', '.join(unknown)} are not labels of this bundle "
-                         f"({', '.join(labels)}); rename them or leave them out")
-    loaded = load_labeled(samples, data_root, preprocessor, labels)
+    unseen = sorted({s.label for s in samples} - set(labels))
+    loaded = load_labeled([s for s in samples if s.label in labels], data_root, preprocessor, labels)
     loaded.skipped = skipped + loaded.skipped
-    return loaded, {s.path: s.sha256 for s in samples}
+    others = load_labeled([s for s in samples if s.label in unseen], data_root, preprocessor, unseen)
+    loaded.skipped += others.skipped
+    return loaded, others, unseen, {s.path: s.sha256 for s in samples}
+
+
+def _unseen_counts(scores: np.ndarray, labels: np.ndarray, names: Sequence[str], policy: DecisionPolicy) -> dict:
+    """Per unseen defect kind: how many passed (escaped), went to review or failed."""
+    passed, failed = outcomes(scores, policy)
+    return {name: {"support": int((labels == i).sum()), "passed": int((passed & (labels == i)).sum()),
+                   "review": int((~passed & ~failed & (labels == i)).sum()),
+                   "failed": int((failed & (labels == i)).sum())} for i, name in enumerate(names)}
 
 
 def evaluate_bundle(
@@ -200,18 +217,25 @@ def evaluate_bundle(
     root = Path(data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    images, hashes = _folder_images(bundle, root, split_file, split, Preprocessor(m.preprocess))
+    images, others, unseen, hashes = _folder_images(bundle, root, split_file, split, Preprocessor(m.preprocess))
     if len(images.images) == 0:
         verdict = no_usable_images([s.reason for s in images.skipped], basis=f"evaluate {root}")
         raise NothingToEvaluate(f"{root}: no usable image to evaluate\n{verdict.summary()}", verdict)
     probs = predict_bundle(bundle, images.images, threads, backend)
     policy = policy or m.decision
     metrics = score(probs, images.labels, m.labels, m.good_class, policy, method)
+    scores, is_defect, predicted = defect_score(probs, m.good_index), images.labels != m.good_index, probs.argmax(1)
+    if len(others.labels):
+        other_probs = predict_bundle(bundle, others.images, threads, backend)
+        other_scores = defect_score(other_probs, m.good_index)
+        metrics["unseen_defects"] = _unseen_counts(other_scores, others.labels, unseen, policy)
+        scores, is_defect = np.r_[scores, other_scores], np.r_[is_defect, np.ones(len(other_scores), bool)]
+        predicted = np.r_[predicted, other_probs.argmax(1)]
     trained_on = _training_hashes(bundle)
     seen = sum(hashes[p] in trained_on for p in images.paths) if trained_on is not None else 0
-    verdict = assess(defect_score(probs, m.good_index), images.labels != m.good_index, policy,
-                     predicted=probs.argmax(1), training_images=seen,
-                     basis=f"{len(images.labels)} images, threshold {policy.threshold:.4f}")
+    verdict = assess(scores, is_defect, policy, predicted=predicted, training_images=seen,
+                     basis=f"{len(scores)} images{f' ({len(others.labels)} of unseen defect kinds)' if len(others.labels) else ''}, "
+                           f"threshold {policy.threshold:.4f}")
     if trained_on is None:
         verdict.notes.append("the training run folder is not here: cannot check for training images")
     return EvaluationResult(str(bundle_path), str(root), split if split_file else None, metrics, probs,

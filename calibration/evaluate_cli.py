@@ -4,7 +4,8 @@ Prints and writes (JSON) accuracy, per-class precision/recall/F1, ROC AUC, and t
 and review rates of the bundle's pass/fail policy with 95% confidence intervals: the same metrics
 `inspector calibrate` reports, so a bundle can be checked on new images from the line. Ends with the
 deployability verdict (NOT DEPLOYABLE e.g. when the images are the ones the model was trained on). The folder is
-DATA_ROOT/<class>/<image> with class names from the bundle's labels; with --split-file only that split
+DATA_ROOT/<class>/<image> with class names from the bundle's labels (another class folder, e.g. dent/,
+is a defect kind the model never saw: counted as a defect for pass/fail); with --split-file only that split
 of a split manifest is used (e.g. the held-out test split of the training data).
 
 Examples:

@@ -59,10 +59,16 @@ def test_unknown_class_and_corrupt_files(int8_bundle, synth_root, tmp_path):
     result = evaluate_bundle(int8_bundle, data)
     assert [s.path for s in result.skipped] == ["good/good_00000.png"]
     assert result.metrics["samples"] == 47
+    # A defect kind the bundle never saw is measured as a defect (pass/fail only), not refused.
     (data / "dent").mkdir()
-    shutil.copy(synth_root / "crack" / "crack_00000.png", data / "dent" / "a.png")
-    with pytest.raises(ValueError, match="dent"):
-        evaluate_bundle(int8_bundle, data)
+    for i in range(3):
+        shutil.copy(synth_root / "crack" / f"crack_0000{i}.png", data / "dent" / f"{i}.png")
+    with_unseen = evaluate_bundle(int8_bundle, data)
+    assert with_unseen.metrics["samples"] == 47  # accuracy and per-class stay on the bundle's classes
+    dent = with_unseen.metrics["unseen_defects"]["dent"]
+    assert dent["support"] == 3 and dent["passed"] + dent["review"] + dent["failed"] == 3
+    assert "(3 of unseen defect kinds)" in with_unseen.verdict.basis
+    assert "dent *" in format_metrics(with_unseen.metrics)
 
 
 def test_evaluate_command_writes_metrics_without_tensorflow(int8_bundle, synth_root, tmp_path):
