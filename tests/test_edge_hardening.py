@@ -6,6 +6,7 @@ Unit tests of the command contract first, then whole stations against a real bro
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
@@ -266,7 +267,6 @@ def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_
         shared_broker, tmp_path, int8_bundle, frames):
     import hashlib
     import os
-    import random
 
     models = tmp_path / "models"
     models.mkdir()
@@ -484,3 +484,115 @@ def test_a_png_named_jpg_is_decoded_by_its_content(tmp_path):
     ok, png = cv2.imencode(".png", gray)
     (tmp_path / "frame.jpg").write_bytes(png.tobytes())
     assert load_image(tmp_path / "frame.jpg")[:, :, 0].tolist() == gray.tolist()
+
+
+# -- bounded fuzz: thousands of generated payloads against a live station ----------------------------------
+
+_NAMES = ("trigger", "pause", "resume", "snapshot", "set_threshold", "reload", "", "TRIGGER", "cmd", "\u0000",
+          "selfdestruct", "set_threshold\u0000", "reload ")
+_FIELDS = ("cmd", "part_id", "request_id", "threshold", "review_low", "review_high", "override", "bundle", "sha256",
+           "x", "__proto__", "", "cmd ")
+
+
+def _value(rng, depth: int = 0):
+    """A random JSON value: scalars of every type, odd strings, and (shallow) containers."""
+    choice = rng.randrange(12 if depth < 3 else 8)
+    if choice == 0:
+        return None
+    if choice == 1:
+        return rng.random() < 0.5
+    if choice == 2:
+        return rng.choice([0, 1, -1, 2**31, 2**63, -(2**64), 10**30])
+    if choice == 3:
+        return rng.choice([0.0, -0.0, 0.5, 1.0, 1.0000001, -1e-300, 1e308, 0.999999])
+    if choice == 4:
+        return "".join(chr(rng.choice([0, 9, 0x7f, 0x2028, 0xfeff, 0x1F600, rng.randrange(32, 0x3000)]))
+                       for _ in range(rng.randrange(0, 40)))
+    if choice == 5:
+        return rng.choice(["../../etc/passwd", "/etc/passwd", "m.inspector", "a" * 300, "v2\u0000.inspector",
+                           "models/../m.inspector", "%00", "~", "\\\\server\\share", "ab" * 32])
+    if choice == 6:
+        return rng.choice(_NAMES)
+    if choice == 7:
+        return "x" * rng.randrange(0, 2000)
+    if choice in (8, 9):
+        return [_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
+    return {rng.choice(_FIELDS): _value(rng, depth + 1) for _ in range(rng.randrange(0, 5))}
+
+
+def _command(rng) -> dict:
+    """A plausible command, then a few random edits of it."""
+    data = {"cmd": rng.choice(_NAMES)}
+    for _ in range(rng.randrange(0, 4)):
+        key = rng.choice(_FIELDS)
+        data[key] = _value(rng) if rng.random() < 0.6 else rng.choice([0.4, 0.5, True, "A-1", "m.inspector"])
+    if rng.random() < 0.3:
+        data["request_id"] = f"fuzz-{rng.randrange(10**6)}"
+    return data
+
+
+def fuzz_payloads(seed: int, count: int):
+    """``count`` (leaf, payload) pairs: mutated commands, raw bytes, broken encodings, deep and wide nesting."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        leaf = rng.choice(["cmd", "cmd", "engineering"])
+        kind = rng.randrange(10)
+        if kind <= 3:
+            text = json.dumps(_command(rng))
+        elif kind == 4:
+            text = json.dumps(_value(rng))
+        elif kind == 5:  # textual damage: truncation, duplicate keys, NaN, trailing garbage
+            text = json.dumps(_command(rng))
+            text = rng.choice([text[:rng.randrange(len(text) + 1)], text[:-1] + ', "cmd": "pause"}',
+                               text.replace("0.5", "NaN"), text + rng.choice(["}", "]", " x", "\u0000"]),
+                               text.replace('"', "'")])
+        elif kind == 6:  # nesting, around and above the limit, both brackets
+            depth = rng.choice([7, 8, 9, 50, 1000, 5000])
+            opener, closer = rng.choice([("[", "]"), ('{"a":', "}")])
+            text = '{"cmd": "pause", "x": ' + opener * depth + "1" + closer * depth + "}"
+        elif kind == 7:  # other encodings of a valid command
+            payload = json.dumps({"cmd": rng.choice(_NAMES[:6])}).encode(rng.choice(["utf-16", "utf-16-be", "utf-32",
+                                                                                   "utf-8-sig", "latin-1"]))
+            out.append((leaf, payload))
+            continue
+        elif kind == 8:
+            out.append((leaf, bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))))
+            continue
+        else:  # near and over the size limit
+            text = json.dumps({"cmd": "pause", "x": "y" * rng.choice([16000, 16300, 16400, 40000])})
+        out.append((leaf, text.encode("utf-8", "surrogatepass")))
+    return out
+
+
+ANSWERS = ("command_rejected", "command_accepted", "threshold_changed", "snapshot")
+
+
+@pytest.mark.timeout(600)
+def test_fuzzed_commands_never_mute_a_station(shared_broker, tmp_path, int8_bundle, frames):
+    """6000 generated payloads (about a minute) in batches of 100; each gets exactly one answer, and the
+    station still inspects and answers afterwards."""
+    import shutil
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(int8_bundle, models / "m.inspector")
+    payloads = fuzz_payloads(seed=16, count=6000)
+    with LiveStation(shared_broker, tmp_path, models / "m.inspector", frames) as live:
+        def answered(r):
+            return sum(len(r.events(kind)) for kind in ANSWERS)
+
+        sent = 0
+        for start in range(0, len(payloads), 100):
+            for leaf, payload in payloads[start:start + 100]:
+                info = live.rec.client.publish(f"{live.base}/{leaf}", payload, qos=1)
+                sent += 1
+            info.wait_for_publish(30)
+            live.rec.wait_for(lambda r, sent=sent: answered(r) >= sent, what=f"answers to {sent} payloads")
+            assert live.thread.running and live.station.publisher.network_failed is None
+        assert answered(live.rec) == len(payloads)  # exactly one answer each
+        assert live.station.publisher.callback_errors == 0 and live.station.publisher.events_dropped == 0
+        live.send(b'{"cmd": "resume"}')  # the fuzz may have paused it
+        live.send(json.dumps({"cmd": "set_threshold", "threshold": 0.5, "override": True}).encode(),
+                  leaf="engineering")
+        live.answers_and_inspects()
