@@ -113,6 +113,7 @@ class Publisher:
         self.callback_errors = 0  # exceptions the guards kept away from paho's network thread
         self._started = False
         self._network_lost: Optional[str] = None  # why the network thread is gone, once it is
+        self._network_check = threading.Lock()  # the loop, the drain and flush all ask; one abandons
         # Results are bounded by our own window; the rest of paho's queue is for events while offline.
         self.client = make_client(cfg, client_id, will=Will(topics.status, Presence.OFFLINE.value.encode()),
                                   max_inflight=cfg.max_inflight + 10,
@@ -143,12 +144,15 @@ class Publisher:
         publishes the last will (``offline``), and an explicit ``offline`` is written before that.
         """
         if self._network_lost is None and not self._stopping.is_set() and self._network_died():
-            self._network_lost = "the MQTT network thread died"
-            log.error("%s: nothing is received or acknowledged any more; going offline", self._network_lost)
-            with self._state:
-                self._connected = False
-            self.cmd_subscribed.clear()
-            self._abandon()
+            with self._network_check:
+                if self._network_lost is None:
+                    log.error("the MQTT network thread died: nothing is received or acknowledged any more; "
+                              "going offline")
+                    with self._state:
+                        self._connected = False
+                    self.cmd_subscribed.clear()
+                    self._abandon()
+                    self._network_lost = "the MQTT network thread died"
         return self._network_lost
 
     def _network_died(self) -> bool:
