@@ -37,32 +37,20 @@ import tensorflow as tf
 
 from inspector import __version__
 from inspector.dataset import DatasetError, SplitManifest, make_split, scan_folder
-from inspector.decision import DecisionPolicy, defect_score
+from inspector.decision import defect_score
 from inspector.deployability import DeployabilityVerdict, assess
 from inspector.metrics import classification_report
-from inspector.operating_point import choose_policy, outcomes
-from inspector.runfolder import OperatingPointRecord, RunFolder, RunManifest, write_json
-from training.auto import TIME_BUDGET_S, choose_input_size, survey
+from inspector.runfolder import RunFolder, RunManifest, write_json
 from training.checkpoints import Checkpoints
 from training.config import Optimizer, Progress, Schedule, TrainConfig
 from training.data import ImageSet, eval_dataset, load_split_images, train_dataset
 from training.folds import OutOfFold, out_of_fold
 from training.imbalance import ImbalancePlan, plan_imbalance
 from training.model import build_model, rebuild_float32, set_stage
+from training.outcome import RunError, Stage, choose_run_policy, decision_counts, plan_stages, resolve_auto, share
 from training.runtime import is_chief, keras_multi_worker_fixes, make_strategy, precision
 from training.selection import EpochScore
 from training.state import TrainState
-
-
-class RunError(ValueError):
-    """The run folder or the configuration cannot be used as asked."""
-
-
-@dataclass
-class Stage:
-    name: str  # head | finetune | full
-    epochs: int
-    learning_rate: float
 
 
 @dataclass
@@ -76,18 +64,6 @@ class RunResult:
     metrics: dict
     history: List[dict] = field(default_factory=list)
     verdict: Optional[DeployabilityVerdict] = None
-
-
-def plan_stages(config: TrainConfig) -> List[Stage]:
-    if not config.model.pretrained:
-        return [Stage("full", config.optim.epochs, config.optim.learning_rate)]
-    ft = config.finetune
-    stages = [Stage("head", ft.head_epochs, ft.head_learning_rate),
-              Stage("finetune", ft.epochs, ft.learning_rate)]
-    stages = [s for s in stages if s.epochs > 0]
-    if not stages:
-        raise RunError("finetune.head_epochs and finetune.epochs are both 0: nothing to train")
-    return stages
 
 
 def make_optimizer(config: TrainConfig, peak: float, total_steps: int, warmup_steps: int):
@@ -269,27 +245,6 @@ def _fit_verbose(config: TrainConfig) -> int:
     return 1 if progress is Progress.BAR else 0
 
 
-def resolve_auto(config: TrainConfig, manifest: SplitManifest, echo: Callable[[str], None]) -> TrainConfig:
-    """The config with ``auto`` input size and grayscale replaced by what the training images call for."""
-    if config.resolved:
-        return config
-    found = survey(manifest, config.data.root or None, config.data.roi, seed=config.seed)
-    model, data = config.model, config.data
-    if model.input_size == "auto":
-        epochs = sum(stage.epochs for stage in plan_stages(config))
-        train_images = len(manifest.splits["train"])
-        size = choose_input_size(found.short_sides, train_images, epochs)
-        model = model.model_copy(update={"input_size": (size, size)})
-        echo(f"input size auto: {size}x{size} (median short side {int(np.median(found.short_sides or [0]))} px "
-             f"of {len(found.short_sides)} training images; at most what {epochs} epochs over {train_images} images "
-             f"allow in about {TIME_BUDGET_S // 60:.0f} minutes on two CPU cores)")
-    if data.grayscale is None:
-        data = data.model_copy(update={"grayscale": found.gray})
-        echo(f"grayscale auto: {'yes' if found.gray else 'no'} (training images are "
-             f"{'gray' if found.gray else 'in colour'})")
-    return config.model_copy(update={"model": model, "data": data})
-
-
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
           callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue the checkpointed run there.
@@ -426,42 +381,6 @@ def _out_of_fold(config: TrainConfig, manifest: SplitManifest, folder: RunFolder
     return out_of_fold(manifest, config.folds, config.data.split_seed, train_fold)
 
 
-def choose_run_policy(config: TrainConfig, val_probs: np.ndarray, val: ImageSet, good_index: int,
-                      oof: Optional[OutOfFold] = None) -> OperatingPointRecord:
-    """The run's operating point on the out-of-fold scores if there are any, else on the validation
-    scores (or the fixed ``report.threshold``)."""
-    op = config.operating_point
-    if oof is not None:
-        val_probs, val = oof.probabilities, ImageSet(np.zeros((0,)), oof.labels, oof.paths)
-    is_defect = val.labels != good_index
-    chosen_on = (oof.describe(good_index) if oof is not None else
-                 f"validation split ({int(is_defect.sum())} defect, {int((~is_defect).sum())} good images)")
-    if config.report.threshold is not None:
-        return OperatingPointRecord(policy=DecisionPolicy(threshold=config.report.threshold), target=op.target,
-                                    target_rate=op.target_rate, chosen_on="fixed by report.threshold")
-    if not is_defect.any() or is_defect.all():
-        return OperatingPointRecord(policy=DecisionPolicy(), target=op.target, target_rate=op.target_rate,
-                                    chosen_on=chosen_on, note="validation lacks good or defect images: threshold 0.5")
-    budget = config.line.max_false_reject_rate if op.review_when_unsupported else None
-    policy, note = choose_policy(defect_score(val_probs, good_index), is_defect, op.target, op.target_rate,
-                                 op.review_margin, budget)
-    return OperatingPointRecord(policy=policy, target=op.target, target_rate=op.target_rate, chosen_on=chosen_on,
-                                note=note)
-
-
-def decision_counts(probs: np.ndarray, labels: np.ndarray, good_index: int, policy: DecisionPolicy) -> dict:
-    """Escapes, false rejects and review of ``policy`` (band-aware), JSON-ready."""
-    scores, is_defect = defect_score(probs, good_index), np.asarray(labels) != good_index
-    passed, failed = outcomes(scores, policy)
-    return {"samples": int(len(scores)), "defects": int(is_defect.sum()), "goods": int((~is_defect).sum()),
-            "escapes": int((passed & is_defect).sum()), "false_rejects": int((failed & ~is_defect).sum()),
-            "review": int((~passed & ~failed).sum())}
-
-
-def _share(count: int, total: int) -> str:
-    return f"{100 * count / total:.1f}% ({count}/{total})" if total else "-"
-
-
 def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: Dict[str, ImageSet],
             plan: ImbalancePlan, state: TrainState, chief: bool, oof: Optional[OutOfFold] = None) -> RunResult:
     """Evaluate the final model on val and test at the run's operating point, judge it, write RUN_DIR."""
@@ -470,7 +389,7 @@ def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: 
     config, folder, history = ctx.config, ctx.folder, state.history
     labels, good_class, good = list(manifest.classes), manifest.good_class, ctx.good_index
     probs = {name: predict_probs(model, data[name].images, ctx.batch_size) for name in ("val", "test")}
-    operating_point = choose_run_policy(config, probs["val"], data["val"], good, oof)
+    operating_point = choose_run_policy(config, probs["val"], data["val"].labels, good, oof)
     policy = operating_point.policy
     evaluations = {name: classification_report(probs[name], data[name].labels, labels, good_class, policy.threshold)
                    for name in ("val", "test")}
@@ -532,10 +451,10 @@ def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: 
     if operating_point.note:
         ctx.echo(f"note: {operating_point.note}")
     d = test["decision"]
-    review = f", review {_share(d['review'], d['samples'])}" if policy.review_low is not None else ""
+    review = f", review {share(d['review'], d['samples'])}" if policy.review_low is not None else ""
     ctx.echo(f"test: accuracy {test['accuracy']:.3f}, macro F1 {test['macro_f1']:.3f}, pass/fail ROC AUC "
-             f"{'-' if auc is None else f'{auc:.4f}'}; at the operating point escapes {_share(d['escapes'], d['defects'])}"
-             f", false rejects {_share(d['false_rejects'], d['goods'])}{review}")
+             f"{'-' if auc is None else f'{auc:.4f}'}; at the operating point escapes {share(d['escapes'], d['defects'])}"
+             f", false rejects {share(d['false_rejects'], d['goods'])}{review}")
     ctx.echo(verdict.summary())
     ctx.echo(f"run folder: {folder.root} (report.html, model.keras)")
     return RunResult(folder.root, folder.model, labels, good_class, metrics, history, verdict)
