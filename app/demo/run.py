@@ -135,7 +135,6 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     test = result.metrics["test"]
     echo(f"trained: test accuracy {test['accuracy']:.3f}, pass/fail ROC AUC "
          f"{test['pass_fail']['roc_auc'] or float('nan'):.3f}; report {RunFolder(run_dir).report}")
-    echo(result.verdict.summary())
     timings["train_s"] = time.monotonic() - t
 
     echo("== 3/5 line video")
