@@ -72,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the line's escape budget for the verdict, 0.02 or 2%% (default 2%%)")
     line.add_argument("--max-false-reject-rate", type=_rate, default=0.05,
                       help="the line's false-reject budget for the verdict and the review band (default 5%%)")
+    line.add_argument("--max-review-rate", type=_rate, default=0.10,
+                      help="the share of parts the line can send to review (default 10%%)")
     line.add_argument("--force", action="store_true",
                       help="write the bundle even when the model is NOT DEPLOYABLE (the bundle records the verdict)")
     op.add_argument("--interval", choices=["clopper-pearson", "wilson"], default="clopper-pearson",
@@ -135,7 +137,8 @@ def _options(args):
         "remedy": args.remedy, "fallback_layers": args.fallback_layers,
         "fallback_ops": [op.strip().upper() for op in args.fallback_ops.split(",") if op.strip()],
         "target": args.target, "target_rate": args.target_rate, "review_margin": args.review_margin,
-        "line": {"max_escape_rate": args.max_escape_rate, "max_false_reject_rate": args.max_false_reject_rate},
+        "line": {"max_escape_rate": args.max_escape_rate, "max_false_reject_rate": args.max_false_reject_rate,
+                 "max_review_rate": args.max_review_rate},
         "force": args.force, "interval": args.interval, "data_root": args.data_root, "name": args.name, "version": args.bundle_version,
         "threads": args.threads, "evaluate_test": not args.no_test, "camera": camera, "report": not args.no_report,
     }, "command line")
