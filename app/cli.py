@@ -26,6 +26,7 @@ COMMANDS = [
     ("train", "training.cli", "train a MobileNetV3 + channel-attention classifier on labeled folders"),
     ("calibrate", "calibration.cli", "quantize a trained run into a deployable bundle"),
     ("evaluate", "calibration.evaluate_cli", "run a bundle on a labeled folder and report its metrics"),
+    ("predict", "app.commands.predict", "run a model on images, a folder, a video or a camera and print its verdicts"),
     ("run", "edge.cli", "run an inspection station: camera -> model -> pass/fail over MQTT"),
     ("controller", "controller.cli", "run the reference line controller"),
     ("monitor", "controller.monitor_cli", "live terminal view of the stations on a broker"),

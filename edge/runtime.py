@@ -48,6 +48,7 @@ from inspector.config import ConfigError
 from inspector.decision import DecisionPolicy
 from inspector.fsutil import sha256_bytes
 from inspector.inference import BackendError, Classifier
+from inspector.inspection import bundle_gate, decide_frame
 from inspector.plausibility import PlausibilityGate
 from inspector.protocol.commands import (
     CommandChannel,
@@ -397,7 +398,7 @@ class Station:
         """The plausibility gate of ``clf``'s bundle (built again when a reload swapped the model)."""
         if clf is not None and self._gate_model is not clf:
             m = clf.bundle.manifest
-            gate = PlausibilityGate(m.plausibility, self.cfg.gate, m.camera) if self.cfg.gate.enabled else None
+            gate = bundle_gate(m, self.cfg.gate)
             self._gate, self._gate_model = gate, clf
             if gate is not None and m.plausibility is None:
                 log.warning("bundle %s %s has no plausibility reference (written before it existed): the gate only "
@@ -413,9 +414,8 @@ class Station:
                 start = time.perf_counter()
                 frame.prepared = clf.preprocessor.prepare(frame.image, frame.order)
                 frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
-            if gate is not None and frame.gate_by is not gate:
-                frame.gate, frame.gate_by = gate.check(frame.prepared, frame.image), gate
-            c = clf.classify_prepared(frame.prepared, frame.preprocess_ms)
+            decision = decide_frame(clf, gate, frame.prepared, frame.image, frame.preprocess_ms,
+                                    findings=frame.gate if gate is not None and frame.gate_by is gate else None)
         except ValueError as exc:  # e.g. a region of interest that does not fit this camera's frames
             self.stats.record_error()
             self._event(EventType.ERROR, f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
@@ -424,10 +424,8 @@ class Station:
         self._seq += 1
         seq = self._seq
         result_id = uuid.uuid4().hex
-        verdict = c.verdict
-        findings = frame.gate if gate is not None else None
-        if gate is not None and findings is not None and not findings.ok:
-            verdict = gate.apply(verdict, findings)
+        c, verdict, findings = decision.classification, decision.verdict, decision.findings
+        if decision.gated and findings is not None:
             self.stats.record_gate(findings.codes)
         image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
         result = Result(
