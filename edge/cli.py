@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         return int(ExitCode.OK)
     logs.configure("debug" if getattr(args, "verbose", False) else cfg.log.level, cfg.log.format)
     station = Station(cfg)
+    station.echo = bool(getattr(args, "verbose", False)) or sys.stdout.isatty()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: station.request_stop(signal.Signals(signum).name))
-    return station.run()
+    code = station.run()
+    print(station.stats.summary(), flush=True)
+    return code

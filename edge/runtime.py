@@ -192,6 +192,7 @@ class Station:
         self._outbox_full = False
         self.notifier = Notifier()  # systemd Type=notify + WatchdogSec; a no-op outside systemd
         self.exit_code = ExitCode.OK
+        self.echo = False  # print a line per inspected part on stdout (``inspector run -v`` or on a terminal)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -211,6 +212,9 @@ class Station:
             return int(exc.code)
         try:
             self._loop()
+            if self._stop_reason == "source ended" and self.stats.errors and not self.stats.inspected:
+                log.error("every one of the %d frame(s) was skipped; nothing was inspected", self.stats.errors)
+                self.exit_code = ExitCode.SOURCE
         except OutboxError as exc:
             log.error("%s", exc)
             self.exit_code = ExitCode.OUTBOX
@@ -307,6 +311,9 @@ class Station:
             self._publish_stats()
             self._event(EventType.STOPPED, f"station stopped: {self._stop_reason or 'error'}",
                         reason=self._stop_reason, exit_code=int(self.exit_code))
+            if not self.publisher.connected and self.outbox.depth():
+                log.warning("waiting for broker %s:%d up to %g s to take %d queued result(s) ...", self.cfg.mqtt.host,
+                            self.cfg.mqtt.port, self.cfg.outbox.drain_timeout_s, self.outbox.depth())
             delivered = self.publisher.flush(self.cfg.outbox.drain_timeout_s)
             if not delivered:
                 log.warning("%d result(s) not yet acknowledged; they stay in %s and go out on the next start",
@@ -417,7 +424,7 @@ class Station:
             decision = decide_frame(clf, gate, frame.prepared, frame.image, frame.preprocess_ms,
                                     findings=frame.gate if gate is not None and frame.gate_by is gate else None)
         except ValueError as exc:  # e.g. a region of interest that does not fit this camera's frames
-            self.stats.record_error()
+            self.stats.record_error(str(exc))
             self._event(EventType.ERROR, f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
             self.capture.source.done(frame)
             return
@@ -444,6 +451,8 @@ class Station:
         if image is not None:
             self.archive.submit(image, frame, result.model_dump(mode="json", by_alias=True))
         self.stats.record(verdict, c.inference_ms)
+        if self.echo:
+            print(decision.line(frame.ref or str(frame.index)), flush=True)
         if self.health is not None and self.health.due():
             report = self.health.check(frame.image)
             if report.changed:
@@ -497,7 +506,7 @@ class Station:
             self._event(EventType.ERROR, f"frame source failed: {reason}", source=self.capture.source.describe())
 
     def _on_bad_frame(self, reason: str) -> None:
-        self.stats.record_error()
+        self.stats.record_error(f"unreadable: {reason}")
         self._event(EventType.ERROR, f"unreadable frame skipped: {reason}")
 
     def _on_rejected(self, row: Row, reason: str) -> None:

@@ -27,6 +27,7 @@ class StationStats:
         self.inspected = 0
         self.verdicts: Dict[Verdict, int] = {v: 0 for v in Verdict}
         self.errors = 0
+        self.error_reasons: Dict[str, int] = {}
         self.gated = 0
         self.gate_reasons: Dict[str, int] = {}
         self._latency: Deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -46,9 +47,23 @@ class StationStats:
             for code in codes:
                 self.gate_reasons[code] = self.gate_reasons.get(code, 0) + 1
 
-    def record_error(self) -> None:
+    def record_error(self, reason: str = "") -> None:
+        """A frame that could not be inspected, and why (counted per reason for the end-of-run summary)."""
         with self._lock:
             self.errors += 1
+            if reason:
+                self.error_reasons[reason] = self.error_reasons.get(reason, 0) + 1
+
+    def summary(self) -> str:
+        """What the run did, for a person: parts, verdicts, gated frames and skipped frames with their reasons."""
+        with self._lock:
+            v = self.verdicts
+            lines = [f"{self.inspected} part(s): {v[Verdict.PASS]} pass, {v[Verdict.FAIL]} fail, "
+                     f"{v[Verdict.REVIEW]} review; {self.gated} stopped by the plausibility gate; "
+                     f"{self.errors} frame(s) skipped"]
+            lines += [f"  gate {code}: {n}" for code, n in sorted(self.gate_reasons.items())]
+            lines += [f"  skipped {n}: {reason}" for reason, n in sorted(self.error_reasons.items())]
+            return "\n".join(lines)
 
     def snapshot(self, captured: int, dropped: int, outbox_depth: int, camera_state: CameraState, model_version: str,
                  paused: bool) -> Stats:

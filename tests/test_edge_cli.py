@@ -161,3 +161,46 @@ def test_print_config_round_trips(tmp_path):
 
     cfg = load_station_config(tmp_path / "station.yaml")
     assert (cfg.mqtt.host, cfg.mqtt.port, cfg.station, cfg.source.type) == ("broker.local", 8883, "cam9", "usb")
+
+
+def _run_verbose(config: Path, timeout: float = 90) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "app.cli", "-v", "run", "--config", str(config)], cwd=config.parent,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_folder_run_prints_each_part_and_a_summary(shared_broker, tmp_path, int8_bundle, synth_root):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _drop(_images(synth_root, 3), folder, 0)
+    (folder / "part_9999.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    done = _run_verbose(_config(shared_broker, tmp_path, int8_bundle, "talks", {"type": "folder", "path": str(folder)}))
+    assert done.returncode == 0, done.stderr
+    parts = [line for line in done.stdout.splitlines() if line.split()[:1] in (["pass"], ["fail"], ["review"])]
+    assert [line.split()[3] for line in parts] == [f"part_{i:04d}.png" for i in range(3)]
+    assert "3 part(s):" in done.stdout and "1 frame(s) skipped" in done.stdout
+    assert "skipped 1: unreadable" in done.stdout
+
+
+def test_every_frame_skipped_exits_non_zero_and_an_absent_broker_is_named(tmp_path, int8_bundle, synth_root):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    absent = type("Absent", (), {"host": "127.0.0.1", "port": port, "protocol": "5"})()
+    config = _config(absent, tmp_path, int8_bundle, "alone", {"type": "folder", "path": str(folder)})
+    done = _run_verbose(config)
+    assert done.returncode == 4, done.stderr
+    assert "every one of the 1 frame(s) was skipped" in done.stderr and "0 part(s)" in done.stdout
+    (folder / "a.png").unlink()
+    _drop(_images(synth_root, 1), folder, 0)
+    data = yaml.safe_load(config.read_text())
+    data["outbox"]["drain_timeout_s"] = 0.5
+    config.write_text(yaml.safe_dump(data))
+    done = _run_verbose(config)
+    assert done.returncode == 6, done.stderr  # a replay that ended with its result still queued
+    assert f"waiting for broker 127.0.0.1:{port}" in done.stderr and "1 part(s)" in done.stdout
