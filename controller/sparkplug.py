@@ -8,6 +8,9 @@ on the SCADA side, with the payloads encoded and decoded by the ``pysparkplug`` 
   counts (``Line/*``) when a controller publishes its state;
 * each station is a device: DBIRTH when it is first seen or comes back online, DDATA for changed values
   (``Stats/*`` from its stats, ``Last Result/*`` from its results), DDEATH when its status goes offline;
+* every metric of a birth has an alias, unique in the edge node (node metrics 0.., device *n*'s from
+  n * 1000); NDATA and DDATA then carry the alias and the datatype but no name, and commands may name a
+  metric by either (Sparkplug 3.0: with aliases, data and command messages carry the alias only);
 * DCMD ``Device Control/Trigger`` (a part id), ``/Pause`` (true pauses, false resumes) and ``/Snapshot``
   become the station's operational JSON commands (built with :mod:`inspector.protocol.commands`, so validated
   the same way), and ``Device Control/Rebirth`` / NCMD ``Node Control/Rebirth`` republish the births. The
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "spBv1.0"
 REBIRTH_NODE = "Node Control/Rebirth"
 REBIRTH_DEVICE = "Device Control/Rebirth"
+DEVICE_ALIAS_BLOCK = 1000  # device n's metrics have aliases n * 1000 + i; the node's own are below 1000
 
 
 def _station_command(name: str, value: Any) -> Optional[StationCommand]:
@@ -91,6 +95,9 @@ LINE_METRICS: Tuple[_Def, ...] = tuple(_Def(f"Line/{f}", t, f) for f, t in (
     ("state", "STRING"), ("parts", "UINT64"), ("accepted", "UINT64"), ("rejected", "UINT64"),
     ("yield_pct", "DOUBLE"), ("pending", "UINT64"),
 ))
+# Every device metric in DBIRTH order; the index is its place in the device's alias block.
+DEVICE_METRIC_NAMES: Tuple[str, ...] = tuple(d.name for d in STATS_METRICS + RESULT_METRICS) + tuple(
+    name for name, _, _ in CONTROL_METRICS)
 
 
 class SparkplugBridge:
@@ -108,6 +115,7 @@ class SparkplugBridge:
         self._seq = 0
         self.bd_seq = 0
         self.devices: Dict[str, Dict[str, Any]] = {}  # station -> metric name -> value
+        self._device_numbers: Dict[str, int] = {}  # station -> n of its alias block, fixed for the process
         self.born: Dict[str, bool] = {}
         self.line_values: Dict[str, Any] = {}
         self.sender_mismatches = 0  # results naming another station or line than their topic: not bridged
@@ -131,13 +139,41 @@ class SparkplugBridge:
         return str(self.sp.Topic(group_id=self.group_id, message_type=self.sp.MessageType(message_type),
                                  edge_node_id=self.node_id, device_id=device))
 
-    def _metric(self, name: str, datatype: str, value: Any, ts: int):
+    def _metric(self, name: str, datatype: str, value: Any, ts: int, alias: Optional[int] = None, named: bool = True):
+        """One metric; ``named=False`` (data messages) sends only its alias."""
         dtype = self.sp.DataType[datatype]
         if value is not None and datatype in ("UINT64", "INT64"):
             value = int(value)
         elif value is not None and datatype == "DOUBLE":
             value = float(value)
-        return self.sp.Metric(timestamp=ts, name=name, datatype=dtype, value=value, is_null=value is None)
+        return self.sp.Metric(timestamp=ts, name=name if named or alias is None else None, datatype=dtype,
+                              value=value, is_null=value is None, alias=alias)
+
+    def _node_metric_defs(self) -> List[Tuple[str, str]]:
+        """(name, datatype) of the NBIRTH metrics; the index is the alias."""
+        return [("bdSeq", "INT64"), (REBIRTH_NODE, "BOOLEAN"), ("Properties/line", "STRING"),
+                ("Properties/software_version", "STRING")] + [(d.name, d.datatype) for d in LINE_METRICS]
+
+    def _node_alias(self, name: str) -> int:
+        return [n for n, _ in self._node_metric_defs()].index(name)
+
+    def _device_alias(self, station: str, name: str) -> int:
+        number = self._device_numbers.setdefault(station, len(self._device_numbers) + 1)
+        return number * DEVICE_ALIAS_BLOCK + DEVICE_METRIC_NAMES.index(name)
+
+    def _metric_name(self, station: Optional[str], metric) -> Optional[str]:
+        """The name of a command's metric, given by name or by the alias its birth declared."""
+        if metric.name:
+            return metric.name
+        if metric.alias is None:
+            return None
+        if station is None:
+            names = [n for n, _ in self._node_metric_defs()]
+            return names[metric.alias] if 0 <= metric.alias < len(names) else None
+        number, index = divmod(metric.alias, DEVICE_ALIAS_BLOCK)
+        if self._device_numbers.get(station) != number or index >= len(DEVICE_METRIC_NAMES):
+            return None
+        return DEVICE_METRIC_NAMES[index]
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -161,10 +197,10 @@ class SparkplugBridge:
     def _node_birth(self) -> None:
         ts = self.sp.get_current_timestamp()
         self._seq = 0
-        metrics = [self._bd_seq_metric(ts), self._metric(REBIRTH_NODE, "BOOLEAN", False, ts),
-                   self._metric("Properties/line", "STRING", self.line, ts),
-                   self._metric("Properties/software_version", "STRING", __version__, ts)]
-        metrics += [self._metric(d.name, d.datatype, self.line_values.get(d.name), ts) for d in LINE_METRICS]
+        values = {"bdSeq": self.bd_seq, REBIRTH_NODE: False, "Properties/line": self.line,
+                  "Properties/software_version": __version__, **self.line_values}
+        metrics = [self._metric(name, dtype, values.get(name), ts, alias)
+                   for alias, (name, dtype) in enumerate(self._node_metric_defs())]
         self._publish(self.topic("NBIRTH"), self.sp.NBirth(timestamp=ts, seq=self._next_seq(), metrics=tuple(metrics)))
         for station in list(self.devices):
             self.born[station] = False
@@ -175,8 +211,10 @@ class SparkplugBridge:
             return
         ts = self.sp.get_current_timestamp()
         values = self.devices[station]
-        metrics = [self._metric(d.name, d.datatype, values.get(d.name), ts) for d in STATS_METRICS + RESULT_METRICS]
-        metrics += [self._metric(name, dtype, initial, ts) for name, dtype, initial in CONTROL_METRICS]
+        metrics = [self._metric(d.name, d.datatype, values.get(d.name), ts, self._device_alias(station, d.name))
+                   for d in STATS_METRICS + RESULT_METRICS]
+        metrics += [self._metric(name, dtype, initial, ts, self._device_alias(station, name))
+                    for name, dtype, initial in CONTROL_METRICS]
         self._publish(self.topic("DBIRTH", station),
                       self.sp.DBirth(timestamp=ts, seq=self._next_seq(), metrics=tuple(metrics)))
         self.born[station] = True
@@ -255,14 +293,16 @@ class SparkplugBridge:
             self._device_birth(station)
         elif changed and self.sink.connected.is_set():
             ts = self.sp.get_current_timestamp()
-            metrics = tuple(self._metric(d.name, d.datatype, values[d.name], ts) for d in changed)
+            metrics = tuple(self._metric(d.name, d.datatype, values[d.name], ts, self._device_alias(station, d.name),
+                                         named=False) for d in changed)
             self._publish(self.topic("DDATA", station), self.sp.DData(timestamp=ts, seq=self._next_seq(), metrics=metrics))
 
     def _update_line(self, state: ControllerState) -> None:
         changed = self._changed(LINE_METRICS, state.model_dump(mode="json"), self.line_values)
         if changed and self.sink.connected.is_set():
             ts = self.sp.get_current_timestamp()
-            metrics = tuple(self._metric(d.name, d.datatype, self.line_values[d.name], ts) for d in changed)
+            metrics = tuple(self._metric(d.name, d.datatype, self.line_values[d.name], ts, self._node_alias(d.name),
+                                         named=False) for d in changed)
             self._publish(self.topic("NDATA"), self.sp.NData(timestamp=ts, seq=self._next_seq(), metrics=metrics))
 
     # -- commands from SCADA ---------------------------------------------------------------------------
@@ -278,17 +318,18 @@ class SparkplugBridge:
         with self._lock:
             if parsed.message_type == self.sp.MessageType.NCMD:
                 metrics = self.sp.NCmd.decode(payload).metrics
-                if any(m.name == REBIRTH_NODE and m.value for m in metrics):
+                if any(self._metric_name(None, m) == REBIRTH_NODE and m.value for m in metrics):
                     self._node_birth()
                 return
             station = parsed.device_id
             for metric in self.sp.DCmd.decode(payload).metrics:
-                if metric.name == REBIRTH_DEVICE:
+                name = self._metric_name(station, metric)
+                if name == REBIRTH_DEVICE:
                     if metric.value and station in self.devices:
                         self._device_birth(station)
                     continue
                 try:
-                    command = _station_command(metric.name, metric.value)
+                    command = _station_command(name or f"alias {metric.alias}", metric.value)
                 except ValueError as exc:  # includes a command the station schema refuses
                     log.warning("Sparkplug command for %s ignored: %s", station, exc)
                     continue

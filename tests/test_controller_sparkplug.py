@@ -9,9 +9,16 @@ from tests.fixtures_controller import AMQTT_UNRELIABLE, line_config, require_mos
 sp = pytest.importorskip("pysparkplug")
 
 
-def _decode(message):
+def _decode(message, births):
+    """Data messages carry aliases only: names come from the latest birth of the same node or device."""
     topic = sp.Topic.from_str(message.topic)
-    return topic, topic.message_type.payload.decode(message.payload)
+    key = (topic.edge_node_id, topic.device_id)
+    kind = topic.message_type
+    birth = births.get(key) if kind in (sp.MessageType.NDATA, sp.MessageType.DDATA) else None
+    payload = kind.payload.decode(message.payload, birth=birth)
+    if kind in (sp.MessageType.NBIRTH, sp.MessageType.DBIRTH):
+        births[key] = payload
+    return topic, payload
 
 
 def _metrics(payload) -> dict:
@@ -19,10 +26,10 @@ def _metrics(payload) -> dict:
 
 
 def _of(recorder, message_type, device=None):
-    out = []
+    out, births = [], {}
     for m in recorder.messages:
         if m.topic.startswith("spBv1.0/"):
-            topic, payload = _decode(m)
+            topic, payload = _decode(m, births)
             if topic.message_type == message_type and (device is None or topic.device_id == device):
                 out.append(payload)
     return out
@@ -76,6 +83,7 @@ def test_births_data_commands_and_deaths_decode_with_the_library(bridge_env):
     birth_payload = _of(scada, "DBIRTH", "cam1")[0]
     raw = next(m.payload for m in scada.messages if "/DDATA/" in m.topic)
     assert sp.DData.decode(raw, birth=birth_payload).metrics == ddata.metrics
+    assert all(m.name is None and m.alias is not None for m in sp.DData.decode(raw).metrics)  # aliases only
 
     # SCADA writes a part id to Device Control/Trigger: the station gets its JSON trigger command
     cmd = sp.DCmd(timestamp=sp.get_current_timestamp(), metrics=(
