@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, List, Optional
@@ -54,6 +56,23 @@ def _bench_command() -> Any:
     return SimpleNamespace(__doc__="The benchmarks (source checkout only).", add_arguments=add_arguments, run=run)
 
 
+def quiet_native_logs(verbose: bool) -> None:
+    """Silence TensorFlow, absl, oneDNN, XNNPACK and converter chatter unless ``-v``: the one place it is set.
+
+    Must run before TensorFlow or a TFLite runtime is imported (they read the environment once). A variable
+    the user set wins. ``TF_CPP_MIN_LOG_LEVEL`` is also what :mod:`inspector.inference` reads to drop the
+    runtime's INFO lines, which no runtime lets a caller switch off.
+    """
+    level = "0" if verbose else "3"
+    for name, value in (("TF_CPP_MIN_LOG_LEVEL", level), ("GRPC_VERBOSITY", "INFO" if verbose else "ERROR"),
+                        ("GLOG_minloglevel", "0" if verbose else "3")):
+        os.environ.setdefault(name, value)
+    if not verbose:
+        for name in ("absl", "tensorflow", "h5py", "matplotlib"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl|tf_keras|ai_edge_litert)(\.|$)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inspector",
@@ -79,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_native_logs(args.verbose)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

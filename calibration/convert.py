@@ -33,6 +33,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from inspector.bundle import Precision, TensorSpec
+from inspector.nativelog import native_stderr_filtered
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def _conversion(model: bytes, precision: Precision, start: float, float_nodes: S
 
 
 def _run(converter) -> bytes:
-    with _quiet_conversion():
+    with _quiet_conversion(), native_stderr_filtered():
         try:
             return converter.convert()
         except Exception as exc:  # the converter raises ConverterError and several others

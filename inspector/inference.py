@@ -24,6 +24,7 @@ import numpy as np
 
 from inspector.bundle import Bundle
 from inspector.decision import DecisionPolicy, defect_score
+from inspector.nativelog import native_stderr_filtered
 from inspector.preprocess import ChannelOrder, Preprocessor
 from inspector.protocol.enums import Verdict
 
@@ -91,8 +92,9 @@ class ModelRunner:
         if loaded:
             kwargs["experimental_delegates"] = loaded
         try:
-            self.interpreter = module.Interpreter(**kwargs)
-            self.interpreter.allocate_tensors()
+            with native_stderr_filtered():  # the runtime's "Created TensorFlow Lite XNNPACK delegate" INFO line
+                self.interpreter = module.Interpreter(**kwargs)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.backend.value} cannot load the model: {exc}") from None
         self._in = self.interpreter.get_input_details()[0]
