@@ -144,9 +144,10 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     # TensorFlow's C++ info/warning lines drown the progress output; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config = None if args.resume else build_config(args)  # a typo is reported before TensorFlow loads (seconds)
     from training.trainer import load_run_config, train
 
-    if args.resume:
+    if config is None:
         changed = [flag for flag, _, _ in _SHORTCUTS if getattr(args, _dest(flag)) is not None]
         changed += [flag for flag, _, _ in _AUGMENT_OFF if getattr(args, _dest(flag))]
         changed += ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
@@ -155,8 +156,6 @@ def run(args: argparse.Namespace) -> int:
         config = load_run_config(args.out)
         if args.root:
             config.data.root = args.root  # the dataset may have moved; the checksums still guard it
-    else:
-        config = build_config(args)
     train(config, Path(args.out), resume=args.resume)
     return 0
 
