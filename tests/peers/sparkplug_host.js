@@ -6,7 +6,7 @@
 // It publishes its STATE (Sparkplug 3.0), subscribes to the group, decodes every message with Tahu and keeps
 // the host's view of each edge node and device: metrics by name (aliases resolved from the births), the
 // bdSeq of the node's current birth, and the seq of the last message. Everything it sees is printed as one
-// JSON line on stdout; lines on stdin are commands to send:
+// JSON line on stdout; lines on stdin are commands to send (when it is killed, its will says it is offline):
 //   {"ncmd": [{"name": ..., "type": ..., "value": ...}], "node": "<edge_node_id>"}
 //   {"dcmd": [...], "node": "<edge_node_id>", "device": "<device_id>"}
 "use strict";
@@ -154,8 +154,5 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     send("NCMD", request.node, null, request.ncmd);
   } else if (request.dcmd) {
     send("DCMD", request.node, request.device, request.dcmd);
-  } else if (request.quit) {
-    client.publish(stateTopic, JSON.stringify({ online: false, timestamp: Date.now() }), { qos: 1, retain: true }, () =>
-      client.end(false, () => process.exit(0)));
   }
 });
