@@ -18,9 +18,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="line configuration (YAML, see deploy/line.example.yaml)")
+    parser.add_argument("-c", "--config", required=True, help="line configuration (YAML, see deploy/line.example.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set mqtt.host=10.0.0.5 (repeatable)")
+    parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker; same as --set mqtt.host=HOST "
+                                                               "--set mqtt.port=PORT")
     parser.add_argument("--trigger-rate", type=float, help="send this many triggers per second (trigger.rate_hz)")
     parser.add_argument("--count", type=int, help="stop triggering after this many parts (trigger.count)")
     parser.add_argument("--duration", type=float, help="exit after this many seconds (default: run until stopped)")
@@ -33,8 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace):
     from controller.config import LineConfig
     from inspector.config import load_config, parse_override
+    from inspector.mqtt import parse_broker
 
-    overrides = dict(parse_override(item) for item in args.set)
+    overrides: dict = {}
+    if args.broker:
+        host, port = parse_broker(args.broker)
+        overrides["mqtt.host"] = host
+        if port is not None:
+            overrides["mqtt.port"] = port
+    overrides.update(parse_override(item) for item in args.set)
     if args.trigger_rate is not None:
         overrides["trigger.rate_hz"] = args.trigger_rate
     if args.count is not None:

@@ -5,9 +5,9 @@ is full within a second of starting. Rows turn red when a station is offline or 
 failed, and when a controller has stopped the line. Plain ANSI repaint, no curses: works over any SSH.
 
 Example:
-  inspector monitor --host 10.0.0.5
+  inspector monitor --broker 10.0.0.5
   inspector monitor --config line.yaml --line line1
-  inspector monitor --port 1884 --once            # print one snapshot and exit (scripts, tests)
+  inspector monitor --broker localhost:1884 --once            # print one snapshot and exit (scripts, tests)
   inspector monitor --duration 30 --interval 2
 """
 from __future__ import annotations
@@ -16,9 +16,10 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="take the broker settings (mqtt section) from a line or station config")
-    parser.add_argument("--host", help="broker host (default localhost, or the config's)")
-    parser.add_argument("--port", type=int, help="broker port (default 1883, or the config's)")
+    parser.add_argument("-c", "--config", help="take the broker settings (mqtt section) from a line or station config")
+    parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker (default localhost:1883, or the config's)")
+    parser.add_argument("--host", help=argparse.SUPPRESS)  # before --broker; kept so old scripts still run
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--username", help="broker user (a read-only dashboard user is enough)")
     parser.add_argument("--password-env", help="environment variable holding the password")
     parser.add_argument("--prefix", help="topic prefix (default inspector, or the config's)")
@@ -34,13 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _mqtt_config(args: argparse.Namespace):
     from inspector.config import load_yaml
-    from inspector.mqtt import MqttConfig
+    from inspector.mqtt import MqttConfig, parse_broker
 
     data = {}
     if args.config:
         loaded = load_yaml(args.config) or {}
         data = dict(loaded.get("mqtt") or {}) if isinstance(loaded, dict) else {}
-    for key, value in (("host", args.host), ("port", args.port), ("username", args.username),
+    host, port = parse_broker(args.broker) if args.broker else (args.host, args.port)
+    for key, value in (("host", host), ("port", port), ("username", args.username),
                        ("password_env", args.password_env), ("prefix", args.prefix), ("protocol", args.protocol)):
         if value is not None:
             data[key] = value

@@ -26,7 +26,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", metavar="YAML", help="station config file (station.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set mqtt.port=1884 (repeatable; wins over flags)")
     parser.add_argument("--bundle", help="model bundle (.inspector); same as --set bundle=...")
     parser.add_argument("--source", help="frame source: camera index (0), rtsp://|http:// URL, GStreamer "
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _overrides(args: argparse.Namespace) -> dict:
     from edge.config import source_from_text
     from inspector.config import parse_override
+    from inspector.mqtt import parse_broker
 
     out: dict = {}
     if args.bundle:
@@ -50,10 +51,10 @@ def _overrides(args: argparse.Namespace) -> dict:
     if args.source:
         out["source"] = source_from_text(args.source)
     if args.broker:
-        host, _, port = args.broker.rpartition(":") if ":" in args.broker else (args.broker, "", "")
+        host, port = parse_broker(args.broker)
         out["mqtt.host"] = host
-        if port:
-            out["mqtt.port"] = int(port) if port.isdigit() else port
+        if port is not None:
+            out["mqtt.port"] = port
     for key in ("line", "station"):
         if getattr(args, key):
             out[key] = getattr(args, key)
@@ -61,7 +62,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["mode.type"] = args.mode
     if args.outbox:
         out["outbox.path"] = args.outbox
-    for text in args.overrides:
+    for text in args.set:
         key, value = parse_override(text)
         out[key] = value
     return out

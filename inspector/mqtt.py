@@ -104,6 +104,15 @@ class Will:
     retain: bool = True
 
 
+def parse_broker(text: str) -> Tuple[str, Optional[Union[int, str]]]:
+    """``--broker HOST[:PORT]`` (every command spells the broker so) as ``(host, port or None)``; a port that is
+    not a number is passed on as text for the config's validation to name."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, None
+    return host, int(port) if port.isdigit() else port
+
+
 def _path(value: Optional[Path]) -> Optional[str]:
     return None if value is None else str(value)
 

@@ -1,6 +1,6 @@
 """Train a MobileNetV3 + squeeze-and-excitation classifier on a labeled folder (root/<class>/<image>).
 
-Splits the data (or reuses --split), loads every image once through the edge's preprocessing, trains
+Splits the data (or reuses --split-file), loads every image once through the edge's preprocessing, trains
 (two stages with a pretrained backbone, one from random weights), and writes RUN_DIR: model.keras,
 run.json, split.json, config.json, metrics.json, history.json, report.html with plots, checkpoints/.
 Every recipe setting is a config field: give a YAML file with --config, change single fields with
@@ -40,7 +40,7 @@ def _size(text: str):
 # (flag, dotted config key, argparse kwargs); None values are "not given" and leave the config alone.
 _SHORTCUTS = [
     ("--good-class", "data.good_class", dict(help="good/pass class folder name (default good)")),
-    ("--split", "data.split", dict(help="reuse this split manifest JSON (from `inspector dataset`)")),
+    ("--split-file", "data.split", dict(metavar="JSON", help="reuse this split manifest (from `inspector dataset`)")),
     ("--split-seed", "data.split_seed", dict(type=int, help="seed of a new split (default 0)")),
     ("--name", "name", dict(help="model name recorded in run.json")),
     ("--seed", "seed", dict(type=int, help="training seed (default 0)")),
@@ -82,12 +82,13 @@ _AUGMENT_OFF = [
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", nargs="?", help="dataset folder (root/<class>/<image>); optional with --resume")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (or resume)")
-    parser.add_argument("--config", metavar="YAML", help="TrainConfig YAML; command-line options override it")
+    parser.add_argument("-c", "--config", metavar="YAML", help="TrainConfig YAML; command-line options override it")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="set any config field, e.g. --set optim.label_smoothing=0 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint")
     for flag, _, kwargs in _SHORTCUTS:
         parser.add_argument(flag, default=None, **kwargs)
+    parser.add_argument("--split", dest="split_file", default=None, help=argparse.SUPPRESS)  # the old spelling
     for flag, _, text in _AUGMENT_OFF:
         parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument("--blur", type=float, metavar="P", help="Gaussian blur with probability P")

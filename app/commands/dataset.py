@@ -25,7 +25,8 @@ def parse_ratios(text: str) -> tuple:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", help="dataset folder holding one sub-folder per class")
     parser.add_argument("--good-class", default="good", help="name of the good/pass class folder (default good)")
-    parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
+    parser.add_argument("--seed", dest="split_seed", type=int, help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument("--ratios", type=parse_ratios, default=(0.7, 0.15, 0.15),
                         help="train,val,test ratios (default 0.7,0.15,0.15)")
     parser.add_argument("--out", default="split.json", help="split manifest to write (default split.json)")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from inspector.dataset import format_table, make_split, scan_folder
 
     scan = scan_folder(args.root, good_class=args.good_class)
-    manifest = make_split(scan, seed=args.seed, ratios=args.ratios)
+    manifest = make_split(scan, seed=args.split_seed, ratios=args.ratios)
     print(f"dataset {scan.root}: {len(scan.samples)} usable images in {len(scan.classes)} classes")
     print(format_table(manifest))
     duplicates = scan.duplicate_groups()
