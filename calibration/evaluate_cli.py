@@ -10,7 +10,7 @@ of a split manifest is used (e.g. the held-out test split of the training data).
 
 Examples:
   inspector evaluate tiles.inspector line_images/
-  inspector evaluate tiles.inspector ../shared/datasets/magnetic_tile --split-file runs/tiles/split.json \\
+  inspector evaluate tiles.inspector data/tiles --split-file runs/tiles/split.json \\
       --split test --out tiles-test.json --report-dir tiles-test-report
 """
 from __future__ import annotations

@@ -46,3 +46,29 @@ def test_readme_dataset_command_runs(tmp_path, capsys):
             for a in shlex.split(command)[1:]]
     assert main(argv) == 0
     assert (tmp_path / "split.json").exists()
+
+
+def help_examples():
+    """Every ``inspector ...`` example line in the subcommands' --help texts (comments and redirects cut)."""
+    import argparse
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    examples = []
+    for cmd in sub.choices.values():
+        for line in (cmd.description or "").splitlines():
+            line = line.strip()
+            if line.startswith("inspector "):
+                examples.append(line.split("  #")[0].split(" > ")[0].rstrip(" \\"))
+    return examples
+
+
+def test_every_subcommand_help_has_examples_that_parse():
+    examples = help_examples()
+    assert any(e.startswith("inspector predict") for e in examples)
+    parser = build_parser()
+    for example in examples:
+        try:
+            parser.parse_args(shlex.split(example)[1:])
+        except SystemExit as exc:
+            pytest.fail(f"--help example does not parse: {example} (exit {exc.code})")
+    assert not [e for e in examples if "../shared" in e], "examples must use paths a user has (e.g. demo-out/)"

@@ -5,7 +5,7 @@ their reason and left out. Byte-identical files stay in the same split. The mani
 `inspector train` and `inspector calibrate` reuse, so the held-out images are the same in every stage.
 
 Example:
-  inspector dataset ../shared/datasets/magnetic_tile --good-class free --out runs/split.json
+  inspector dataset demo-out/data --good-class good --out runs/split.json
 """
 from __future__ import annotations
 

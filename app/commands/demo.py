@@ -8,7 +8,7 @@ writes OUT/report.html. It leaves no process behind.
 
 Example:
   inspector demo --quick            # about two minutes on two CPU cores
-  inspector demo --data ../shared/datasets/magnetic_tile --good-class free --out demo-tiles
+  inspector demo --data data/tiles --good-class free --out demo-tiles   # your own labeled folders
 """
 from __future__ import annotations
 

@@ -6,11 +6,11 @@ policy, then the plausibility gate), so a verdict here is the verdict on the lin
 recursively), a video file, a camera index (0) or an rtsp:// / http:// stream.
 
 Examples:
-  inspector predict demo-out/demo.inspector demo-out/data/good
-  inspector predict demo-out/demo.inspector demo-out/data --save predictions/ --csv predictions.csv
-  inspector predict demo-out/demo.inspector demo-out/data --json
-  inspector predict model.inspector replay.mp4 --frames 100
-  inspector predict model.inspector 0 --frames 5
+  inspector predict demo-out/demo.inspector demo-out/reference.png
+  inspector predict demo-out/demo.inspector demo-out/line.avi --frames 20 --save predictions/ --csv predictions.csv
+  inspector predict demo-out/demo.inspector demo-out/line.avi --frames 5 --json
+  inspector predict runs/r1 data/good     # a run folder holding a bundle (calibrate --out runs/r1/r1.inspector)
+  inspector predict model.inspector 0 --frames 5     # camera 0
 """
 from __future__ import annotations
 
