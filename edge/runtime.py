@@ -415,6 +415,7 @@ class Station:
 
     def _inspect(self, frame: Frame, trigger: Optional[Trigger]) -> None:
         clf = self.classifier
+        assert clf is not None  # loaded by _setup before the loop takes a frame
         gate = self.gate_for(clf)
         try:
             if frame.prepared is None or frame.prepared_by is not clf.preprocessor:
