@@ -72,3 +72,18 @@ def test_every_subcommand_help_has_examples_that_parse():
         except SystemExit as exc:
             pytest.fail(f"--help example does not parse: {example} (exit {exc.code})")
     assert not [e for e in examples if "../shared" in e], "examples must use paths a user has (e.g. demo-out/)"
+
+
+def test_readme_bundle_and_predict_commands_run(int8_bundle, synth_root, tmp_path, capsys, monkeypatch):
+    """The README's `bundle inspect` and `predict` lines, on a real bundle in place of models/r1.inspector."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "r1.inspector").symlink_to(int8_bundle)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ok").symlink_to(synth_root / "good")
+    for prefix in ("inspector bundle inspect", "inspector predict"):
+        command = next(c for c in readme_commands() if c.startswith(prefix))
+        assert main(shlex.split(command)[1:]) == 0, command
+    assert "; 0 skipped" in capsys.readouterr().out
+    assert len(list((tmp_path / "predictions").glob("*.png"))) == len(list((synth_root / "good").iterdir()))
+    assert (tmp_path / "predictions.csv").is_file()
