@@ -137,7 +137,7 @@ class Bundle:
     def manifest_json(self) -> str:
         return json.dumps(self.manifest.model_dump(mode="json"), indent=2)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a zip (any name not ending in ``/``) or, for an existing directory, the two files inside.
 
         The zip is written to a temporary name and renamed, so a device never loads half a file.
@@ -154,7 +154,7 @@ class Bundle:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Bundle:
+    def load(cls, path: str | os.PathLike[str]) -> Bundle:
         """Read and verify a bundle; every failure is a :class:`BundleError` that says what is wrong."""
         path = Path(path)
         source = str(path)

@@ -36,7 +36,7 @@ class CameraMetrics:
     clipped_dark: float  # fraction of pixels <= DARK_LEVEL
     clipped_bright: float  # fraction of pixels >= BRIGHT_LEVEL
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in asdict(self).items()}
 
 
@@ -80,7 +80,7 @@ class CameraReference(StrictModel):
     )
 
     @classmethod
-    def from_frame(cls, frame: np.ndarray, roi: Optional[Roi] = None, **tolerances) -> CameraReference:
+    def from_frame(cls, frame: np.ndarray, roi: Optional[Roi] = None, **tolerances: float) -> CameraReference:
         metrics = measure(frame, roi)
         clipped_max = tolerances.pop(
             "clipped_max", max(0.05, 2 * max(metrics.clipped_dark, metrics.clipped_bright))

@@ -43,7 +43,7 @@ def substitute_env(text: str, env: Mapping[str, str] | None = None) -> str:
     """Replace ``${VAR}`` / ``${VAR:-default}`` with environment values; a missing variable is an error."""
     env = os.environ if env is None else env
 
-    def repl(match: re.Match) -> str:
+    def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env:
             return env[name]
@@ -76,7 +76,7 @@ def validate(model: Type[T], data: Any, source: str = "<config>") -> T:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
-def load_yaml(path: str | os.PathLike) -> Any:
+def load_yaml(path: str | os.PathLike[str]) -> Any:
     """Read a YAML file with environment substitution; syntax errors name the file and line."""
     path = Path(path)
     try:
@@ -91,7 +91,7 @@ def load_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 
 
-def load_config(model: Type[T], path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> T:
+def load_config(model: Type[T], path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> T:
     """Load ``path`` into ``model``, then apply dotted ``overrides`` (``{"mqtt.host": "x"}``) from the CLI."""
     data = load_yaml(path) or {}
     if not isinstance(data, dict):
@@ -101,7 +101,7 @@ def load_config(model: Type[T], path: str | os.PathLike, overrides: Mapping[str,
     return validate(model, data, str(path))
 
 
-def set_dotted(data: dict, dotted: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in nested dicts, creating levels; lets ``--set mqtt.port=1884`` reach any field."""
     parts = dotted.split(".")
     node = data

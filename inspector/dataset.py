@@ -19,7 +19,7 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class Scan:
         return digest.hexdigest()
 
 
-def scan_folder(root: str | os.PathLike, good_class: str = "good", decode: bool = True) -> Scan:
+def scan_folder(root: str | os.PathLike[str], good_class: str = "good", decode: bool = True) -> Scan:
     """Scan ``root/<class>/*`` for images; every file is hashed and (by default) decoded to validate it.
 
     Files with an image ending that cannot be decoded, and files with other endings, are listed in
@@ -142,7 +142,7 @@ class SplitManifest:
     skipped: List[Skipped] = field(default_factory=list)
     conflicts: List[Skipped] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {
             "schema": SPLIT_SCHEMA,
             "root": self.root,
@@ -164,11 +164,11 @@ class SplitManifest:
     def sha256(self) -> str:
         return sha256_bytes(self.to_json().encode())
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         return atomic_write_text(path, self.to_json())
 
     @classmethod
-    def from_dict(cls, data: dict) -> SplitManifest:
+    def from_dict(cls, data: Dict[str, Any]) -> SplitManifest:
         if data.get("schema") != SPLIT_SCHEMA:
             raise DatasetError(f"split manifest schema {data.get('schema')!r} is not {SPLIT_SCHEMA}")
         return cls(
@@ -184,13 +184,13 @@ class SplitManifest:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SplitManifest:
+    def load(cls, path: str | os.PathLike[str]) -> SplitManifest:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{path}: not a valid split manifest ({exc})") from None
 
-    def paths(self, split: str, root: Optional[str | os.PathLike] = None) -> List[Path]:
+    def paths(self, split: str, root: Optional[str | os.PathLike[str]] = None) -> List[Path]:
         base = Path(root or self.root)
         return [base / s.path for s in self.splits[split]]
 

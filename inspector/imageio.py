@@ -31,13 +31,13 @@ _NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif":
 class ImageError(ValueError):
     """A file that cannot be used as an image; ``reason`` says why in a few words."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike[str], reason: str):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
 
 
-def is_image_name(path: str | os.PathLike) -> bool:
+def is_image_name(path: str | os.PathLike[str]) -> bool:
     """True for the file endings the datasets accept (case-insensitive)."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
@@ -138,7 +138,7 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported channel count {channels}")
 
 
-def decode_image(data: bytes, suffix: str = "", path: str | os.PathLike = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes, suffix: str = "", path: str | os.PathLike[str] = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to HxWx3 uint8 RGB, raising :class:`ImageError` with a reason."""
     if len(data) == 0:
         raise ImageError(path, "empty file")
@@ -163,7 +163,7 @@ def decode_image(data: bytes, suffix: str = "", path: str | os.PathLike = "<byte
         raise ImageError(path, str(exc)) from None
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as HxWx3 uint8 RGB; raises :class:`ImageError` (with ``reason``) if unusable."""
     try:
         data = Path(path).read_bytes()
@@ -172,7 +172,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(data, Path(path).suffix, path)
 
 
-def save_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
+def save_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     """Write an RGB uint8 image; the format follows the file ending."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,8 @@ def find_mosquitto() -> Optional[str]:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -55,7 +56,7 @@ class LocalBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: str | os.PathLike, kind: Optional[str] = None, mosquitto_extra: Sequence[str] = ()):
+    def __init__(self, workdir: str | os.PathLike[str], kind: Optional[str] = None, mosquitto_extra: Sequence[str] = ()):
         # Absolute: the broker runs with this folder as its working directory and reads paths from its config.
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ class LocalBroker:
         self.protocol = "5" if self.kind == "mosquitto" else "3.1.1"
         self.persistent = self.kind == "mosquitto"
         self.port = free_port()
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None
         self.log_path = self.workdir / f"{self.kind}.log"
         self._write_config(list(mosquitto_extra))
 
@@ -139,12 +140,12 @@ class LocalBroker:
                 text += Path(name).read_text(errors="replace")
         return text[-chars:]
 
-    def mqtt_overrides(self) -> dict:
+    def mqtt_overrides(self) -> dict[str, str | int]:
         """The station/controller config keys that point a client at this broker."""
         return {"mqtt.host": self.host, "mqtt.port": self.port, "mqtt.protocol": self.protocol}
 
     def __enter__(self) -> LocalBroker:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

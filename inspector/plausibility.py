@@ -187,7 +187,8 @@ class AppearanceModel(StrictModel):
         proj = z @ comp.T
         inside = (proj**2 / np.asarray(self.variances)).sum(axis=1)
         residual = (z**2).sum(axis=1) - (proj**2).sum(axis=1)
-        return (inside + np.maximum(residual, 0) / self.residual_variance) / z.shape[1]
+        distance: np.ndarray = (inside + np.maximum(residual, 0) / self.residual_variance) / z.shape[1]
+        return distance
 
 
 class PlausibilityReference(StrictModel):

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
+from typing import Iterable, Optional
 
 import cv2
 import numpy as np
@@ -117,7 +117,7 @@ class Preprocessor:
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image)
 
-    def prepare_batch(self, images, order: ChannelOrder | str = ChannelOrder.RGB) -> np.ndarray:
+    def prepare_batch(self, images: Iterable[np.ndarray], order: ChannelOrder | str = ChannelOrder.RGB) -> np.ndarray:
         """Stack :meth:`prepare` over several images into an NxHxWx3 uint8 array."""
         prepared = [self.prepare(image, order) for image in images]
         if not prepared:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from inspector.imageio import save_image
 
@@ -29,17 +30,26 @@ UNSEEN_DEFECTS = ("chip", "dent")
 GOOD = "good"
 SURFACES = ("metal", "fabric", "tile")
 
+FloatImage = npt.NDArray[np.floating[Any]]  # a grayscale surface, 0..1 before lighting and noise
 
-def _surface(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarray:
+
+def _grid(h: int, w: int) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Row and column coordinates of every pixel."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy, xx
+
+
+def _surface(rng: np.random.Generator, kind: str, h: int, w: int) -> FloatImage:
     """A grayscale float32 surface in 0..1."""
     base = rng.uniform(0.35, 0.65)
+    img: FloatImage
     if kind == "metal":
         noise = rng.normal(0, 1, (h, w)).astype(np.float32)
         k = max(3, (w // 6) | 1)
         streaks = cv2.blur(noise, (k, 1))
         img = base + 0.08 * streaks / (streaks.std() + 1e-6)
     elif kind == "fabric":
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        yy, xx = _grid(h, w)
         period = rng.uniform(3.0, 6.0) * max(h, w) / 128
         angle = rng.uniform(0, np.pi)
         u = xx * np.cos(angle) + yy * np.sin(angle)
@@ -53,8 +63,10 @@ def _surface(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarray:
     return img.astype(np.float32)
 
 
-def _lighting(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+def _lighting(rng: np.random.Generator, h: int, w: int) -> FloatImage:
+    yy, xx = _grid(h, w)
+    gx: float
+    gy: float
     gx, gy = rng.uniform(-0.15, 0.15, 2)
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     vignette = 1.0 - rng.uniform(0, 0.15) * (((xx - cx) / w) ** 2 + ((yy - cy) / h) ** 2)
@@ -66,7 +78,7 @@ def _contrast(rng: np.random.Generator) -> float:
     return float(rng.uniform(0.06, 0.12) if rng.random() < 0.2 else rng.uniform(0.12, 0.3))
 
 
-def _scratch(rng, img, h, w):
+def _scratch(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatImage:
     mask = np.zeros((h, w), np.float32)
     length = rng.uniform(0.3, 0.8) * max(h, w)
     angle = rng.uniform(0, np.pi)
@@ -77,21 +89,22 @@ def _scratch(rng, img, h, w):
     ys = cy + t * length * np.sin(angle) + bend * (t**2 - 0.25) * np.cos(angle)
     pts = np.stack([xs, ys], 1).round().astype(np.int32)
     cv2.polylines(mask, [pts], False, 1.0, thickness=max(1, int(round(max(h, w) / 128))), lineType=cv2.LINE_AA)
-    sign = rng.choice([-1.0, 1.0])
+    sign: float = rng.choice([-1.0, 1.0])
     return img + sign * _contrast(rng) * 1.5 * mask
 
 
-def _spot(rng, img, h, w):
+def _spot(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatImage:
     mask = np.zeros((h, w), np.float32)
     for _ in range(int(rng.integers(1, 4))):
         r = rng.uniform(0.02, 0.06) * max(h, w)
         center = (int(rng.uniform(0.15, 0.85) * w), int(rng.uniform(0.15, 0.85) * h))
         cv2.circle(mask, center, max(1, int(r)), 1.0, -1, lineType=cv2.LINE_AA)
-    rim = cv2.GaussianBlur(mask, (0, 0), 1.0) - mask
-    return img - _contrast(rng) * 1.8 * mask + 0.5 * _contrast(rng) * np.clip(rim, 0, None) * 4
+    rim: FloatImage = cv2.GaussianBlur(mask, (0, 0), 1.0) - mask
+    spotted: FloatImage = img - _contrast(rng) * 1.8 * mask + 0.5 * _contrast(rng) * np.clip(rim, 0, None) * 4
+    return spotted
 
 
-def _crack(rng, img, h, w):
+def _crack(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatImage:
     mask = np.zeros((h, w), np.float32)
     x, y = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
     heading = rng.uniform(0, 2 * np.pi)
@@ -112,19 +125,19 @@ def _crack(rng, img, h, w):
     return img - _contrast(rng) * 2.0 * mask
 
 
-def _stain(rng, img, h, w):
-    blob = np.zeros((h, w), np.float32)
+def _stain(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatImage:
+    blob: npt.NDArray[np.float32] = np.zeros((h, w), np.float32)
     for _ in range(int(rng.integers(2, 6))):
         center = (int(rng.uniform(0.2, 0.8) * w), int(rng.uniform(0.2, 0.8) * h))
         axes = (int(rng.uniform(0.05, 0.15) * w) + 1, int(rng.uniform(0.05, 0.15) * h) + 1)
         cv2.ellipse(blob, center, axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
-    blob = cv2.GaussianBlur(blob, (0, 0), max(h, w) / 40)
+    blob = cast(npt.NDArray[np.float32], cv2.GaussianBlur(blob, (0, 0), max(h, w) / 40))  # cv2 keeps the dtype
     blob /= blob.max() + 1e-6
-    sign = rng.choice([-1.0, 1.0])
+    sign: float = rng.choice([-1.0, 1.0])
     return img + sign * _contrast(rng) * blob
 
 
-def _chip(rng, img, h, w):
+def _chip(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatImage:
     """A corner or edge broken off: the belt (dark) shows through a jagged polygon at the border."""
     corner = int(rng.integers(4))
     size = rng.uniform(0.2, 0.35) * min(h, w)
@@ -138,15 +151,16 @@ def _chip(rng, img, h, w):
     return img * (1 - mask) + 0.08 * mask
 
 
-def _dent(rng, img, h, w):
+def _dent(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatImage:
     """A shallow dent: a soft shading ramp (light on one side, shadow on the other)."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = _grid(h, w)
     cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
     r = rng.uniform(0.08, 0.16) * max(h, w)
     d2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / r**2
     angle = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)) / r
-    return img + _contrast(rng) * 4.0 * ramp * np.exp(-d2)
+    dented: FloatImage = img + _contrast(rng) * 4.0 * ramp * np.exp(-d2)
+    return dented
 
 
 _DEFECT_FN = {"scratch": _scratch, "spot": _spot, "crack": _crack, "stain": _stain,
@@ -170,7 +184,7 @@ def render(
 
 
 def generate(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     per_class: int | Dict[str, int] = 50,
     size: Tuple[int, int] = (128, 128),
     seed: int = 0,
@@ -183,7 +197,7 @@ def generate(
     earlier ones identical.
     """
     out = Path(out)
-    counts = {}
+    counts: Dict[str, int] = {}
     for class_index, label in enumerate(classes):
         if label != GOOD and label not in _DEFECT_FN:
             raise ValueError(f"unknown synthetic class {label!r}; choose from {(GOOD,) + DEFECTS + UNSEEN_DEFECTS}")
