@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import Field, ValidationError
 
@@ -39,19 +39,48 @@ class RunFolder:
 
     root: Path
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         object.__setattr__(self, "root", Path(root))
 
-    model = property(lambda self: self.root / "model.keras")
-    manifest = property(lambda self: self.root / "run.json")
-    split = property(lambda self: self.root / "split.json")
-    config = property(lambda self: self.root / "config.json")
-    metrics = property(lambda self: self.root / "metrics.json")
-    predictions = property(lambda self: self.root / "predictions.json")
-    history = property(lambda self: self.root / "history.json")
-    report = property(lambda self: self.root / "report.html")
-    checkpoints = property(lambda self: self.root / "checkpoints")
-    cache = property(lambda self: self.root / "cache")
+    @property
+    def model(self) -> Path:
+        return self.root / "model.keras"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
 
     def check_complete(self) -> None:
         """Raise :class:`RunFolderError` naming the first missing file of a finished run."""
@@ -95,7 +124,7 @@ class RunManifest(StrictModel):
     epochs: Optional[int] = Field(None, description="Epochs trained over all stages")
     best_epoch: Optional[int] = Field(None, description="Global epoch of the kept weights")
     operating_point: Optional[OperatingPointRecord] = None
-    deployability: Optional[dict] = Field(None, description="DeployabilityVerdict.to_dict() on the test split")
+    deployability: Optional[Dict[str, Any]] = Field(None, description="DeployabilityVerdict.to_dict() on the test split")
 
     def save(self, folder: RunFolder) -> Path:
         write_json(folder.manifest, self.model_dump(mode="json"))
