@@ -48,7 +48,9 @@ def test_bn_momentum_override_and_keras_default():
 
     from training.model import build_backbone
 
-    bns = lambda m: {l.momentum for l in m.layers if isinstance(l, keras.layers.BatchNormalization)}
+    def bns(m):
+        return {l.momentum for l in m.layers if isinstance(l, keras.layers.BatchNormalization)}
+
     assert bns(build_backbone(_cfg(bn_momentum=0.9), None)) == {0.9}
     assert bns(build_backbone(_cfg(bn_momentum=None), None)) == {0.999}
 
