@@ -18,14 +18,15 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
+import numpy.typing as npt
 
 from inspector.decision import defect_score
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+def confusion_matrix(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, n_classes: int) -> np.ndarray:
     """``cm[i, j]`` = number of samples of true class ``i`` predicted as class ``j``."""
     y_true = np.asarray(y_true, dtype=np.int64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
@@ -57,7 +58,7 @@ def per_class_prf(cm: np.ndarray, labels: Sequence[str]) -> Dict[str, Dict[str, 
     return out
 
 
-def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+def roc_auc(scores: npt.ArrayLike, positive: npt.ArrayLike) -> float:
     """Area under the ROC curve (Mann-Whitney, ties count one half); NaN when one side is empty."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     positive = np.asarray(positive, dtype=bool).ravel()
@@ -72,7 +73,7 @@ def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def roc_curve(scores: Sequence[float], positive: Sequence[bool]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(scores: npt.ArrayLike, positive: npt.ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False-positive rate, true-positive rate and thresholds (``score >= t`` is positive), from (0, 0)."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     positive = np.asarray(positive, dtype=bool).ravel()
@@ -101,11 +102,11 @@ class PassFail:
     false_reject_rate: float
     roc_auc: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
 
-def pass_fail(scores: Sequence[float], is_defect: Sequence[bool], threshold: float = 0.5) -> PassFail:
+def pass_fail(scores: npt.ArrayLike, is_defect: npt.ArrayLike, threshold: float = 0.5) -> PassFail:
     """Escapes (defect with score < threshold) and false rejects (good with score >= threshold)."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     is_defect = np.asarray(is_defect, dtype=bool).ravel()
@@ -127,11 +128,11 @@ def pass_fail(scores: Sequence[float], is_defect: Sequence[bool], threshold: flo
 
 def classification_report(
     probs: np.ndarray,
-    y_true: Sequence[int],
+    y_true: npt.ArrayLike,
     labels: Sequence[str],
     good_class: str,
     threshold: float = 0.5,
-) -> dict:
+) -> Dict[str, Any]:
     """Everything a run reports about one split, JSON-ready (NaN AUC becomes ``None``)."""
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64).ravel()
@@ -157,10 +158,11 @@ def classification_report(
     }
 
 
-def misclassified(probs: np.ndarray, y_true: Sequence[int]) -> List[int]:
+def misclassified(probs: np.ndarray, y_true: npt.ArrayLike) -> List[int]:
     """Indices whose arg-max class differs from the label, most confident mistakes first."""
     probs = np.asarray(probs)
     y_true = np.asarray(y_true, dtype=np.int64)
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != y_true)
-    return wrong[np.argsort(-probs[wrong, pred[wrong]], kind="mergesort")].tolist()
+    worst_first: List[int] = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="mergesort")].tolist()
+    return worst_first
