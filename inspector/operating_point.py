@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from inspector.config import StrictModel
@@ -63,7 +64,7 @@ def _between(upper: float, scores: np.ndarray) -> float:
     return float((upper + (below.max() if below.size else 0.0)) / 2)
 
 
-def threshold_for(scores: Sequence[float], is_defect: Sequence[bool], target: Target | str, rate: float) -> float:
+def threshold_for(scores: npt.ArrayLike, is_defect: npt.ArrayLike, target: Target | str, rate: float) -> float:
     """The threshold meeting ``rate`` for ``target`` on these scores (see the module docstring)."""
     target = Target(target)
     scores = np.asarray(scores, np.float64).ravel()
@@ -91,7 +92,7 @@ def threshold_for(scores: Sequence[float], is_defect: Sequence[bool], target: Ta
     return float(min(max(threshold, 0.0), 1.0))
 
 
-def choose_policy(scores: Sequence[float], is_defect: Sequence[bool], target: Target | str = Target.ESCAPE,
+def choose_policy(scores: npt.ArrayLike, is_defect: npt.ArrayLike, target: Target | str = Target.ESCAPE,
                   rate: float = 0.005, review_margin: float = 0.0,
                   max_false_reject_rate: Optional[float] = None) -> Tuple[DecisionPolicy, str]:
     """(policy, note). ``review_margin`` > 0 makes a band ``threshold +- margin``; otherwise, with
@@ -119,7 +120,7 @@ def choose_policy(scores: Sequence[float], is_defect: Sequence[bool], target: Ta
     return DecisionPolicy(threshold=threshold), ""
 
 
-def outcomes(scores: Sequence[float], policy: DecisionPolicy) -> Tuple[np.ndarray, np.ndarray]:
+def outcomes(scores: npt.ArrayLike, policy: DecisionPolicy) -> Tuple[np.ndarray, np.ndarray]:
     """(passed, failed) masks of ``policy`` on scores; a part in the review band is neither."""
     scores = np.asarray(scores, np.float64)
     low = policy.review_low if policy.review_low is not None else policy.threshold
