@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from inspector.config import StrictModel
@@ -86,13 +87,13 @@ class DeployabilityVerdict:
     def deployable(self) -> bool:
         return not self.reasons
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"status": self.status.value, "basis": self.basis,
                 "reasons": [{"problem": r.problem.value, "message": r.message} for r in self.reasons],
                 "notes": list(self.notes)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> DeployabilityVerdict:
+    def from_dict(cls, data: Dict[str, Any]) -> DeployabilityVerdict:
         return cls([Reason(Problem(r["problem"]), r["message"]) for r in data.get("reasons", [])],
                    list(data.get("notes", [])), data.get("basis", ""))
 
@@ -113,8 +114,8 @@ def _pct(count: int, total: int) -> str:
     return f"{100 * count / total:.1f}% ({count}/{total})"
 
 
-def assess(scores: Sequence[float], is_defect: Sequence[bool], policy: DecisionPolicy,
-           budget: Optional[LineBudget] = None, predicted: Optional[Sequence[int]] = None,
+def assess(scores: npt.ArrayLike, is_defect: npt.ArrayLike, policy: DecisionPolicy,
+           budget: Optional[LineBudget] = None, predicted: Optional[npt.ArrayLike] = None,
            best_epoch: Optional[int] = None, epochs: Optional[int] = None, training_images: int = 0,
            basis: str = "") -> DeployabilityVerdict:
     """The verdict on defect scores ``1 - p(good)`` at ``policy`` (a review band is neither pass nor fail).
