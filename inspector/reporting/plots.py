@@ -14,7 +14,7 @@ is imported by the station, which does not install it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, List, Literal, Optional, Sequence, Tuple, cast
+from typing import TYPE_CHECKING, Iterable, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -89,9 +89,8 @@ def roc(ax: Axes, curves: Iterable[Curve], threshold: float, title: str = "ROC")
         scores, is_defect = np.asarray(curve_scores, float), np.asarray(curve_defects, bool)
         if is_defect.all() or not is_defect.any():
             continue
-        # inspector.metrics takes any array-like; its annotations say Sequence.
-        fpr, tpr, _ = roc_curve(cast(Sequence[float], scores), cast(Sequence[bool], is_defect))
-        auc = roc_auc(cast(Sequence[float], scores), cast(Sequence[bool], is_defect))
+        fpr, tpr, _ = roc_curve(scores, is_defect)
+        auc = roc_auc(scores, is_defect)
         (line,) = ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {auc:.4f})")
         fails = scores >= threshold
         ax.plot(
