@@ -4,6 +4,7 @@ Each subcommand lives in a ``cli`` module of the package that does the work and 
 ``add_arguments(parser)`` and ``run(args) -> int``. Those modules import nothing heavy at load time, so
 ``inspector --help`` and the edge commands start fast and never import TensorFlow.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,11 @@ def _bench_command() -> Any:
         parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     def run(args: argparse.Namespace) -> int:
-        print("inspector bench: the benchmarks are not installed with the product; run them from a source "
-              "checkout: `python -m bench --help` at the repository root", file=sys.stderr)
+        print(
+            "inspector bench: the benchmarks are not installed with the product; run them from a source "
+            "checkout: `python -m bench --help` at the repository root",
+            file=sys.stderr,
+        )
         return 2
 
     return SimpleNamespace(__doc__="The benchmarks (source checkout only).", add_arguments=add_arguments, run=run)
@@ -64,8 +68,11 @@ def quiet_native_logs(verbose: bool) -> None:
     runtime's INFO lines, which no runtime lets a caller switch off.
     """
     level = "0" if verbose else "3"
-    for name, value in (("TF_CPP_MIN_LOG_LEVEL", level), ("GRPC_VERBOSITY", "INFO" if verbose else "ERROR"),
-                        ("GLOG_minloglevel", "0" if verbose else "3")):
+    for name, value in (
+        ("TF_CPP_MIN_LOG_LEVEL", level),
+        ("GRPC_VERBOSITY", "INFO" if verbose else "ERROR"),
+        ("GLOG_minloglevel", "0" if verbose else "3"),
+    ):
         os.environ.setdefault(name, value)
     if not verbose:
         for name in ("absl", "tensorflow", "h5py", "matplotlib"):
@@ -88,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and module_name.startswith(exc.name):
                 continue  # that part of the product is not installed in this checkout
             raise
-        cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(cmd)
         # -v after the subcommand too; SUPPRESS keeps the subparser from resetting a -v given before it
         cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")

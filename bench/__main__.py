@@ -1,4 +1,5 @@
 """``python -m bench ...`` at the repository root: the benchmarks, which are not installed with the product."""
+
 import argparse
 import sys
 
@@ -6,8 +7,9 @@ from bench import cli
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=cli.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cli.add_arguments(parser)
     return cli.run(parser.parse_args())
 

@@ -10,6 +10,7 @@ persistence saved after every change, ...) minus what only makes sense on an ins
 The subscriber keeps the raw payload and the arrival time of every message and decodes them after the
 measurement, so counting costs as little CPU as possible on a two-core machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,16 @@ from inspector.localbroker import LocalBroker
 
 PRODUCTION_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
 # Keys of the production file that point at an installed system; the benchmark broker sets its own.
-_SYSTEM_KEYS = {"password_file", "acl_file", "include_dir", "listener", "persistence_location", "log_dest",
-                "allow_anonymous", "user"}
+_SYSTEM_KEYS = {
+    "password_file",
+    "acl_file",
+    "include_dir",
+    "listener",
+    "persistence_location",
+    "log_dest",
+    "allow_anonymous",
+    "user",
+}
 
 
 def production_settings() -> List[str]:
@@ -82,8 +91,9 @@ class Counter:
         self.received: List[Tuple[float, str, bytes]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-counter-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"bench-counter-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.max_inflight_messages_set(100)
         self.client.on_connect = self._on_connect

@@ -17,6 +17,7 @@ Run it on its own (it is not part of ``all``)::
     python -m bench.broker_autosave --quick        # away up to 5,000 queued, 5 kills per setting
     python -m bench.broker_autosave                # away up to 20,000 queued, 10 kills per setting
 """
+
 from __future__ import annotations
 
 import argparse
@@ -185,16 +186,22 @@ def run(quick: bool, out_dir: Path) -> Path:
     for name, autosave in SETTINGS.items():
         work = WORK / f"autosave-{name}-{uuid.uuid4().hex[:6]}"
         log(f"=== {name}: {autosave} ===")
-        results[name] = {"config": autosave, "online": online(work / "online", autosave, online_n),
-                         "away": away(work / "away", autosave, steps),
-                         "kill_9": kill_rounds(work / "kill", autosave, rounds)}
+        results[name] = {
+            "config": autosave,
+            "online": online(work / "online", autosave, online_n),
+            "away": away(work / "away", autosave, steps),
+            "kill_9": kill_rounds(work / "kill", autosave, rounds),
+        }
         log(f"  online: {results[name]['online']['acked_per_s']:.0f} results/s to PUBACK")
     return write_result(out_dir, NAME, ctx, results, started)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.broker_autosave", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.broker_autosave",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="smaller queues and fewer kills")
     parser.add_argument("--out", metavar="DIR", help="results folder (default bench/results/quick or .../full)")
     args = parser.parse_args()

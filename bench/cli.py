@@ -22,13 +22,19 @@ Examples:
   python -m bench pipeline
   python -m bench outbox --quick --out /tmp/bench
 """
+
 from __future__ import annotations
 
 import argparse
 
 BENCHMARKS = ("interpreter", "pipeline", "outbox", "coldstart", "training")
-MODULES = {"interpreter": "bench.interpreter", "pipeline": "bench.pipeline", "outbox": "bench.outbox_mqtt",
-           "coldstart": "bench.coldstart", "training": "bench.train_speed"}
+MODULES = {
+    "interpreter": "bench.interpreter",
+    "pipeline": "bench.pipeline",
+    "outbox": "bench.outbox_mqtt",
+    "coldstart": "bench.coldstart",
+    "training": "bench.train_speed",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

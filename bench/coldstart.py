@@ -12,6 +12,7 @@
 Full: 7 starts, bundles small/large at 224 in INT8 and float32, 10 loads each. Quick: 3 starts with
 small:224:int8, loads of small and large 224 INT8, 5 each.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,12 @@ def cold_start(bundle: Path, video: Path, broker, counter: Counter, workdir: Pat
     cfg_path.write_text(json.dumps(station_config(bundle, video, broker, station, workdir, threads=2)))
     topic = f"bench/line/{station}/result"
     start = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
     try:
         if not counter.wait_count(topic, 1, 120):
             raise RuntimeError("the station published no result within 120 s")
@@ -64,8 +69,7 @@ def run(quick: bool, out_dir: Path) -> Path:
     broker.start()
     counter = Counter(broker, ["bench/#"]).start()
     try:
-        runs = [cold_start(Variant.parse(STATION_BUNDLE).path, video, broker, counter, workdir)
-                for _ in range(starts)]
+        runs = [cold_start(Variant.parse(STATION_BUNDLE).path, video, broker, counter, workdir) for _ in range(starts)]
     finally:
         counter.stop()
         broker.stop()
@@ -76,13 +80,19 @@ def run(quick: bool, out_dir: Path) -> Path:
     for name in load_bundles:
         probe = run_worker("bench.probe", ["load", str(Variant.parse(name).path), "--reps", str(loads)], timeout=600)
         load_rows.append({"bundle": name, **probe})
-        log(f"load {name}: bundle {probe['bundle_load']['p50']:.1f} ms, interpreter "
-            f"{probe['interpreter_create']['p50']:.1f} ms, first inference {probe['first_inference']['p50']:.1f} ms")
+        log(
+            f"load {name}: bundle {probe['bundle_load']['p50']:.1f} ms, interpreter "
+            f"{probe['interpreter_create']['p50']:.1f} ms, first inference {probe['first_inference']['p50']:.1f} ms"
+        )
     results = {
         "built_this_run": built,
-        "cold_start": {"bundle": STATION_BUNDLE, "runs": runs, "first_run_s": first_result[0],
-                       "to_first_result_s": summary(first_result, scale=1.0),
-                       "to_first_capture_s": summary([r["to_first_capture_s"] for r in runs], scale=1.0)},
+        "cold_start": {
+            "bundle": STATION_BUNDLE,
+            "runs": runs,
+            "first_run_s": first_result[0],
+            "to_first_result_s": summary(first_result, scale=1.0),
+            "to_first_capture_s": summary([r["to_first_capture_s"] for r in runs], scale=1.0),
+        },
         "bundle_load": load_rows,
     }
     return write_result(out_dir, NAME, ctx, results, started)

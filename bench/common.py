@@ -5,6 +5,7 @@ commit, quick or full) and the benchmark's own ``results``. The machine this run
 the load average at the start is part of every file: compare numbers measured in the same file (ratios,
 side-by-side medians), not across files.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ def results_dir(quick: bool, override: Optional[str] = None) -> Path:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -83,9 +85,18 @@ def context(quick: bool, **extra) -> dict:
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         "python": platform.python_version(),
-        "versions": {name: _version(name) for name in
-                     ("ai-edge-litert", "tensorflow-cpu", "tensorflow", "keras", "paho-mqtt", "opencv-python-headless",
-                      "numpy")},
+        "versions": {
+            name: _version(name)
+            for name in (
+                "ai-edge-litert",
+                "tensorflow-cpu",
+                "tensorflow",
+                "keras",
+                "paho-mqtt",
+                "opencv-python-headless",
+                "numpy",
+            )
+        },
         "git_commit": _git_commit(),
         **extra,
     }
@@ -93,8 +104,9 @@ def context(quick: bool, **extra) -> dict:
 
 def write_result(out_dir: Path, name: str, ctx: dict, results, started: float) -> Path:
     """Write ``<out_dir>/<name>.json`` (context, results, wall time); returns the path."""
-    ctx = dict(ctx, wall_s=round(time.monotonic() - started, 1),
-               load_average_at_end=[round(v, 2) for v in os.getloadavg()])
+    ctx = dict(
+        ctx, wall_s=round(time.monotonic() - started, 1), load_average_at_end=[round(v, 2) for v in os.getloadavg()]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "context": ctx, "results": results}, indent=1) + "\n")
@@ -108,8 +120,14 @@ def summary(values_s: Iterable[float], scale: float = 1000.0) -> Dict[str, float
     if arr.size == 0:
         return {"n": 0}
     p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-    return {"n": int(arr.size), "p50": round(float(p50), 3), "p90": round(float(p90), 3),
-            "p99": round(float(p99), 3), "mean": round(float(arr.mean()), 3), "min": round(float(arr.min()), 3)}
+    return {
+        "n": int(arr.size),
+        "p50": round(float(p50), 3),
+        "p90": round(float(p90), 3),
+        "p99": round(float(p99), 3),
+        "mean": round(float(arr.mean()), 3),
+        "min": round(float(arr.min()), 3),
+    }
 
 
 def median(values: Sequence[float]) -> Optional[float]:
@@ -165,8 +183,14 @@ def child_env() -> dict:
 
 def run_worker(module: str, args: List[str], timeout: float) -> dict:
     """Run ``python -m <module> <args>`` and parse the JSON object it prints last on stdout."""
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
-                          env=child_env(), cwd=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(),
+        cwd=str(REPO),
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

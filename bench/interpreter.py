@@ -7,6 +7,7 @@ and records the model size on disk and the process memory with one interpreter l
 
 Full: sizes 224, 160, 128, 96 and 300 invocations per thread count. Quick: size 224 only, 100 invocations.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,21 +29,37 @@ def plan(quick: bool):
 
 def run(quick: bool, out_dir: Path) -> Path:
     started = time.monotonic()
-    ctx = context(quick, note="random-init weights (latency does not depend on weight values)",
-                  threads=list(THREADS))
+    ctx = context(quick, note="random-init weights (latency does not depend on weight values)", threads=list(THREADS))
     variants = plan(quick)
     built = ensure_bundles(variants)
     reps = 100 if quick else 300
     rows = []
     for v in variants:
-        probe = run_worker("bench.probe", ["latency", str(v.path), "--threads", *map(str, THREADS),
-                                           "--reps", str(reps)], timeout=1800)
-        row = {"arch": v.arch, "size": v.size, "precision": v.precision, "model_mb": round(probe["model_bytes"] / 1e6, 3),
-               **{k: probe[k] for k in ("backend", "input_dtype", "rss_before_load_mb", "rss_one_interpreter_mb",
-                                        "peak_rss_one_interpreter_mb", "model_memory_mb")},
-               "threads": probe["threads"]}
+        probe = run_worker(
+            "bench.probe", ["latency", str(v.path), "--threads", *map(str, THREADS), "--reps", str(reps)], timeout=1800
+        )
+        row = {
+            "arch": v.arch,
+            "size": v.size,
+            "precision": v.precision,
+            "model_mb": round(probe["model_bytes"] / 1e6, 3),
+            **{
+                k: probe[k]
+                for k in (
+                    "backend",
+                    "input_dtype",
+                    "rss_before_load_mb",
+                    "rss_one_interpreter_mb",
+                    "peak_rss_one_interpreter_mb",
+                    "model_memory_mb",
+                )
+            },
+            "threads": probe["threads"],
+        }
         rows.append(row)
         t1, t2 = probe["threads"]["1"]["latency_ms"], probe["threads"]["2"]["latency_ms"]
-        log(f"{v}: 1 thread p50 {t1['p50']:.2f} ms p99 {t1['p99']:.2f}; 2 threads p50 {t2['p50']:.2f} ms "
-            f"p99 {t2['p99']:.2f}; {row['model_mb']:.2f} MB, peak RSS {row['peak_rss_one_interpreter_mb']} MB")
+        log(
+            f"{v}: 1 thread p50 {t1['p50']:.2f} ms p99 {t1['p99']:.2f}; 2 threads p50 {t2['p50']:.2f} ms "
+            f"p99 {t2['p99']:.2f}; {row['model_mb']:.2f} MB, peak RSS {row['peak_rss_one_interpreter_mb']} MB"
+        )
     return write_result(out_dir, NAME, ctx, {"built_this_run": built, "reps": reps, "rows": rows}, started)

@@ -14,6 +14,7 @@ variant and by a hash of the build and conversion code, so a code change rebuild
 Run as a module to build bundles (what :func:`ensure_bundles` does):
   python -m bench.models small:224:int8 large:96:float16
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,9 @@ class Variant:
     def parse(cls, text: str) -> Variant:
         arch, size, precision = text.split(":")
         if arch not in ARCHS or precision not in PRECISIONS:
-            raise ValueError(f"bad variant {text!r}: want ARCH:SIZE:PRECISION with ARCH in {ARCHS}, "
-                             f"PRECISION in {PRECISIONS}")
+            raise ValueError(
+                f"bad variant {text!r}: want ARCH:SIZE:PRECISION with ARCH in {ARCHS}, PRECISION in {PRECISIONS}"
+            )
         return cls(arch, int(size), precision)
 
     def __str__(self) -> str:
@@ -119,17 +121,30 @@ def build(variants: Sequence[Variant]) -> List[dict]:
         for v in group:
             start = time.perf_counter()
             conv = convert(fixed, Precision(v.precision), representative if v.precision == "int8" else None)
-            manifest = Manifest(name=f"bench-{arch}", version=f"random-init-{size}-{v.precision}", labels=LABELS,
-                                good_class=GOOD, precision=conv.precision, preprocess=spec, input=conv.input,
-                                output=conv.output,
-                                metrics={"note": "random-init weights: for latency only",
-                                         "conversion": conv.describe()})
+            manifest = Manifest(
+                name=f"bench-{arch}",
+                version=f"random-init-{size}-{v.precision}",
+                labels=LABELS,
+                good_class=GOOD,
+                precision=conv.precision,
+                preprocess=spec,
+                input=conv.input,
+                output=conv.output,
+                metrics={"note": "random-init weights: for latency only", "conversion": conv.describe()},
+            )
             v.path.parent.mkdir(parents=True, exist_ok=True)
             Bundle.create(manifest, conv.model).save(v.path)
             seconds = time.perf_counter() - start
             log(f"built {v} ({len(conv.model) / 1e6:.2f} MB, {conv.kind}) in {seconds:.0f} s")
-            built.append({"variant": str(v), "model_bytes": len(conv.model), "kind": conv.kind,
-                          "convert_s": round(seconds, 1), "build_s": round(build_s, 1)})
+            built.append(
+                {
+                    "variant": str(v),
+                    "model_bytes": len(conv.model),
+                    "kind": conv.kind,
+                    "convert_s": round(seconds, 1),
+                    "build_s": round(build_s, 1),
+                }
+            )
         keras.backend.clear_session()
     return built
 

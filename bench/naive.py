@@ -8,6 +8,7 @@ from the station is the structure of the loop.
   python -m bench.naive BUNDLE VIDEO --host 127.0.0.1 --port 1883 --topic bench/line/naive/result --seconds 10
 Prints one JSON object (frames, seconds) on stdout when done.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ import uuid
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.naive", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.naive", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("bundle")
     parser.add_argument("video")
     parser.add_argument("--host", default="127.0.0.1")
@@ -51,9 +53,18 @@ def main(argv=None) -> int:
             continue
         captured = time.time()
         c = clf.classify(frame, order="bgr")
-        payload = json.dumps({"id": uuid.uuid4().hex, "seq": frames + 1, "verdict": c.verdict.value,
-                              "defect_score": c.defect_score, "top_class": c.top_class, "scores": c.scores,
-                              "capture_ts": captured, "inference_ms": c.inference_ms})
+        payload = json.dumps(
+            {
+                "id": uuid.uuid4().hex,
+                "seq": frames + 1,
+                "verdict": c.verdict.value,
+                "defect_score": c.defect_score,
+                "top_class": c.top_class,
+                "scores": c.scores,
+                "capture_ts": captured,
+                "inference_ms": c.inference_ms,
+            }
+        )
         client.publish(args.topic, payload, qos=1).wait_for_publish()
         frames += 1
     elapsed = time.monotonic() - start

@@ -13,6 +13,7 @@ A persistent-session subscriber counts results by id, so "nothing lost" is check
 
 Full: N = 10,000 per durability mode. Quick: N = 2,000; the outage always queues 10,000.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,11 +33,24 @@ def _payload(station: str, seq: int, rid: str) -> str:
 
     scores = {"free": 0.91, "blowhole": 0.02, "break": 0.01, "crack": 0.03, "fray": 0.02, "uneven": 0.01}
     now = time.time()
-    return Result(id=rid, seq=seq, line=LINE, station=station, verdict="pass", defect_score=0.09, threshold=0.5,
-                  top_class="free", top_score=0.91, scores=scores,
-                  model=ModelRef(name="bench", version="1", sha256="0" * 12),
-                  captured_at="2025-01-01T00:00:00.000Z", capture_ts=now, inference_ms=21.5, preprocess_ms=0.8,
-                  frame=f"bench.avi#{seq}").to_json()
+    return Result(
+        id=rid,
+        seq=seq,
+        line=LINE,
+        station=station,
+        verdict="pass",
+        defect_score=0.09,
+        threshold=0.5,
+        top_class="free",
+        top_score=0.91,
+        scores=scores,
+        model=ModelRef(name="bench", version="1", sha256="0" * 12),
+        captured_at="2025-01-01T00:00:00.000Z",
+        capture_ts=now,
+        inference_ms=21.5,
+        preprocess_ms=0.8,
+        frame=f"bench.avi#{seq}",
+    ).to_json()
 
 
 class Station:
@@ -51,8 +65,9 @@ class Station:
         self.name = f"ob-{uuid.uuid4().hex[:6]}"
         self.topics = StationTopics("bench", LINE, self.name)
         self.outbox = Outbox(workdir / f"{self.name}.sqlite", synchronous=synchronous)
-        cfg = MqttConfig(host=broker.host, port=broker.port, protocol="5", prefix="bench",
-                         reconnect_min_s=0.2, reconnect_max_s=1.0)
+        cfg = MqttConfig(
+            host=broker.host, port=broker.port, protocol="5", prefix="bench", reconnect_min_s=0.2, reconnect_max_s=1.0
+        )
         self.publisher = Publisher(cfg, self.topics, f"bench-{self.name}", self.outbox, on_command=lambda *a: None)
         self.ids = []
 
@@ -93,8 +108,13 @@ def _delivery(counter: Counter, station: Station, timeout: float) -> dict:
     counter.wait_count(station.topics.result, len(station.ids), timeout)
     seen = counter.ids(station.topics.result)
     missing = [i for i in station.ids if i not in seen]
-    return {"sent": len(station.ids), "received_unique": len(seen), "missing": len(missing),
-            "duplicates": sum(c - 1 for c in seen.values()), "nothing_lost": not missing}
+    return {
+        "sent": len(station.ids),
+        "received_unique": len(seen),
+        "missing": len(missing),
+        "duplicates": sum(c - 1 for c in seen.values()),
+        "nothing_lost": not missing,
+    }
 
 
 def throughput(broker, workdir: Path, n: int, synchronous: str) -> dict:
@@ -111,11 +131,19 @@ def throughput(broker, workdir: Path, n: int, synchronous: str) -> dict:
     finally:
         station.stop()
         counter.stop()
-    out = {"synchronous": synchronous, "results": n, "add_per_s": round(n / add_s, 1),
-           "add_ms": round(1000 * add_s / n, 3), "acked_per_s": round(n / total_s, 1), "seconds": round(total_s, 2),
-           **delivery}
-    log(f"outbox {synchronous}: add {out['add_per_s']:.0f}/s, through to PUBACK {out['acked_per_s']:.0f}/s, "
-        f"lost {delivery['missing']}")
+    out = {
+        "synchronous": synchronous,
+        "results": n,
+        "add_per_s": round(n / add_s, 1),
+        "add_ms": round(1000 * add_s / n, 3),
+        "acked_per_s": round(n / total_s, 1),
+        "seconds": round(total_s, 2),
+        **delivery,
+    }
+    log(
+        f"outbox {synchronous}: add {out['add_per_s']:.0f}/s, through to PUBACK {out['acked_per_s']:.0f}/s, "
+        f"lost {delivery['missing']}"
+    )
     return out
 
 
@@ -138,11 +166,19 @@ def outage(broker, workdir: Path, n: int) -> dict:
         station.stop()
         counter.stop()
     first, last = arrivals[0], arrivals[-1]
-    out = {"queued": queued, "queue_s": round(add_s, 2), "reconnect_s": round(first - restart, 2),
-           "drain_s": round(last - first, 2), "drain_per_s": round(len(arrivals) / max(last - first, 1e-6), 1),
-           "restart_to_outbox_empty_s": round(emptied - restart, 2), **delivery}
-    log(f"outage: {queued} queued, first result {out['reconnect_s']} s after restart, drained at "
-        f"{out['drain_per_s']:.0f}/s, lost {delivery['missing']}, duplicates {delivery['duplicates']}")
+    out = {
+        "queued": queued,
+        "queue_s": round(add_s, 2),
+        "reconnect_s": round(first - restart, 2),
+        "drain_s": round(last - first, 2),
+        "drain_per_s": round(len(arrivals) / max(last - first, 1e-6), 1),
+        "restart_to_outbox_empty_s": round(emptied - restart, 2),
+        **delivery,
+    }
+    log(
+        f"outage: {queued} queued, first result {out['reconnect_s']} s after restart, drained at "
+        f"{out['drain_per_s']:.0f}/s, lost {delivery['missing']}, duplicates {delivery['duplicates']}"
+    )
     return out
 
 
@@ -154,8 +190,10 @@ def run(quick: bool, out_dir: Path, n: int = 0, outage_n: int = OUTAGE_RESULTS) 
     broker = ProductionBroker(workdir / "broker")
     broker.start()
     try:
-        results = {"throughput": [throughput(broker, workdir, n, mode) for mode in ("full", "normal")],
-                   "outage": outage(broker, workdir, outage_n)}
+        results = {
+            "throughput": [throughput(broker, workdir, n, mode) for mode in ("full", "normal")],
+            "outage": outage(broker, workdir, outage_n),
+        }
     finally:
         broker.stop()
     import shutil

@@ -25,6 +25,7 @@ weights means nothing.
 Full: bundles small:224:int8, small:224:float32, large:224:int8; 1 and 2 interpreter threads; 4 rounds of
 8 s windows. Quick: small:224:int8 at 1 and 2 threads, 3 rounds of 5 s.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,15 +56,22 @@ from bench.models import Variant, ensure_bundles, make_video
 NAME = "pipeline"
 PREFIX = "bench"
 LINE = "line"
-FULL = {"bundles": ["small:224:int8", "small:224:float32", "large:224:int8"], "threads": [1, 2], "rounds": 4,
-        "window_s": 8.0, "warmup_s": 2.0}
+FULL = {
+    "bundles": ["small:224:int8", "small:224:float32", "large:224:int8"],
+    "threads": [1, 2],
+    "rounds": 4,
+    "window_s": 8.0,
+    "warmup_s": 2.0,
+}
 QUICK = {"bundles": ["small:224:int8"], "threads": [1, 2], "rounds": 3, "window_s": 5.0, "warmup_s": 2.0}
 VIDEO = WORK / "video" / "vga-120.avi"
 
 
 def station_config(bundle: Path, video: Path, broker, station: str, workdir: Path, threads: int) -> dict:
     return {
-        "line": LINE, "station": station, "bundle": str(bundle),
+        "line": LINE,
+        "station": station,
+        "bundle": str(bundle),
         "source": {"type": "video", "path": str(video), "loop": True},
         "inference": {"threads": threads},
         "mqtt": {"host": broker.host, "port": broker.port, "protocol": "5", "prefix": PREFIX},
@@ -77,8 +85,15 @@ def _topic(station: str, leaf: str = "result") -> str:
     return f"{PREFIX}/{LINE}/{station}/{leaf}"
 
 
-def _window(pid: int, broker_pid: int, counter: Counter, topic: str, warmup_s: float, window_s: float,
-            first_timeout: float = 120.0) -> dict:
+def _window(
+    pid: int,
+    broker_pid: int,
+    counter: Counter,
+    topic: str,
+    warmup_s: float,
+    window_s: float,
+    first_timeout: float = 120.0,
+) -> dict:
     """Wait for the first result, warm up, then measure one window of results, CPU and memory."""
     if not counter.wait_count(topic, 1, first_timeout):
         raise RuntimeError(f"no result on {topic} within {first_timeout:.0f} s")
@@ -90,18 +105,31 @@ def _window(pid: int, broker_pid: int, counter: Counter, topic: str, warmup_s: f
     latencies = [arrival - p["capture_ts"] for arrival, p in msgs if p["capture_ts"] >= t0]
     inference = [p["inference_ms"] / 1000 for _, p in msgs]
     return {
-        "results": len(msgs), "seconds": round(t1 - t0, 3), "fps": round(len(msgs) / (t1 - t0), 2),
-        "latency_ms": summary(latencies), "inference_ms": summary(inference),
+        "results": len(msgs),
+        "seconds": round(t1 - t0, 3),
+        "fps": round(len(msgs) / (t1 - t0), 2),
+        "latency_ms": summary(latencies),
+        "inference_ms": summary(inference),
         "cpu_percent": cpu_percent(s0, s1) if s0 and s1 else None,
         "cpu_ms_per_frame": round(1000 * (s1.cpu_s - s0.cpu_s) / len(msgs), 3) if s0 and s1 and msgs else None,
-        "peak_rss_mb": s1.hwm_mb if s1 else None, "rss_mb": s1.rss_mb if s1 else None,
+        "peak_rss_mb": s1.hwm_mb if s1 else None,
+        "rss_mb": s1.rss_mb if s1 else None,
         "broker_cpu_percent": cpu_percent(b0, b1) if b0 and b1 else None,
         "_latencies": latencies,
     }
 
 
-def run_station(bundle: Path, video: Path, broker, counter: Counter, workdir: Path, threads: int,
-                warmup_s: float, window_s: float, overrides: Optional[Dict[str, object]] = None) -> dict:
+def run_station(
+    bundle: Path,
+    video: Path,
+    broker,
+    counter: Counter,
+    workdir: Path,
+    threads: int,
+    warmup_s: float,
+    window_s: float,
+    overrides: Optional[Dict[str, object]] = None,
+) -> dict:
     from inspector.config import set_dotted
 
     station = f"st-{uuid.uuid4().hex[:6]}"
@@ -111,8 +139,12 @@ def run_station(bundle: Path, video: Path, broker, counter: Counter, workdir: Pa
         set_dotted(cfg, key, value)
     cfg_path.write_text(json.dumps(cfg))
     log_file = open(workdir / f"{station}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
-                            stdout=log_file, stderr=subprocess.STDOUT, env=child_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=child_env(),
+    )
     try:
         m = _window(proc.pid, broker.pid, counter, _topic(station), warmup_s, window_s)
     finally:
@@ -126,20 +158,43 @@ def run_station(bundle: Path, video: Path, broker, counter: Counter, workdir: Pa
     time.sleep(0.3)  # the final retained /stats
     stats = counter.messages(_topic(station, "stats"))
     final = stats[-1][1] if stats else {}
-    m.update(exit_code=proc.returncode, frames_captured=final.get("frames_captured"),
-             frames_inspected=final.get("frames_inspected"), frames_dropped=final.get("frames_dropped"))
+    m.update(
+        exit_code=proc.returncode,
+        frames_captured=final.get("frames_captured"),
+        frames_inspected=final.get("frames_inspected"),
+        frames_dropped=final.get("frames_dropped"),
+    )
     if proc.returncode != 0:
         log(f"station exited with {proc.returncode}; log: {(workdir / f'{station}.log').read_text()[-2000:]}")
     return m
 
 
-def run_naive(bundle: Path, video: Path, broker, counter: Counter, threads: int, warmup_s: float,
-              window_s: float) -> dict:
+def run_naive(
+    bundle: Path, video: Path, broker, counter: Counter, threads: int, warmup_s: float, window_s: float
+) -> dict:
     topic = _topic(f"naive-{uuid.uuid4().hex[:6]}")
-    proc = subprocess.Popen([sys.executable, "-m", "bench.naive", str(bundle), str(video), "--host", broker.host,
-                             "--port", str(broker.port), "--topic", topic, "--threads", str(threads),
-                             "--seconds", str(window_s + warmup_s + 30)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.naive",
+            str(bundle),
+            str(video),
+            "--host",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--topic",
+            topic,
+            "--threads",
+            str(threads),
+            "--seconds",
+            str(window_s + warmup_s + 30),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     try:
         return _window(proc.pid, broker.pid, counter, topic, warmup_s, window_s)
     finally:
@@ -164,20 +219,28 @@ def _aggregate(rounds: List[dict]) -> dict:
     ratios = [r["station"]["fps"] / r["interpreter"]["fps"] for r in rounds]
     naive_ratios = [r["naive"]["fps"] / r["interpreter"]["fps"] for r in rounds]
     out["station_over_interpreter"] = {"per_round": [round(x, 3) for x in ratios], "median": round(median(ratios), 3)}
-    out["naive_over_interpreter"] = {"per_round": [round(x, 3) for x in naive_ratios],
-                                     "median": round(median(naive_ratios), 3)}
+    out["naive_over_interpreter"] = {
+        "per_round": [round(x, 3) for x in naive_ratios],
+        "median": round(median(naive_ratios), 3),
+    }
     ip99, sp99 = out["interpreter"]["latency_ms"]["p99"], out["station"]["latency_ms"]["p99"]
     out["station_p99_over_interpreter_p99"] = round(sp99 / ip99, 2) if ip99 else None
-    out["goal_met"] = {"throughput_ratio_ge_0.90": out["station_over_interpreter"]["median"] >= 0.90,
-                       "p99_le_1.5x_interpreter": bool(ip99 and sp99 <= 1.5 * ip99)}
+    out["goal_met"] = {
+        "throughput_ratio_ge_0.90": out["station_over_interpreter"]["median"] >= 0.90,
+        "p99_le_1.5x_interpreter": bool(ip99 and sp99 <= 1.5 * ip99),
+    }
     return out
 
 
 def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
     started = time.monotonic()
     s = dict(QUICK if quick else FULL, **(settings or {}))
-    ctx = context(quick, settings=s, frame_size=[640, 480],
-                  note="random-init weights; latency = capture_ts to subscriber receipt on the same clock")
+    ctx = context(
+        quick,
+        settings=s,
+        frame_size=[640, 480],
+        note="random-init weights; latency = capture_ts to subscriber receipt on the same clock",
+    )
     variants = [Variant.parse(b) for b in s["bundles"]]
     built = ensure_bundles(variants)
     video = make_video(VIDEO)
@@ -191,18 +254,36 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
             for v in variants:
                 for threads in s["threads"]:
                     key = f"{v}@{threads}"
-                    probe = run_worker("bench.probe", ["throughput", str(v.path), "--threads", str(threads),
-                                                       "--seconds", str(s["window_s"])], timeout=600)
-                    interp = {"fps": probe["throughput_fps"], "latency_ms": probe["latency_ms"],
-                              "cpu_percent": probe["cpu_percent"], "cpu_ms_per_frame": probe["cpu_ms_per_frame"],
-                              "_latencies": probe["latencies_s"]}
-                    st = run_station(v.path, video, broker, counter, workdir, threads, s["warmup_s"], s["window_s"],
-                                     s.get("station_set"))
+                    probe = run_worker(
+                        "bench.probe",
+                        ["throughput", str(v.path), "--threads", str(threads), "--seconds", str(s["window_s"])],
+                        timeout=600,
+                    )
+                    interp = {
+                        "fps": probe["throughput_fps"],
+                        "latency_ms": probe["latency_ms"],
+                        "cpu_percent": probe["cpu_percent"],
+                        "cpu_ms_per_frame": probe["cpu_ms_per_frame"],
+                        "_latencies": probe["latencies_s"],
+                    }
+                    st = run_station(
+                        v.path,
+                        video,
+                        broker,
+                        counter,
+                        workdir,
+                        threads,
+                        s["warmup_s"],
+                        s["window_s"],
+                        s.get("station_set"),
+                    )
                     nv = run_naive(v.path, video, broker, counter, threads, s["warmup_s"], s["window_s"])
                     raw.setdefault(key, []).append({"interpreter": interp, "station": st, "naive": nv})
-                    log(f"round {r + 1} {key}: interpreter {interp['fps']:.1f} fps, station {st['fps']:.1f} fps "
+                    log(
+                        f"round {r + 1} {key}: interpreter {interp['fps']:.1f} fps, station {st['fps']:.1f} fps "
                         f"(p99 {st['latency_ms'].get('p99')} ms, dropped {st['frames_dropped']}), naive "
-                        f"{nv['fps']:.1f} fps")
+                        f"{nv['fps']:.1f} fps"
+                    )
                     counter.clear()
     finally:
         counter.stop()
@@ -212,11 +293,22 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
         variant, threads = key.split("@")
         v = Variant.parse(variant)
         agg = _aggregate(rounds)
-        stages = run_worker("bench.probe", ["stages", str(v.path), "--video", str(video), "--threads", threads,
-                                            "--reps", "200"], timeout=600)
-        rows.append({"arch": v.arch, "size": v.size, "precision": v.precision, "threads": int(threads), **agg,
-                     "stages_ms": {k: stages[k] for k in ("decode", "preprocess", "model", "result_json")},
-                     "rounds": [_public(x) for x in rounds]})
+        stages = run_worker(
+            "bench.probe",
+            ["stages", str(v.path), "--video", str(video), "--threads", threads, "--reps", "200"],
+            timeout=600,
+        )
+        rows.append(
+            {
+                "arch": v.arch,
+                "size": v.size,
+                "precision": v.precision,
+                "threads": int(threads),
+                **agg,
+                "stages_ms": {k: stages[k] for k in ("decode", "preprocess", "model", "result_json")},
+                "rounds": [_public(x) for x in rounds],
+            }
+        )
     shutil.rmtree(workdir, ignore_errors=True)
     return write_result(out_dir, NAME, ctx, {"built_this_run": built, "rows": rows}, started)
 

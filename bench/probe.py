@@ -12,6 +12,7 @@ them alike.
   python -m bench.probe stages BUNDLE --video VIDEO --threads 2 --reps 200
 Each prints one JSON object on stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,8 +85,7 @@ def latency(bundle_path: str, threads: List[int], reps: int, warmup: int = 10) -
         "threads": {},
     }
     for n in threads:
-        out["threads"][str(n)] = {"latency_ms": summary(times[n]),
-                                  "throughput_fps": round(len(times[n]) / busy[n], 2)}
+        out["threads"][str(n)] = {"latency_ms": summary(times[n]), "throughput_fps": round(len(times[n]) / busy[n], 2)}
     return out
 
 
@@ -109,10 +109,16 @@ def throughput(bundle_path: str, threads: int, seconds: float) -> dict:
         times.append(time.perf_counter() - t)
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    return {"threads": threads, "seconds": round(wall, 3), "invocations": len(times),
-            "throughput_fps": round(len(times) / wall, 2), "latency_ms": summary(times),
-            "cpu_percent": round(100 * cpu / wall, 1), "cpu_ms_per_frame": round(1000 * cpu / len(times), 3),
-            "latencies_s": [round(t, 6) for t in times]}
+    return {
+        "threads": threads,
+        "seconds": round(wall, 3),
+        "invocations": len(times),
+        "throughput_fps": round(len(times) / wall, 2),
+        "latency_ms": summary(times),
+        "cpu_percent": round(100 * cpu / wall, 1),
+        "cpu_ms_per_frame": round(1000 * cpu / len(times), 3),
+        "latencies_s": [round(t, 6) for t in times],
+    }
 
 
 def stages(bundle_path: str, video: str, threads: int, reps: int) -> dict:
@@ -141,10 +147,22 @@ def stages(bundle_path: str, video: str, threads: int, reps: int) -> dict:
         t2 = time.perf_counter()
         c = clf.classify_prepared(prepared)
         t3 = time.perf_counter()
-        Result(id=uuid.uuid4().hex, seq=1, line="l", station="s", verdict=c.verdict.value, defect_score=c.defect_score,
-               threshold=0.5, top_class=c.top_class, top_score=c.top_score, scores=c.scores,
-               model=ModelRef(name="m", version="v", sha256="0" * 12), captured_at="2025-01-01T00:00:00.000Z",
-               capture_ts=time.time(), inference_ms=c.inference_ms).to_json()
+        Result(
+            id=uuid.uuid4().hex,
+            seq=1,
+            line="l",
+            station="s",
+            verdict=c.verdict.value,
+            defect_score=c.defect_score,
+            threshold=0.5,
+            top_class=c.top_class,
+            top_score=c.top_score,
+            scores=c.scores,
+            model=ModelRef(name="m", version="v", sha256="0" * 12),
+            captured_at="2025-01-01T00:00:00.000Z",
+            capture_ts=time.time(),
+            inference_ms=c.inference_ms,
+        ).to_json()
         t4 = time.perf_counter()
         for key, (a, b) in zip(times, ((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
             times[key].append(b - a)
@@ -180,8 +198,9 @@ def load(bundle_path: str, reps: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.probe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=["latency", "throughput", "load", "stages"])
     parser.add_argument("bundle")
     parser.add_argument("--video", help="stages: the video file to decode")

@@ -10,6 +10,7 @@ for a disk sync with ``synchronous=full``; that is where the latency tail comes 
 
   python -m bench.profile_station --bundle small:224:float32 --seconds 20 --threads 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,23 @@ from bench.pipeline import VIDEO, station_config
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile_station", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile_station",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--bundle", default="small:224:int8", help="ARCH:SIZE:PRECISION (default small:224:int8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="station config override, e.g. --set outbox.synchronous=normal")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="station config override, e.g. --set outbox.synchronous=normal",
+    )
     parser.add_argument("--save", metavar="FILE", help="also write the cProfile stats (snakeviz, pstats)")
     args = parser.parse_args(argv)
 
@@ -95,8 +105,10 @@ def main(argv=None) -> int:
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     frames = station.stats.inspected
-    print(f"exit code {code}; {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} fps) including setup "
-          f"and shutdown; times below are per inspected frame (ms) and % of the loop's wall time")
+    print(
+        f"exit code {code}; {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} fps) including setup "
+        f"and shutdown; times below are per inspected frame (ms) and % of the loop's wall time"
+    )
     stats = pstats.Stats(profiler)
     if args.save:
         stats.dump_stats(args.save)
@@ -107,8 +119,11 @@ def main(argv=None) -> int:
     out = io.StringIO()
     print(f"{'cumulative ms/frame':>20} {'own ms/frame':>13} {'calls':>8} {'%':>6}  function", file=out)
     for ct, tt, nc, name in rows[: args.top]:
-        print(f"{1000 * ct / max(frames, 1):20.3f} {1000 * tt / max(frames, 1):13.3f} {nc:8d} "
-              f"{100 * ct / elapsed:6.1f}  {name}", file=out)
+        print(
+            f"{1000 * ct / max(frames, 1):20.3f} {1000 * tt / max(frames, 1):13.3f} {nc:8d} "
+            f"{100 * ct / elapsed:6.1f}  {name}",
+            file=out,
+        )
     print(out.getvalue())
     print(f"capture to subscriber latency ms: {summary(latency)}")
     for name, values in commits.items():

@@ -14,6 +14,7 @@ batch 32) x the median step time; the per-epoch validation pass is not included.
 Full: the four configurations, 8 timed steps each. Quick: Small at 128 only, 3 timed steps (the first step,
 tracing and XLA compilation, takes about 1-2 minutes per configuration on two busy cores).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ def measure(arch: str, size: int, steps: int) -> dict:
     from training.model import build_model, set_stage
     from training.trainer import make_optimizer
 
-    config = TrainConfig(data=DataConfig(root="unused"), model=ModelConfig(backbone=arch, input_size=(size, size),
-                                                                           weights="none"))
+    config = TrainConfig(
+        data=DataConfig(root="unused"), model=ModelConfig(backbone=arch, input_size=(size, size), weights="none")
+    )
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     n, classes = 4 * BATCH, 6
@@ -59,11 +61,13 @@ def measure(arch: str, size: int, steps: int) -> dict:
     set_stage(model, "full")
     optim = config.optim
     # The compile of training.trainer._run_stage (stage "full").
-    model.compile(optimizer=make_optimizer(config, optim.learning_rate, steps + 1, 0),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=optim.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                  run_eagerly=config.runtime.run_eagerly,
-                  jit_compile="auto" if config.runtime.jit_compile is None else config.runtime.jit_compile)
+    model.compile(
+        optimizer=make_optimizer(config, optim.learning_rate, steps + 1, 0),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=optim.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        run_eagerly=config.runtime.run_eagerly,
+        jit_compile="auto" if config.runtime.jit_compile is None else config.runtime.jit_compile,
+    )
     times = []
 
     class StepTimer(keras.callbacks.Callback):
@@ -78,20 +82,34 @@ def measure(arch: str, size: int, steps: int) -> dict:
     step = summary(times[1:], scale=1.0)
     images = _train_images()
     steps_per_epoch = math.ceil(images / BATCH)
-    return {"arch": arch, "size": size, "batch": BATCH, "first_step_s": round(times[0], 2), "step_s": step,
-            "images_per_s": round(BATCH / step["p50"], 2), "train_images": images,
-            "steps_per_epoch": steps_per_epoch, "seconds_per_epoch": round(steps_per_epoch * step["p50"], 1)}
+    return {
+        "arch": arch,
+        "size": size,
+        "batch": BATCH,
+        "first_step_s": round(times[0], 2),
+        "step_s": step,
+        "images_per_s": round(BATCH / step["p50"], 2),
+        "train_images": images,
+        "steps_per_epoch": steps_per_epoch,
+        "seconds_per_epoch": round(steps_per_epoch * step["p50"], 1),
+    }
 
 
 def run(quick: bool, out_dir: Path) -> Path:
     started = time.monotonic()
     steps = 3 if quick else 8
-    ctx = context(quick, timed_steps=steps, batch=BATCH,
-                  note="random-init, stage 'full' (all layers train); random pixels; first step excluded")
+    ctx = context(
+        quick,
+        timed_steps=steps,
+        batch=BATCH,
+        note="random-init, stage 'full' (all layers train); random pixels; first step excluded",
+    )
     rows = []
     for arch, size in QUICK_CONFIGS if quick else CONFIGS:
         row = measure(arch, size, steps)
         rows.append(row)
-        log(f"train {arch} {size}: {row['step_s']['p50']:.2f} s/step, {row['images_per_s']:.1f} images/s, "
-            f"{row['seconds_per_epoch']:.0f} s/epoch (first step {row['first_step_s']:.0f} s)")
+        log(
+            f"train {arch} {size}: {row['step_s']['p50']:.2f} s/step, {row['images_per_s']:.1f} images/s, "
+            f"{row['seconds_per_epoch']:.0f} s/epoch (first step {row['first_step_s']:.0f} s)"
+        )
     return write_result(out_dir, NAME, ctx, {"rows": rows}, started)

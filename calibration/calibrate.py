@@ -19,6 +19,7 @@ Example:
     >>> result = calibrate("runs/tiles", "tiles.inspector", CalibrationOptions())   # doctest: +SKIP
     >>> result.bundle.manifest.decision.threshold                                 # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
@@ -86,11 +87,13 @@ class CameraOptions(StrictModel):
     roi: Optional[Roi] = Field(None, description="Region of interest in the frame (camera pixels)")
     auto_roi: bool = Field(False, description="Find the part in the reference image")
     crop_model_input: bool = Field(
-        False, description="Also crop frames to the ROI before the model (training images were part crops)")
+        False, description="Also crop frames to the ROI before the model (training images were part crops)"
+    )
     focus_min_ratio: float = Field(0.5, gt=0, le=1, description="Flag focus below this fraction of the reference")
     mean_tolerance: float = Field(40.0, gt=0, description="Allowed drift of mean luminance (0-255)")
     clipped_max: Optional[float] = Field(
-        None, ge=0, le=1, description="Largest clipped-pixel fraction; default max(0.05, 2x the reference's)")
+        None, ge=0, le=1, description="Largest clipped-pixel fraction; default max(0.05, 2x the reference's)"
+    )
 
 
 class CalibrationOptions(StrictModel):
@@ -101,19 +104,25 @@ class CalibrationOptions(StrictModel):
     representative_size: int = Field(DEFAULT_SIZE, ge=1, description="Images in the representative sample")
     representative_seed: int = Field(0, description="Seed of the stratified representative draw")
     representative_min: int = Field(
-        RECOMMENDED_MIN, ge=0, description="Warn when the representative sample has fewer images")
+        RECOMMENDED_MIN, ge=0, description="Warn when the representative sample has fewer images"
+    )
     accuracy_budget: float = Field(
-        1.0, description="Largest allowed validation accuracy drop, percentage points (negative = must gain)")
+        1.0, description="Largest allowed validation accuracy drop, percentage points (negative = must gain)"
+    )
     remedy: Remedy = Field(Remedy.NONE, description="none, float-fallback or auto (see docs/calibration.md)")
     fallback_layers: int = Field(5, ge=0, description="Float fallback: layers with the largest INT8 error kept float")
     fallback_ops: List[str] = Field(default_factory=list, description="Float fallback: TFLite op types kept float")
     target: Optional[Target] = Field(
-        None, description="escape or false_reject: which rate the threshold targets; none of target, target_rate "
-                          "and review_margin given = the training run's operating point (same threshold as its report)")
+        None,
+        description="escape or false_reject: which rate the threshold targets; none of target, target_rate "
+        "and review_margin given = the training run's operating point (same threshold as its report)",
+    )
     target_rate: Optional[float] = Field(
-        None, ge=0, lt=1, description="Target rate on the validation split (0.005 = 0.5 %); default 0.005")
+        None, ge=0, lt=1, description="Target rate on the validation split (0.005 = 0.5 %); default 0.005"
+    )
     review_margin: Optional[float] = Field(
-        None, ge=0, lt=1, description="Review band threshold +- margin on the defect score; default 0")
+        None, ge=0, lt=1, description="Review band threshold +- margin on the defect score; default 0"
+    )
     line: LineBudget = Field(default_factory=LineBudget, description="What the line accepts (deployability verdict)")
     force: bool = Field(False, description="Write the bundle even when the model is NOT DEPLOYABLE (it records why)")
     interval: IntervalMethod = Field(IntervalMethod.CLOPPER_PEARSON, description="Confidence interval method")
@@ -142,8 +151,9 @@ class RunInfo:
         manifest = RunManifest.load(folder)
         split = SplitManifest.load(folder.split)
         if list(manifest.labels) != list(split.classes):
-            raise ValueError(f"{folder.root}: run.json labels {manifest.labels} differ from the split's classes "
-                             f"{split.classes}")
+            raise ValueError(
+                f"{folder.root}: run.json labels {manifest.labels} differ from the split's classes {split.classes}"
+            )
         return cls(folder, manifest, split, manifest.preprocess)
 
     @property
@@ -233,8 +243,15 @@ def _version(run: RunInfo, precision: Precision) -> str:
     return f"{stamp}-{precision.value}"
 
 
-def _manifest(run: RunInfo, conversion: Conversion, spec: PreprocessSpec, options: CalibrationOptions,
-              decision: Optional[DecisionPolicy] = None, camera=None, metrics: Optional[dict] = None) -> Manifest:
+def _manifest(
+    run: RunInfo,
+    conversion: Conversion,
+    spec: PreprocessSpec,
+    options: CalibrationOptions,
+    decision: Optional[DecisionPolicy] = None,
+    camera=None,
+    metrics: Optional[dict] = None,
+) -> Manifest:
     info = run.manifest
     return Manifest(
         name=options.name or info.name or run.path.name,
@@ -257,20 +274,23 @@ def _manifest(run: RunInfo, conversion: Conversion, spec: PreprocessSpec, option
     )
 
 
-def _candidate(conversion: Conversion, run: RunInfo, val: LabeledImages, float_val: np.ndarray,
-               options: CalibrationOptions) -> Candidate:
+def _candidate(
+    conversion: Conversion, run: RunInfo, val: LabeledImages, float_val: np.ndarray, options: CalibrationOptions
+) -> Candidate:
     bundle = Bundle.create(_manifest(run, conversion, run.spec, options), conversion.model)
     probs = predict_bundle(bundle, val.images, options.threads)
     good = run.labels.index(run.good_class)
     op = _operating_point(run, options, defect_score(probs, good), val.labels != good)
-    parity = check_parity(float_val, probs, val.labels, good, op.policy(), options.accuracy_budget,
-                          conversion.kind, options.interval)
+    parity = check_parity(
+        float_val, probs, val.labels, good, op.policy(), options.accuracy_budget, conversion.kind, options.interval
+    )
     log.debug("%s", parity.summary())
     return Candidate(conversion, bundle, probs, op, parity)
 
 
-def _operating_point(run: RunInfo, options: CalibrationOptions, scores: np.ndarray,
-                     is_defect: np.ndarray) -> OperatingPoint:
+def _operating_point(
+    run: RunInfo, options: CalibrationOptions, scores: np.ndarray, is_defect: np.ndarray
+) -> OperatingPoint:
     """The training run's policy (so every report and the bundle share one threshold), unless the options
     ask for another target; then it is chosen here on the converted model's validation scores."""
     recorded = run.manifest.operating_point
@@ -278,12 +298,18 @@ def _operating_point(run: RunInfo, options: CalibrationOptions, scores: np.ndarr
     if recorded is not None and not explicit:
         note = f"threshold from the training run, chosen on its {recorded.chosen_on}"
         note += f"; {recorded.note}" if recorded.note else ""
-        return operating_point(scores, is_defect, recorded.policy, recorded.target, recorded.target_rate,
-                               options.interval, note=note)
-    return choose_threshold(scores, is_defect, options.target or Target.ESCAPE,
-                            0.005 if options.target_rate is None else options.target_rate,
-                            options.review_margin or 0.0, options.interval,
-                            max_false_reject_rate=options.line.max_false_reject_rate)
+        return operating_point(
+            scores, is_defect, recorded.policy, recorded.target, recorded.target_rate, options.interval, note=note
+        )
+    return choose_threshold(
+        scores,
+        is_defect,
+        options.target or Target.ESCAPE,
+        0.005 if options.target_rate is None else options.target_rate,
+        options.review_margin or 0.0,
+        options.interval,
+        max_false_reject_rate=options.line.max_false_reject_rate,
+    )
 
 
 def judge(result: CalibrationResult) -> DeployabilityVerdict:
@@ -296,9 +322,16 @@ def judge(result: CalibrationResult) -> DeployabilityVerdict:
     else:
         probs, labels, basis = chosen.val_probs, result.val.labels, "validation split (threshold chosen there)"
     policy = chosen.operating_point.policy()
-    return assess(defect_score(probs, good), labels != good, policy, result.options.line,
-                  predicted=probs.argmax(1), best_epoch=run.manifest.best_epoch, epochs=run.manifest.epochs,
-                  basis=f"{basis}, {chosen.conversion.kind}, threshold {policy.threshold:.4f}")
+    return assess(
+        defect_score(probs, good),
+        labels != good,
+        policy,
+        result.options.line,
+        predicted=probs.argmax(1),
+        best_epoch=run.manifest.best_epoch,
+        epochs=run.manifest.epochs,
+        basis=f"{basis}, {chosen.conversion.kind}, threshold {policy.threshold:.4f}",
+    )
 
 
 def _bundle_metrics(result: CalibrationResult) -> dict:
@@ -321,28 +354,33 @@ def _bundle_metrics(result: CalibrationResult) -> dict:
     }
     if "test" in detail:
         t, tf = detail["test"], detail["test_float"]
-        metrics.update({
-            "test_images": int(t["samples"]),
-            "test_accuracy": round(t["accuracy"], 4),
-            "test_float_accuracy": round(tf["accuracy"], 4),
-            "test_escape_rate": round(t["decision"]["escape"]["rate"], 4),
-            "test_false_reject_rate": round(t["decision"]["false_reject"]["rate"], 4),
-        })
-    metrics.update({
-        "model_bytes_keras": result.keras_bytes,
-        "operating_point": op.to_dict(),
-        "parity": [c.parity.to_dict() for c in result.candidates],
-        "conversion": chosen.conversion.describe(),
-        "representative": result.representative.to_dict() if result.representative else None,
-        "sensitivity": [asdict(e) for e in result.sensitivity[:15]],
-        "deployability": result.verdict.to_dict() if result.verdict else None,
-        **detail,
-    })
+        metrics.update(
+            {
+                "test_images": int(t["samples"]),
+                "test_accuracy": round(t["accuracy"], 4),
+                "test_float_accuracy": round(tf["accuracy"], 4),
+                "test_escape_rate": round(t["decision"]["escape"]["rate"], 4),
+                "test_false_reject_rate": round(t["decision"]["false_reject"]["rate"], 4),
+            }
+        )
+    metrics.update(
+        {
+            "model_bytes_keras": result.keras_bytes,
+            "operating_point": op.to_dict(),
+            "parity": [c.parity.to_dict() for c in result.candidates],
+            "conversion": chosen.conversion.describe(),
+            "representative": result.representative.to_dict() if result.representative else None,
+            "sensitivity": [asdict(e) for e in result.sensitivity[:15]],
+            "deployability": result.verdict.to_dict() if result.verdict else None,
+            **detail,
+        }
+    )
     return metrics
 
 
-def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
-              options: Optional[CalibrationOptions] = None) -> CalibrationResult:
+def calibrate(
+    run_dir: str | os.PathLike, out: Optional[str | os.PathLike], options: Optional[CalibrationOptions] = None
+) -> CalibrationResult:
     """Build the bundle ``out`` from a training run; raises :class:`GuardError` when the guard fails and
     :class:`NotDeployableError` for an unfit model without ``options.force`` (no bundle written either way).
 
@@ -362,12 +400,18 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
     for item in val.skipped:
         log.warning("validation: skipped %s: %s", item.path, item.reason)
     keras_model = load_keras_model(run.path / "model.keras")
-    result = CalibrationResult(run, options, val, predict_keras(keras_model, val.images), [], None,
-                               commissioning=commissioning)
+    result = CalibrationResult(
+        run, options, val, predict_keras(keras_model, val.images), [], None, commissioning=commissioning
+    )
     if options.precision == Precision.INT8:
-        result.representative = draw_representative(run.split, root, preprocessor, options.representative_size,
-                                                    options.representative_seed,
-                                                    recommended_min=options.representative_min)
+        result.representative = draw_representative(
+            run.split,
+            root,
+            preprocessor,
+            options.representative_size,
+            options.representative_seed,
+            recommended_min=options.representative_min,
+        )
     _convert_and_guard(result, export_for_conversion(keras_model))
 
     if options.evaluate_test and run.split.splits["test"]:
@@ -378,9 +422,12 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
 
     report_dir = report_dir_for(out) if out is not None else None
     if result.chosen is None:
-        result.message = failure_message([c.parity for c in result.candidates],
-                                         len(result.representative.images) if result.representative else 0,
-                                         options.remedy != Remedy.NONE, options.fallback_layers)
+        result.message = failure_message(
+            [c.parity for c in result.candidates],
+            len(result.representative.images) if result.representative else 0,
+            options.remedy != Remedy.NONE,
+            options.fallback_layers,
+        )
         if report_dir is not None and options.report:
             _write_report(result, report_dir)
             result.message += f"\nreport: {result.report_html}"
@@ -388,19 +435,29 @@ def calibrate(run_dir: str | os.PathLike, out: Optional[str | os.PathLike],
 
     result.verdict = judge(result)
     if not result.verdict.deployable and not options.force:
-        result.message = (f"{result.verdict.summary()}\nno bundle written; fix the model (see the reasons) or "
-                          f"pass --force to write it anyway (the bundle then records this verdict)")
+        result.message = (
+            f"{result.verdict.summary()}\nno bundle written; fix the model (see the reasons) or "
+            f"pass --force to write it anyway (the bundle then records this verdict)"
+        )
         if report_dir is not None and options.report:
             _write_report(result, report_dir)
             result.message += f"\nreport: {result.report_html}"
         raise NotDeployableError(result.message, result)
     chosen = result.chosen
     op = chosen.operating_point
-    manifest = _manifest(run, chosen.conversion, bundle_spec, options, op.policy(),
-                         commissioning.reference if commissioning else None, _bundle_metrics(result))
+    manifest = _manifest(
+        run,
+        chosen.conversion,
+        bundle_spec,
+        options,
+        op.policy(),
+        commissioning.reference if commissioning else None,
+        _bundle_metrics(result),
+    )
     # The station's plausibility gate compares every frame with these (training-split) model inputs.
     manifest.plausibility = PlausibilityReference.fit(
-        result.representative.images if result.representative is not None else result.val.images)
+        result.representative.images if result.representative is not None else result.val.images
+    )
     result.bundle = Bundle.create(manifest, chosen.conversion.model)
     if out is not None:
         result.bundle_path = result.bundle.save(out)
@@ -414,9 +471,14 @@ def _commission(camera: Optional[CameraOptions], spec: PreprocessSpec):
     """(camera commissioning or None, the bundle's preprocessing: the run's, cropped to the ROI on request)."""
     if camera is None:
         return None, spec
-    commissioning = commission_image(camera.reference_image, roi=camera.roi, auto_roi=camera.auto_roi,
-                                     focus_min_ratio=camera.focus_min_ratio, mean_tolerance=camera.mean_tolerance,
-                                     clipped_max=camera.clipped_max)
+    commissioning = commission_image(
+        camera.reference_image,
+        roi=camera.roi,
+        auto_roi=camera.auto_roi,
+        focus_min_ratio=camera.focus_min_ratio,
+        mean_tolerance=camera.mean_tolerance,
+        clipped_max=camera.clipped_max,
+    )
     for warning in commissioning.warnings:
         log.warning("camera reference: %s", warning)
     if not camera.crop_model_input:
@@ -430,8 +492,9 @@ def _convert_and_guard(result: CalibrationResult, fixed) -> None:
     """Convert, measure, and apply the remedy as the options say; sets ``result.chosen`` (None = failed)."""
     options, run = result.options, result.run
     dataset = result.representative.dataset() if result.representative is not None else None
-    first = _candidate(convert(fixed, options.precision, dataset, options.io_dtype), run, result.val,
-                       result.float_val_probs, options)
+    first = _candidate(
+        convert(fixed, options.precision, dataset, options.io_dtype), run, result.val, result.float_val_probs, options
+    )
     result.candidates.append(first)
     if options.remedy != Remedy.FLOAT_FALLBACK and first.parity.passed:
         result.chosen = first
@@ -441,8 +504,9 @@ def _convert_and_guard(result: CalibrationResult, fixed) -> None:
     quantizer = FallbackQuantizer(fixed, dataset, options.io_dtype)
     result.sensitivity = quantizer.sensitivity()
     nodes = [e.tensor for e in result.sensitivity[: options.fallback_layers]]
-    second = _candidate(quantizer.convert(nodes, options.fallback_ops), run, result.val, result.float_val_probs,
-                        options)
+    second = _candidate(
+        quantizer.convert(nodes, options.fallback_ops), run, result.val, result.float_val_probs, options
+    )
     result.candidates.append(second)
     # The mixed model when it passes; full integer if only that passes (the fallback made it worse).
     result.chosen = next((c for c in (second, first) if c.parity.passed), None)

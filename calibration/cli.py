@@ -16,6 +16,7 @@ Examples:
       --station-yaml camera.yaml
   inspector calibrate --camera-only --reference-image ref.png --roi 120,40,400,400 --station-yaml camera.yaml
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,55 +44,112 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", help="training run folder written by `inspector train`")
     parser.add_argument("--out", help="bundle to write, e.g. tiles.inspector")
     conv = parser.add_argument_group("conversion")
-    conv.add_argument("--precision", choices=["int8", "float16", "float32"], default="int8",
-                      help="int8: full-integer (default); float16 / float32: float models")
+    conv.add_argument(
+        "--precision",
+        choices=["int8", "float16", "float32"],
+        default="int8",
+        help="int8: full-integer (default); float16 / float32: float models",
+    )
     conv.add_argument("--io-dtype", choices=["uint8", "int8"], default="uint8", help="INT8 input/output type")
-    conv.add_argument("--representative-size", type=int, default=300,
-                      help="training images in the representative sample (default 300)")
+    conv.add_argument(
+        "--representative-size",
+        type=int,
+        default=300,
+        help="training images in the representative sample (default 300)",
+    )
     conv.add_argument("--representative-seed", type=int, default=0, help="seed of the stratified draw")
-    conv.add_argument("--min-representative", type=int, default=200,
-                      help="warn when the representative sample is smaller (default 200)")
+    conv.add_argument(
+        "--min-representative",
+        type=int,
+        default=200,
+        help="warn when the representative sample is smaller (default 200)",
+    )
     guard = parser.add_argument_group("accuracy guard")
-    guard.add_argument("--accuracy-budget", type=float, default=1.0,
-                       help="largest allowed validation accuracy drop in percentage points (default 1.0)")
-    guard.add_argument("--remedy", choices=["none", "float-fallback", "auto"], default="none",
-                       help="float-fallback: keep the most error-prone layers float (mixed model, CPU only); "
-                            "auto: only when full integer fails the guard (default none)")
+    guard.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=1.0,
+        help="largest allowed validation accuracy drop in percentage points (default 1.0)",
+    )
+    guard.add_argument(
+        "--remedy",
+        choices=["none", "float-fallback", "auto"],
+        default="none",
+        help="float-fallback: keep the most error-prone layers float (mixed model, CPU only); "
+        "auto: only when full integer fails the guard (default none)",
+    )
     guard.add_argument("--fallback-layers", type=int, default=5, help="layers kept float by the remedy (default 5)")
-    guard.add_argument("--fallback-ops", default="",
-                       help="TFLite op types kept float by the remedy, comma-separated, e.g. HARD_SWISH,MEAN")
+    guard.add_argument(
+        "--fallback-ops",
+        default="",
+        help="TFLite op types kept float by the remedy, comma-separated, e.g. HARD_SWISH,MEAN",
+    )
     op = parser.add_argument_group("operating point")
-    op.add_argument("--target", choices=["escape", "false_reject"],
-                    help="rate the threshold is chosen for (escape: defects passed). Without --target, "
-                         "--target-rate and --review-margin the training run's operating point is used")
+    op.add_argument(
+        "--target",
+        choices=["escape", "false_reject"],
+        help="rate the threshold is chosen for (escape: defects passed). Without --target, "
+        "--target-rate and --review-margin the training run's operating point is used",
+    )
     op.add_argument("--target-rate", type=_rate, help="target rate, 0.005 or 0.5%% (default 0.5%%)")
-    op.add_argument("--review-margin", type=float,
-                    help="review band threshold +- margin on the defect score (default 0: no band)")
+    op.add_argument(
+        "--review-margin", type=float, help="review band threshold +- margin on the defect score (default 0: no band)"
+    )
     line = parser.add_argument_group("deployability")
-    line.add_argument("--max-escape-rate", type=_rate, default=0.02,
-                      help="the line's escape budget for the verdict, 0.02 or 2%% (default 2%%)")
-    line.add_argument("--max-false-reject-rate", type=_rate, default=0.05,
-                      help="the line's false-reject budget for the verdict and the review band (default 5%%)")
-    line.add_argument("--max-review-rate", type=_rate, default=0.10,
-                      help="the share of parts the line can send to review (default 10%%)")
-    line.add_argument("--force", action="store_true",
-                      help="write the bundle even when the model is NOT DEPLOYABLE (the bundle records the verdict)")
-    op.add_argument("--interval", choices=["clopper-pearson", "wilson"], default="clopper-pearson",
-                    help="95%% confidence interval of the rates (default clopper-pearson, exact)")
+    line.add_argument(
+        "--max-escape-rate",
+        type=_rate,
+        default=0.02,
+        help="the line's escape budget for the verdict, 0.02 or 2%% (default 2%%)",
+    )
+    line.add_argument(
+        "--max-false-reject-rate",
+        type=_rate,
+        default=0.05,
+        help="the line's false-reject budget for the verdict and the review band (default 5%%)",
+    )
+    line.add_argument(
+        "--max-review-rate",
+        type=_rate,
+        default=0.10,
+        help="the share of parts the line can send to review (default 10%%)",
+    )
+    line.add_argument(
+        "--force",
+        action="store_true",
+        help="write the bundle even when the model is NOT DEPLOYABLE (the bundle records the verdict)",
+    )
+    op.add_argument(
+        "--interval",
+        choices=["clopper-pearson", "wilson"],
+        default="clopper-pearson",
+        help="95%% confidence interval of the rates (default clopper-pearson, exact)",
+    )
     cam = parser.add_argument_group("camera commissioning")
     cam.add_argument("--reference-image", help="frame of a good part from the station camera")
     cam.add_argument("--roi", type=_roi, help="region of interest x,y,width,height in camera pixels")
     cam.add_argument("--auto-roi", action="store_true", help="find the part in the reference image")
-    cam.add_argument("--crop-model-input", action="store_true",
-                     help="also crop frames to the ROI before the model (training images were part crops)")
-    cam.add_argument("--focus-min-ratio", type=float, default=0.5,
-                     help="flag focus below this fraction of the reference (default 0.5)")
-    cam.add_argument("--mean-tolerance", type=float, default=40.0,
-                     help="allowed drift of mean brightness, 0-255 (default 40)")
+    cam.add_argument(
+        "--crop-model-input",
+        action="store_true",
+        help="also crop frames to the ROI before the model (training images were part crops)",
+    )
+    cam.add_argument(
+        "--focus-min-ratio",
+        type=float,
+        default=0.5,
+        help="flag focus below this fraction of the reference (default 0.5)",
+    )
+    cam.add_argument(
+        "--mean-tolerance", type=float, default=40.0, help="allowed drift of mean brightness, 0-255 (default 40)"
+    )
     cam.add_argument("--clipped-max", type=float, help="largest fraction of clipped pixels (default from reference)")
     cam.add_argument("--station-yaml", help="also write the camera reference as a station config fragment")
-    cam.add_argument("--camera-only", action="store_true",
-                     help="only measure the reference image and write --station-yaml (no RUN_DIR needed)")
+    cam.add_argument(
+        "--camera-only",
+        action="store_true",
+        help="only measure the reference image and write --station-yaml (no RUN_DIR needed)",
+    )
     other = parser.add_argument_group("other")
     other.add_argument("--data-root", help="dataset folder, if it moved since training")
     other.add_argument("--name", help="bundle name (default: the run's name)")
@@ -107,14 +165,21 @@ def _camera_only(args) -> int:
     if not args.reference_image or not args.station_yaml:
         print("inspector calibrate: --camera-only needs --reference-image and --station-yaml", file=sys.stderr)
         return 2
-    result = commission_image(args.reference_image, roi=args.roi, auto_roi=args.auto_roi,
-                              focus_min_ratio=args.focus_min_ratio, mean_tolerance=args.mean_tolerance,
-                              clipped_max=args.clipped_max)
+    result = commission_image(
+        args.reference_image,
+        roi=args.roi,
+        auto_roi=args.auto_roi,
+        focus_min_ratio=args.focus_min_ratio,
+        mean_tolerance=args.mean_tolerance,
+        clipped_max=args.clipped_max,
+    )
     ref = result.reference
     for warning in result.warnings:
         print(f"warning: {warning}")
-    print(f"camera reference: roi {ref.roi.model_dump() if ref.roi else 'whole frame'}, focus {ref.focus:.1f}, "
-          f"mean {ref.mean:.1f}, clipped max {ref.clipped_max:.3f}")
+    print(
+        f"camera reference: roi {ref.roi.model_dump() if ref.roi else 'whole frame'}, focus {ref.focus:.1f}, "
+        f"mean {ref.mean:.1f}, clipped max {ref.clipped_max:.3f}"
+    )
     print(f"station config fragment: {write_station_yaml(ref, args.station_yaml)}")
     return 0
 
@@ -125,23 +190,49 @@ def _options(args):
 
     camera = None
     if args.reference_image:
-        camera = {"reference_image": args.reference_image, "roi": args.roi, "auto_roi": args.auto_roi,
-                  "crop_model_input": args.crop_model_input, "focus_min_ratio": args.focus_min_ratio,
-                  "mean_tolerance": args.mean_tolerance, "clipped_max": args.clipped_max}
+        camera = {
+            "reference_image": args.reference_image,
+            "roi": args.roi,
+            "auto_roi": args.auto_roi,
+            "crop_model_input": args.crop_model_input,
+            "focus_min_ratio": args.focus_min_ratio,
+            "mean_tolerance": args.mean_tolerance,
+            "clipped_max": args.clipped_max,
+        }
     elif args.roi or args.auto_roi or args.crop_model_input or args.station_yaml:
         raise ValueError("--roi, --auto-roi, --crop-model-input and --station-yaml need --reference-image")
-    return validate(CalibrationOptions, {
-        "precision": args.precision, "io_dtype": args.io_dtype,
-        "representative_size": args.representative_size, "representative_seed": args.representative_seed,
-        "representative_min": args.min_representative, "accuracy_budget": args.accuracy_budget,
-        "remedy": args.remedy, "fallback_layers": args.fallback_layers,
-        "fallback_ops": [op.strip().upper() for op in args.fallback_ops.split(",") if op.strip()],
-        "target": args.target, "target_rate": args.target_rate, "review_margin": args.review_margin,
-        "line": {"max_escape_rate": args.max_escape_rate, "max_false_reject_rate": args.max_false_reject_rate,
-                 "max_review_rate": args.max_review_rate},
-        "force": args.force, "interval": args.interval, "data_root": args.data_root, "name": args.name, "version": args.bundle_version,
-        "threads": args.threads, "evaluate_test": not args.no_test, "camera": camera, "report": not args.no_report,
-    }, "command line")
+    return validate(
+        CalibrationOptions,
+        {
+            "precision": args.precision,
+            "io_dtype": args.io_dtype,
+            "representative_size": args.representative_size,
+            "representative_seed": args.representative_seed,
+            "representative_min": args.min_representative,
+            "accuracy_budget": args.accuracy_budget,
+            "remedy": args.remedy,
+            "fallback_layers": args.fallback_layers,
+            "fallback_ops": [op.strip().upper() for op in args.fallback_ops.split(",") if op.strip()],
+            "target": args.target,
+            "target_rate": args.target_rate,
+            "review_margin": args.review_margin,
+            "line": {
+                "max_escape_rate": args.max_escape_rate,
+                "max_false_reject_rate": args.max_false_reject_rate,
+                "max_review_rate": args.max_review_rate,
+            },
+            "force": args.force,
+            "interval": args.interval,
+            "data_root": args.data_root,
+            "name": args.name,
+            "version": args.bundle_version,
+            "threads": args.threads,
+            "evaluate_test": not args.no_test,
+            "camera": camera,
+            "report": not args.no_report,
+        },
+        "command line",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,8 +258,10 @@ def run(args: argparse.Namespace) -> int:
     bundle = result.bundle
     rep = result.representative
     if rep is not None:
-        print(f"representative sample: {len(rep.images)} images from the training split "
-              f"({', '.join(f'{k} {v}' for k, v in rep.per_class.items())})")
+        print(
+            f"representative sample: {len(rep.images)} images from the training split "
+            f"({', '.join(f'{k} {v}' for k, v in rep.per_class.items())})"
+        )
         for item in rep.skipped:
             print(f"  skipped {item.path}: {item.reason}")
         for warning in rep.warnings:
@@ -182,17 +275,21 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics(metrics["validation"], f"validation ({result.chosen.conversion.kind}, threshold chosen here)"))
     if "test" in metrics:
         print(format_metrics(metrics["test"], f"test ({result.chosen.conversion.kind})"))
-        print(f"test float model: accuracy {100 * metrics['test_float']['accuracy']:.2f}%, escape "
-              f"{100 * metrics['test_float']['decision']['escape']['rate']:.2f}%, false reject "
-              f"{100 * metrics['test_float']['decision']['false_reject']['rate']:.2f}%")
+        print(
+            f"test float model: accuracy {100 * metrics['test_float']['accuracy']:.2f}%, escape "
+            f"{100 * metrics['test_float']['decision']['escape']['rate']:.2f}%, false reject "
+            f"{100 * metrics['test_float']['decision']['false_reject']['rate']:.2f}%"
+        )
     print(bundle.summary())
     if result.commissioning is not None:
         for warning in result.commissioning.warnings:
             print(f"warning: camera reference: {warning}")
         if args.station_yaml:
             print(f"station config fragment: {write_station_yaml(result.commissioning.reference, args.station_yaml)}")
-    print(f"bundle: {result.bundle_path} ({bundle.manifest.model_bytes / 1024:.0f} KiB, "
-          f"Keras model {result.keras_bytes / 1024:.0f} KiB)")
+    print(
+        f"bundle: {result.bundle_path} ({bundle.manifest.model_bytes / 1024:.0f} KiB, "
+        f"Keras model {result.keras_bytes / 1024:.0f} KiB)"
+    )
     if result.report_html:
         print(f"report: {result.report_html}")
     print(result.verdict.summary())

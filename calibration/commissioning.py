@@ -15,6 +15,7 @@ Example:
     >>> find_roi(frame, margin=0.0).model_dump()
     {'x': 40, 'y': 20, 'width': 80, 'height': 80}
 """
+
 from __future__ import annotations
 
 import os
@@ -43,7 +44,9 @@ def parse_roi(text: str) -> Roi:
     try:
         x, y, w, h = (int(v) for v in text.split(","))
     except ValueError:
-        raise CommissioningError(f"region of interest must look like x,y,width,height in pixels, got {text!r}") from None
+        raise CommissioningError(
+            f"region of interest must look like x,y,width,height in pixels, got {text!r}"
+        ) from None
     try:
         return Roi(x=x, y=y, width=w, height=h)
     except ValueError as exc:
@@ -74,8 +77,10 @@ def find_roi(frame: np.ndarray, margin: float = 0.05, min_area: float = 0.01) ->
             if best is None or area > best[4]:
                 best = (int(x), int(y), int(bw), int(bh), int(area))
     if best is None:
-        raise CommissioningError("could not find the part in the reference frame (no region stands out from "
-                                 "the background); give the region with --roi x,y,width,height")
+        raise CommissioningError(
+            "could not find the part in the reference frame (no region stands out from "
+            "the background); give the region with --roi x,y,width,height"
+        )
     x, y, bw, bh, _ = best
     dx, dy = int(round(margin * bw)), int(round(margin * bh))
     x0, y0 = max(0, x - dx), max(0, y - dy)
@@ -92,8 +97,11 @@ class Commissioning:
     warnings: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"reference": self.reference.model_dump(mode="json"), "frame_size": list(self.frame_size),
-                "warnings": self.warnings}
+        return {
+            "reference": self.reference.model_dump(mode="json"),
+            "frame_size": list(self.frame_size),
+            "warnings": self.warnings,
+        }
 
 
 def commission(
@@ -111,8 +119,10 @@ def commission(
             raise CommissioningError("give either a region of interest or auto ROI, not both")
         roi = find_roi(frame_bgr)
     if roi is not None and (roi.x + roi.width > w or roi.y + roi.height > h):
-        raise CommissioningError(f"region of interest x={roi.x} y={roi.y} {roi.width}x{roi.height} does not fit "
-                                 f"in the {w}x{h} reference frame")
+        raise CommissioningError(
+            f"region of interest x={roi.x} y={roi.y} {roi.width}x{roi.height} does not fit "
+            f"in the {w}x{h} reference frame"
+        )
     tolerances = {"focus_min_ratio": focus_min_ratio, "mean_tolerance": mean_tolerance}
     if clipped_max is not None:
         tolerances["clipped_max"] = clipped_max
@@ -120,14 +130,20 @@ def commission(
     metrics = measure(frame_bgr, roi)
     warnings = []
     if metrics.focus < MIN_REFERENCE_FOCUS:
-        warnings.append(f"reference frame looks soft (focus {metrics.focus:.1f} < {MIN_REFERENCE_FOCUS:.0f}): "
-                        "check focus and lens before commissioning")
+        warnings.append(
+            f"reference frame looks soft (focus {metrics.focus:.1f} < {MIN_REFERENCE_FOCUS:.0f}): "
+            "check focus and lens before commissioning"
+        )
     if metrics.clipped_bright > 0.02:
-        warnings.append(f"{100 * metrics.clipped_bright:.1f}% of reference pixels are at or above {BRIGHT_LEVEL}: "
-                        "reduce exposure or light")
+        warnings.append(
+            f"{100 * metrics.clipped_bright:.1f}% of reference pixels are at or above {BRIGHT_LEVEL}: "
+            "reduce exposure or light"
+        )
     if metrics.clipped_dark > 0.02:
-        warnings.append(f"{100 * metrics.clipped_dark:.1f}% of reference pixels are at or below {DARK_LEVEL}: "
-                        "raise exposure or light")
+        warnings.append(
+            f"{100 * metrics.clipped_dark:.1f}% of reference pixels are at or below {DARK_LEVEL}: "
+            "raise exposure or light"
+        )
     return Commissioning(reference, (w, h), warnings)
 
 
@@ -144,9 +160,11 @@ def check_frame(reference: CameraReference, frame_bgr: np.ndarray) -> List[str]:
 
 def station_yaml(reference: CameraReference) -> str:
     """The station config fragment (``health.reference``) that carries the reference to a station."""
-    header = ("# Camera commissioning reference: merge into the station config (inspector run --config).\n"
-              "# The station flags a frame whose focus falls below focus x focus_min_ratio, whose mean\n"
-              "# luminance leaves mean +- mean_tolerance, or with more than clipped_max pixels clipped.\n")
+    header = (
+        "# Camera commissioning reference: merge into the station config (inspector run --config).\n"
+        "# The station flags a frame whose focus falls below focus x focus_min_ratio, whose mean\n"
+        "# luminance leaves mean +- mean_tolerance, or with more than clipped_max pixels clipped.\n"
+    )
     body = {"health": {"reference": reference.model_dump(mode="json")}}
     return header + yaml.safe_dump(body, sort_keys=False)
 

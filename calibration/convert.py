@@ -17,6 +17,7 @@ in the graph is static. :func:`check_static` refuses a flatbuffer that still has
 
 TensorFlow is imported inside the functions: importing this module is cheap.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -186,13 +187,27 @@ def convert(
     return _conversion(_run(converter), precision, start)
 
 
-def _conversion(model: bytes, precision: Precision, start: float, float_nodes: Sequence[str] = (),
-                float_op_types: Sequence[str] = ()) -> Conversion:
+def _conversion(
+    model: bytes,
+    precision: Precision,
+    start: float,
+    float_nodes: Sequence[str] = (),
+    float_op_types: Sequence[str] = (),
+) -> Conversion:
     check_static(model)
     ops, float_ops = op_census(model)
     inp, out = tensor_specs(model)
-    return Conversion(bytes(model), precision, inp, out, ops, float_ops, list(float_nodes), list(float_op_types),
-                      time.perf_counter() - start)
+    return Conversion(
+        bytes(model),
+        precision,
+        inp,
+        out,
+        ops,
+        float_ops,
+        list(float_nodes),
+        list(float_op_types),
+        time.perf_counter() - start,
+    )
 
 
 def _run(converter) -> bytes:
@@ -220,7 +235,8 @@ class FallbackQuantizer:
         with _quiet_conversion():
             try:
                 self.debugger = self.tf.lite.experimental.QuantizationDebugger(
-                    converter=converter, debug_dataset=representative)
+                    converter=converter, debug_dataset=representative
+                )
             except Exception as exc:
                 raise ConversionError(f"INT8 calibration for float fallback failed: {exc}") from None
         self.calibration_seconds = time.perf_counter() - start
@@ -262,8 +278,11 @@ class FallbackQuantizer:
         if conversion.input.dtype != self.io_dtype:
             # A float layer right at the input leaves no QUANTIZE op to turn into integer input; the bundle
             # records the real input type and the station feeds that, but the user asked for integer I/O.
-            log.warning("the mixed model takes %s input, not %s: a layer kept float reads the input directly",
-                        conversion.input.dtype, self.io_dtype)
+            log.warning(
+                "the mixed model takes %s input, not %s: a layer kept float reads the input directly",
+                conversion.input.dtype,
+                self.io_dtype,
+            )
         return conversion
 
 
@@ -315,8 +334,12 @@ def tensor_specs(model: bytes) -> Tuple[TensorSpec, TensorSpec]:
     specs = []
     for detail in (runner.interpreter.get_input_details()[0], runner.interpreter.get_output_details()[0]):
         scale, zero_point = detail["quantization"]
-        specs.append(TensorSpec(dtype=np.dtype(detail["dtype"]).name, shape=[int(d) for d in detail["shape"]],
-                                scale=float(scale), zero_point=int(zero_point)))
+        specs.append(
+            TensorSpec(
+                dtype=np.dtype(detail["dtype"]).name,
+                shape=[int(d) for d in detail["shape"]],
+                scale=float(scale),
+                zero_point=int(zero_point),
+            )
+        )
     return specs[0], specs[1]
-
-

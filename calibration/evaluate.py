@@ -18,6 +18,7 @@ Example:
     >>> result = evaluate_bundle("model.inspector", "new_images/")            # doctest: +SKIP
     >>> print(format_metrics(result.metrics))                                 # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import json
@@ -54,13 +55,16 @@ def predict_keras(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray
         return np.zeros((0, int(model.output_shape[-1])), np.float32)
     from keras import ops
 
-    out = [ops.convert_to_numpy(model(images[i : i + batch_size].astype(np.float32), training=False))
-           for i in range(0, len(images), batch_size)]
+    out = [
+        ops.convert_to_numpy(model(images[i : i + batch_size].astype(np.float32), training=False))
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out).astype(np.float32)
 
 
-def predict_bundle(bundle: Bundle, images: np.ndarray, threads: Optional[int] = None,
-                   backend: str = "auto") -> np.ndarray:
+def predict_bundle(
+    bundle: Bundle, images: np.ndarray, threads: Optional[int] = None, backend: str = "auto"
+) -> np.ndarray:
     """Probabilities of a bundle's TFLite model, through the edge Classifier (quantize, invoke, dequantize)."""
     from inspector.inference import Classifier
 
@@ -122,13 +126,18 @@ def format_metrics(metrics: dict, title: str = "") -> str:
     if d["review_low"] is not None:
         lines.append(f"review        {rate(d['review'])}  (all parts)")
     width = max(8, *(len(c) + 2 for c in metrics["per_class"]))
-    lines.append(f"{'class':<{width}}{'support':>8}{'prec':>7}{'recall':>7}{'F1':>7}{'pass':>6}{'review':>7}{'fail':>6}")
+    lines.append(
+        f"{'class':<{width}}{'support':>8}{'prec':>7}{'recall':>7}{'F1':>7}{'pass':>6}{'review':>7}{'fail':>6}"
+    )
     for name, row in metrics["per_class"].items():
-        lines.append(f"{name:<{width}}{row['support']:>8}{row['precision']:>7.3f}{row['recall']:>7.3f}"
-                     f"{row['f1']:>7.3f}{row['passed']:>6}{row['review']:>7}{row['failed']:>6}")
+        lines.append(
+            f"{name:<{width}}{row['support']:>8}{row['precision']:>7.3f}{row['recall']:>7.3f}"
+            f"{row['f1']:>7.3f}{row['passed']:>6}{row['review']:>7}{row['failed']:>6}"
+        )
     for name, row in metrics.get("unseen_defects", {}).items():
-        lines.append(f"{name + ' *':<{width}}{row['support']:>8}{'':>21}{row['passed']:>6}{row['review']:>7}"
-                     f"{row['failed']:>6}")
+        lines.append(
+            f"{name + ' *':<{width}}{row['support']:>8}{'':>21}{row['passed']:>6}{row['review']:>7}{row['failed']:>6}"
+        )
     if metrics.get("unseen_defects"):
         lines.append("* defect kind the bundle was not trained on: counted as a defect (passed = escaped)")
     return "\n".join(lines)
@@ -174,8 +183,9 @@ def _training_hashes(bundle: Bundle) -> Optional[set]:
     return {s.sha256 for s in SplitManifest.load(split).splits["train"]}
 
 
-def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str,
-                   preprocessor: Preprocessor) -> Tuple[LabeledImages, LabeledImages, List[str], Dict[str, str]]:
+def _folder_images(
+    bundle: Bundle, data_root: Path, split_file, split: str, preprocessor: Preprocessor
+) -> Tuple[LabeledImages, LabeledImages, List[str], Dict[str, str]]:
     """(images of the bundle's classes, images of other class folders = unseen defect kinds, their class
     names, SHA-256 by path)."""
     labels = bundle.manifest.labels
@@ -196,9 +206,15 @@ def _folder_images(bundle: Bundle, data_root: Path, split_file, split: str,
 def _unseen_counts(scores: np.ndarray, labels: np.ndarray, names: Sequence[str], policy: DecisionPolicy) -> dict:
     """Per unseen defect kind: how many passed (escaped), went to review or failed."""
     passed, failed = outcomes(scores, policy)
-    return {name: {"support": int((labels == i).sum()), "passed": int((passed & (labels == i)).sum()),
-                   "review": int((~passed & ~failed & (labels == i)).sum()),
-                   "failed": int((failed & (labels == i)).sum())} for i, name in enumerate(names)}
+    return {
+        name: {
+            "support": int((labels == i).sum()),
+            "passed": int((passed & (labels == i)).sum()),
+            "review": int((~passed & ~failed & (labels == i)).sum()),
+            "failed": int((failed & (labels == i)).sum()),
+        }
+        for i, name in enumerate(names)
+    }
 
 
 def evaluate_bundle(
@@ -233,10 +249,25 @@ def evaluate_bundle(
         predicted = np.r_[predicted, other_probs.argmax(1)]
     trained_on = _training_hashes(bundle)
     seen = sum(hashes[p] in trained_on for p in images.paths) if trained_on is not None else 0
-    verdict = assess(scores, is_defect, policy, predicted=predicted, training_images=seen,
-                     basis=f"{len(scores)} images{f' ({len(others.labels)} of unseen defect kinds)' if len(others.labels) else ''}, "
-                           f"threshold {policy.threshold:.4f}")
+    verdict = assess(
+        scores,
+        is_defect,
+        policy,
+        predicted=predicted,
+        training_images=seen,
+        basis=f"{len(scores)} images{f' ({len(others.labels)} of unseen defect kinds)' if len(others.labels) else ''}, "
+        f"threshold {policy.threshold:.4f}",
+    )
     if trained_on is None:
         verdict.notes.append("the training run folder is not here: cannot check for training images")
-    return EvaluationResult(str(bundle_path), str(root), split if split_file else None, metrics, probs,
-                            images.labels, images.paths, images.skipped, verdict)
+    return EvaluationResult(
+        str(bundle_path),
+        str(root),
+        split if split_file else None,
+        metrics,
+        probs,
+        images.labels,
+        images.paths,
+        images.skipped,
+        verdict,
+    )

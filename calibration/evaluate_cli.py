@@ -13,6 +13,7 @@ Examples:
   inspector evaluate tiles.inspector data/tiles --split-file runs/tiles/split.json \\
       --split test --out tiles-test.json --report-dir tiles-test-report
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +24,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle file or directory (.inspector)")
     parser.add_argument("data_root", help="labeled folder: DATA_ROOT/<class>/<image>")
     parser.add_argument("--split-file", help="split manifest (split.json of a run): evaluate one split only")
-    parser.add_argument("--split", choices=["train", "val", "test"], default="test",
-                        help="split to evaluate with --split-file (default test)")
+    parser.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="split to evaluate with --split-file (default test)",
+    )
     parser.add_argument("--out", help="metrics JSON to write (default: <bundle name>_evaluation.json here)")
     parser.add_argument("--report-dir", help="also write report.html + report.png there")
     parser.add_argument("--threshold", type=float, help="evaluate at this threshold instead of the bundle's")
-    parser.add_argument("--interval", choices=["clopper-pearson", "wilson"], default="clopper-pearson",
-                        help="95%% confidence interval of the rates (default clopper-pearson)")
+    parser.add_argument(
+        "--interval",
+        choices=["clopper-pearson", "wilson"],
+        default="clopper-pearson",
+        help="95%% confidence interval of the rates (default clopper-pearson)",
+    )
     parser.add_argument("--threads", type=int, help="TFLite interpreter threads")
-    parser.add_argument("--backend", choices=["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"],
-                        default="auto", help="TFLite runtime (default: first available)")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"],
+        default="auto",
+        help="TFLite runtime (default: first available)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
         policy = DecisionPolicy(threshold=args.threshold)
     try:
-        result = evaluate_bundle(args.bundle, args.data_root, args.split_file, args.split, args.threads,
-                                 args.backend, policy, args.interval)
+        result = evaluate_bundle(
+            args.bundle, args.data_root, args.split_file, args.split, args.threads, args.backend, policy, args.interval
+        )
     except NothingToEvaluate as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -64,8 +78,14 @@ def run(args: argparse.Namespace) -> int:
         from calibration.report import write_evaluation_report
 
         manifest = Bundle.load(args.bundle).manifest
-        page, _ = write_evaluation_report(result, manifest.good_index, policy or manifest.decision, args.report_dir,
-                                          f"Evaluation of {manifest.name} {manifest.version}", result.verdict)
+        page, _ = write_evaluation_report(
+            result,
+            manifest.good_index,
+            policy or manifest.decision,
+            args.report_dir,
+            f"Evaluation of {manifest.name} {manifest.version}",
+            result.verdict,
+        )
         print(f"report: {page}")
     print(result.verdict.summary())
     return 0

@@ -15,6 +15,7 @@ Example:
     >>> check.passed, round(check.drop_pp, 1), check.agreement
     (False, 50.0, 0.5)
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -86,8 +87,9 @@ def check_parity(
     quant_probs = np.asarray(quant_probs, np.float64)
     labels = np.asarray(labels, np.int64)
     if float_probs.shape != quant_probs.shape or len(labels) != len(float_probs):
-        raise ValueError(f"shapes differ: float {float_probs.shape}, converted {quant_probs.shape}, "
-                         f"{len(labels)} labels")
+        raise ValueError(
+            f"shapes differ: float {float_probs.shape}, converted {quant_probs.shape}, {len(labels)} labels"
+        )
     if len(labels) == 0:
         raise ValueError("no validation image to compare the models on")
     float_top, quant_top = float_probs.argmax(1), quant_probs.argmax(1)
@@ -116,24 +118,35 @@ def check_parity(
     )
 
 
-def failure_message(checks: Sequence[ParityCheck], representative_size: int, remedy_tried: bool,
-                    fallback_layers: int) -> str:
+def failure_message(
+    checks: Sequence[ParityCheck], representative_size: int, remedy_tried: bool, fallback_layers: int
+) -> str:
     """What went wrong (every variant measured) and what to try next, most effective first."""
-    lines = [f"accuracy guard failed: the converted model loses more than {checks[0].budget_pp:.2f} "
-             f"percentage points of validation accuracy"]
+    lines = [
+        f"accuracy guard failed: the converted model loses more than {checks[0].budget_pp:.2f} "
+        f"percentage points of validation accuracy"
+    ]
     lines += [f"  {c.summary()}" for c in checks]
     tries: List[str] = []
     if not remedy_tried:
-        tries.append("--remedy float-fallback: keep the layers with the largest INT8 error in float "
-                     f"(--fallback-layers {fallback_layers}; a mixed model, CPU only, no integer accelerator)")
+        tries.append(
+            "--remedy float-fallback: keep the layers with the largest INT8 error in float "
+            f"(--fallback-layers {fallback_layers}; a mixed model, CPU only, no integer accelerator)"
+        )
     else:
-        tries.append(f"--fallback-layers {max(2 * fallback_layers, fallback_layers + 5)} or "
-                     "--fallback-ops HARD_SWISH,MEAN: keep more of the network in float")
-    tries.append(f"--representative-size {max(2 * representative_size, 500)} or another "
-                 "--representative-seed: activation ranges from more training images")
+        tries.append(
+            f"--fallback-layers {max(2 * fallback_layers, fallback_layers + 5)} or "
+            "--fallback-ops HARD_SWISH,MEAN: keep more of the network in float"
+        )
+    tries.append(
+        f"--representative-size {max(2 * representative_size, 500)} or another "
+        "--representative-seed: activation ranges from more training images"
+    )
     tries.append("--precision float16: no INT8 loss, half the float32 size, but no integer accelerator")
-    tries.append("retrain for longer or with more data: a model with confident, well-separated scores "
-                 "survives quantization better (quantization-aware training is not available for Keras 3 here)")
+    tries.append(
+        "retrain for longer or with more data: a model with confident, well-separated scores "
+        "survives quantization better (quantization-aware training is not available for Keras 3 here)"
+    )
     tries.append("--accuracy-budget: raise it only if this drop is acceptable for the line")
     lines.append("what to try:")
     lines += [f"  - {t}" for t in tries]

@@ -15,6 +15,7 @@ Example:
     >>> round(op.threshold, 2), op.escape.count, op.false_reject.count
     (0.45, 0, 0)
 """
+
 from __future__ import annotations
 
 import math
@@ -28,9 +29,18 @@ from scipy.stats import binomtest
 from inspector.decision import DecisionPolicy
 from inspector.operating_point import OperatingPointError, Target, choose_policy, outcomes
 
-__all__ = ["IntervalMethod", "OperatingPoint", "OperatingPointError", "Rate", "Target", "choose_threshold",
-           "interval", "operating_point", "rates_at",
-           "samples_to_demonstrate"]
+__all__ = [
+    "IntervalMethod",
+    "OperatingPoint",
+    "OperatingPointError",
+    "Rate",
+    "Target",
+    "choose_threshold",
+    "interval",
+    "operating_point",
+    "rates_at",
+    "samples_to_demonstrate",
+]
 
 
 class IntervalMethod(str, Enum):
@@ -38,8 +48,9 @@ class IntervalMethod(str, Enum):
     WILSON = "wilson"
 
 
-def interval(k: int, n: int, method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
-             confidence: float = 0.95) -> Tuple[float, float]:
+def interval(
+    k: int, n: int, method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON, confidence: float = 0.95
+) -> Tuple[float, float]:
     """Two-sided interval of a binomial proportion ``k / n``; (0, 1) when ``n == 0``."""
     if n == 0:
         return 0.0, 1.0
@@ -68,8 +79,13 @@ class Rate:
     high: float
 
     @classmethod
-    def of(cls, count: int, total: int, method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
-           confidence: float = 0.95) -> Rate:
+    def of(
+        cls,
+        count: int,
+        total: int,
+        method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
+        confidence: float = 0.95,
+    ) -> Rate:
         low, high = interval(count, total, method, confidence)
         return cls(int(count), int(total), count / total if total else 0.0, low, high)
 
@@ -104,9 +120,13 @@ class OperatingPoint:
         return out
 
 
-def rates_at(scores: np.ndarray, is_defect: np.ndarray, policy: DecisionPolicy,
-             method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
-             confidence: float = 0.95) -> Tuple[Rate, Rate, Rate]:
+def rates_at(
+    scores: np.ndarray,
+    is_defect: np.ndarray,
+    policy: DecisionPolicy,
+    method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
+    confidence: float = 0.95,
+) -> Tuple[Rate, Rate, Rate]:
     """(escape, false reject, review) of ``policy`` on labelled scores; review parts are neither."""
     is_defect = np.asarray(is_defect, bool)
     passed, failed = outcomes(scores, policy)
@@ -136,10 +156,16 @@ def choose_threshold(
     return operating_point(scores, is_defect, policy, target, rate, method, confidence, note)
 
 
-def operating_point(scores: Sequence[float], is_defect: Sequence[bool], policy: DecisionPolicy,
-                    target: Target | str, rate: float,
-                    method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON, confidence: float = 0.95,
-                    note: str = "") -> OperatingPoint:
+def operating_point(
+    scores: Sequence[float],
+    is_defect: Sequence[bool],
+    policy: DecisionPolicy,
+    target: Target | str,
+    rate: float,
+    method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
+    confidence: float = 0.95,
+    note: str = "",
+) -> OperatingPoint:
     """An :class:`OperatingPoint` for a given ``policy`` (e.g. the one a training run chose) on these scores."""
     target, method = Target(target), IntervalMethod(method)
     scores = np.asarray(scores, np.float64).ravel()
@@ -149,12 +175,28 @@ def operating_point(scores: Sequence[float], is_defect: Sequence[bool], policy: 
     notes = [note] if note else []
     defects, goods = int(is_defect.sum()), int((~is_defect).sum())
     if target == Target.ESCAPE and needed is not None and defects < needed:
-        notes.append(f"{defects} defect images cannot demonstrate an escape rate of {100 * rate:.2f}%: "
-                     f"even 0 escapes leave a {100 * escape.high:.1f}% upper bound; about {needed} defects are needed")
+        notes.append(
+            f"{defects} defect images cannot demonstrate an escape rate of {100 * rate:.2f}%: "
+            f"even 0 escapes leave a {100 * escape.high:.1f}% upper bound; about {needed} defects are needed"
+        )
     elif target == Target.FALSE_REJECT:
         needed_goods = samples_to_demonstrate(rate, confidence)
         if needed_goods is not None and goods < needed_goods:
-            notes.append(f"{goods} good images cannot demonstrate a false-reject rate of {100 * rate:.2f}%; "
-                         f"about {needed_goods} are needed")
-    return OperatingPoint(target, float(rate), policy.threshold, policy.review_low, policy.review_high, escape,
-                          false_reject, review, method, confidence, needed, "; ".join(notes))
+            notes.append(
+                f"{goods} good images cannot demonstrate a false-reject rate of {100 * rate:.2f}%; "
+                f"about {needed_goods} are needed"
+            )
+    return OperatingPoint(
+        target,
+        float(rate),
+        policy.threshold,
+        policy.review_low,
+        policy.review_high,
+        escape,
+        false_reject,
+        review,
+        method,
+        confidence,
+        needed,
+        "; ".join(notes),
+    )

@@ -7,6 +7,7 @@ threshold and review band. The page adds the guard's measurements, the operating
 confidence intervals, a per-class table, the representative sample and the camera reference. Page,
 tables and the ROC and histogram come from :mod:`inspector.reporting`.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,11 +23,11 @@ from inspector.deployability import DeployabilityVerdict
 from inspector.reporting import Section, plots
 
 
-def _scatter(ax, float_scores: np.ndarray, quant_scores: np.ndarray, is_defect: np.ndarray,
-             policy: DecisionPolicy, kind: str) -> None:
+def _scatter(
+    ax, float_scores: np.ndarray, quant_scores: np.ndarray, is_defect: np.ndarray, policy: DecisionPolicy, kind: str
+) -> None:
     ax.scatter(float_scores[~is_defect], quant_scores[~is_defect], s=12, c=plots.GOOD_COLOR, label="good", alpha=0.7)
-    ax.scatter(float_scores[is_defect], quant_scores[is_defect], s=12, c=plots.DEFECT_COLOR, label="defect",
-               alpha=0.7)
+    ax.scatter(float_scores[is_defect], quant_scores[is_defect], s=12, c=plots.DEFECT_COLOR, label="defect", alpha=0.7)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.5)
     plots.mark_policy(ax, policy, vertical=False)
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
@@ -54,11 +55,19 @@ def _per_class(columns: Sequence[Tuple[str, dict]]) -> Markup:
 
 
 def _decision_rows(named: Sequence[Tuple[str, dict]]) -> Markup:
-    rows = [[name, m["samples"], reporting.percent(m["accuracy"]), m["pass_fail"].get("roc_auc"),
-             _rate(m["decision"]["escape"]), _rate(m["decision"]["false_reject"]), _rate(m["decision"]["review"])]
-            for name, m in named]
-    return reporting.table(["model / split", "images", "accuracy", "ROC AUC", "escape", "false reject", "review"],
-                           rows)
+    rows = [
+        [
+            name,
+            m["samples"],
+            reporting.percent(m["accuracy"]),
+            m["pass_fail"].get("roc_auc"),
+            _rate(m["decision"]["escape"]),
+            _rate(m["decision"]["false_reject"]),
+            _rate(m["decision"]["review"]),
+        ]
+        for name, m in named
+    ]
+    return reporting.table(["model / split", "images", "accuracy", "ROC AUC", "escape", "false reject", "review"], rows)
 
 
 def _skipped(skipped) -> Markup:
@@ -79,7 +88,8 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     fig, axes = plots.new_figure(3)
     _scatter(axes[0], float_scores, quant_scores, is_defect, policy, kind)
     curves = [("float", float_scores, is_defect)] + [
-        (c.conversion.kind, defect_score(c.val_probs, good), is_defect) for c in result.candidates]
+        (c.conversion.kind, defect_score(c.val_probs, good), is_defect) for c in result.candidates
+    ]
     plots.roc(axes[1], curves, policy.threshold)
     plots.score_histogram(axes[2], quant_scores, is_defect, policy, f"{kind} scores (validation)")
     png = plots.save(fig, out_dir / "report.png")
@@ -87,43 +97,104 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     run, opts = result.run, result.options
     intro: List[reporting.page.Block] = []
     if result.passed and result.bundle_path is None:
-        intro.append(reporting.paragraph(Markup("No bundle was written: the model is NOT DEPLOYABLE (see above); "
-                                                "<code>--force</code> writes it anyway."), "fail"))
+        intro.append(
+            reporting.paragraph(
+                Markup(
+                    "No bundle was written: the model is NOT DEPLOYABLE (see above); "
+                    "<code>--force</code> writes it anyway."
+                ),
+                "fail",
+            )
+        )
     elif result.passed:
-        intro.append(reporting.paragraph(
-            f"Bundle written: {result.bundle_path} ({kind}, {len(shown.conversion.model) / 1024:.0f} KiB; "
-            f"Keras model {result.keras_bytes / 1024:.0f} KiB)", "ok"))
+        intro.append(
+            reporting.paragraph(
+                f"Bundle written: {result.bundle_path} ({kind}, {len(shown.conversion.model) / 1024:.0f} KiB; "
+                f"Keras model {result.keras_bytes / 1024:.0f} KiB)",
+                "ok",
+            )
+        )
     else:
-        intro += [reporting.paragraph("Calibration stopped: accuracy guard failed. No bundle was written.", "fail"),
-                  reporting.preformatted(result.message)]
-    intro += [f"Run {run.path}; labels {', '.join(run.labels)} (good: {run.good_class}); "
-              f"input {run.spec.width}x{run.spec.height}.",
-              reporting.figure(png.name, alt="float vs converted, ROC, score histogram")]
+        intro += [
+            reporting.paragraph("Calibration stopped: accuracy guard failed. No bundle was written.", "fail"),
+            reporting.preformatted(result.message),
+        ]
+    intro += [
+        f"Run {run.path}; labels {', '.join(run.labels)} (good: {run.good_class}); "
+        f"input {run.spec.width}x{run.spec.height}.",
+        reporting.figure(png.name, alt="float vs converted, ROC, score histogram"),
+    ]
 
-    rows = [[c.parity.kind, len(c.conversion.model), reporting.percent(c.parity.float_accuracy),
-             reporting.percent(c.parity.quant_accuracy), f"{c.parity.drop_pp:+.2f} pp", f"{c.parity.budget_pp:.2f} pp",
-             reporting.percent(c.parity.agreement), c.parity.mean_abs_score_diff,
-             f"{reporting.percent(c.parity.float_escape.rate)} -> {reporting.percent(c.parity.quant_escape.rate)}",
-             f"{reporting.percent(c.parity.float_false_reject.rate)} -> "
-             f"{reporting.percent(c.parity.quant_false_reject.rate)}",
-             "pass" if c.parity.passed else "FAIL"] for c in result.candidates]
-    sections = [Section("Accuracy guard (validation split)", [
-        reporting.table(["model", "bytes", "float acc.", "converted acc.", "drop", "budget", "top-1 agreement",
-                         "mean |score diff|", "escape float -> conv.", "false reject float -> conv.", "guard"], rows),
-        "Escape and false-reject rates of both models at the converted model's threshold."])]
+    rows = [
+        [
+            c.parity.kind,
+            len(c.conversion.model),
+            reporting.percent(c.parity.float_accuracy),
+            reporting.percent(c.parity.quant_accuracy),
+            f"{c.parity.drop_pp:+.2f} pp",
+            f"{c.parity.budget_pp:.2f} pp",
+            reporting.percent(c.parity.agreement),
+            c.parity.mean_abs_score_diff,
+            f"{reporting.percent(c.parity.float_escape.rate)} -> {reporting.percent(c.parity.quant_escape.rate)}",
+            f"{reporting.percent(c.parity.float_false_reject.rate)} -> "
+            f"{reporting.percent(c.parity.quant_false_reject.rate)}",
+            "pass" if c.parity.passed else "FAIL",
+        ]
+        for c in result.candidates
+    ]
+    sections = [
+        Section(
+            "Accuracy guard (validation split)",
+            [
+                reporting.table(
+                    [
+                        "model",
+                        "bytes",
+                        "float acc.",
+                        "converted acc.",
+                        "drop",
+                        "budget",
+                        "top-1 agreement",
+                        "mean |score diff|",
+                        "escape float -> conv.",
+                        "false reject float -> conv.",
+                        "guard",
+                    ],
+                    rows,
+                ),
+                "Escape and false-reject rates of both models at the converted model's threshold.",
+            ],
+        )
+    ]
 
     op = shown.operating_point
     band = f"; review band [{op.review_low:.4f}, {op.review_high:.4f})" if op.review_low is not None else ""
-    point = Section("Operating point", [
-        reporting.paragraph(Markup(
-            "Target: {} rate &le; {} on the validation split. Threshold on the defect score 1 - p({}): "
-            "<b>{:.4f}</b>{}.").format(op.target.value.replace("_", "-"), reporting.percent(op.target_rate),
-                                       run.good_class, op.threshold, band)),
-        reporting.table(["measure", "validation (chosen on)"],
-                        [["escape (defects passed)", _rate(op.escape, op.confidence)],
-                         ["false reject (good failed)", _rate(op.false_reject, op.confidence)],
-                         ["review", _rate(op.review, op.confidence)]]),
-        f"Intervals: {op.interval_method.value}, {reporting.percent(op.confidence)}."])
+    point = Section(
+        "Operating point",
+        [
+            reporting.paragraph(
+                Markup(
+                    "Target: {} rate &le; {} on the validation split. Threshold on the defect score 1 - p({}): "
+                    "<b>{:.4f}</b>{}."
+                ).format(
+                    op.target.value.replace("_", "-"),
+                    reporting.percent(op.target_rate),
+                    run.good_class,
+                    op.threshold,
+                    band,
+                )
+            ),
+            reporting.table(
+                ["measure", "validation (chosen on)"],
+                [
+                    ["escape (defects passed)", _rate(op.escape, op.confidence)],
+                    ["false reject (good failed)", _rate(op.false_reject, op.confidence)],
+                    ["review", _rate(op.review, op.confidence)],
+                ],
+            ),
+            f"Intervals: {op.interval_method.value}, {reporting.percent(op.confidence)}.",
+        ],
+    )
     if op.note:
         point.add(reporting.paragraph(op.note, "fail"))
     sections.append(point)
@@ -137,42 +208,73 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     if "test" in metrics:
         named.append((f"{kind}, test", metrics["test"]))
     sections.append(Section("Metrics at the operating point", [_decision_rows(named)]))
-    columns = [("float", metrics["validation_float"])] + ([("converted", metrics["validation"])]
-                                                          if "validation" in metrics else [])
+    columns = [("float", metrics["validation_float"])] + (
+        [("converted", metrics["validation"])] if "validation" in metrics else []
+    )
     sections.append(Section("Per class (validation)", [_per_class(columns)]))
     if "test" in metrics:
-        sections.append(Section("Per class (test)", [_per_class([("float", metrics["test_float"]),
-                                                                 ("converted", metrics["test"])])]))
+        sections.append(
+            Section(
+                "Per class (test)", [_per_class([("float", metrics["test_float"]), ("converted", metrics["test"])])]
+            )
+        )
 
     rep = result.representative
     if rep is not None:
-        sample = Section("Representative sample", [
-            f"{len(rep.images)} of {rep.requested} requested images, stratified from {rep.available} training "
-            f"images: " + ", ".join(f"{k} {v}" for k, v in rep.per_class.items()) + "."])
+        sample = Section(
+            "Representative sample",
+            [
+                f"{len(rep.images)} of {rep.requested} requested images, stratified from {rep.available} training "
+                f"images: " + ", ".join(f"{k} {v}" for k, v in rep.per_class.items()) + "."
+            ],
+        )
         sample.add(*(reporting.paragraph(w, "fail") for w in rep.warnings))
         if rep.skipped:
             sample.add(_skipped(rep.skipped))
         sections.append(sample)
     if result.sensitivity:
-        sections.append(Section("Layers with the largest INT8 error", [
-            "RMSE of the quantized layer output against float, in quantization steps (QuantizationDebugger on "
-            "the representative sample).",
-            reporting.table(["layer", "op", "RMSE / scale"],
-                            [[e.tensor[:110], e.op, e.rmse_over_scale] for e in result.sensitivity[:15]])]))
+        sections.append(
+            Section(
+                "Layers with the largest INT8 error",
+                [
+                    "RMSE of the quantized layer output against float, in quantization steps (QuantizationDebugger on "
+                    "the representative sample).",
+                    reporting.table(
+                        ["layer", "op", "RMSE / scale"],
+                        [[e.tensor[:110], e.op, e.rmse_over_scale] for e in result.sensitivity[:15]],
+                    ),
+                ],
+            )
+        )
     if result.commissioning is not None:
-        sections.append(Section("Camera reference", [
-            reporting.mapping_table(result.commissioning.reference.model_dump(mode="json")),
-            *(reporting.paragraph(w, "fail") for w in result.commissioning.warnings)]))
+        sections.append(
+            Section(
+                "Camera reference",
+                [
+                    reporting.mapping_table(result.commissioning.reference.model_dump(mode="json")),
+                    *(reporting.paragraph(w, "fail") for w in result.commissioning.warnings),
+                ],
+            )
+        )
     sections.append(Section("Options", [reporting.mapping_table(opts.model_dump(mode="json"), ("option", "value"))]))
-    page = reporting.write_page(out_dir / "report.html",
-                                f"Calibration report: {opts.name or run.manifest.name or run.path.name}",
-                                verdict=result.verdict, intro=intro, sections=sections)
+    page = reporting.write_page(
+        out_dir / "report.html",
+        f"Calibration report: {opts.name or run.manifest.name or run.path.name}",
+        verdict=result.verdict,
+        intro=intro,
+        sections=sections,
+    )
     return page, png
 
 
-def write_evaluation_report(evaluation, good_index: int, policy: DecisionPolicy,
-                            out_dir: str | os.PathLike, title: Optional[str] = None,
-                            verdict: Optional[DeployabilityVerdict] = None) -> Tuple[Path, Path]:
+def write_evaluation_report(
+    evaluation,
+    good_index: int,
+    policy: DecisionPolicy,
+    out_dir: str | os.PathLike,
+    title: Optional[str] = None,
+    verdict: Optional[DeployabilityVerdict] = None,
+) -> Tuple[Path, Path]:
     """``report.html`` and ``report.png`` for a :class:`calibration.evaluate.EvaluationResult`."""
     out_dir = Path(out_dir)
     scores = defect_score(evaluation.probs, good_index)
@@ -184,11 +286,15 @@ def write_evaluation_report(evaluation, good_index: int, policy: DecisionPolicy,
     intro: List[reporting.page.Block] = [
         f"Bundle {evaluation.bundle} on {evaluation.data_root}"
         + (f" (split {evaluation.split})" if evaluation.split else ""),
-        reporting.figure(png.name, alt="ROC and score histogram")]
-    sections = [Section("Metrics at the bundle's operating point", [_decision_rows([("bundle", evaluation.metrics)])]),
-                Section("Per class", [_per_class([("bundle", evaluation.metrics)])])]
+        reporting.figure(png.name, alt="ROC and score histogram"),
+    ]
+    sections = [
+        Section("Metrics at the bundle's operating point", [_decision_rows([("bundle", evaluation.metrics)])]),
+        Section("Per class", [_per_class([("bundle", evaluation.metrics)])]),
+    ]
     if evaluation.skipped:
         sections.append(Section("Skipped images", [_skipped(evaluation.skipped)]))
-    page = reporting.write_page(out_dir / "report.html", title or "Evaluation report", verdict=verdict,
-                                intro=intro, sections=sections)
+    page = reporting.write_page(
+        out_dir / "report.html", title or "Evaluation report", verdict=verdict, intro=intro, sections=sections
+    )
     return page, png

@@ -13,6 +13,7 @@ Example:
     >>> sample = draw_representative(split, "/data/tiles", Preprocessor(spec), size=300)  # doctest: +SKIP
     >>> sample.images.shape, [s.path for s in sample.skipped]                             # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
@@ -135,7 +136,9 @@ def draw_representative(
             taken += 1
         per_class[label] = taken
     result = RepresentativeSample(
-        images=np.stack(images) if images else np.zeros((0, preprocessor.spec.height, preprocessor.spec.width, 3), np.uint8),
+        images=np.stack(images)
+        if images
+        else np.zeros((0, preprocessor.spec.height, preprocessor.spec.width, 3), np.uint8),
         labels=np.asarray(labels, np.int64),
         paths=paths,
         skipped=skipped,
@@ -146,8 +149,10 @@ def draw_representative(
     if not images:
         raise ValueError(f"no usable image for the representative sample in the {split_name} split of {root}")
     if len(images) < recommended_min:
-        message = (f"representative sample has {len(images)} images (fewer than {recommended_min}): "
-                   f"INT8 activation ranges may be noisy; add training images or raise --representative-size")
+        message = (
+            f"representative sample has {len(images)} images (fewer than {recommended_min}): "
+            f"INT8 activation ranges may be noisy; add training images or raise --representative-size"
+        )
         result.warnings.append(message)
         log.warning(message)
     missing = [c for c in split.classes if per_class.get(c, 0) == 0]

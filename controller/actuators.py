@@ -12,6 +12,7 @@ Example:
     >>> gate.describe()
     'log'
 """
+
 from __future__ import annotations
 
 import importlib
@@ -68,7 +69,12 @@ class MqttActuator(Actuator):
         self._publish = publish
 
     def reject(self, decision: Decision) -> None:
-        payload = {"action": Action.REJECT.value, "part_id": decision.part_id, "reason": decision.reason, "ts": decision.ts}
+        payload = {
+            "action": Action.REJECT.value,
+            "part_id": decision.part_id,
+            "reason": decision.reason,
+            "ts": decision.ts,
+        }
         self._publish(self.cfg.topic, json.dumps(payload), self.cfg.qos)
 
     def set_line(self, running: bool, reason: str) -> None:
@@ -105,8 +111,10 @@ class _Output:
             self._gpio.setmode(self._gpio.BCM)
             self._gpio.setup(pin, self._gpio.OUT, initial=self._level(False))
             return
-        raise RuntimeError("the gpio actuator needs gpiozero or RPi.GPIO (Raspberry Pi) or Jetson.GPIO (Jetson); "
-                           f"install one, or use actuator type log or mqtt ({'; '.join(problems)})")
+        raise RuntimeError(
+            "the gpio actuator needs gpiozero or RPi.GPIO (Raspberry Pi) or Jetson.GPIO (Jetson); "
+            f"install one, or use actuator type log or mqtt ({'; '.join(problems)})"
+        )
 
     def _level(self, on: bool):
         return self._gpio.HIGH if on == self.active_high else self._gpio.LOW

@@ -12,6 +12,7 @@ Example:
   inspector controller --config line.yaml --trigger-rate 2 --count 20 --until-done
   inspector controller --config line.yaml --set mqtt.port=1884 --duration 60
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,17 +20,25 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, help="line configuration (YAML, see deploy/line.example.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set mqtt.host=10.0.0.5 (repeatable)")
-    parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker; same as --set mqtt.host=HOST "
-                                                               "--set mqtt.port=PORT")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set mqtt.host=10.0.0.5 (repeatable)",
+    )
+    parser.add_argument(
+        "--broker", metavar="HOST[:PORT]", help="MQTT broker; same as --set mqtt.host=HOST --set mqtt.port=PORT"
+    )
     parser.add_argument("--trigger-rate", type=float, help="send this many triggers per second (trigger.rate_hz)")
     parser.add_argument("--count", type=int, help="stop triggering after this many parts (trigger.count)")
     parser.add_argument("--duration", type=float, help="exit after this many seconds (default: run until stopped)")
-    parser.add_argument("--until-done", action="store_true",
-                        help="exit once --count parts have been triggered and decided")
-    parser.add_argument("--sparkplug-only", action="store_true",
-                        help="run only the Sparkplug B bridge (no decisions, no gate)")
+    parser.add_argument(
+        "--until-done", action="store_true", help="exit once --count parts have been triggered and decided"
+    )
+    parser.add_argument(
+        "--sparkplug-only", action="store_true", help="run only the Sparkplug B bridge (no decisions, no gate)"
+    )
 
 
 def _load(args: argparse.Namespace):

@@ -9,6 +9,7 @@ Example:
     >>> (cfg.mqtt.port, cfg.result_deadline_s, cfg.actuator.type)
     (1883, 2.0, 'log')
 """
+
 from __future__ import annotations
 
 from typing import List, Literal, Optional, Union
@@ -57,10 +58,13 @@ class TriggerConfig(StrictModel):
     part_prefix: str = Field("P", description="Generated part ids are <prefix><number>, e.g. P000001")
     first_number: int = Field(1, ge=0, description="Number of the first generated part")
     input_topic: Optional[str] = Field(
-        None, description="Topic on which a PLC announces parts ({\"part_id\": ...} or the bare id); each "
-                          "announcement is forwarded as a trigger")
-    stations: List[str] = Field(default_factory=list,
-                                description="Stations triggered for each part (empty: all of `stations`)")
+        None,
+        description='Topic on which a PLC announces parts ({"part_id": ...} or the bare id); each '
+        "announcement is forwarded as a trigger",
+    )
+    stations: List[str] = Field(
+        default_factory=list, description="Stations triggered for each part (empty: all of `stations`)"
+    )
 
 
 class SparkplugConfig(StrictModel):
@@ -75,27 +79,39 @@ class SparkplugConfig(StrictModel):
 class LineConfig(StrictModel):
     """One production line: its stations, the reject gate and the fail-safe policy."""
 
-    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection and topic prefix, "
-                                                                     "same keys as the station's mqtt section")
+    mqtt: MqttConfig = Field(
+        default_factory=MqttConfig,
+        description="Broker connection and topic prefix, same keys as the station's mqtt section",
+    )
     line: str = Field(pattern=_TOPIC_LEVEL, description="Line name, the second topic level")
-    controller_id: str = Field("controller", pattern=_TOPIC_LEVEL,
-                               description="Topic level under which the controller publishes its own state")
-    stations: List[str] = Field(default_factory=list,
-                                description="Stations whose status is watched (empty: every station seen)")
+    controller_id: str = Field(
+        "controller", pattern=_TOPIC_LEVEL, description="Topic level under which the controller publishes its own state"
+    )
+    stations: List[str] = Field(
+        default_factory=list, description="Stations whose status is watched (empty: every station seen)"
+    )
     result_deadline_s: float = Field(2.0, gt=0, description="A triggered part with no result by then is rejected")
     offline_policy: Literal["reject", "stop"] = Field(
-        "reject", description="When a station is offline: reject its parts (reject) or stop the line (stop)")
+        "reject", description="When a station is offline: reject its parts (reject) or stop the line (stop)"
+    )
     review_action: Literal["reject", "accept"] = Field(
-        "reject", description="What the gate does with a 'review' verdict (reject: send it to the review bin)")
-    dedup_size: int = Field(100_000, ge=100, description="How many recent result ids are remembered for "
-                                                         "dropping duplicates")
-    session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="How long the broker keeps the controller's "
-                                                                   "session and queued results while it is down; "
-                                                                   "the session is found by mqtt.client_id (default "
-                                                                   "inspector-<line>-<controller_id>), keep it stable")
+        "reject", description="What the gate does with a 'review' verdict (reject: send it to the review bin)"
+    )
+    dedup_size: int = Field(
+        100_000, ge=100, description="How many recent result ids are remembered for dropping duplicates"
+    )
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="How long the broker keeps the controller's "
+        "session and queued results while it is down; "
+        "the session is found by mqtt.client_id (default "
+        "inspector-<line>-<controller_id>), keep it stable",
+    )
     state_interval_s: float = Field(5.0, gt=0, description="Period of the retained state message")
-    actuator: ActuatorConfig = Field(default_factory=LogActuatorConfig, discriminator="type",
-                                     description="Reject gate plugin (log, mqtt, gpio)")
+    actuator: ActuatorConfig = Field(
+        default_factory=LogActuatorConfig, discriminator="type", description="Reject gate plugin (log, mqtt, gpio)"
+    )
     trigger: TriggerConfig = Field(default_factory=TriggerConfig, description="Trigger generation / forwarding")
     sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig, description="Sparkplug B bridge")
 

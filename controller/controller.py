@@ -9,6 +9,7 @@ own generator for tests and the demo, or part announcements forwarded from a PLC
 Duplicate ids are remembered in memory only: after a crash, a result the broker redelivers because its
 acknowledgement was lost may be decided a second time (at worst a second reject command for that part).
 """
+
 from __future__ import annotations
 
 import json
@@ -56,15 +57,24 @@ def parse_part_announcement(payload: bytes) -> str:
 class LineController:
     """Run with :meth:`start`, then :meth:`run` (or call :meth:`tick` from your own loop), then :meth:`stop`."""
 
-    def __init__(self, cfg: LineConfig, actuator: Optional[Actuator] = None,
-                 notifier: Optional[Notifier] = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        cfg: LineConfig,
+        actuator: Optional[Actuator] = None,
+        notifier: Optional[Notifier] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.cfg = cfg
         self.clock = clock
         self.topics = ControllerTopics(cfg.prefix, cfg.line, cfg.controller_id)
         self.tracker = PartTracker(cfg.result_deadline_s, cfg.review_action, cfg.dedup_size)
-        self.client = BrokerClient(cfg.mqtt, cfg.mqtt_client_id, persistent=True,
-                                   session_expiry_s=cfg.session_expiry_s,
-                                   will=Will(self.topics.status, Presence.OFFLINE.value.encode()))
+        self.client = BrokerClient(
+            cfg.mqtt,
+            cfg.mqtt_client_id,
+            persistent=True,
+            session_expiry_s=cfg.session_expiry_s,
+            will=Will(self.topics.status, Presence.OFFLINE.value.encode()),
+        )
         self.client.on_connect(self._subscribe)
         self.client.client.on_message = self._on_message
         self.actuator = actuator or build_actuator(cfg.actuator, self._publish)
@@ -106,8 +116,13 @@ class LineController:
         """``callback(decision)`` for every decision, called from the MQTT thread or the caller of tick()."""
         self._listeners.append(callback)
 
-    def run(self, duration: Optional[float] = None, until_done: bool = False,
-            stop_event: Optional[threading.Event] = None, period: float = 0.02) -> None:
+    def run(
+        self,
+        duration: Optional[float] = None,
+        until_done: bool = False,
+        stop_event: Optional[threading.Event] = None,
+        period: float = 0.02,
+    ) -> None:
         """Tick until ``duration`` passes, ``stop_event`` is set, or (``until_done``) all triggers are decided."""
         end = None if duration is None else self.clock() + duration
         stop_event = stop_event or threading.Event()
@@ -122,8 +137,11 @@ class LineController:
     @property
     def triggers_done(self) -> bool:
         trig = self.cfg.trigger
-        return trig.rate_hz > 0 and trig.count > 0 and self.counts["triggers_sent"] + self.counts[
-            "triggers_refused"] >= trig.count
+        return (
+            trig.rate_hz > 0
+            and trig.count > 0
+            and self.counts["triggers_sent"] + self.counts["triggers_refused"] >= trig.count
+        )
 
     # -- periodic work ---------------------------------------------------------------------------------
 
@@ -220,8 +238,9 @@ class LineController:
             self.counts["results" if outcome != Outcome.DUPLICATE else "duplicates"] += 1
             if outcome == Outcome.LATE:
                 self.counts["late"] += 1
-                log.warning("late result %s for part %s from %s (already decided)", result.id, result.part_id,
-                            result.station)
+                log.warning(
+                    "late result %s for part %s from %s (already decided)", result.id, result.part_id, result.station
+                )
             elif outcome == Outcome.DUPLICATE:
                 log.info("dropped duplicate result %s", result.id)
             if decision is not None:
@@ -229,14 +248,29 @@ class LineController:
 
     def _sender_mismatch(self, topic: str, station: str, result: Result) -> None:
         """A result that names another sender than its topic: an alarm, never a decision input."""
-        details = {"topic": topic, "topic_station": station, "payload_station": result.station,
-                   "payload_line": result.line, "result_id": result.id, "part_id": result.part_id}
-        log.warning("result %s on %s names station %r of line %r: dropped, not a decision input", result.id,
-                    topic, result.station, result.line)
+        details = {
+            "topic": topic,
+            "topic_station": station,
+            "payload_station": result.station,
+            "payload_line": result.line,
+            "result_id": result.id,
+            "part_id": result.part_id,
+        }
+        log.warning(
+            "result %s on %s names station %r of line %r: dropped, not a decision input",
+            result.id,
+            topic,
+            result.station,
+            result.line,
+        )
         with self._lock:
             self.counts["sender_mismatches"] += 1
-        event = Event(ts=time.time(), type=EventType.SENDER_MISMATCH, details=details,
-                      message=f"{station} published a result naming station {result.station} of line {result.line}")
+        event = Event(
+            ts=time.time(),
+            type=EventType.SENDER_MISMATCH,
+            details=details,
+            message=f"{station} published a result naming station {result.station} of line {result.line}",
+        )
         self._publish(self.topics.event, event.to_json())
 
     def _on_status(self, station: str, status: str) -> None:
@@ -292,14 +326,22 @@ class LineController:
         with self._lock:
             parts = self.counts["parts"]
             return ControllerState(
-                ts=time.time(), uptime_s=round(time.time() - self._started_at, 1), state=self.state,
-                stop_reason=self.stop_reason, stations=dict(self.stations), parts=parts,
-                accepted=self.counts["accepted"], rejected=self.counts["rejected"],
+                ts=time.time(),
+                uptime_s=round(time.time() - self._started_at, 1),
+                state=self.state,
+                stop_reason=self.stop_reason,
+                stations=dict(self.stations),
+                parts=parts,
+                accepted=self.counts["accepted"],
+                rejected=self.counts["rejected"],
                 reject_reasons=dict(self.reject_reasons),
                 yield_pct=round(100.0 * self.counts["accepted"] / parts, 2) if parts else None,
-                results=self.counts["results"], duplicates=self.counts["duplicates"], late=self.counts["late"],
+                results=self.counts["results"],
+                duplicates=self.counts["duplicates"],
+                late=self.counts["late"],
                 sender_mismatches=self.counts["sender_mismatches"],
-                pending=self.tracker.pending, triggers_sent=self.counts["triggers_sent"],
+                pending=self.tracker.pending,
+                triggers_sent=self.counts["triggers_sent"],
             )
 
     def _publish_state(self) -> None:

@@ -11,6 +11,7 @@ Example:
     >>> "cam1" in render(mon, now=1.0, color=False)
     True
 """
+
 from __future__ import annotations
 
 import time
@@ -130,17 +131,44 @@ def render(monitor: LineMonitor, now: Optional[float] = None, color: bool = True
         s = n.stats
         live = monitor.rate_per_min(n, now)
         camera = s.camera_state.value if s else "-"
-        rows.append([
-            n.line, n.name, n.status, camera, _fmt(s and s.fps, ".1f"), f"{live:.0f}",
-            _fmt(s and s.yield_pct, ".1f"), _fmt(s and s.passed), _fmt(s and s.failed), _fmt(s and s.review),
-            _fmt(s and s.inference_ms_p50, ".1f"), _fmt(s and s.inference_ms_p95, ".1f"), _fmt(s and s.outbox_depth),
-            (s.model_version if s and s.model_version else "-"),
-            (f"{n.last_event.type.value} {_age(now - n.last_event_at)} ago" if n.last_event else "-"),
-        ])
+        rows.append(
+            [
+                n.line,
+                n.name,
+                n.status,
+                camera,
+                _fmt(s and s.fps, ".1f"),
+                f"{live:.0f}",
+                _fmt(s and s.yield_pct, ".1f"),
+                _fmt(s and s.passed),
+                _fmt(s and s.failed),
+                _fmt(s and s.review),
+                _fmt(s and s.inference_ms_p50, ".1f"),
+                _fmt(s and s.inference_ms_p95, ".1f"),
+                _fmt(s and s.outbox_depth),
+                (s.model_version if s and s.model_version else "-"),
+                (f"{n.last_event.type.value} {_age(now - n.last_event_at)} ago" if n.last_event else "-"),
+            ]
+        )
         bad = n.status == Presence.OFFLINE or (s is not None and not s.camera_state.inspecting)
         colors.append(_RED if bad else (_YELLOW if (s and s.paused) or n.status != Presence.ONLINE else _GREEN))
-    header = ["LINE", "STATION", "STATUS", "CAMERA", "FPS", "RES/MIN", "YIELD%", "PASS", "FAIL", "REVIEW",
-              "P50ms", "P95ms", "OUTBOX", "MODEL", "LAST EVENT"]
+    header = [
+        "LINE",
+        "STATION",
+        "STATUS",
+        "CAMERA",
+        "FPS",
+        "RES/MIN",
+        "YIELD%",
+        "PASS",
+        "FAIL",
+        "REVIEW",
+        "P50ms",
+        "P95ms",
+        "OUTBOX",
+        "MODEL",
+        "LAST EVENT",
+    ]
     out += _table(header, rows, colors, color) if stations else ["(no station seen yet)"]
 
     if controllers:
@@ -149,16 +177,53 @@ def render(monitor: LineMonitor, now: Optional[float] = None, color: bool = True
             st = n.state
             reasons = ",".join(f"{k}:{v}" for k, v in sorted(st.reject_reasons.items())) or "-"
             offline = [name for name, status in st.stations.items() if status != Presence.ONLINE]
-            rows.append([n.line, n.name, n.status, st.state.value + (f" ({st.stop_reason})" if st.stop_reason else ""),
-                         str(st.parts), str(st.accepted), str(st.rejected), reasons, _fmt(st.yield_pct, ".1f"),
-                         str(st.pending), str(st.duplicates), str(st.late), ",".join(offline) or "-"])
+            rows.append(
+                [
+                    n.line,
+                    n.name,
+                    n.status,
+                    st.state.value + (f" ({st.stop_reason})" if st.stop_reason else ""),
+                    str(st.parts),
+                    str(st.accepted),
+                    str(st.rejected),
+                    reasons,
+                    _fmt(st.yield_pct, ".1f"),
+                    str(st.pending),
+                    str(st.duplicates),
+                    str(st.late),
+                    ",".join(offline) or "-",
+                ]
+            )
             colors.append(_RED if st.state == LineState.STOPPED or n.status == Presence.OFFLINE else _GREEN)
-        out += ["", *_table(["LINE", "CONTROLLER", "STATUS", "STATE", "PARTS", "ACCEPT", "REJECT", "REASONS",
-                             "YIELD%", "PENDING", "DUP", "LATE", "NOT ONLINE"], rows, colors, color)]
+        out += [
+            "",
+            *_table(
+                [
+                    "LINE",
+                    "CONTROLLER",
+                    "STATUS",
+                    "STATE",
+                    "PARTS",
+                    "ACCEPT",
+                    "REJECT",
+                    "REASONS",
+                    "YIELD%",
+                    "PENDING",
+                    "DUP",
+                    "LATE",
+                    "NOT ONLINE",
+                ],
+                rows,
+                colors,
+                color,
+            ),
+        ]
     forged = [n for n in nodes if n.sender_mismatches]
     if forged:
-        out += [""] + [f"{n.line}/{n.name}: {n.sender_mismatches} result(s) naming another station or line "
-                       "(not counted)" for n in forged]
+        out += [""] + [
+            f"{n.line}/{n.name}: {n.sender_mismatches} result(s) naming another station or line (not counted)"
+            for n in forged
+        ]
     if monitor.bad_messages:
         out += ["", f"{monitor.bad_messages} message(s) could not be parsed"]
     return "\n".join(out) + "\n"

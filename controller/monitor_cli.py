@@ -10,6 +10,7 @@ Example:
   inspector monitor --broker localhost:1884 --once            # print one snapshot and exit (scripts, tests)
   inspector monitor --duration 30 --interval 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,14 @@ def _mqtt_config(args: argparse.Namespace):
         loaded = load_yaml(args.config) or {}
         data = dict(loaded.get("mqtt") or {}) if isinstance(loaded, dict) else {}
     host, port = parse_broker(args.broker) if args.broker else (args.host, args.port)
-    for key, value in (("host", host), ("port", port), ("username", args.username),
-                       ("password_env", args.password_env), ("prefix", args.prefix), ("protocol", args.protocol)):
+    for key, value in (
+        ("host", host),
+        ("port", port),
+        ("username", args.username),
+        ("password_env", args.password_env),
+        ("prefix", args.prefix),
+        ("protocol", args.protocol),
+    ):
         if value is not None:
             data[key] = value
     data.pop("client_id", None)  # never take over a station's or the controller's session

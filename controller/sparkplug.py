@@ -20,6 +20,7 @@ on the SCADA side, with the payloads encoded and decoded by the ``pysparkplug`` 
 pysparkplug 0.6 declares ``paho-mqtt<2`` but only its own MQTT client needs that; its payload and topic
 classes, all this module uses, work with paho-mqtt 2 (install it with ``pip install --no-deps``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,16 +62,22 @@ def _station_command(name: str, value: Any) -> Optional[StationCommand]:
 
 
 # Writable device metrics, declared in every DBIRTH: (name, datatype, initial value).
-CONTROL_METRICS = (("Device Control/Rebirth", "BOOLEAN", False), ("Device Control/Trigger", "STRING", ""),
-                   ("Device Control/Pause", "BOOLEAN", False), ("Device Control/Snapshot", "BOOLEAN", False))
+CONTROL_METRICS = (
+    ("Device Control/Rebirth", "BOOLEAN", False),
+    ("Device Control/Trigger", "STRING", ""),
+    ("Device Control/Pause", "BOOLEAN", False),
+    ("Device Control/Snapshot", "BOOLEAN", False),
+)
 
 
 def _pysparkplug():
     try:
         import pysparkplug
     except ImportError:
-        raise RuntimeError("the Sparkplug B bridge needs pysparkplug: pip install --no-deps 'pysparkplug>=0.6.1,<0.7' "
-                           "(see docs/deployment.md)") from None
+        raise RuntimeError(
+            "the Sparkplug B bridge needs pysparkplug: pip install --no-deps 'pysparkplug>=0.6.1,<0.7' "
+            "(see docs/deployment.md)"
+        ) from None
     return pysparkplug
 
 
@@ -81,30 +88,68 @@ class _Def:
     field: str
 
 
-STATS_METRICS: Tuple[_Def, ...] = tuple(_Def(f"Stats/{f}", t, f) for f, t in (
-    ("passed", "UINT64"), ("failed", "UINT64"), ("review", "UINT64"), ("yield_pct", "DOUBLE"), ("fps", "DOUBLE"),
-    ("inference_ms_p50", "DOUBLE"), ("inference_ms_p95", "DOUBLE"), ("frames_captured", "UINT64"),
-    ("frames_inspected", "UINT64"), ("frames_dropped", "UINT64"), ("outbox_depth", "UINT64"),
-    ("camera_state", "STRING"), ("model_version", "STRING"), ("paused", "BOOLEAN"), ("uptime_s", "DOUBLE"),
-))
-RESULT_METRICS: Tuple[_Def, ...] = tuple(_Def(f"Last Result/{f}", t, f) for f, t in (
-    ("id", "STRING"), ("seq", "INT64"), ("part_id", "STRING"), ("verdict", "STRING"), ("defect_score", "DOUBLE"),
-    ("top_class", "STRING"), ("capture_ts", "DOUBLE"), ("inference_ms", "DOUBLE"),
-))
-LINE_METRICS: Tuple[_Def, ...] = tuple(_Def(f"Line/{f}", t, f) for f, t in (
-    ("state", "STRING"), ("parts", "UINT64"), ("accepted", "UINT64"), ("rejected", "UINT64"),
-    ("yield_pct", "DOUBLE"), ("pending", "UINT64"),
-))
+STATS_METRICS: Tuple[_Def, ...] = tuple(
+    _Def(f"Stats/{f}", t, f)
+    for f, t in (
+        ("passed", "UINT64"),
+        ("failed", "UINT64"),
+        ("review", "UINT64"),
+        ("yield_pct", "DOUBLE"),
+        ("fps", "DOUBLE"),
+        ("inference_ms_p50", "DOUBLE"),
+        ("inference_ms_p95", "DOUBLE"),
+        ("frames_captured", "UINT64"),
+        ("frames_inspected", "UINT64"),
+        ("frames_dropped", "UINT64"),
+        ("outbox_depth", "UINT64"),
+        ("camera_state", "STRING"),
+        ("model_version", "STRING"),
+        ("paused", "BOOLEAN"),
+        ("uptime_s", "DOUBLE"),
+    )
+)
+RESULT_METRICS: Tuple[_Def, ...] = tuple(
+    _Def(f"Last Result/{f}", t, f)
+    for f, t in (
+        ("id", "STRING"),
+        ("seq", "INT64"),
+        ("part_id", "STRING"),
+        ("verdict", "STRING"),
+        ("defect_score", "DOUBLE"),
+        ("top_class", "STRING"),
+        ("capture_ts", "DOUBLE"),
+        ("inference_ms", "DOUBLE"),
+    )
+)
+LINE_METRICS: Tuple[_Def, ...] = tuple(
+    _Def(f"Line/{f}", t, f)
+    for f, t in (
+        ("state", "STRING"),
+        ("parts", "UINT64"),
+        ("accepted", "UINT64"),
+        ("rejected", "UINT64"),
+        ("yield_pct", "DOUBLE"),
+        ("pending", "UINT64"),
+    )
+)
 # Every device metric in DBIRTH order; the index is its place in the device's alias block.
 DEVICE_METRIC_NAMES: Tuple[str, ...] = tuple(d.name for d in STATS_METRICS + RESULT_METRICS) + tuple(
-    name for name, _, _ in CONTROL_METRICS)
+    name for name, _, _ in CONTROL_METRICS
+)
 
 
 class SparkplugBridge:
     """One Sparkplug edge node for a line; start() connects both sides, stop() sends NDEATH and disconnects."""
 
-    def __init__(self, source: MqttConfig, line: str, group_id: str, edge_node_id: Optional[str] = None,
-                 sink: Optional[MqttConfig] = None, controller_id: str = "controller"):
+    def __init__(
+        self,
+        source: MqttConfig,
+        line: str,
+        group_id: str,
+        edge_node_id: Optional[str] = None,
+        sink: Optional[MqttConfig] = None,
+        controller_id: str = "controller",
+    ):
         self.sp = _pysparkplug()
         self.prefix = source.prefix
         self.line = line
@@ -136,8 +181,14 @@ class SparkplugBridge:
     # -- topics and payloads ---------------------------------------------------------------------------
 
     def topic(self, message_type: str, device: Optional[str] = None) -> str:
-        return str(self.sp.Topic(group_id=self.group_id, message_type=self.sp.MessageType(message_type),
-                                 edge_node_id=self.node_id, device_id=device))
+        return str(
+            self.sp.Topic(
+                group_id=self.group_id,
+                message_type=self.sp.MessageType(message_type),
+                edge_node_id=self.node_id,
+                device_id=device,
+            )
+        )
 
     def _metric(self, name: str, datatype: str, value: Any, ts: int, alias: Optional[int] = None, named: bool = True):
         """One metric; ``named=False`` (data messages) sends only its alias."""
@@ -146,13 +197,23 @@ class SparkplugBridge:
             value = int(value)
         elif value is not None and datatype == "DOUBLE":
             value = float(value)
-        return self.sp.Metric(timestamp=ts, name=name if named or alias is None else None, datatype=dtype,
-                              value=value, is_null=value is None, alias=alias)
+        return self.sp.Metric(
+            timestamp=ts,
+            name=name if named or alias is None else None,
+            datatype=dtype,
+            value=value,
+            is_null=value is None,
+            alias=alias,
+        )
 
     def _node_metric_defs(self) -> List[Tuple[str, str]]:
         """(name, datatype) of the NBIRTH metrics; the index is the alias."""
-        return [("bdSeq", "INT64"), (REBIRTH_NODE, "BOOLEAN"), ("Properties/line", "STRING"),
-                ("Properties/software_version", "STRING")] + [(d.name, d.datatype) for d in LINE_METRICS]
+        return [
+            ("bdSeq", "INT64"),
+            (REBIRTH_NODE, "BOOLEAN"),
+            ("Properties/line", "STRING"),
+            ("Properties/software_version", "STRING"),
+        ] + [(d.name, d.datatype) for d in LINE_METRICS]
 
     def _node_alias(self, name: str) -> int:
         return [n for n, _ in self._node_metric_defs()].index(name)
@@ -184,8 +245,10 @@ class SparkplugBridge:
         return self._metric("bdSeq", "INT64", self.bd_seq, ts)
 
     def _set_will(self) -> None:
-        death = self.sp.NDeath(timestamp=self.sp.get_current_timestamp(),
-                               bd_seq_metric=self._bd_seq_metric(self.sp.get_current_timestamp()))
+        death = self.sp.NDeath(
+            timestamp=self.sp.get_current_timestamp(),
+            bd_seq_metric=self._bd_seq_metric(self.sp.get_current_timestamp()),
+        )
         self.sink.client.will_set(self.topic("NDEATH"), death.encode(), qos=1, retain=False)
 
     def _publish(self, topic: str, payload) -> None:
@@ -197,10 +260,17 @@ class SparkplugBridge:
     def _node_birth(self) -> None:
         ts = self.sp.get_current_timestamp()
         self._seq = 0
-        values = {"bdSeq": self.bd_seq, REBIRTH_NODE: False, "Properties/line": self.line,
-                  "Properties/software_version": __version__, **self.line_values}
-        metrics = [self._metric(name, dtype, values.get(name), ts, alias)
-                   for alias, (name, dtype) in enumerate(self._node_metric_defs())]
+        values = {
+            "bdSeq": self.bd_seq,
+            REBIRTH_NODE: False,
+            "Properties/line": self.line,
+            "Properties/software_version": __version__,
+            **self.line_values,
+        }
+        metrics = [
+            self._metric(name, dtype, values.get(name), ts, alias)
+            for alias, (name, dtype) in enumerate(self._node_metric_defs())
+        ]
         self._publish(self.topic("NBIRTH"), self.sp.NBirth(timestamp=ts, seq=self._next_seq(), metrics=tuple(metrics)))
         for station in list(self.devices):
             self.born[station] = False
@@ -211,23 +281,32 @@ class SparkplugBridge:
             return
         ts = self.sp.get_current_timestamp()
         values = self.devices[station]
-        metrics = [self._metric(d.name, d.datatype, values.get(d.name), ts, self._device_alias(station, d.name))
-                   for d in STATS_METRICS + RESULT_METRICS]
-        metrics += [self._metric(name, dtype, initial, ts, self._device_alias(station, name))
-                    for name, dtype, initial in CONTROL_METRICS]
-        self._publish(self.topic("DBIRTH", station),
-                      self.sp.DBirth(timestamp=ts, seq=self._next_seq(), metrics=tuple(metrics)))
+        metrics = [
+            self._metric(d.name, d.datatype, values.get(d.name), ts, self._device_alias(station, d.name))
+            for d in STATS_METRICS + RESULT_METRICS
+        ]
+        metrics += [
+            self._metric(name, dtype, initial, ts, self._device_alias(station, name))
+            for name, dtype, initial in CONTROL_METRICS
+        ]
+        self._publish(
+            self.topic("DBIRTH", station), self.sp.DBirth(timestamp=ts, seq=self._next_seq(), metrics=tuple(metrics))
+        )
         self.born[station] = True
 
     def _device_death(self, station: str) -> None:
         if self.born.get(station) and self.sink.connected.is_set():
-            self._publish(self.topic("DDEATH", station),
-                          self.sp.DDeath(timestamp=self.sp.get_current_timestamp(), seq=self._next_seq()))
+            self._publish(
+                self.topic("DDEATH", station),
+                self.sp.DDeath(timestamp=self.sp.get_current_timestamp(), seq=self._next_seq()),
+            )
         self.born[station] = False
 
     def _on_sink_connect(self, session_present: bool) -> None:
         with self._lock:
-            self.sink.client.subscribe([(self.topic("NCMD"), 1), (f"{NAMESPACE}/{self.group_id}/DCMD/{self.node_id}/+", 1)])
+            self.sink.client.subscribe(
+                [(self.topic("NCMD"), 1), (f"{NAMESPACE}/{self.group_id}/DCMD/{self.node_id}/+", 1)]
+            )
             self._node_birth()
 
     def _on_sink_disconnect(self) -> None:
@@ -272,8 +351,13 @@ class SparkplugBridge:
                 result = Result.model_validate_json(payload)
                 if result.names_other_sender(line, station):
                     self.sender_mismatches += 1
-                    log.warning("result %s on %s names station %r of line %r: not bridged", result.id, topic,
-                                result.station, result.line)
+                    log.warning(
+                        "result %s on %s names station %r of line %r: not bridged",
+                        result.id,
+                        topic,
+                        result.station,
+                        result.line,
+                    )
                     return
                 self._update_device(station, RESULT_METRICS, result.model_dump(mode="json"))
 
@@ -293,16 +377,22 @@ class SparkplugBridge:
             self._device_birth(station)
         elif changed and self.sink.connected.is_set():
             ts = self.sp.get_current_timestamp()
-            metrics = tuple(self._metric(d.name, d.datatype, values[d.name], ts, self._device_alias(station, d.name),
-                                         named=False) for d in changed)
-            self._publish(self.topic("DDATA", station), self.sp.DData(timestamp=ts, seq=self._next_seq(), metrics=metrics))
+            metrics = tuple(
+                self._metric(d.name, d.datatype, values[d.name], ts, self._device_alias(station, d.name), named=False)
+                for d in changed
+            )
+            self._publish(
+                self.topic("DDATA", station), self.sp.DData(timestamp=ts, seq=self._next_seq(), metrics=metrics)
+            )
 
     def _update_line(self, state: ControllerState) -> None:
         changed = self._changed(LINE_METRICS, state.model_dump(mode="json"), self.line_values)
         if changed and self.sink.connected.is_set():
             ts = self.sp.get_current_timestamp()
-            metrics = tuple(self._metric(d.name, d.datatype, self.line_values[d.name], ts, self._node_alias(d.name),
-                                         named=False) for d in changed)
+            metrics = tuple(
+                self._metric(d.name, d.datatype, self.line_values[d.name], ts, self._node_alias(d.name), named=False)
+                for d in changed
+            )
             self._publish(self.topic("NDATA"), self.sp.NData(timestamp=ts, seq=self._next_seq(), metrics=metrics))
 
     # -- commands from SCADA ---------------------------------------------------------------------------
@@ -352,8 +442,10 @@ class SparkplugBridge:
         """A clean shutdown publishes the NDEATH itself (the broker sends the will only on a lost connection)."""
         self.source.stop()
         with self._lock:
-            death = self.sp.NDeath(timestamp=self.sp.get_current_timestamp(),
-                                   bd_seq_metric=self._bd_seq_metric(self.sp.get_current_timestamp()))
+            death = self.sp.NDeath(
+                timestamp=self.sp.get_current_timestamp(),
+                bd_seq_metric=self._bd_seq_metric(self.sp.get_current_timestamp()),
+            )
             topic = self.topic("NDEATH")
             self.sink.on_disconnect(None)
         self.sink.stop(final=(topic, death.encode(), False))

@@ -23,6 +23,7 @@ Example:
     >>> [d.reason for d in t.expire(now=5.0)]
     ['timeout']
 """
+
 from __future__ import annotations
 
 import time
@@ -109,9 +110,19 @@ class PartTracker:
             raise ValueError("a triggered part needs at least one station")
         if part_id in self._pending or part_id in self._decided_parts:
             waiting = self._pending.get(part_id)
-            decisions = [] if waiting is None else [self._finish(
-                waiting, now, Action.REJECT, DecisionReason.DUPLICATE_PART_ID,
-                sorted(waiting.stations - set(waiting.results)))]
+            decisions = (
+                []
+                if waiting is None
+                else [
+                    self._finish(
+                        waiting,
+                        now,
+                        Action.REJECT,
+                        DecisionReason.DUPLICATE_PART_ID,
+                        sorted(waiting.stations - set(waiting.results)),
+                    )
+                ]
+            )
             return decisions + [self.refuse(part_id, DecisionReason.DUPLICATE_PART_ID, stations)]
         offline = sorted(stations & self.offline)
         if offline:
@@ -162,24 +173,31 @@ class PartTracker:
         return decisions
 
     def reject_all_pending(self, reason: DecisionReason, now: float) -> List[Decision]:
-        return [self._finish(item, now, Action.REJECT, reason, sorted(item.stations - set(item.results)))
-                for item in list(self._pending.values())]
+        return [
+            self._finish(item, now, Action.REJECT, reason, sorted(item.stations - set(item.results)))
+            for item in list(self._pending.values())
+        ]
 
     def _verdict_rejects(self, verdict: Verdict) -> bool:
         return verdict == Verdict.FAIL or (verdict == Verdict.REVIEW and self.review_action == Action.REJECT)
 
-    def _finish(self, item: _Pending, now: float, action: Optional[Action] = None,
-                reason: Optional[DecisionReason] = None,
-                missing: Optional[List[str]] = None) -> Decision:
+    def _finish(
+        self,
+        item: _Pending,
+        now: float,
+        action: Optional[Action] = None,
+        reason: Optional[DecisionReason] = None,
+        missing: Optional[List[str]] = None,
+    ) -> Decision:
         del self._pending[item.part_id]
         self._decided_parts.add(item.part_id)
         if action is None or reason is None:
             return self._decide_results(item.part_id, item.results, now, item.triggered_at)
-        return self._decision(item.part_id, action, reason, item.results, missing or [],
-                              wait_s=now - item.triggered_at)
+        return self._decision(item.part_id, action, reason, item.results, missing or [], wait_s=now - item.triggered_at)
 
-    def _decide_results(self, part_id: Optional[str], results: Dict[str, Result], now: float,
-                        triggered_at: Optional[float]) -> Decision:
+    def _decide_results(
+        self, part_id: Optional[str], results: Dict[str, Result], now: float, triggered_at: Optional[float]
+    ) -> Decision:
         verdicts = [r.verdict for r in results.values()]
         rejecting = [v for v in verdicts if self._verdict_rejects(v)]
         if rejecting:
@@ -192,10 +210,21 @@ class PartTracker:
         return self._decision(part_id, action, reason, results, [], wait_s=wait_s)
 
     @staticmethod
-    def _decision(part_id: Optional[str], action: Action, reason: DecisionReason, results: Dict[str, Result],
-                  missing: List[str], wait_s: Optional[float] = None) -> Decision:
+    def _decision(
+        part_id: Optional[str],
+        action: Action,
+        reason: DecisionReason,
+        results: Dict[str, Result],
+        missing: List[str],
+        wait_s: Optional[float] = None,
+    ) -> Decision:
         return Decision(
-            ts=time.time(), part_id=part_id, action=action, reason=reason.value,
-            verdicts={s: r.verdict for s, r in results.items()}, result_ids=[r.id for r in results.values()],
-            missing=missing, wait_ms=None if wait_s is None else round(wait_s * 1000.0, 1),
+            ts=time.time(),
+            part_id=part_id,
+            action=action,
+            reason=reason.value,
+            verdicts={s: r.verdict for s, r in results.items()},
+            result_ids=[r.id for r in results.values()],
+            missing=missing,
+            wait_ms=None if wait_s is None else round(wait_s * 1000.0, 1),
         )

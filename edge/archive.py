@@ -10,6 +10,7 @@ Writes happen in a background thread so a slow SD card never delays a verdict; w
 full the frame is not archived (counted in ``skipped``) and the result says so (``image`` is null). When
 the files under the root exceed ``max_mb``, the oldest are deleted first.
 """
+
 from __future__ import annotations
 
 import logging

@@ -13,6 +13,7 @@ A source that fails (open error, read errors, no frame for ``stall_timeout_s``, 
 closed and reopened with exponential backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``);
 state changes (``lost`` / ``running``) go to a callback that the station turns into events.
 """
+
 from __future__ import annotations
 
 import logging
@@ -170,9 +171,15 @@ BadFrameCallback = Callable[[str], None]
 class Capture:
     """Runs a :class:`FrameSource` in a daemon thread, feeding a :class:`FrameSlot`."""
 
-    def __init__(self, source: FrameSource, cfg, slot: FrameSlot, on_state: StateCallback,
-                 on_bad_frame: Optional[BadFrameCallback] = None,
-                 prepare: Optional[Callable[[Frame], None]] = None):
+    def __init__(
+        self,
+        source: FrameSource,
+        cfg,
+        slot: FrameSlot,
+        on_state: StateCallback,
+        on_bad_frame: Optional[BadFrameCallback] = None,
+        prepare: Optional[Callable[[Frame], None]] = None,
+    ):
         self.source = source
         self.cfg = cfg
         self.slot = slot
@@ -212,8 +219,14 @@ class Capture:
                 self.lost_since = time.monotonic()
             elif state == CameraState.RUNNING:
                 self.lost_since = None
-        log.log(logging.WARNING if state in (CameraState.LOST, CameraState.FAILED) else logging.INFO,
-                "%s: %s -> %s %s", self.source.describe(), previous.value, state.value, reason)
+        log.log(
+            logging.WARNING if state in (CameraState.LOST, CameraState.FAILED) else logging.INFO,
+            "%s: %s -> %s %s",
+            self.source.describe(),
+            previous.value,
+            state.value,
+            reason,
+        )
         self._on_state(state, reason)
 
     def check_stall(self) -> None:

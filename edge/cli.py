@@ -19,6 +19,7 @@ Exit codes:
   7 the MQTT network thread died (the station went offline; restart)
   8 the broker refused results (ACL); they stay in the outbox as rejected
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,18 +27,25 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", metavar="YAML", help="station config file (station.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config key, e.g. --set mqtt.port=1884 (repeatable; wins over flags)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set mqtt.port=1884 (repeatable; wins over flags)",
+    )
     parser.add_argument("--bundle", help="model bundle (.inspector); same as --set bundle=...")
-    parser.add_argument("--source", help="frame source: camera index (0), rtsp://|http:// URL, GStreamer "
-                                         "pipeline (with '!'), image folder or video file")
+    parser.add_argument(
+        "--source",
+        help="frame source: camera index (0), rtsp://|http:// URL, GStreamer "
+        "pipeline (with '!'), image folder or video file",
+    )
     parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker")
     parser.add_argument("--line", help="line name (topic level)")
     parser.add_argument("--station", help="station name (topic level)")
     parser.add_argument("--mode", choices=["continuous", "triggered"], help="inspection mode")
     parser.add_argument("--outbox", metavar="PATH", help="outbox SQLite file")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved configuration as YAML and exit")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
 
 
 def _overrides(args: argparse.Namespace) -> dict:

@@ -11,6 +11,7 @@ Example:
     >>> cfg.source.type, cfg.mode.type, cfg.mqtt.port
     ('folder', 'continuous', 1883)
 """
+
 from __future__ import annotations
 
 import os
@@ -33,15 +34,21 @@ class _SourceBase(StrictModel):
     """Fields every frame source shares: how loss of frames is detected and how hard to retry."""
 
     stall_timeout_s: Optional[float] = Field(
-        None, gt=0, description="Declare the source lost when no frame arrives for this long "
-                                "(default: 5 s for cameras and streams, never for files and folders)")
+        None,
+        gt=0,
+        description="Declare the source lost when no frame arrives for this long "
+        "(default: 5 s for cameras and streams, never for files and folders)",
+    )
     reconnect_min_s: float = Field(0.5, gt=0, description="First wait before reopening a lost source")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reopen attempts (backoff doubles)")
     give_up_after_s: Optional[float] = Field(
-        None, gt=0, description="Stop the station (exit code 4) when the source stays lost this long; "
-                                "None retries forever")
+        None,
+        gt=0,
+        description="Stop the station (exit code 4) when the source stays lost this long; None retries forever",
+    )
     read_errors_before_reconnect: int = Field(
-        3, ge=1, description="Consecutive failed reads after which the source is reopened")
+        3, ge=1, description="Consecutive failed reads after which the source is reopened"
+    )
 
     @property
     def live(self) -> bool:
@@ -60,8 +67,9 @@ class UsbSource(_SourceBase):
     width: Optional[int] = Field(None, gt=0, description="Requested frame width")
     height: Optional[int] = Field(None, gt=0, description="Requested frame height")
     fps: Optional[float] = Field(None, gt=0, description="Requested frame rate")
-    fourcc: Optional[str] = Field(None, min_length=4, max_length=4,
-                                  description="Pixel format, e.g. MJPG for high resolutions over USB 2")
+    fourcc: Optional[str] = Field(
+        None, min_length=4, max_length=4, description="Pixel format, e.g. MJPG for high resolutions over USB 2"
+    )
 
 
 class GStreamerSource(_SourceBase):
@@ -70,7 +78,8 @@ class GStreamerSource(_SourceBase):
     type: Literal["gstreamer"] = "gstreamer"
     pipeline: Optional[str] = Field(None, description="Full pipeline ending in 'appsink'; overrides preset")
     preset: Optional[Literal["jetson_csi", "rpi_libcamera"]] = Field(
-        None, description="Ready-made pipeline: jetson_csi (nvarguscamerasrc) or rpi_libcamera (libcamerasrc)")
+        None, description="Ready-made pipeline: jetson_csi (nvarguscamerasrc) or rpi_libcamera (libcamerasrc)"
+    )
     sensor_id: int = Field(0, ge=0, description="CSI sensor number (jetson_csi)")
     width: int = Field(1280, gt=0, description="Frame width (presets)")
     height: int = Field(720, gt=0, description="Frame height (presets)")
@@ -101,8 +110,11 @@ class VideoSource(_SourceBase):
     path: Path = Field(description="Video file")
     loop: bool = Field(False, description="Start again at the end instead of ending the run")
     fps: Optional[float] = Field(
-        None, gt=0, description="Pace frames like a live camera at this rate (stale frames are dropped); "
-                                "None inspects every frame as fast as the model allows")
+        None,
+        gt=0,
+        description="Pace frames like a live camera at this rate (stale frames are dropped); "
+        "None inspects every frame as fast as the model allows",
+    )
 
     @property
     def live(self) -> bool:
@@ -119,16 +131,25 @@ class FolderSource(_SourceBase):
     watch: bool = Field(False, description="Hot folder: never end, inspect new files as they appear")
     poll_s: float = Field(0.2, gt=0, description="How often a watched folder is listed")
     settle_s: float = Field(
-        1.0, ge=0, description="Watched folder: read a file once its size and modification time have not "
-                               "changed for this long (a writer may pause mid-file)")
+        1.0,
+        ge=0,
+        description="Watched folder: read a file once its size and modification time have not "
+        "changed for this long (a writer may pause mid-file)",
+    )
     retries: int = Field(
-        3, ge=0, description="Watched folder: read a file that does not decode (still being written) again "
-                             "this many times, after 1, 2, 4... settle periods, before reporting it unreadable")
+        3,
+        ge=0,
+        description="Watched folder: read a file that does not decode (still being written) again "
+        "this many times, after 1, 2, 4... settle periods, before reporting it unreadable",
+    )
     remember: bool = Field(
-        True, description="Watched folder: remember inspected files across restarts (hotfolder.sqlite next "
-                          "to the outbox), so a restart does not inspect them again")
+        True,
+        description="Watched folder: remember inspected files across restarts (hotfolder.sqlite next "
+        "to the outbox), so a restart does not inspect them again",
+    )
     fps: Optional[float] = Field(
-        None, gt=0, description="Pace images like a live camera at this rate; None inspects every image")
+        None, gt=0, description="Pace images like a live camera at this rate; None inspects every image"
+    )
 
     @property
     def live(self) -> bool:
@@ -150,22 +171,27 @@ class ModeConfig(StrictModel):
     """When a frame is inspected."""
 
     type: Literal["continuous", "triggered"] = Field(
-        "continuous", description="continuous: every fresh frame; triggered: the first frame after a trigger")
+        "continuous", description="continuous: every fresh frame; triggered: the first frame after a trigger"
+    )
     interval_s: Optional[float] = Field(
-        None, gt=0, description="Triggered mode: also trigger on this fixed interval (part id None)")
+        None, gt=0, description="Triggered mode: also trigger on this fixed interval (part id None)"
+    )
     max_pending_triggers: int = Field(100, ge=1, description="Triggers waiting for a frame; more are rejected")
     trigger_timeout_s: float = Field(
-        5.0, gt=0, description="A trigger that gets no frame in this long is reported as an error event")
+        5.0, gt=0, description="A trigger that gets no frame in this long is reported as an error event"
+    )
 
 
 class InferenceConfig(StrictModel):
     """Which TFLite runtime runs the model and how."""
 
     backend: Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"] = Field(
-        "auto", description="TFLite runtime; auto tries ai_edge_litert, tflite_runtime, tensorflow.lite")
+        "auto", description="TFLite runtime; auto tries ai_edge_litert, tflite_runtime, tensorflow.lite"
+    )
     threads: Optional[int] = Field(None, ge=1, description="Interpreter threads (None: the runtime's default)")
     delegates: List[str] = Field(
-        default_factory=list, description="Delegate libraries, e.g. libedgetpu.so.1 or a GPU delegate .so")
+        default_factory=list, description="Delegate libraries, e.g. libedgetpu.so.1 or a GPU delegate .so"
+    )
     delegate_options: Dict[str, str] = Field(default_factory=dict, description="Options passed to each delegate")
 
 
@@ -175,13 +201,17 @@ class OutboxConfig(StrictModel):
     path: Path = Field(Path("outbox.sqlite"), description="SQLite file (WAL mode)")
     max_results: int = Field(100_000, ge=10, description="Results kept while the broker is away")
     on_full: Literal["drop_oldest", "drop_newest"] = Field(
-        "drop_oldest", description="When full: delete the oldest queued result, or do not queue the new one")
+        "drop_oldest", description="When full: delete the oldest queued result, or do not queue the new one"
+    )
     synchronous: Literal["full", "normal"] = Field(
-        "full", description="full survives power loss; normal only process crashes (faster on SD cards)")
+        "full", description="full survives power loss; normal only process crashes (faster on SD cards)"
+    )
     drain_timeout_s: float = Field(10.0, ge=0, description="At shutdown, wait this long for queued results to go out")
     accept_mqtt311_acks: bool = Field(
-        False, description="Run over MQTT 3.1.1 although its PUBACK cannot say 'refused': a result the broker's "
-                           "ACL refuses is then acknowledged and deleted like a delivered one (MQTT 5 keeps it)")
+        False,
+        description="Run over MQTT 3.1.1 although its PUBACK cannot say 'refused': a result the broker's "
+        "ACL refuses is then acknowledged and deleted like a delivered one (MQTT 5 keeps it)",
+    )
 
 
 class ArchiveConfig(StrictModel):
@@ -204,7 +234,8 @@ class HealthConfig(StrictModel):
     enabled: bool = Field(True, description="Run the checks when a reference is known")
     every_n_frames: int = Field(100, ge=1, description="Measure one frame in N")
     reference: Optional[CameraReference] = Field(
-        None, description="Reference measures; default: the bundle manifest's 'camera' field")
+        None, description="Reference measures; default: the bundle manifest's 'camera' field"
+    )
 
 
 class LogConfig(StrictModel):
@@ -216,11 +247,15 @@ class StationConfig(StrictModel):
     """Everything one inspection station needs."""
 
     line: str = Field("line1", min_length=1, description="Production line name (topic level)")
-    station: str = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "station",
-                         min_length=1, description="Station name (topic level); default: host name")
+    station: str = Field(
+        default_factory=lambda: socket.gethostname().split(".")[0] or "station",
+        min_length=1,
+        description="Station name (topic level); default: host name",
+    )
     bundle: Path = Field(description="Model bundle (.inspector file or directory)")
     models_dir: Optional[Path] = Field(
-        None, description="Folder the reload command may load bundles from (default: the bundle's folder)")
+        None, description="Folder the reload command may load bundles from (default: the bundle's folder)"
+    )
     source: SourceConfig = Field(description="Frame source; 'type' selects the plugin")
     mode: ModeConfig = Field(default_factory=ModeConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
@@ -229,11 +264,13 @@ class StationConfig(StrictModel):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
-    gate: GateSettings = Field(default_factory=GateSettings,
-                               description="Plausibility gate: a frame that is not a part never passes")
+    gate: GateSettings = Field(
+        default_factory=GateSettings, description="Plausibility gate: a frame that is not a part never passes"
+    )
     log: LogConfig = Field(default_factory=LogConfig)
     homeassistant: HomeAssistantConfig = Field(
-        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery (off by default)")
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery (off by default)"
+    )
 
     @model_validator(mode="after")
     def _names_are_topic_levels(self) -> StationConfig:
@@ -244,9 +281,11 @@ class StationConfig(StrictModel):
         if any(ch in self.mqtt.prefix for ch in "+#"):
             raise ValueError("mqtt.prefix cannot contain '+' or '#'")
         if self.mqtt.protocol == "3.1.1" and not self.outbox.accept_mqtt311_acks:
-            raise ValueError("mqtt.protocol 3.1.1 cannot report a result the broker refuses (its PUBACK has no "
-                             "reason code), so such results would be deleted as delivered; use MQTT 5, or set "
-                             "outbox.accept_mqtt311_acks: true to accept that")
+            raise ValueError(
+                "mqtt.protocol 3.1.1 cannot report a result the broker refuses (its PUBACK has no "
+                "reason code), so such results would be deleted as delivered; use MQTT 5, or set "
+                "outbox.accept_mqtt311_acks: true to accept that"
+            )
         return self
 
     @property
@@ -275,8 +314,7 @@ def source_from_text(text: str) -> Dict[str, Any]:
     return {"type": "folder" if Path(text).is_dir() else "video", "path": text}
 
 
-def load_station_config(path: Optional[str | os.PathLike], overrides: Mapping[str, Any] | None = None
-                        ) -> StationConfig:
+def load_station_config(path: Optional[str | os.PathLike], overrides: Mapping[str, Any] | None = None) -> StationConfig:
     """Load ``station.yaml`` (or start from nothing) and apply dotted overrides from the command line.
 
     A ``source`` override (a whole mapping) replaces the file's section first, so ``--source images/`` does

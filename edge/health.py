@@ -15,6 +15,7 @@ Example:
     >>> health.check(np.zeros_like(frame)).problems[0].split(":")[0]
     'out_of_focus'
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

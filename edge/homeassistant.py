@@ -13,6 +13,7 @@ Example:
     >>> msgs[0][0]
     'homeassistant/sensor/inspector_line1_cam1/passed/config'
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ class HomeAssistantConfig(StrictModel):
 
     enabled: bool = Field(False, description="Publish discovery config messages (retained) on connect")
     discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
-    device_name: Optional[str] = Field(None, description="Device name shown in Home Assistant "
-                                                         "(None: Inspector <line>/<station>)")
+    device_name: Optional[str] = Field(
+        None, description="Device name shown in Home Assistant (None: Inspector <line>/<station>)"
+    )
     area: Optional[str] = Field(None, description="Suggested area, e.g. Line 1")
 
 
@@ -63,10 +65,24 @@ SENSORS: Tuple[_Sensor, ...] = (
     _Sensor("fps", "Inspection rate", "stats", "fps", state_class="measurement", icon="mdi:speedometer"),
     _Sensor("inference_ms_p50", "Inference latency p50", "stats", "ms", "duration", "measurement"),
     _Sensor("inference_ms_p95", "Inference latency p95", "stats", "ms", "duration", "measurement"),
-    _Sensor("outbox_depth", "Outbox depth", "stats", "results", state_class="measurement", icon="mdi:tray-full",
-            diagnostic=True),
-    _Sensor("frames_dropped", "Frames dropped", "stats", "frames", state_class="total_increasing",
-            icon="mdi:image-off", diagnostic=True),
+    _Sensor(
+        "outbox_depth",
+        "Outbox depth",
+        "stats",
+        "results",
+        state_class="measurement",
+        icon="mdi:tray-full",
+        diagnostic=True,
+    ),
+    _Sensor(
+        "frames_dropped",
+        "Frames dropped",
+        "stats",
+        "frames",
+        state_class="total_increasing",
+        icon="mdi:image-off",
+        diagnostic=True,
+    ),
     _Sensor("camera_state", "Camera state", "stats", icon="mdi:cctv", diagnostic=True),
     _Sensor("model_version", "Model version", "stats", icon="mdi:brain", diagnostic=True),
     _Sensor("last_verdict", "Last verdict", "result", icon="mdi:clipboard-check", field="verdict"),
@@ -107,9 +123,14 @@ def _config(sensor: _Sensor, topics: StationTopics, cfg: HomeAssistantConfig, mo
         payload["json_attributes_topic"] = topics.result
         payload["json_attributes_template"] = (
             "{{ {'part_id': value_json.part_id, 'defect_score': value_json.defect_score, "
-            "'top_class': value_json.top_class, 'captured_at': value_json.captured_at} | tojson }}")
-    for key, value in (("unit_of_measurement", sensor.unit), ("device_class", sensor.device_class),
-                       ("state_class", sensor.state_class), ("icon", sensor.icon)):
+            "'top_class': value_json.top_class, 'captured_at': value_json.captured_at} | tojson }}"
+        )
+    for key, value in (
+        ("unit_of_measurement", sensor.unit),
+        ("device_class", sensor.device_class),
+        ("state_class", sensor.state_class),
+        ("icon", sensor.icon),
+    ):
         if value is not None:
             payload[key] = value
     if sensor.diagnostic:
@@ -121,12 +142,14 @@ def _topic(sensor: _Sensor, topics: StationTopics, cfg: HomeAssistantConfig) -> 
     return f"{cfg.discovery_prefix}/sensor/{node_id(topics)}/{sensor.key}/config"
 
 
-def discovery_messages(topics: StationTopics, cfg: Optional[HomeAssistantConfig] = None,
-                       model_version: str = "") -> List[Tuple[str, str]]:
+def discovery_messages(
+    topics: StationTopics, cfg: Optional[HomeAssistantConfig] = None, model_version: str = ""
+) -> List[Tuple[str, str]]:
     """``(topic, payload)`` pairs to publish retained with QoS 1 after every (re)connection."""
     cfg = cfg or HomeAssistantConfig()
-    return [(_topic(s, topics, cfg), json.dumps(_config(s, topics, cfg, model_version), sort_keys=True))
-            for s in SENSORS]
+    return [
+        (_topic(s, topics, cfg), json.dumps(_config(s, topics, cfg, model_version), sort_keys=True)) for s in SENSORS
+    ]
 
 
 def removal_messages(topics: StationTopics, cfg: Optional[HomeAssistantConfig] = None) -> List[Tuple[str, str]]:

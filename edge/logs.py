@@ -7,6 +7,7 @@ Example:
     >>> '"msg": "camera 0 lost"' in stream.getvalue()
     True
 """
+
 from __future__ import annotations
 
 import json

@@ -24,6 +24,7 @@ Example:
     >>> box.ack([box.pending()[0].rowid])
     1
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,8 +82,9 @@ class Enqueued:
 class Outbox:
     """A bounded, ordered, durable queue of outgoing results in one SQLite file. Thread-safe."""
 
-    def __init__(self, path: str | Path, max_results: int = 100_000, on_full: str = "drop_oldest",
-                 synchronous: str = "full"):
+    def __init__(
+        self, path: str | Path, max_results: int = 100_000, on_full: str = "drop_oldest", synchronous: str = "full"
+    ):
         if on_full not in ("drop_oldest", "drop_newest"):
             raise ValueError(f"on_full must be drop_oldest or drop_newest, not {on_full!r}")
         self.path = Path(path)
@@ -92,8 +94,7 @@ class Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: explicit BEGIN/COMMIT, so each add is one durable transaction.
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
-                                       timeout=10.0)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0)
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise OutboxError(f"{self.path}: cannot switch to WAL mode (got {mode})")
@@ -136,12 +137,13 @@ class Outbox:
                 if self.on_full == "drop_newest":
                     keep = list(items[: max(self.max_results - self._depth, 0)])
                 else:
-                    keep = list(items[-self.max_results:])
+                    keep = list(items[-self.max_results :])
                     excess = self._depth + len(keep) - self.max_results
                     if excess > 0:
                         deleted = self._db.execute(
                             "DELETE FROM results WHERE rowid IN "
-                            "(SELECT rowid FROM results WHERE state=0 ORDER BY rowid LIMIT ?)", (excess,)
+                            "(SELECT rowid FROM results WHERE state=0 ORDER BY rowid LIMIT ?)",
+                            (excess,),
                         ).rowcount
                 now = time.time()
                 self._db.executemany(
@@ -162,7 +164,8 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT rowid, result_id, seq, topic, payload FROM results WHERE state=0 AND rowid>? "
-                "ORDER BY rowid LIMIT ?", (after, limit),
+                "ORDER BY rowid LIMIT ?",
+                (after, limit),
             ).fetchall()
         return [Row(*r) for r in rows]
 
@@ -226,8 +229,9 @@ class OutboxWriter:
     the frame being inspected to the few results of the commit in progress.
     """
 
-    def __init__(self, outbox: Outbox, on_committed: Callable[[Enqueued], None], max_batch: int = 256,
-                 max_queued: int = 1000):
+    def __init__(
+        self, outbox: Outbox, on_committed: Callable[[Enqueued], None], max_batch: int = 256, max_queued: int = 1000
+    ):
         self.outbox = outbox
         self._on_committed = on_committed
         self._max_batch = max_batch

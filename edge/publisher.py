@@ -29,6 +29,7 @@ Example:
     >>> pub = Publisher(cfg.mqtt, topics, "inspector-line1-cam1", outbox, on_command=print)  # doctest: +SKIP
     >>> pub.start(); pub.notify()                                                            # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import functools
@@ -115,9 +116,13 @@ class Publisher:
         self._network_lost: Optional[str] = None  # why the network thread is gone, once it is
         self._network_check = threading.Lock()  # the loop, the drain and flush all ask; one abandons
         # Results are bounded by our own window; the rest of paho's queue is for events while offline.
-        self.client = make_client(cfg, client_id, will=Will(topics.status, Presence.OFFLINE.value.encode()),
-                                  max_inflight=cfg.max_inflight + 10,
-                                  max_queued=cfg.max_inflight + MAX_QUEUED_EVENTS + 10)
+        self.client = make_client(
+            cfg,
+            client_id,
+            will=Will(topics.status, Presence.OFFLINE.value.encode()),
+            max_inflight=cfg.max_inflight + 10,
+            max_queued=cfg.max_inflight + MAX_QUEUED_EVENTS + 10,
+        )
         self.client.on_connect = self._handle_connect
         self.client.on_connect_fail = self._handle_connect_fail
         self.client.on_disconnect = self._handle_disconnect
@@ -146,8 +151,9 @@ class Publisher:
         if self._network_lost is None and not self._stopping.is_set() and self._network_died():
             with self._network_check:
                 if self._network_lost is None:
-                    log.error("the MQTT network thread died: nothing is received or acknowledged any more; "
-                              "going offline")
+                    log.error(
+                        "the MQTT network thread died: nothing is received or acknowledged any more; going offline"
+                    )
                     with self._state:
                         self._connected = False
                     self.cmd_subscribed.clear()
@@ -208,8 +214,12 @@ class Publisher:
     @_never_raises
     def _handle_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(code.is_failure for code in reason_codes):
-            log.error("the broker refused the command subscriptions %s, %s: %s", self.topics.cmd,
-                      self.topics.engineering, reason_codes)
+            log.error(
+                "the broker refused the command subscriptions %s, %s: %s",
+                self.topics.cmd,
+                self.topics.engineering,
+                reason_codes,
+            )
         else:
             self.cmd_subscribed.set()
 
@@ -224,8 +234,11 @@ class Publisher:
             was = self._connected
             self._connected = False
         if was:
-            log.log(logging.INFO if self._stopping.is_set() else logging.WARNING,
-                    "disconnected from broker: %s", reason_code)
+            log.log(
+                logging.INFO if self._stopping.is_set() else logging.WARNING,
+                "disconnected from broker: %s",
+                reason_code,
+            )
             if self._on_connection:
                 self._on_connection(False, str(reason_code))
 
@@ -383,8 +396,12 @@ class Publisher:
         if self._connected:
             info = self.client.publish(self.topics.status, Presence.OFFLINE.value, qos=1, retain=True)
             deadline = time.monotonic() + timeout
-            while self._connected and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not info.is_published() \
-                    and time.monotonic() < deadline:
+            while (
+                self._connected
+                and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+                and not info.is_published()
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.02)
         self.client.disconnect()
         self.client.loop_stop()

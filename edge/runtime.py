@@ -16,6 +16,7 @@ Threads and who owns what:
 
 Exit codes (for systemd ``RestartPreventExitStatus=`` and friends) are :class:`ExitCode`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -116,8 +117,14 @@ def load_classifier(cfg: StationConfig, path: Path) -> Classifier:
 def build_classifier(cfg: StationConfig, bundle: Bundle) -> Classifier:
     """The interpreter for a loaded bundle, self-tested on one blank frame."""
     inf = cfg.inference
-    clf = Classifier(bundle, backend=inf.backend, threads=inf.threads, delegates=inf.delegates,
-                     policy=cfg.decision, delegate_options=inf.delegate_options or None)
+    clf = Classifier(
+        bundle,
+        backend=inf.backend,
+        threads=inf.threads,
+        delegates=inf.delegates,
+        policy=cfg.decision,
+        delegate_options=inf.delegate_options or None,
+    )
     clf.warm_up()
     return clf
 
@@ -231,8 +238,12 @@ class Station:
         pub = self.publisher
         produced = self._seq - self._first_seq
         if pub is not None and pub.refused:
-            log.error("the broker refused %d result(s); they are kept in %s as rejected (check the ACL for %s)",
-                      pub.refused, self.cfg.outbox.path, self.topics.result)
+            log.error(
+                "the broker refused %d result(s); they are kept in %s as rejected (check the ACL for %s)",
+                pub.refused,
+                self.cfg.outbox.path,
+                self.topics.result,
+            )
             return ExitCode.REFUSED
         if produced and (pub is None or pub.acknowledged == 0):
             log.error("%d result(s) produced and none acknowledged by the broker in this run", produced)
@@ -256,8 +267,15 @@ class Station:
         except SourceConfigError as exc:
             raise StationError(ExitCode.SOURCE, str(exc)) from None
         try:
-            self.publisher = Publisher(cfg.mqtt, self.topics, cfg.client_id, self.outbox, self._on_command,
-                                       on_rejected=self._on_rejected, retained_on_connect=self._discovery)
+            self.publisher = Publisher(
+                cfg.mqtt,
+                self.topics,
+                cfg.client_id,
+                self.outbox,
+                self._on_command,
+                on_rejected=self._on_rejected,
+                retained_on_connect=self._discovery,
+            )
         except ConfigError as exc:
             raise StationError(ExitCode.CONFIG, str(exc)) from None
         self.publisher.start()
@@ -265,15 +283,34 @@ class Station:
         self.writer = OutboxWriter(self.outbox, self._on_committed)
         self.archive = Archive(cfg.archive, cfg.station)
         self._setup_health()
-        self.capture = Capture(source, cfg.source, self.slot, self._on_camera_state, self._on_bad_frame,
-                               prepare=self._prepare if cfg.mode.type == "continuous" else None)
+        self.capture = Capture(
+            source,
+            cfg.source,
+            self.slot,
+            self._on_camera_state,
+            self._on_bad_frame,
+            prepare=self._prepare if cfg.mode.type == "continuous" else None,
+        )
         m = self.classifier.bundle.manifest
-        log.info("station %s/%s: model %s %s (%s), source %s, mode %s, %d result(s) queued from before",
-                 cfg.line, cfg.station, m.name, m.version, self.classifier.runner.backend.value,
-                 source.describe(), cfg.mode.type, self.outbox.depth())
-        self._event(EventType.STARTED, f"station started with model {m.name} {m.version}",
-                    model=self.model_ref.model_dump(), source=source.describe(), mode=cfg.mode.type,
-                    queued=self.outbox.depth())
+        log.info(
+            "station %s/%s: model %s %s (%s), source %s, mode %s, %d result(s) queued from before",
+            cfg.line,
+            cfg.station,
+            m.name,
+            m.version,
+            self.classifier.runner.backend.value,
+            source.describe(),
+            cfg.mode.type,
+            self.outbox.depth(),
+        )
+        self._event(
+            EventType.STARTED,
+            f"station started with model {m.name} {m.version}",
+            model=self.model_ref.model_dump(),
+            source=source.describe(),
+            mode=cfg.mode.type,
+            queued=self.outbox.depth(),
+        )
         self.capture.start()
         self.notifier.ready(f"inspecting with model {m.name} {m.version}")
 
@@ -300,8 +337,9 @@ class Station:
         if self.capture is not None:
             self.capture.stop()
             for trigger in self.slot.drain_armed():
-                self._event(EventType.TRIGGER_MISSED, "stopped before a frame arrived for the trigger",
-                            part_id=trigger.part_id)
+                self._event(
+                    EventType.TRIGGER_MISSED, "stopped before a frame arrived for the trigger", part_id=trigger.part_id
+                )
         if self.archive is not None:
             self.archive.close()
         if self.writer is not None:
@@ -309,15 +347,27 @@ class Station:
         delivered = self.outbox is None or self.outbox.depth() == 0
         if self.publisher is not None:
             self._publish_stats()
-            self._event(EventType.STOPPED, f"station stopped: {self._stop_reason or 'error'}",
-                        reason=self._stop_reason, exit_code=int(self.exit_code))
+            self._event(
+                EventType.STOPPED,
+                f"station stopped: {self._stop_reason or 'error'}",
+                reason=self._stop_reason,
+                exit_code=int(self.exit_code),
+            )
             if not self.publisher.connected and self.outbox.depth():
-                log.warning("waiting for broker %s:%d up to %g s to take %d queued result(s) ...", self.cfg.mqtt.host,
-                            self.cfg.mqtt.port, self.cfg.outbox.drain_timeout_s, self.outbox.depth())
+                log.warning(
+                    "waiting for broker %s:%d up to %g s to take %d queued result(s) ...",
+                    self.cfg.mqtt.host,
+                    self.cfg.mqtt.port,
+                    self.cfg.outbox.drain_timeout_s,
+                    self.outbox.depth(),
+                )
             delivered = self.publisher.flush(self.cfg.outbox.drain_timeout_s)
             if not delivered:
-                log.warning("%d result(s) not yet acknowledged; they stay in %s and go out on the next start",
-                            self.outbox.depth(), self.cfg.outbox.path)
+                log.warning(
+                    "%d result(s) not yet acknowledged; they stay in %s and go out on the next start",
+                    self.outbox.depth(),
+                    self.cfg.outbox.path,
+                )
             self.publisher.stop()
         if self.outbox is not None:
             self.outbox.close()
@@ -349,8 +399,12 @@ class Station:
                 if trigger is not None and trigger.frame is not None:
                     self._inspect(trigger.frame, trigger)
                 for late in self.slot.expire(time.time() - cfg.mode.trigger_timeout_s):
-                    self._event(EventType.TRIGGER_MISSED, f"no frame within {cfg.mode.trigger_timeout_s:g} s of the trigger",
-                                part_id=late.part_id, trigger=late.source)
+                    self._event(
+                        EventType.TRIGGER_MISSED,
+                        f"no frame within {cfg.mode.trigger_timeout_s:g} s of the trigger",
+                        part_id=late.part_id,
+                        trigger=late.source,
+                    )
             else:
                 frame = self.slot.take(0.05)
                 if frame is not None:
@@ -408,9 +462,13 @@ class Station:
             gate = bundle_gate(m, self.cfg.gate)
             self._gate, self._gate_model = gate, clf
             if gate is not None and m.plausibility is None:
-                log.warning("bundle %s %s has no plausibility reference (written before it existed): the gate only "
-                            "stops blank and clipped frames%s; calibrate again for the full gate", m.name,
-                            m.version, " and checks the camera reference" if m.camera else "")
+                log.warning(
+                    "bundle %s %s has no plausibility reference (written before it existed): the gate only "
+                    "stops blank and clipped frames%s; calibrate again for the full gate",
+                    m.name,
+                    m.version,
+                    " and checks the camera reference" if m.camera else "",
+                )
         return self._gate
 
     def _inspect(self, frame: Frame, trigger: Optional[Trigger]) -> None:
@@ -422,8 +480,14 @@ class Station:
                 start = time.perf_counter()
                 frame.prepared = clf.preprocessor.prepare(frame.image, frame.order)
                 frame.preprocess_ms = (time.perf_counter() - start) * 1000.0
-            decision = decide_frame(clf, gate, frame.prepared, frame.image, frame.preprocess_ms,
-                                    findings=frame.gate if gate is not None and frame.gate_by is gate else None)
+            decision = decide_frame(
+                clf,
+                gate,
+                frame.prepared,
+                frame.image,
+                frame.preprocess_ms,
+                findings=frame.gate if gate is not None and frame.gate_by is gate else None,
+            )
         except ValueError as exc:  # e.g. a region of interest that does not fit this camera's frames
             self.stats.record_error(str(exc))
             self._event(EventType.ERROR, f"frame {frame.ref or frame.index} cannot be inspected: {exc}")
@@ -437,13 +501,25 @@ class Station:
             self.stats.record_gate(findings.codes)
         image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
         result = Result(
-            id=result_id, seq=seq, line=self.cfg.line, station=self.cfg.station,
-            part_id=trigger.part_id if trigger else None, verdict=verdict,
-            defect_score=round(c.defect_score, 6), threshold=clf.policy.threshold, top_class=c.top_class,
-            top_score=round(c.top_score, 6), scores={k: round(v, 6) for k, v in c.scores.items()},
-            model=self.model_ref, captured_at=iso_utc(frame.captured_at), capture_ts=frame.captured_at,
-            inference_ms=round(c.inference_ms, 3), preprocess_ms=round(c.preprocess_ms, 3),
-            image=str(image) if image else None, frame=frame.ref, source_key=frame.key,
+            id=result_id,
+            seq=seq,
+            line=self.cfg.line,
+            station=self.cfg.station,
+            part_id=trigger.part_id if trigger else None,
+            verdict=verdict,
+            defect_score=round(c.defect_score, 6),
+            threshold=clf.policy.threshold,
+            top_class=c.top_class,
+            top_score=round(c.top_score, 6),
+            scores={k: round(v, 6) for k, v in c.scores.items()},
+            model=self.model_ref,
+            captured_at=iso_utc(frame.captured_at),
+            capture_ts=frame.captured_at,
+            inference_ms=round(c.inference_ms, 3),
+            preprocess_ms=round(c.preprocess_ms, 3),
+            image=str(image) if image else None,
+            frame=frame.ref,
+            source_key=frame.key,
             gate=None if findings is None or findings.ok else findings.reasons,
             appearance=None if findings is None or findings.appearance is None else round(findings.appearance, 3),
         )
@@ -458,11 +534,18 @@ class Station:
             report = self.health.check(frame.image)
             if report.changed:
                 if report.ok:
-                    self._event(EventType.CAMERA_OK, "camera focus and exposure back within tolerance",
-                                metrics=report.metrics.to_dict())
+                    self._event(
+                        EventType.CAMERA_OK,
+                        "camera focus and exposure back within tolerance",
+                        metrics=report.metrics.to_dict(),
+                    )
                 else:
-                    self._event(EventType.CAMERA_CHECK, "; ".join(report.problems), problems=report.problems,
-                                metrics=report.metrics.to_dict())
+                    self._event(
+                        EventType.CAMERA_CHECK,
+                        "; ".join(report.problems),
+                        problems=report.problems,
+                        metrics=report.metrics.to_dict(),
+                    )
 
     def _on_committed(self, queued: Enqueued) -> None:
         """Outbox writer thread: results are on disk, the publisher may send them."""
@@ -472,20 +555,28 @@ class Station:
     def _check_outbox(self, dropped: int) -> None:
         if dropped and not self._outbox_full:
             self._outbox_full = True
-            self._event(EventType.OUTBOX_FULL,
-                        f"outbox holds {self.outbox.max_results} results; policy {self.outbox.on_full}",
-                        policy=self.outbox.on_full, max_results=self.outbox.max_results)
+            self._event(
+                EventType.OUTBOX_FULL,
+                f"outbox holds {self.outbox.max_results} results; policy {self.outbox.on_full}",
+                policy=self.outbox.on_full,
+                max_results=self.outbox.max_results,
+            )
         elif self._outbox_full and self.outbox.depth() < self.outbox.max_results:
             self._outbox_full = False
 
     def _publish_stats(self) -> None:
         if self.publisher is None or self.classifier is None:
             return
-        self.publisher.publish_stats(self.stats.snapshot(
-            captured=self.slot.captured, dropped=self.slot.dropped, outbox_depth=self.outbox.depth(),
-            camera_state=self.capture.state if self.capture else CameraState.UNKNOWN,
-            model_version=self.classifier.bundle.manifest.version, paused=self.paused,
-        ))
+        self.publisher.publish_stats(
+            self.stats.snapshot(
+                captured=self.slot.captured,
+                dropped=self.slot.dropped,
+                outbox_depth=self.outbox.depth(),
+                camera_state=self.capture.state if self.capture else CameraState.UNKNOWN,
+                model_version=self.classifier.bundle.manifest.version,
+                paused=self.paused,
+            )
+        )
 
     # -- events ----------------------------------------------------------------------------------------------
 
@@ -501,8 +592,12 @@ class Station:
             self._event(EventType.CAMERA_LOST, reason or "source lost", source=self.capture.source.describe())
         elif state == CameraState.RUNNING and self._camera_lost:
             self._camera_lost = False
-            self._event(EventType.CAMERA_RESTORED, "frames are flowing again", source=self.capture.source.describe(),
-                        reconnects=self.capture.reconnects)
+            self._event(
+                EventType.CAMERA_RESTORED,
+                "frames are flowing again",
+                source=self.capture.source.describe(),
+                reconnects=self.capture.reconnects,
+            )
         elif state == CameraState.FAILED:
             self._event(EventType.ERROR, f"frame source failed: {reason}", source=self.capture.source.describe())
 
@@ -540,8 +635,11 @@ class Station:
         try:
             cmd = parse_command(payload, channel)
             if isinstance(cmd, ReloadCommand):  # resolved here, once: the loader opens exactly this path
-                self._commands.put(ReloadRequest(resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir),
-                                                 cmd.sha256, cmd.request_id))
+                self._commands.put(
+                    ReloadRequest(
+                        resolve_bundle_path(cmd.bundle, self.cfg.allowed_models_dir), cmd.sha256, cmd.request_id
+                    )
+                )
                 return
         except CommandError as exc:
             self._reject(str(exc), payload=payload)
@@ -571,8 +669,9 @@ class Station:
                     self._apply(cmd)
             except Exception as exc:  # a command never stops the station
                 log.exception("applying a command failed")
-                self._reject(f"command could not be applied: {type(exc).__name__}: {exc}",
-                             getattr(cmd, "request_id", None))
+                self._reject(
+                    f"command could not be applied: {type(exc).__name__}: {exc}", getattr(cmd, "request_id", None)
+                )
 
     def _apply(self, cmd: StationCommand) -> None:
         rid = cmd.request_id
@@ -595,26 +694,46 @@ class Station:
                 self._reject(f"set_threshold: {exc.errors()[0]['msg']}", rid)
                 return
             supported = self._calibrated_range()
-            outside = [v for v in (cmd.threshold, cmd.review_low, cmd.review_high)
-                       if v is not None and not supported[0] - 1e-9 <= v <= supported[1] + 1e-9]
+            outside = [
+                v
+                for v in (cmd.threshold, cmd.review_low, cmd.review_high)
+                if v is not None and not supported[0] - 1e-9 <= v <= supported[1] + 1e-9
+            ]
             if outside and not cmd.override:
-                self._reject(f"set_threshold: {outside[0]:g} is outside the range the bundle's calibration supports "
-                             f"[{supported[0]:g}, {supported[1]:g}]; send \"override\": true to apply it anyway", rid)
+                self._reject(
+                    f"set_threshold: {outside[0]:g} is outside the range the bundle's calibration supports "
+                    f'[{supported[0]:g}, {supported[1]:g}]; send "override": true to apply it anyway',
+                    rid,
+                )
                 return
             self.classifier.policy = policy
             note = " (override: outside the calibrated range)" if outside else ""
-            self._event(EventType.THRESHOLD_CHANGED, f"threshold {current.threshold:g} -> {policy.threshold:g}{note}",
-                        cmd="set_threshold", request_id=rid, before=current.model_dump(), after=policy.model_dump(),
-                        override=cmd.override, calibrated=list(supported))
+            self._event(
+                EventType.THRESHOLD_CHANGED,
+                f"threshold {current.threshold:g} -> {policy.threshold:g}{note}",
+                cmd="set_threshold",
+                request_id=rid,
+                before=current.model_dump(),
+                after=policy.model_dump(),
+                override=cmd.override,
+                calibrated=list(supported),
+            )
         elif isinstance(cmd, SnapshotCommand):
             frame = self.slot.last_frame
             if frame is None:
                 self._reject("snapshot: no frame captured yet", rid)
                 return
             try:
-                path = self.archive.snapshot(frame, {"station": self.cfg.station, "line": self.cfg.line,
-                                                     "captured_at": iso_utc(frame.captured_at),
-                                                     "frame": frame.ref, "model": self.model_ref.model_dump()})
+                path = self.archive.snapshot(
+                    frame,
+                    {
+                        "station": self.cfg.station,
+                        "line": self.cfg.line,
+                        "captured_at": iso_utc(frame.captured_at),
+                        "frame": frame.ref,
+                        "model": self.model_ref.model_dump(),
+                    },
+                )
             except (OSError, ValueError) as exc:
                 self._reject(f"snapshot: cannot save: {exc}", rid)
                 return
@@ -626,8 +745,9 @@ class Station:
             self._reject("reload: another reload is still running", rid)
             return
         try:
-            threading.Thread(target=self._load_candidate, args=(path, request.sha256, rid), name="reload",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._load_candidate, args=(path, request.sha256, rid), name="reload", daemon=True
+            ).start()
         except BaseException:
             self._reloading.release()
             raise
@@ -649,15 +769,29 @@ class Station:
         path, clf, error, request_id = outcome.path, outcome.classifier, outcome.error, outcome.request_id
         old = self.model_ref
         if clf is None:
-            self._event(EventType.MODEL_RELOAD_FAILED, f"reload of {path.name} failed, still running {old.version}: {error}",
-                        bundle=str(path), error=error, model=old.model_dump(), request_id=request_id)
+            self._event(
+                EventType.MODEL_RELOAD_FAILED,
+                f"reload of {path.name} failed, still running {old.version}: {error}",
+                bundle=str(path),
+                error=error,
+                model=old.model_dump(),
+                request_id=request_id,
+            )
             return
         self.classifier = clf
         self.bundle_path = path
         self._setup_health()
         new = self.model_ref.model_dump()
-        self._event(EventType.MODEL_RELOADED, f"model {old.version} -> {self.model_ref.version}", bundle=str(path),
-                    previous=old.model_dump(), model=new, before=old.model_dump(), after=new, request_id=request_id)
+        self._event(
+            EventType.MODEL_RELOADED,
+            f"model {old.version} -> {self.model_ref.version}",
+            bundle=str(path),
+            previous=old.model_dump(),
+            model=new,
+            before=old.model_dump(),
+            after=new,
+            request_id=request_id,
+        )
 
     def _calibrated_range(self) -> tuple[float, float]:
         """Thresholds the bundle's calibration supports: its review band, or only its own threshold.

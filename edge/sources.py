@@ -20,6 +20,7 @@ file next to the outbox (:class:`SeenFiles`), so a restart does not inspect ever
 Adding a camera type: write a config model in :mod:`edge.config` (``type: Literal["mine"]``, added to
 ``SourceConfig``) and a class here decorated with ``@register("mine")``.
 """
+
 from __future__ import annotations
 
 import abc
@@ -41,6 +42,7 @@ from inspector.plausibility import GateReport, PlausibilityGate
 from inspector.preprocess import ChannelOrder
 
 log = logging.getLogger(__name__)
+
 
 class SourceError(RuntimeError):
     """The source is not delivering frames now; the capture thread reopens it with backoff."""
@@ -109,8 +111,9 @@ class FrameSource(abc.ABC):
         """The station has queued the result of ``frame`` (any thread); sources that remember work override it."""
         return None
 
-    def _frame(self, image: np.ndarray, order: ChannelOrder, ref: Optional[str] = None,
-               key: Optional[str] = None) -> Frame:
+    def _frame(
+        self, image: np.ndarray, order: ChannelOrder, ref: Optional[str] = None, key: Optional[str] = None
+    ) -> Frame:
         self.count += 1
         return Frame(image, order, time.time(), self.count, ref, key)
 
@@ -231,8 +234,10 @@ def gstreamer_pipeline(cfg: C.GStreamerSource) -> str:
     caps = f"width={cfg.width}, height={cfg.height}, framerate={cfg.fps}/1"
     sink = "videoconvert ! video/x-raw, format=BGR ! appsink drop=true max-buffers=1 sync=false"
     if cfg.preset == "jetson_csi":
-        return (f"nvarguscamerasrc sensor-id={cfg.sensor_id} ! video/x-raw(memory:NVMM), {caps}, format=NV12 ! "
-                f"nvvidconv flip-method={cfg.flip_method} ! video/x-raw, format=BGRx ! {sink}")
+        return (
+            f"nvarguscamerasrc sensor-id={cfg.sensor_id} ! video/x-raw(memory:NVMM), {caps}, format=NV12 ! "
+            f"nvvidconv flip-method={cfg.flip_method} ! video/x-raw, format=BGRx ! {sink}"
+        )
     return f"libcamerasrc ! video/x-raw, {caps} ! {sink}"
 
 
@@ -250,7 +255,7 @@ class GStreamerCamera(_OpenCvSource):
                 "the system OpenCV: on a Jetson the one JetPack installs, on Raspberry Pi OS "
                 "'sudo apt install python3-opencv'; create the virtualenv with --system-site-packages and "
                 "'pip uninstall opencv-python opencv-python-headless' inside it. Check with: python3 -c "
-                "\"import cv2; print(cv2.getBuildInformation())\" | grep GStreamer"
+                '"import cv2; print(cv2.getBuildInformation())" | grep GStreamer'
             )
         super().open()
 
@@ -271,8 +276,12 @@ class NetworkStream(_OpenCvSource):
     cfg: C.StreamSource
 
     def _capture(self) -> cv2.VideoCapture:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.read_timeout_s * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.cfg.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.cfg.read_timeout_s * 1000),
+        ]
         # FFmpeg reads its RTSP options from this process-wide variable at open time.
         with _FFMPEG_OPTIONS_LOCK:
             previous = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
@@ -305,8 +314,9 @@ class VideoFile(_OpenCvSource):
         try:
             super().open()
         except SourceError:  # a file that is there but no decoder opens will not open on a retry either
-            raise SourceConfigError(f"{self.describe()} cannot be opened as a video (not a video file, or a "
-                                    "codec this OpenCV lacks)") from None
+            raise SourceConfigError(
+                f"{self.describe()} cannot be opened as a video (not a video file, or a codec this OpenCV lacks)"
+            ) from None
         self._position = 0
         self._key = file_key(self.cfg.path.name, self.cfg.path.stat())
 
@@ -356,8 +366,10 @@ class SeenFiles:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (folder TEXT NOT NULL, key TEXT NOT NULL, "
-                         "ref TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (folder, key))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen (folder TEXT NOT NULL, key TEXT NOT NULL, "
+            "ref TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (folder, key))"
+        )
         cutoff = time.time() - keep_days * 86400
         rows = self._db.execute("SELECT key, ref, ts FROM seen WHERE folder = ?", (self.folder,)).fetchall()
         gone = [(self.folder, key) for key, ref, ts in rows if ts < cutoff and not (folder / ref).exists()]
@@ -417,8 +429,9 @@ class ImageFolder(FrameSource):
 
     def _list(self) -> List[Path]:
         pattern = "**/*" if self.cfg.recursive else "*"
-        return sorted(p for p in self.cfg.path.glob(pattern)
-                      if p.is_file() and is_image_name(p) and not p.name.startswith("."))
+        return sorted(
+            p for p in self.cfg.path.glob(pattern) if p.is_file() and is_image_name(p) and not p.name.startswith(".")
+        )
 
     def _ref(self, path: Path) -> str:
         return path.relative_to(self.cfg.path).as_posix()
@@ -508,11 +521,17 @@ class ImageFolder(FrameSource):
         except (ImageError, OSError) as exc:
             reason = exc.reason if isinstance(exc, ImageError) else (exc.strerror or str(exc))
             if watched is not None and watched.attempts < self.cfg.retries and path.exists():
-                delay = self.cfg.settle_s * 2 ** watched.attempts  # 1, 2, 4... settle periods
+                delay = self.cfg.settle_s * 2**watched.attempts  # 1, 2, 4... settle periods
                 watched.attempts += 1
                 watched.since = time.monotonic() + delay - self.cfg.settle_s
-                log.info("%s: %s; reading it again in %.1f s (attempt %d of %d)", self.describe(), reason,
-                         delay, watched.attempts + 1, self.cfg.retries + 1)
+                log.info(
+                    "%s: %s; reading it again in %.1f s (attempt %d of %d)",
+                    self.describe(),
+                    reason,
+                    delay,
+                    watched.attempts + 1,
+                    self.cfg.retries + 1,
+                )
                 return None
             self._finish(key, ref)  # remembered, so a restart does not report it again
             raise BadFrame(f"{ref}: {reason}") from None

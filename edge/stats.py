@@ -3,6 +3,7 @@
 Inference latency is summarised as p50/p95 over the most recent inferences (a rolling window) rather
 than since start, so a slowdown (thermal throttling, a second process on the board) shows up quickly.
 """
+
 from __future__ import annotations
 
 import threading
@@ -58,15 +59,24 @@ class StationStats:
         """What the run did, for a person: parts, verdicts, gated frames and skipped frames with their reasons."""
         with self._lock:
             v = self.verdicts
-            lines = [f"{self.inspected} part(s): {v[Verdict.PASS]} pass, {v[Verdict.FAIL]} fail, "
-                     f"{v[Verdict.REVIEW]} review; {self.gated} stopped by the plausibility gate; "
-                     f"{self.errors} frame(s) skipped"]
+            lines = [
+                f"{self.inspected} part(s): {v[Verdict.PASS]} pass, {v[Verdict.FAIL]} fail, "
+                f"{v[Verdict.REVIEW]} review; {self.gated} stopped by the plausibility gate; "
+                f"{self.errors} frame(s) skipped"
+            ]
             lines += [f"  gate {code}: {n}" for code, n in sorted(self.gate_reasons.items())]
             lines += [f"  skipped {n}: {reason}" for reason, n in sorted(self.error_reasons.items())]
             return "\n".join(lines)
 
-    def snapshot(self, captured: int, dropped: int, outbox_depth: int, camera_state: CameraState, model_version: str,
-                 paused: bool) -> Stats:
+    def snapshot(
+        self,
+        captured: int,
+        dropped: int,
+        outbox_depth: int,
+        camera_state: CameraState,
+        model_version: str,
+        paused: bool,
+    ) -> Stats:
         """Figures since start, plus frames/s since the previous snapshot."""
         with self._lock:
             now = time.monotonic()

@@ -2,4 +2,5 @@
 
 Nothing in this package imports TensorFlow, so it runs on an edge device with only a TFLite runtime.
 """
+
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ Example:
     >>> bundle = Bundle.load("model.inspector")                  # doctest: +SKIP
     >>> bundle.manifest.labels, bundle.manifest.decision.threshold  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import io
@@ -89,8 +90,10 @@ class Manifest(StrictModel):
     decision: DecisionPolicy = Field(default_factory=DecisionPolicy)
     camera: Optional[CameraReference] = Field(None, description="Commissioning reference of the camera")
     plausibility: Optional[PlausibilityReference] = Field(
-        None, description="What the calibration images look like, for the station's plausibility gate "
-                          "(absent in bundles written before it existed)")
+        None,
+        description="What the calibration images look like, for the station's plausibility gate "
+        "(absent in bundles written before it existed)",
+    )
     metrics: Dict[str, Any] = Field(default_factory=dict, description="Calibration and test metrics")
     provenance: Provenance = Field(default_factory=Provenance)
     model_sha256: str = Field("", description="SHA-256 of model.tflite")
@@ -131,8 +134,9 @@ class Bundle:
                 f"file {digest[:12]}...): the bundle is corrupt or was modified"
             )
         if len(self.model) != self.manifest.model_bytes:
-            raise BundleError(f"{self.source}: model.tflite is {len(self.model)} bytes, manifest says "
-                              f"{self.manifest.model_bytes}")
+            raise BundleError(
+                f"{self.source}: model.tflite is {len(self.model)} bytes, manifest says {self.manifest.model_bytes}"
+            )
 
     def manifest_json(self) -> str:
         return json.dumps(self.manifest.model_dump(mode="json"), indent=2)
@@ -221,4 +225,3 @@ class Bundle:
             if isinstance(value, (int, float, str)):
                 lines.append(f"metric      {key} = {value}")
         return "\n".join(lines)
-

@@ -11,6 +11,7 @@ Example:
     >>> ref.check(measure(frame))
     []
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -82,11 +83,8 @@ class CameraReference(StrictModel):
     @classmethod
     def from_frame(cls, frame: np.ndarray, roi: Optional[Roi] = None, **tolerances: float) -> CameraReference:
         metrics = measure(frame, roi)
-        clipped_max = tolerances.pop(
-            "clipped_max", max(0.05, 2 * max(metrics.clipped_dark, metrics.clipped_bright))
-        )
-        return cls(roi=roi, focus=metrics.focus, mean=metrics.mean, clipped_max=min(clipped_max, 1.0),
-                   **tolerances)
+        clipped_max = tolerances.pop("clipped_max", max(0.05, 2 * max(metrics.clipped_dark, metrics.clipped_bright)))
+        return cls(roi=roi, focus=metrics.focus, mean=metrics.mean, clipped_max=min(clipped_max, 1.0), **tolerances)
 
     def check(self, metrics: CameraMetrics) -> List[str]:
         """Problems found, as short codes with numbers; an empty list means the camera is fine."""
@@ -96,9 +94,13 @@ class CameraReference(StrictModel):
                 f"out_of_focus: focus {metrics.focus:.1f} < {self.focus_min_ratio:.2f} x reference {self.focus:.1f}"
             )
         if metrics.mean > self.mean + self.mean_tolerance:
-            problems.append(f"over_exposed: mean {metrics.mean:.1f} > reference {self.mean:.1f} + {self.mean_tolerance:.0f}")
+            problems.append(
+                f"over_exposed: mean {metrics.mean:.1f} > reference {self.mean:.1f} + {self.mean_tolerance:.0f}"
+            )
         if metrics.mean < self.mean - self.mean_tolerance:
-            problems.append(f"under_exposed: mean {metrics.mean:.1f} < reference {self.mean:.1f} - {self.mean_tolerance:.0f}")
+            problems.append(
+                f"under_exposed: mean {metrics.mean:.1f} < reference {self.mean:.1f} - {self.mean_tolerance:.0f}"
+            )
         if metrics.clipped_bright > self.clipped_max:
             problems.append(f"clipped_bright: {metrics.clipped_bright:.3f} of pixels > {self.clipped_max:.3f}")
         if metrics.clipped_dark > self.clipped_max:

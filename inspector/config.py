@@ -14,6 +14,7 @@ Example:
     >>> Mqtt.model_validate({"host": "broker"}).host
     'broker'
 """
+
 from __future__ import annotations
 
 import os

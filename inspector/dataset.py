@@ -11,6 +11,7 @@ Example:
     >>> split = make_split(scan, seed=0)                        # doctest: +SKIP
     >>> split.save("runs/split.json")                           # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -151,9 +152,7 @@ class SplitManifest:
             "seed": self.seed,
             "ratios": list(self.ratios),
             "fingerprint": self.fingerprint,
-            "splits": {
-                name: [[s.path, s.label, s.sha256] for s in self.splits[name]] for name in SPLIT_NAMES
-            },
+            "splits": {name: [[s.path, s.label, s.sha256] for s in self.splits[name]] for name in SPLIT_NAMES},
             "skipped": [[s.path, s.reason] for s in self.skipped],
             "conflicts": [[s.path, s.reason] for s in self.conflicts],
         }
@@ -218,9 +217,7 @@ def _allocate(n: int, ratios: Sequence[float]) -> Tuple[int, int, int]:
     return n_train, n_val, n - n_train - n_val
 
 
-def make_split(
-    scan: Scan, seed: int = 0, ratios: Sequence[float] = (0.7, 0.15, 0.15)
-) -> SplitManifest:
+def make_split(scan: Scan, seed: int = 0, ratios: Sequence[float] = (0.7, 0.15, 0.15)) -> SplitManifest:
     """Deterministic stratified split that keeps byte-identical files together.
 
     Files with identical bytes but different labels are contradictory labels: they are left out of every
@@ -280,4 +277,3 @@ def format_table(manifest: SplitManifest) -> str:
     lines.append(f"{'all':<{width}}{totals[0]:>7}{totals[1]:>7}{totals[2]:>7}{sum(totals):>8}")
     lines.append(f"(* = good/pass class '{manifest.good_class}')")
     return "\n".join(lines)
-

@@ -10,6 +10,7 @@ Example:
     >>> [policy.decide(s).value for s in (0.1, 0.4, 0.9)]
     ['pass', 'review', 'fail']
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -28,22 +29,26 @@ class DecisionPolicy(StrictModel):
     review_low: Optional[float] = Field(
         None, ge=0.0, le=1.0, description="Scores from here up to review_high go to review"
     )
-    review_high: Optional[float] = Field(
-        None, ge=0.0, le=1.0, description="Upper end (exclusive) of the review band"
-    )
+    review_high: Optional[float] = Field(None, ge=0.0, le=1.0, description="Upper end (exclusive) of the review band")
 
     @model_validator(mode="after")
     def _ordered(self) -> DecisionPolicy:
         if (self.review_low is None) != (self.review_high is None):
             raise ValueError("review_low and review_high must be given together")
-        if self.review_low is not None and self.review_high is not None and not (
-                self.review_low <= self.threshold <= self.review_high):
+        if (
+            self.review_low is not None
+            and self.review_high is not None
+            and not (self.review_low <= self.threshold <= self.review_high)
+        ):
             raise ValueError("the review band must satisfy review_low <= threshold <= review_high")
         return self
 
     def decide(self, defect_score: float) -> Verdict:
-        if self.review_low is not None and self.review_high is not None and (
-                self.review_low <= defect_score < self.review_high):
+        if (
+            self.review_low is not None
+            and self.review_high is not None
+            and (self.review_low <= defect_score < self.review_high)
+        ):
             return Verdict.REVIEW
         return Verdict.FAIL if defect_score >= self.threshold else Verdict.PASS
 

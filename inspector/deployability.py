@@ -20,6 +20,7 @@ Example:
     >>> v.status.value, [r.problem.value for r in v.reasons]
     ('NOT DEPLOYABLE', ['constant_prediction', 'chance_auc', 'escapes_over_budget'])
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -88,14 +89,20 @@ class DeployabilityVerdict:
         return not self.reasons
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"status": self.status.value, "basis": self.basis,
-                "reasons": [{"problem": r.problem.value, "message": r.message} for r in self.reasons],
-                "notes": list(self.notes)}
+        return {
+            "status": self.status.value,
+            "basis": self.basis,
+            "reasons": [{"problem": r.problem.value, "message": r.message} for r in self.reasons],
+            "notes": list(self.notes),
+        }
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> DeployabilityVerdict:
-        return cls([Reason(Problem(r["problem"]), r["message"]) for r in data.get("reasons", [])],
-                   list(data.get("notes", [])), data.get("basis", ""))
+        return cls(
+            [Reason(Problem(r["problem"]), r["message"]) for r in data.get("reasons", [])],
+            list(data.get("notes", [])),
+            data.get("basis", ""),
+        )
 
     def summary(self) -> str:
         """Terminal text: the verdict line, then one line per reason and note."""
@@ -114,10 +121,17 @@ def _pct(count: int, total: int) -> str:
     return f"{100 * count / total:.1f}% ({count}/{total})"
 
 
-def assess(scores: npt.ArrayLike, is_defect: npt.ArrayLike, policy: DecisionPolicy,
-           budget: Optional[LineBudget] = None, predicted: Optional[npt.ArrayLike] = None,
-           best_epoch: Optional[int] = None, epochs: Optional[int] = None, training_images: int = 0,
-           basis: str = "") -> DeployabilityVerdict:
+def assess(
+    scores: npt.ArrayLike,
+    is_defect: npt.ArrayLike,
+    policy: DecisionPolicy,
+    budget: Optional[LineBudget] = None,
+    predicted: Optional[npt.ArrayLike] = None,
+    best_epoch: Optional[int] = None,
+    epochs: Optional[int] = None,
+    training_images: int = 0,
+    basis: str = "",
+) -> DeployabilityVerdict:
     """The verdict on defect scores ``1 - p(good)`` at ``policy`` (a review band is neither pass nor fail).
 
     ``predicted`` (top-1 class per image) detects a model that answers one class; ``best_epoch`` of
@@ -136,45 +150,66 @@ def assess(scores: npt.ArrayLike, is_defect: npt.ArrayLike, policy: DecisionPoli
     if defects and goods:  # on good parts only, one answer for all is right
         one_class = predicted is not None and len(set(np.asarray(predicted).tolist())) == 1
         if one_class or float(np.ptp(scores)) < CONSTANT_SPREAD:
-            what = ("every image gets the same class" if one_class
-                    else f"defect scores span only {np.ptp(scores):.4f}")
-            reasons.append(Reason(Problem.CONSTANT_PREDICTION,
-                                  f"constant prediction: {what}; the model does not tell parts apart"))
+            what = "every image gets the same class" if one_class else f"defect scores span only {np.ptp(scores):.4f}"
+            reasons.append(
+                Reason(Problem.CONSTANT_PREDICTION, f"constant prediction: {what}; the model does not tell parts apart")
+            )
         auc = roc_auc(scores, is_defect)
         if auc < budget.min_auc:
-            reasons.append(Reason(Problem.CHANCE_AUC, f"pass/fail ROC AUC {auc:.3f} is near chance "
-                                                      f"(needs >= {budget.min_auc:g})"))
+            reasons.append(
+                Reason(Problem.CHANCE_AUC, f"pass/fail ROC AUC {auc:.3f} is near chance (needs >= {budget.min_auc:g})")
+            )
     passed, failed = outcomes(scores, policy)
     if defects:
         escapes = int((is_defect & passed).sum())
         if escapes / defects > budget.max_escape_rate:
-            reasons.append(Reason(Problem.ESCAPES_OVER_BUDGET,
-                                  f"escapes {_pct(escapes, defects)} at threshold {policy.threshold:.4f} exceed "
-                                  f"the line's budget of {100 * budget.max_escape_rate:g}%"))
+            reasons.append(
+                Reason(
+                    Problem.ESCAPES_OVER_BUDGET,
+                    f"escapes {_pct(escapes, defects)} at threshold {policy.threshold:.4f} exceed "
+                    f"the line's budget of {100 * budget.max_escape_rate:g}%",
+                )
+            )
     else:
         verdict.notes.append("no defect image: escapes cannot be measured")
     if goods:
         rejects = int((~is_defect & failed).sum())
         if rejects / goods > budget.max_false_reject_rate:
-            reasons.append(Reason(Problem.FALSE_REJECTS_OVER_BUDGET,
-                                  f"false rejects {_pct(rejects, goods)} at threshold {policy.threshold:.4f} "
-                                  f"exceed the line's budget of {100 * budget.max_false_reject_rate:g}%"))
+            reasons.append(
+                Reason(
+                    Problem.FALSE_REJECTS_OVER_BUDGET,
+                    f"false rejects {_pct(rejects, goods)} at threshold {policy.threshold:.4f} "
+                    f"exceed the line's budget of {100 * budget.max_false_reject_rate:g}%",
+                )
+            )
     else:
         verdict.notes.append("no good image: false rejects cannot be measured")
     reviewed = int((~passed & ~failed).sum())
     if reviewed / scores.size > budget.max_review_rate:
-        reasons.append(Reason(Problem.REVIEW_OVER_BUDGET,
-                              f"the review band [{policy.review_low:.4f}, {policy.review_high:.4f}) sends "
-                              f"{_pct(reviewed, scores.size)} of parts to a person, more than the line's budget of "
-                              f"{100 * budget.max_review_rate:g}%"))
+        reasons.append(
+            Reason(
+                Problem.REVIEW_OVER_BUDGET,
+                f"the review band [{policy.review_low:.4f}, {policy.review_high:.4f}) sends "
+                f"{_pct(reviewed, scores.size)} of parts to a person, more than the line's budget of "
+                f"{100 * budget.max_review_rate:g}%",
+            )
+        )
     if best_epoch is not None and epochs is not None and epochs >= 3 and best_epoch <= 1:
-        reasons.append(Reason(Problem.NEVER_IMPROVED,
-                              f"the best validation epoch was epoch {best_epoch} of {epochs}: training never "
-                              f"improved the model (check labels, learning rate, input size)"))
+        reasons.append(
+            Reason(
+                Problem.NEVER_IMPROVED,
+                f"the best validation epoch was epoch {best_epoch} of {epochs}: training never "
+                f"improved the model (check labels, learning rate, input size)",
+            )
+        )
     if training_images:
-        reasons.append(Reason(Problem.TRAINING_IMAGES,
-                              f"{_pct(training_images, scores.size)} of the judged images were used to train the "
-                              f"model; judge it on images it has not seen"))
+        reasons.append(
+            Reason(
+                Problem.TRAINING_IMAGES,
+                f"{_pct(training_images, scores.size)} of the judged images were used to train the "
+                f"model; judge it on images it has not seen",
+            )
+        )
     return verdict
 
 
@@ -182,6 +217,6 @@ def no_usable_images(skipped_reasons: Sequence[str], basis: str = "") -> Deploya
     """NOT DEPLOYABLE because nothing could be judged; the skip reasons are counted, most common first."""
     counts = Counter(skipped_reasons)
     why = "; ".join(f"{n} x {reason}" for reason, n in counts.most_common(5)) or "no image found"
-    return DeployabilityVerdict([Reason(Problem.NO_USABLE_IMAGES,
-                                        f"no usable image: all {len(skipped_reasons)} skipped ({why})")],
-                                basis=basis)
+    return DeployabilityVerdict(
+        [Reason(Problem.NO_USABLE_IMAGES, f"no usable image: all {len(skipped_reasons)} skipped ({why})")], basis=basis
+    )

@@ -13,6 +13,7 @@ Example:
     >>> sha256_bytes(b"abc")[:12]
     'ba7816bf8f01'
 """
+
 from __future__ import annotations
 
 import contextlib

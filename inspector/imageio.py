@@ -9,6 +9,7 @@ The format is told by the file's first bytes, not its name (a PNG saved as ``.jp
 size in the header is checked before decoding: a 16000x16000 PNG of 248 KB would otherwise take 1.3 GB
 of memory. Images above :data:`MAX_PIXELS` are refused with their size as the reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ from inspector.fsutil import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 50_000_000  # far above any inspection camera (a 20 Mpx sensor is 20e6), far below a bomb
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"BM", "bmp"),
-               (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"))
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
 _NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
@@ -70,12 +76,12 @@ def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
             pos += 1
             continue
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return width, height
         if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
             pos += 2
             continue
-        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
     return None
 
 
@@ -84,12 +90,12 @@ def _tiff_size(data: bytes) -> Optional[Tuple[int, int]]:
     order = "<" if data[:2] == b"II" else ">"
     try:
         offset = struct.unpack(order + "I", data[4:8])[0]
-        count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+        count = struct.unpack(order + "H", data[offset : offset + 2])[0]
         size = {}
         for i in range(count):
-            tag, kind, _, value = struct.unpack(order + "HHI4s", data[offset + 2 + 12 * i:offset + 14 + 12 * i])
+            tag, kind, _, value = struct.unpack(order + "HHI4s", data[offset + 2 + 12 * i : offset + 14 + 12 * i])
             if tag in (256, 257):
-                size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[:2 if kind == 3 else 4])[0]
+                size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
     except struct.error:
         return None
     return (size[256], size[257]) if len(size) == 2 else None

@@ -11,6 +11,7 @@ Example:
     >>> clf = Classifier(Bundle.load("model.inspector"), threads=2)   # doctest: +SKIP
     >>> clf.classify(frame_bgr, order="bgr").verdict                  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import importlib
@@ -156,13 +157,10 @@ class Classifier:
 
     def __post_init__(self) -> None:
         m = self.bundle.manifest
-        self.runner = ModelRunner(self.bundle.model, self.backend, self.threads, self.delegates,
-                                  self.delegate_options)
+        self.runner = ModelRunner(self.bundle.model, self.backend, self.threads, self.delegates, self.delegate_options)
         expected = (1, m.preprocess.height, m.preprocess.width, 3)
         if self.runner.input_shape != expected:
-            raise BackendError(
-                f"model input shape {self.runner.input_shape} does not match the manifest {expected}"
-            )
+            raise BackendError(f"model input shape {self.runner.input_shape} does not match the manifest {expected}")
         self.preprocessor = Preprocessor(m.preprocess)
         self.labels: List[str] = list(m.labels)
         self.good_index = m.good_index
@@ -204,6 +202,8 @@ class Classifier:
 
     def predict_batch(self, prepared: np.ndarray) -> np.ndarray:
         """Probabilities for an NxHxWx3 batch of prepared images (one invoke each: batch size is 1)."""
-        return np.stack([self.runner.run(image) for image in prepared]) if len(prepared) else np.zeros(
-            (0, len(self.labels)), np.float32
+        return (
+            np.stack([self.runner.run(image) for image in prepared])
+            if len(prepared)
+            else np.zeros((0, len(self.labels)), np.float32)
         )

@@ -9,6 +9,7 @@ Example:
     >>> prepared = clf.preprocessor.prepare(image, "rgb")                     # doctest: +SKIP
     >>> decide_frame(clf, gate, prepared, image).verdict                      # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,14 +54,20 @@ def bundle_gate(manifest: Manifest, settings: Optional[GateSettings] = None) -> 
     return PlausibilityGate(manifest.plausibility, settings, manifest.camera) if settings.enabled else None
 
 
-def decide_frame(clf: Classifier, gate: Optional[PlausibilityGate], prepared: np.ndarray,
-                 frame: Optional[np.ndarray] = None, preprocess_ms: float = 0.0,
-                 findings: Optional[GateReport] = None) -> FrameDecision:
+def decide_frame(
+    clf: Classifier,
+    gate: Optional[PlausibilityGate],
+    prepared: np.ndarray,
+    frame: Optional[np.ndarray] = None,
+    preprocess_ms: float = 0.0,
+    findings: Optional[GateReport] = None,
+) -> FrameDecision:
     """Classify one model input and apply the gate; ``findings`` are the gate's, when already checked."""
     if gate is not None and findings is None:
         findings = gate.check(prepared, frame)
     c = clf.classify_prepared(prepared, preprocess_ms)
     findings = findings if gate is not None else None
-    verdict = gate.apply(c.verdict, findings) if gate is not None and findings is not None and not findings.ok \
-        else c.verdict
+    verdict = (
+        gate.apply(c.verdict, findings) if gate is not None and findings is not None and not findings.ok else c.verdict
+    )
     return FrameDecision(c, verdict, findings)

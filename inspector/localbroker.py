@@ -14,6 +14,7 @@ Example:
     >>> broker = LocalBroker(tempfile.mkdtemp())                 # doctest: +SKIP
     >>> broker.start(); broker.port                              # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,9 @@ class LocalBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: str | os.PathLike[str], kind: Optional[str] = None, mosquitto_extra: Sequence[str] = ()):
+    def __init__(
+        self, workdir: str | os.PathLike[str], kind: Optional[str] = None, mosquitto_extra: Sequence[str] = ()
+    ):
         # Absolute: the broker runs with this folder as its working directory and reads paths from its config.
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -73,18 +76,22 @@ class LocalBroker:
     def _write_config(self, extra: List[str]) -> None:
         if self.kind == "mosquitto":
             # Extra lines follow the listener, so TLS options apply to it and later settings win.
-            lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"] + extra + [
-                "persistence true",
-                f"persistence_location {self.workdir}/",
-                "autosave_interval 1",
-                "max_queued_messages 1000000",
-                "max_inflight_messages 100",
-                "set_tcp_nodelay true",
-                "log_type error",
-                "log_type warning",
-                "log_type notice",
-                f"log_dest file {self.log_path}",
-            ]
+            lines = (
+                [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+                + extra
+                + [
+                    "persistence true",
+                    f"persistence_location {self.workdir}/",
+                    "autosave_interval 1",
+                    "max_queued_messages 1000000",
+                    "max_inflight_messages 100",
+                    "set_tcp_nodelay true",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    f"log_dest file {self.log_path}",
+                ]
+            )
             if hasattr(os, "geteuid") and os.geteuid() == 0:
                 lines.append("user root")  # otherwise mosquitto switches to 'mosquitto' and cannot write here
             self.config = self.workdir / "mosquitto.conf"
@@ -107,8 +114,7 @@ class LocalBroker:
         if self.kind == "mosquitto":
             cmd = [str(self.mosquitto), "-c", str(self.config)]
         else:
-            cmd = [sys.executable, "-c", "from amqtt.scripts.broker_script import main; main()",
-                   "-c", str(self.config)]
+            cmd = [sys.executable, "-c", "from amqtt.scripts.broker_script import main; main()", "-c", str(self.config)]
         with open(self.workdir / f"{self.kind}.stdout", "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ Example:
     >>> report["pass_fail"]["escapes"], report["confusion_matrix"]
     (1, [[1, 0], [1, 1]])
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -35,9 +36,7 @@ def confusion_matrix(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, n_classes: in
     for name, y in (("label", y_true), ("prediction", y_pred)):
         if y.size and (y.min() < 0 or y.max() >= n_classes):
             raise ValueError(f"{name} outside 0..{n_classes - 1}")
-    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -138,8 +137,9 @@ def classification_report(
     y_true = np.asarray(y_true, dtype=np.int64).ravel()
     labels = list(labels)
     if probs.ndim != 2 or probs.shape[1] != len(labels) or probs.shape[0] != len(y_true):
-        raise ValueError(f"probabilities of shape {probs.shape} do not match {len(y_true)} labels "
-                         f"over {len(labels)} classes")
+        raise ValueError(
+            f"probabilities of shape {probs.shape} do not match {len(y_true)} labels over {len(labels)} classes"
+        )
     good = labels.index(good_class)
     y_pred = probs.argmax(axis=1) if len(y_true) else np.zeros(0, np.int64)
     cm = confusion_matrix(y_true, y_pred, len(labels))

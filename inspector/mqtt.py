@@ -14,6 +14,7 @@ Example:
     >>> client = make_client(MqttConfig(host="broker"), "inspector-line1-cam1")
     >>> connect(client, MqttConfig(host="broker"))   # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,7 +53,9 @@ class MqttConfig(StrictModel):
     protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
     prefix: str = Field("inspector", min_length=1, description="First topic level")
     client_id: Optional[str] = Field(None, description="Client id (default: inspector-<line>-<station>)")
-    keepalive_s: int = Field(30, ge=5, description="Keepalive; the last will is sent about 1.5x this after a silent death")
+    keepalive_s: int = Field(
+        30, ge=5, description="Keepalive; the last will is sent about 1.5x this after a silent death"
+    )
     username: Optional[str] = Field(None, description="User name")
     password_env: Optional[str] = Field(None, description="Environment variable holding the password")
     password_file: Optional[Path] = Field(None, description="File holding the password (first line)")
@@ -117,8 +120,15 @@ def _path(value: Optional[Path]) -> Optional[str]:
     return None if value is None else str(value)
 
 
-def make_client(cfg: MqttConfig, client_id: str, *, persistent: bool = False, will: Optional[Will] = None,
-                max_inflight: Optional[int] = None, max_queued: Optional[int] = None) -> mqtt.Client:
+def make_client(
+    cfg: MqttConfig,
+    client_id: str,
+    *,
+    persistent: bool = False,
+    will: Optional[Will] = None,
+    max_inflight: Optional[int] = None,
+    max_queued: Optional[int] = None,
+) -> mqtt.Client:
     """A paho client for ``cfg``, not yet connected (see :func:`connect`).
 
     ``max_inflight``/``max_queued`` override paho's limits on unacknowledged and queued QoS > 0 messages
@@ -126,8 +136,9 @@ def make_client(cfg: MqttConfig, client_id: str, *, persistent: bool = False, wi
     """
     v5 = cfg.protocol == "5"
     kwargs: Dict[str, Any] = {} if v5 else {"clean_session": not persistent}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, **kwargs
+    )
     # paho annotates the delays as int but computes with them as numbers: fractions of a second work.
     client.reconnect_delay_set(min_delay=cfg.reconnect_min_s, max_delay=cfg.reconnect_max_s)  # type: ignore[arg-type]
     if max_inflight is not None:
@@ -142,8 +153,12 @@ def make_client(cfg: MqttConfig, client_id: str, *, persistent: bool = False, wi
             path = getattr(tls, key)
             if path is not None and not path.is_file():
                 raise ConfigError(f"mqtt.tls.{key}: {path} does not exist or is not a file")
-        client.tls_set(ca_certs=_path(tls.ca_file), certfile=_path(tls.cert_file), keyfile=_path(tls.key_file),
-                       cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(
+            ca_certs=_path(tls.ca_file),
+            certfile=_path(tls.cert_file),
+            keyfile=_path(tls.key_file),
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
         client.tls_insecure_set(tls.insecure)
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
@@ -166,8 +181,15 @@ def connect(client: mqtt.Client, cfg: MqttConfig, *, persistent: bool = False, s
 class BrokerClient:
     """A connected paho client that remembers how to (re)connect; callbacks use the VERSION2 API."""
 
-    def __init__(self, cfg: MqttConfig, client_id: str, *, persistent: bool = False,
-                 session_expiry_s: int = 0, will: Optional[Will] = None):
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        *,
+        persistent: bool = False,
+        session_expiry_s: int = 0,
+        will: Optional[Will] = None,
+    ):
         self.cfg = cfg
         self.persistent = persistent
         self.session_expiry_s = session_expiry_s
@@ -197,8 +219,7 @@ class BrokerClient:
             self._user_on_connect(self.session_present)
         self.connected.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self.connected.clear()
         if reason_code != 0:
             log.warning("lost the broker connection (%s); reconnecting", reason_code)
@@ -210,8 +231,9 @@ class BrokerClient:
         connect(self.client, self.cfg, persistent=self.persistent, session_expiry_s=self.session_expiry_s)
         return self.connected.wait(timeout) if timeout else self.connected.is_set()
 
-    def publish(self, topic: str, payload: Union[str, bytes], qos: int = 1,
-                retain: bool = False) -> mqtt.MQTTMessageInfo:
+    def publish(
+        self, topic: str, payload: Union[str, bytes], qos: int = 1, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def stop(self, final: Optional[Tuple[str, Union[str, bytes], bool]] = None) -> None:

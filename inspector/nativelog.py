@@ -10,6 +10,7 @@ Example:
     >>> with native_stderr_filtered():                       # doctest: +SKIP
     ...     interpreter.allocate_tensors()
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,11 @@ def native_stderr_filtered() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
-            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not CHATTER.match(line)]
+            kept = [
+                line
+                for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if not CHATTER.match(line)
+            ]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

@@ -24,6 +24,7 @@ Example:
     >>> round(choose_policy(scores, defect, Target.ESCAPE, 0.0)[0].threshold, 2)
     0.45
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,10 @@ class OperatingPointConfig(StrictModel):
     target_rate: float = Field(0.005, ge=0, lt=1, description="Target rate on the scores it is chosen on")
     review_margin: float = Field(0.0, ge=0, lt=1, description="Review band threshold +- margin on the defect score")
     review_when_unsupported: bool = Field(
-        True, description="When the target would exceed the false-reject budget, send the parts in between "
-                          "to review instead (escape target only)")
+        True,
+        description="When the target would exceed the false-reject budget, send the parts in between "
+        "to review instead (escape target only)",
+    )
 
 
 def _between(upper: float, scores: np.ndarray) -> float:
@@ -74,8 +77,7 @@ def threshold_for(scores: npt.ArrayLike, is_defect: npt.ArrayLike, target: Targe
     defects, goods = np.sort(scores[is_defect]), np.sort(scores[~is_defect])
     if defects.size == 0 or goods.size == 0:
         raise OperatingPointError(
-            f"cannot choose a threshold: the data has {defects.size} defect and {goods.size} good images; "
-            "it needs both"
+            f"cannot choose a threshold: the data has {defects.size} defect and {goods.size} good images; it needs both"
         )
     if target == Target.ESCAPE:
         allowed = int(math.floor(rate * defects.size + 1e-9))
@@ -92,9 +94,14 @@ def threshold_for(scores: npt.ArrayLike, is_defect: npt.ArrayLike, target: Targe
     return float(min(max(threshold, 0.0), 1.0))
 
 
-def choose_policy(scores: npt.ArrayLike, is_defect: npt.ArrayLike, target: Target | str = Target.ESCAPE,
-                  rate: float = 0.005, review_margin: float = 0.0,
-                  max_false_reject_rate: Optional[float] = None) -> Tuple[DecisionPolicy, str]:
+def choose_policy(
+    scores: npt.ArrayLike,
+    is_defect: npt.ArrayLike,
+    target: Target | str = Target.ESCAPE,
+    rate: float = 0.005,
+    review_margin: float = 0.0,
+    max_false_reject_rate: Optional[float] = None,
+) -> Tuple[DecisionPolicy, str]:
     """(policy, note). ``review_margin`` > 0 makes a band ``threshold +- margin``; otherwise, with
     ``max_false_reject_rate``, an escape target the data cannot meet within that budget becomes a review
     band (the note says what it achieves)."""
@@ -113,9 +120,11 @@ def choose_policy(scores: npt.ArrayLike, is_defect: npt.ArrayLike, target: Targe
         fail_line = threshold_for(scores, is_defect, Target.FALSE_REJECT, max_false_reject_rate)
         if rejects > max_false_reject_rate and fail_line > threshold:
             review = float(((scores >= threshold) & (scores < fail_line)).mean())
-            note = (f"an escape rate of {100 * rate:.2f}% would fail {100 * rejects:.1f}% of good parts "
-                    f"(budget {100 * max_false_reject_rate:g}%): parts scoring {threshold:.4f}-{fail_line:.4f} "
-                    f"go to review ({100 * review:.1f}% of these parts), so automatic decisions meet both")
+            note = (
+                f"an escape rate of {100 * rate:.2f}% would fail {100 * rejects:.1f}% of good parts "
+                f"(budget {100 * max_false_reject_rate:g}%): parts scoring {threshold:.4f}-{fail_line:.4f} "
+                f"go to review ({100 * review:.1f}% of these parts), so automatic decisions meet both"
+            )
             return DecisionPolicy(threshold=fail_line, review_low=threshold, review_high=fail_line), note
     return DecisionPolicy(threshold=threshold), ""
 

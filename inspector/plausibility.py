@@ -31,6 +31,7 @@ Example:
     >>> gate.check(images[0]).ok, gate.check(np.full((64, 64, 3), 128, np.uint8)).ok
     (True, False)
 """
+
 from __future__ import annotations
 
 import functools
@@ -161,8 +162,11 @@ class AppearanceModel(StrictModel):
     components: List[List[float]] = Field(description="Principal axes (k x d) of the standardised descriptors")
     variances: List[float] = Field(description="Variance along each principal axis")
     residual_variance: float = Field(gt=0, description="Mean variance outside the principal axes")
-    threshold: float = Field(gt=0, description="Distance at the OOD quantile of the calibration images "
-                                                 "(cross-validated, so not flattered by fitting on them)")
+    threshold: float = Field(
+        gt=0,
+        description="Distance at the OOD quantile of the calibration images "
+        "(cross-validated, so not flattered by fitting on them)",
+    )
 
     @classmethod
     def fit(cls, x: np.ndarray, threshold: float = 1.0) -> AppearanceModel:
@@ -176,9 +180,14 @@ class AppearanceModel(StrictModel):
         k = min(int(np.searchsorted(explained, EXPLAINED)) + 1, max(1, len(x) // 4), len(var))
         rest = var[k:]
         residual = float(max(rest.mean() if rest.size else 0.0, 0.05 * var[0] / max(z.shape[1], 1), 1e-3))
-        return cls(mean=mean.tolist(), scale=scale.tolist(), components=vt[:k].tolist(),
-                   variances=np.maximum(var[:k], residual).tolist(), residual_variance=residual,
-                   threshold=threshold)
+        return cls(
+            mean=mean.tolist(),
+            scale=scale.tolist(),
+            components=vt[:k].tolist(),
+            variances=np.maximum(var[:k], residual).tolist(),
+            residual_variance=residual,
+            threshold=threshold,
+        )
 
     def distance(self, x: np.ndarray) -> np.ndarray:
         """Mean squared standardised distance per descriptor (about 1 for a typical calibration image)."""
@@ -228,20 +237,30 @@ class GateSettings(StrictModel):
 
     enabled: bool = Field(True, description="Check every frame before its verdict may be pass")
     on_quality: Literal["fail", "review"] = Field(
-        "fail", description="Verdict of a frame that is blank, black, white, clipped, flat or out of focus. "
-                            "fail: nothing usable was seen, so the part cannot be accepted, and a controller "
-                            "with review_action=accept would let a review through")
+        "fail",
+        description="Verdict of a frame that is blank, black, white, clipped, flat or out of focus. "
+        "fail: nothing usable was seen, so the part cannot be accepted, and a controller "
+        "with review_action=accept would let a review through",
+    )
     on_appearance: Literal["fail", "review"] = Field(
-        "review", description="Verdict of a usable frame unlike the calibration images (another product, "
-                              "a changed set-up): a person decides")
-    margin: float = Field(0.5, ge=0, description="Widen each quality range by this fraction of its width "
-                                                   "(at least a fixed minimum per measure)")
-    appearance_margin: float = Field(2.0, ge=1, description="Flag when the appearance distance exceeds the "
-                                                              "bundle's threshold times this")
-    min_contrast: float = Field(2.0, ge=0, description="Grey-level std below which a frame is blank, with or "
-                                                         "without a reference")
-    max_clipped: float = Field(0.5, gt=0, le=1, description="Fraction of clipped pixels that always stops a "
-                                                              "frame, with or without a reference")
+        "review",
+        description="Verdict of a usable frame unlike the calibration images (another product, "
+        "a changed set-up): a person decides",
+    )
+    margin: float = Field(
+        0.5,
+        ge=0,
+        description="Widen each quality range by this fraction of its width (at least a fixed minimum per measure)",
+    )
+    appearance_margin: float = Field(
+        2.0, ge=1, description="Flag when the appearance distance exceeds the bundle's threshold times this"
+    )
+    min_contrast: float = Field(
+        2.0, ge=0, description="Grey-level std below which a frame is blank, with or without a reference"
+    )
+    max_clipped: float = Field(
+        0.5, gt=0, le=1, description="Fraction of clipped pixels that always stops a frame, with or without a reference"
+    )
 
 
 @dataclass
@@ -294,13 +313,20 @@ def allowed_range(name: str, span: StatRange, margin: float) -> tuple[float, flo
 class PlausibilityGate:
     """Checks model inputs against a bundle's reference; cheap to build, safe to share between threads."""
 
-    def __init__(self, reference: Optional[PlausibilityReference], settings: Optional[GateSettings] = None,
-                 camera: Optional[CameraReference] = None):
+    def __init__(
+        self,
+        reference: Optional[PlausibilityReference],
+        settings: Optional[GateSettings] = None,
+        camera: Optional[CameraReference] = None,
+    ):
         self.reference = reference
         self.settings = settings or GateSettings()
         self.camera = camera if reference is None else None  # the fallback for bundles without a reference
-        self._ranges = {} if reference is None else {
-            name: allowed_range(name, span, self.settings.margin) for name, span in reference.ranges.items()}
+        self._ranges = (
+            {}
+            if reference is None
+            else {name: allowed_range(name, span, self.settings.margin) for name, span in reference.ranges.items()}
+        )
 
     def check(self, prepared: np.ndarray, frame: Optional[np.ndarray] = None) -> GateReport:
         """Findings on one model input; ``frame`` (the raw camera frame) is only used by the camera fallback."""
@@ -328,8 +354,9 @@ class PlausibilityGate:
         if model is not None:
             report.appearance = float(model.distance(descriptor(g))[0]) / model.threshold
             if report.appearance > s.appearance_margin:
-                report.add(GateKind.APPEARANCE,
-                           f"unfamiliar: appearance {report.appearance:.2f} > {s.appearance_margin:g}")
+                report.add(
+                    GateKind.APPEARANCE, f"unfamiliar: appearance {report.appearance:.2f} > {s.appearance_margin:g}"
+                )
         if self.camera is not None and frame is not None:
             try:
                 problems = self.camera.check(measure(frame, self.camera.roi))

@@ -13,6 +13,7 @@ Example:
     >>> Preprocessor(spec).prepare(np.zeros((480, 640, 3), np.uint8)).shape
     (48, 64, 3)
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -92,8 +93,7 @@ class Preprocessor:
         h, w = image.shape[:2]
         if roi.x + roi.width > w or roi.y + roi.height > h:
             raise ValueError(
-                f"region of interest x={roi.x} y={roi.y} {roi.width}x{roi.height} "
-                f"does not fit in a {w}x{h} frame"
+                f"region of interest x={roi.x} y={roi.y} {roi.width}x{roi.height} does not fit in a {w}x{h} frame"
             )
         return image[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width]
 

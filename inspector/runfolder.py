@@ -12,6 +12,7 @@ Example:
     >>> RunFolder("runs/r1").manifest.as_posix()
     'runs/r1/run.json'
 """
+
 from __future__ import annotations
 
 import os
@@ -86,8 +87,9 @@ class RunFolder:
         """Raise :class:`RunFolderError` naming the first missing file of a finished run."""
         for path in (self.model, self.manifest, self.split):
             if not path.is_file():
-                raise RunFolderError(f"{self.root}: not a training run (missing {path.name}); give the folder "
-                                     "`inspector train` wrote")
+                raise RunFolderError(
+                    f"{self.root}: not a training run (missing {path.name}); give the folder `inspector train` wrote"
+                )
 
 
 def write_json(path: Path, data: object) -> None:
@@ -124,7 +126,9 @@ class RunManifest(StrictModel):
     epochs: Optional[int] = Field(None, description="Epochs trained over all stages")
     best_epoch: Optional[int] = Field(None, description="Global epoch of the kept weights")
     operating_point: Optional[OperatingPointRecord] = None
-    deployability: Optional[Dict[str, Any]] = Field(None, description="DeployabilityVerdict.to_dict() on the test split")
+    deployability: Optional[Dict[str, Any]] = Field(
+        None, description="DeployabilityVerdict.to_dict() on the test split"
+    )
 
     def save(self, folder: RunFolder) -> Path:
         write_json(folder.manifest, self.model_dump(mode="json"))

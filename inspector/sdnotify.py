@@ -13,6 +13,7 @@ Example:
     >>> notifier.enabled, notifier.ready()
     (False, False)
 """
+
 from __future__ import annotations
 
 import logging

@@ -11,6 +11,7 @@ Example:
     >>> sorted(counts)
     ['crack', 'good', 'scratch', 'spot', 'stain']
 """
+
 from __future__ import annotations
 
 import os
@@ -144,8 +145,13 @@ def _chip(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatIma
     cx, cy = (0 if corner in (0, 3) else w - 1), (0 if corner in (0, 1) else h - 1)
     angles = np.sort(rng.uniform(0, np.pi / 2, 5)) + corner * np.pi / 2
     sx, sy = (1 if cx == 0 else -1), (1 if cy == 0 else -1)
-    pts = [(cx, cy)] + [(cx + sx * abs(np.cos(a)) * size * rng.uniform(0.6, 1.2),
-                         cy + sy * abs(np.sin(a)) * size * rng.uniform(0.6, 1.2)) for a in angles]
+    pts = [(cx, cy)] + [
+        (
+            cx + sx * abs(np.cos(a)) * size * rng.uniform(0.6, 1.2),
+            cy + sy * abs(np.sin(a)) * size * rng.uniform(0.6, 1.2),
+        )
+        for a in angles
+    ]
     mask = np.zeros((h, w), np.float32)
     cv2.fillPoly(mask, [np.array(pts).round().astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
     return img * (1 - mask) + 0.08 * mask
@@ -163,8 +169,7 @@ def _dent(rng: np.random.Generator, img: FloatImage, h: int, w: int) -> FloatIma
     return dented
 
 
-_DEFECT_FN = {"scratch": _scratch, "spot": _spot, "crack": _crack, "stain": _stain,
-              "chip": _chip, "dent": _dent}
+_DEFECT_FN = {"scratch": _scratch, "spot": _spot, "crack": _crack, "stain": _stain, "chip": _chip, "dent": _dent}
 
 
 def render(
@@ -211,9 +216,7 @@ def generate(
     return counts
 
 
-def iter_parts(
-    seed: int, labels: Iterable[str], size: Tuple[int, int]
-) -> Iterable[Tuple[str, np.ndarray]]:
+def iter_parts(seed: int, labels: Iterable[str], size: Tuple[int, int]) -> Iterable[Tuple[str, np.ndarray]]:
     """Yield (label, RGB image) for a sequence of labels, from a stream independent of :func:`generate`."""
     rng = np.random.default_rng([seed, 9999])
     for label in labels:

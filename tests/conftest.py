@@ -1,4 +1,5 @@
 """Shared fixtures. Each area keeps its fixtures in its own ``tests/fixtures_*.py`` module, registered here."""
+
 import sys
 from pathlib import Path
 

@@ -7,6 +7,7 @@ accuracy budget of 100 pp and ``force``, because ``trained_run`` is near chance 
 and the fixture must always yield a bundle. The guard itself is tested in tests/test_calibration_guard.py
 with real budgets, the refusal of an unfit model in tests/test_calibration_deployability.py.
 """
+
 from pathlib import Path
 
 import pytest

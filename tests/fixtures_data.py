@@ -1,4 +1,5 @@
 """Small datasets made by the tests themselves, and the path of the real one when it is present."""
+
 from pathlib import Path
 
 import pytest

@@ -3,6 +3,7 @@
 The MJPEG server is a real HTTP ``multipart/x-mixed-replace`` stream (what IP cameras serve), read by
 OpenCV's FFmpeg backend exactly like a camera on the network; stopping it is a camera going away.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -86,8 +87,11 @@ class MjpegServer:
                             continue
                         ok, data = cv2.imencode(".jpg", level_image(10 + 10 * (server.frames_sent % 24)))
                         payload = data.tobytes()
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
-                                         % len(payload) + payload + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(payload)
+                            + payload
+                            + b"\r\n"
+                        )
                         server.frames_sent += 1
                         time.sleep(1.0 / server.fps)
                 except (BrokenPipeError, ConnectionResetError):
@@ -122,8 +126,9 @@ def mjpeg_server():
     server.stop()
 
 
-def station_config(broker, workdir: Path, bundle: Path, source: dict, station: Optional[str] = None,
-                   overrides: Optional[dict] = None):
+def station_config(
+    broker, workdir: Path, bundle: Path, source: dict, station: Optional[str] = None, overrides: Optional[dict] = None
+):
     """A StationConfig for tests: fast reconnects and stats, everything under ``workdir``."""
     import uuid
 
@@ -135,10 +140,20 @@ def station_config(broker, workdir: Path, bundle: Path, source: dict, station: O
         "station": station or f"st-{uuid.uuid4().hex[:6]}",
         "bundle": str(bundle),
         "source": source,
-        "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "keepalive_s": 5,
-                 "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "stats_interval_s": 0.5},
-        "outbox": {"path": str(workdir / "outbox.sqlite"), "drain_timeout_s": 10,
-                   "accept_mqtt311_acks": broker.protocol == "3.1.1"},  # amqtt speaks 3.1.1 only
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "protocol": broker.protocol,
+            "keepalive_s": 5,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+            "stats_interval_s": 0.5,
+        },
+        "outbox": {
+            "path": str(workdir / "outbox.sqlite"),
+            "drain_timeout_s": 10,
+            "accept_mqtt311_acks": broker.protocol == "3.1.1",
+        },  # amqtt speaks 3.1.1 only
         "archive": {"path": str(workdir / "archive"), "snapshot_dir": str(workdir / "snapshots")},
     }
     for key, value in (overrides or {}).items():

@@ -5,6 +5,7 @@ MobileNetV3Small (alpha 0.75, minimalistic) at 64x64, random init, 2 epochs of 3
 (graph tracing would cost more than the training itself). Its accuracy is near chance - it exists to
 exercise the formats and the code paths, not to be good.
 """
+
 from pathlib import Path
 
 import pytest

@@ -12,6 +12,7 @@ configure, and ``Broker.persistent`` whether queued messages survive a restart.
 
 ``INSPECTOR_TEST_BROKER=amqtt`` forces the fallback on a machine that has Mosquitto (to test the fallback).
 """
+
 from __future__ import annotations
 
 import json
@@ -145,8 +146,9 @@ class Recorder:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 recent = [m for m in self.messages if not m.topic.endswith("/stats")][-12:]
-                raise AssertionError(f"timed out waiting for {what or predicate}; last messages "
-                                     f"(stats left out) {recent}")
+                raise AssertionError(
+                    f"timed out waiting for {what or predicate}; last messages (stats left out) {recent}"
+                )
             with self._cond:
                 self._cond.wait(min(remaining, 0.2))
 

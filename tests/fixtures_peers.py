@@ -4,6 +4,7 @@
 Node.js or the installed package is missing.
 :class:`NodeProcess` runs one of the scripts there and collects the JSON lines it prints.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,15 @@ class NodeProcess:
         self.log_path = log_path
         self._cond = threading.Condition()
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(args, cwd=PEERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, env={**os.environ, **(env or {})}, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            cwd=PEERS,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -87,8 +95,9 @@ class NodeProcess:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     tail = self.log_path.read_text(errors="replace")[-3000:]
-                    raise AssertionError(f"timed out waiting for {what} (exit code {self.proc.poll()}); "
-                                         f"output:\n{tail}")
+                    raise AssertionError(
+                        f"timed out waiting for {what} (exit code {self.proc.poll()}); output:\n{tail}"
+                    )
                 self._cond.wait(min(remaining, 0.5))
 
     def send(self, obj: dict) -> None:

@@ -1,5 +1,6 @@
 """``inspector predict`` on a real INT8 bundle: a line per picture, the gate's reasons, skipped files and why,
 annotated pictures, CSV, JSON only with --json, videos, and run folders."""
+
 import csv
 import json
 import shutil
@@ -40,13 +41,19 @@ def test_folder_lines_summary_save_and_csv(int8_bundle, folder, tmp_path, capsys
     assert main(["predict", str(int8_bundle), str(folder), "--save", str(saved), "--csv", str(table)]) == 0
     out = capsys.readouterr().out
     pictures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
-    lines = {line.split()[-1] if "gate:" not in line else line.split("  gate:")[0].split()[-1]: line
-             for line in out.splitlines() if line.split() and line.split()[0] in ("pass", "fail", "review")}
+    lines = {
+        line.split()[-1] if "gate:" not in line else line.split("  gate:")[0].split()[-1]: line
+        for line in out.splitlines()
+        if line.split() and line.split()[0] in ("pass", "fail", "review")
+    }
     assert sorted(lines) == pictures
     for name in pictures:  # the verdict and score are the station's decision on that picture
         d = _expected(int8_bundle, folder / name)
-        assert lines[name].split()[:3] == [d.verdict.value, f"{d.classification.defect_score:.3f}",
-                                           d.classification.top_class]
+        assert lines[name].split()[:3] == [
+            d.verdict.value,
+            f"{d.classification.defect_score:.3f}",
+            d.classification.top_class,
+        ]
     assert "gate: blank: contrast" in lines["blank.png"] and lines["blank.png"].split()[0] == "fail"
     assert f"{len(pictures)} picture(s):" in out and "2 skipped" in out
     assert "broken.jpg" in out and "notes.txt: not an image file" in out

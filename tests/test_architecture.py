@@ -1,5 +1,6 @@
-"""The habits that keep the layering: import-linter contracts, ruff and mypy pass on the tree, and each one
-fails on a violation planted in a temporary copy (the real tree is never edited)."""
+"""The habits that keep the layering: import-linter contracts, ruff (lint and format) and mypy pass on the
+tree, and each one fails on a violation planted in a temporary copy (the real tree is never edited)."""
+
 import os
 import shutil
 import subprocess
@@ -40,12 +41,15 @@ def test_import_contracts_hold():
     assert "0 broken" in proc.stdout
 
 
-@pytest.mark.parametrize("module, code, contract", [
-    ("controller/planted.py", "import edge.config", "depends on the core only"),
-    ("edge/planted.py", "import tensorflow", "without TensorFlow"),
-    ("inspector/planted.py", "import app.cli", "Layers"),
-    ("training/planted.py", "import edge.runtime", "Layers"),
-])
+@pytest.mark.parametrize(
+    "module, code, contract",
+    [
+        ("controller/planted.py", "import edge.config", "depends on the core only"),
+        ("edge/planted.py", "import tensorflow", "without TensorFlow"),
+        ("inspector/planted.py", "import app.cli", "Layers"),
+        ("training/planted.py", "import edge.runtime", "Layers"),
+    ],
+)
 def test_import_contracts_fail_on_a_wrong_way_import(tmp_path, module, code, contract):
     tree = _copy_tree(tmp_path)
     _plant(tree / module, code)
@@ -66,6 +70,19 @@ def test_ruff_check_fails_on_a_planted_violation(tmp_path):
     proc = _run("ruff", "check", "--no-cache", ".", cwd=tree)
     assert proc.returncode != 0
     assert "F401" in proc.stdout
+
+
+def test_ruff_format_check_passes():
+    proc = _run("ruff", "format", "--check", "--no-cache", ".")
+    assert proc.returncode == 0, "run `ruff format .`:\n" + proc.stdout + proc.stderr
+
+
+def test_ruff_format_check_fails_on_a_planted_violation(tmp_path):
+    tree = _copy_tree(tmp_path, packages=("inspector",))
+    _plant(tree / "inspector" / "fsutil.py", "planted = {'a':1,\n  'b' : 2}")  # spacing and quotes ruff rewrites
+    proc = _run("ruff", "format", "--check", "--no-cache", ".", cwd=tree)
+    assert proc.returncode != 0
+    assert "inspector/fsutil.py" in proc.stdout
 
 
 def test_mypy_passes(tmp_path):

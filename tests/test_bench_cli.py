@@ -1,5 +1,6 @@
 """Smoke tests of the benchmark command: it parses without TensorFlow, and the outbox benchmark writes
 valid JSON against a real Mosquitto at a tiny size. No timing is asserted (benchmarks are not tests)."""
+
 import json
 import os
 import subprocess
@@ -62,14 +63,43 @@ def test_readme_tables_render_from_result_files(tmp_path, monkeypatch):
 
     full = tmp_path / "full"
     full.mkdir()
-    (full / "outbox.json").write_text(json.dumps({
-        "benchmark": "outbox",
-        "context": {"started": "2025-01-01T00:00:00+00:00", "git_commit": "abc", "load_average_at_start": [1.0, 1, 1],
-                    "load_average_at_end": [2.0, 1, 1], "cpus": 2, "wall_s": 3.0},
-        "results": {"throughput": [{"synchronous": "full", "results": 10, "add_per_s": 100.0, "acked_per_s": 90.0,
-                                    "received_unique": 10, "sent": 10, "duplicates": 0}],
-                    "outage": {"queued": 5, "reconnect_s": 0.1, "drain_per_s": 50.0, "restart_to_outbox_empty_s": 0.2,
-                               "received_unique": 5, "sent": 5, "duplicates": 0}}}))
+    (full / "outbox.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "outbox",
+                "context": {
+                    "started": "2025-01-01T00:00:00+00:00",
+                    "git_commit": "abc",
+                    "load_average_at_start": [1.0, 1, 1],
+                    "load_average_at_end": [2.0, 1, 1],
+                    "cpus": 2,
+                    "wall_s": 3.0,
+                },
+                "results": {
+                    "throughput": [
+                        {
+                            "synchronous": "full",
+                            "results": 10,
+                            "add_per_s": 100.0,
+                            "acked_per_s": 90.0,
+                            "received_unique": 10,
+                            "sent": 10,
+                            "duplicates": 0,
+                        }
+                    ],
+                    "outage": {
+                        "queued": 5,
+                        "reconnect_s": 0.1,
+                        "drain_per_s": 50.0,
+                        "restart_to_outbox_empty_s": 0.2,
+                        "received_unique": 5,
+                        "sent": 5,
+                        "duplicates": 0,
+                    },
+                },
+            }
+        )
+    )
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     readme = tmp_path / "README.md"
     readme.write_text(f"# Bench\nhand-written\n{report.BEGIN}\nOLD-TABLE\n{report.END}\ntail\n")
@@ -85,7 +115,13 @@ def test_installed_app_without_a_checkout_says_where_the_benchmarks_are(tmp_path
 
     shutil.copytree(ROOT / "app", tmp_path / "app")  # an app with no bench/ next to it, as a wheel installs it
     code = "import sys; from app.cli import main; sys.exit(main(['bench', 'all']))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert proc.returncode == 2, proc.stderr
     assert "python -m bench" in proc.stderr and "not installed" in proc.stderr

@@ -1,4 +1,5 @@
 """The calibration pipeline on the shared trained run: a bundle the edge loads and that decides like the model."""
+
 import json
 
 import numpy as np
@@ -32,8 +33,9 @@ def test_int8_bundle_runs_in_edge_interpreter_with_uint8_input(int8_bundle, trai
     assert m.input.dtype == "uint8" and m.output.dtype == "uint8" and m.input.shape == [1, 64, 64, 3]
     clf = Classifier(bundle, threads=1)
     assert clf.runner.input_dtype == np.uint8
-    assert (clf.runner.interpreter.get_input_details()[0]["quantization"]
-            == pytest.approx((m.input.scale, m.input.zero_point)))
+    assert clf.runner.interpreter.get_input_details()[0]["quantization"] == pytest.approx(
+        (m.input.scale, m.input.zero_point)
+    )
     images, labels, run = val_set
     quant = clf.predict_batch(images)
     float_probs = keras.models.load_model(trained_run / "model.keras").predict(images.astype(np.float32), verbose=0)
@@ -56,11 +58,16 @@ def test_full_integer_per_channel_and_static(calibrated):
 
     conversion = calibrated.chosen.conversion
     assert conversion.kind == "int8 (full integer)" and conversion.float_ops == {}
-    it = litert.Interpreter(model_content=conversion.model,
-                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = litert.Interpreter(
+        model_content=conversion.model,
+        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     tensors = it.get_tensor_details()
-    conv_weights = [t for t in tensors if t["dtype"] == np.int8 and len(t["shape"]) == 4
-                    and len(t["quantization_parameters"]["scales"]) > 1]
+    conv_weights = [
+        t
+        for t in tensors
+        if t["dtype"] == np.int8 and len(t["shape"]) == 4 and len(t["quantization_parameters"]["scales"]) > 1
+    ]
     assert conv_weights, "expected per-channel quantized convolution weights"
     assert all((np.asarray(t["shape_signature"]) >= 0).all() for t in tensors)
 
@@ -92,9 +99,18 @@ def test_bundle_decides_at_the_training_runs_threshold(int8_bundle, trained_run,
 
 def test_bundle_metrics(calibrated):
     m = calibrated.bundle.manifest
-    for key in ("val_accuracy", "val_float_accuracy", "val_accuracy_drop_pp", "val_escape_rate",
-                "val_false_reject_rate", "test_accuracy", "test_float_accuracy", "test_escape_rate",
-                "test_false_reject_rate", "model_bytes_keras"):
+    for key in (
+        "val_accuracy",
+        "val_float_accuracy",
+        "val_accuracy_drop_pp",
+        "val_escape_rate",
+        "val_false_reject_rate",
+        "test_accuracy",
+        "test_float_accuracy",
+        "test_escape_rate",
+        "test_false_reject_rate",
+        "model_bytes_keras",
+    ):
         assert key in m.metrics, key
     assert m.metrics["representative"]["size"] == 32
     assert m.metrics["conversion"]["bytes"] == m.model_bytes

@@ -1,4 +1,5 @@
 """`inspector calibrate`: help without TensorFlow, a float16 bundle with camera commissioning, guard exit code."""
+
 import subprocess
 import sys
 
@@ -11,10 +12,12 @@ from inspector.bundle import Bundle, Precision
 
 
 def test_help_is_cheap():
-    code = ("import sys\nfrom app.cli import main\n"
-            "for cmd in ('calibrate', 'evaluate'):\n"
-            "    try:\n        main([cmd, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
-            "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras', 'matplotlib'))]\n")
+    code = (
+        "import sys\nfrom app.cli import main\n"
+        "for cmd in ('calibrate', 'evaluate'):\n"
+        "    try:\n        main([cmd, '--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
+        "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras', 'matplotlib'))]\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "inspector calibrate runs/tiles --out tiles.inspector" in proc.stdout
@@ -35,10 +38,33 @@ def station_image(tmp_path):
 
 def test_float16_bundle_with_camera_reference(trained_run, tmp_path, station_image, capsys):
     out, camera_yaml = tmp_path / "f16.inspector", tmp_path / "camera.yaml"
-    rc = main(["calibrate", str(trained_run), "--out", str(out), "--precision", "float16", "--accuracy-budget", "100",
-               "--target-rate", "1%", "--review-margin", "0.05", "--no-test", "--reference-image", str(station_image),
-               "--auto-roi", "--station-yaml", str(camera_yaml), "--name", "tiles", "--bundle-version", "7",
-               "--force"])
+    rc = main(
+        [
+            "calibrate",
+            str(trained_run),
+            "--out",
+            str(out),
+            "--precision",
+            "float16",
+            "--accuracy-budget",
+            "100",
+            "--target-rate",
+            "1%",
+            "--review-margin",
+            "0.05",
+            "--no-test",
+            "--reference-image",
+            str(station_image),
+            "--auto-roi",
+            "--station-yaml",
+            str(camera_yaml),
+            "--name",
+            "tiles",
+            "--bundle-version",
+            "7",
+            "--force",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0
     m = Bundle.load(out).manifest
@@ -52,16 +78,35 @@ def test_float16_bundle_with_camera_reference(trained_run, tmp_path, station_ima
     # agreement is not asserted because the near-chance fixture model has near-tied classes).
     assert m.metrics["parity"][0]["max_abs_score_diff"] < 0.01
     assert m.metrics["deployability"]["status"] == "NOT DEPLOYABLE"  # the near-chance fixture, written by --force
-    for text in ("guard: float16", "-> pass", "validation (float16", "bundle:", "report:", "station config fragment",
-                 "NOT DEPLOYABLE", "written anyway (--force)"):
+    for text in (
+        "guard: float16",
+        "-> pass",
+        "validation (float16",
+        "bundle:",
+        "report:",
+        "station config fragment",
+        "NOT DEPLOYABLE",
+        "written anyway (--force)",
+    ):
         assert text in printed, text
     assert (tmp_path / "f16_report" / "report.html").is_file()
 
 
 def test_guard_failure_exits_3_without_bundle(trained_run, tmp_path, capsys):
     out = tmp_path / "never.inspector"
-    rc = main(["calibrate", str(trained_run), "--out", str(out), "--precision", "float32", "--accuracy-budget",
-               "-100", "--no-test"])
+    rc = main(
+        [
+            "calibrate",
+            str(trained_run),
+            "--out",
+            str(out),
+            "--precision",
+            "float32",
+            "--accuracy-budget",
+            "-100",
+            "--no-test",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 3
     assert "accuracy guard failed" in err and "what to try" in err and "--precision float16" in err

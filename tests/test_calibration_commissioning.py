@@ -1,4 +1,5 @@
 """Camera commissioning: the reference frame passes, a blurred and an over-exposed frame are flagged."""
+
 import subprocess
 import sys
 
@@ -99,8 +100,22 @@ def test_camera_only_command(station_frame, tmp_path):
     path = tmp_path / "ref.png"
     save_image(path, station_frame[:, :, ::-1])
     out = tmp_path / "camera.yaml"
-    proc = subprocess.run([sys.executable, "-m", "app.cli", "calibrate", "--camera-only", "--reference-image",
-                           str(path), "--auto-roi", "--station-yaml", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "calibrate",
+            "--camera-only",
+            "--reference-image",
+            str(path),
+            "--auto-roi",
+            "--station-yaml",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "focus" in proc.stdout and out.is_file()
     assert yaml.safe_load(out.read_text())["health"]["reference"]["roi"]["width"] > 100

@@ -1,4 +1,5 @@
 """Conversion on a tiny Keras model: precisions, integer I/O types, static-shape check, float fallback."""
+
 import numpy as np
 import pytest
 

@@ -3,6 +3,7 @@
 The unfit model is built, not trained: the shared run's model with a zero classifier kernel and a bias
 that favours the good class predicts "good" with the same probability for every image.
 """
+
 import json
 import shutil
 
@@ -42,15 +43,14 @@ def test_constant_model_is_refused_without_a_bundle(constant_run, tmp_path, caps
     assert "NOT DEPLOYABLE" in err and "constant prediction" in err and "--force" in err
     assert not out.exists()
     page = (tmp_path / "constant_report" / "report.html").read_text()
-    body = page[page.index("<body>"):]
+    body = page[page.index("<body>") :]
     assert body.index("NOT DEPLOYABLE") < body.index("<img")  # the verdict is at the top
     assert "No bundle was written" in page
 
 
 def test_force_writes_a_bundle_that_records_the_verdict(constant_run, tmp_path, capsys):
     out = tmp_path / "forced.inspector"
-    code = main(["calibrate", str(constant_run), "--out", str(out), "--precision", "float32", "--no-test",
-                 "--force"])
+    code = main(["calibrate", str(constant_run), "--out", str(out), "--precision", "float32", "--no-test", "--force"])
     printed = capsys.readouterr().out
     assert code == 0 and "NOT DEPLOYABLE" in printed
     verdict = Bundle.load(out).manifest.metrics["deployability"]

@@ -1,4 +1,5 @@
 """`inspector evaluate`: a bundle on a labelled folder, through the edge interpreter, same metrics as calibrate."""
+
 import json
 import shutil
 import subprocess
@@ -47,8 +48,10 @@ def test_split_file_reproduces_calibration_numbers(int8_bundle, trained_run, syn
     op = Bundle.load(int8_bundle).manifest.metrics["operating_point"]
     d = result.metrics["decision"]
     assert (d["escape"]["count"], d["escape"]["total"]) == (op["escape"]["count"], op["escape"]["total"])
-    assert (d["false_reject"]["count"], d["false_reject"]["total"]) == (op["false_reject"]["count"],
-                                                                        op["false_reject"]["total"])
+    assert (d["false_reject"]["count"], d["false_reject"]["total"]) == (
+        op["false_reject"]["count"],
+        op["false_reject"]["total"],
+    )
 
 
 def test_unknown_class_and_corrupt_files(int8_bundle, synth_root, tmp_path):
@@ -73,11 +76,13 @@ def test_unknown_class_and_corrupt_files(int8_bundle, synth_root, tmp_path):
 
 def test_evaluate_command_writes_metrics_without_tensorflow(int8_bundle, synth_root, tmp_path):
     out, report = tmp_path / "eval.json", tmp_path / "report"
-    code = ("import sys\nfrom app.cli import main\n"
-            f"rc = main(['evaluate', {str(int8_bundle)!r}, {str(synth_root)!r}, '--out', {str(out)!r}, "
-            f"'--report-dir', {str(report)!r}, '--threads', '1'])\n"
-            "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))], 'TF imported'\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import sys\nfrom app.cli import main\n"
+        f"rc = main(['evaluate', {str(int8_bundle)!r}, {str(synth_root)!r}, '--out', {str(out)!r}, "
+        f"'--report-dir', {str(report)!r}, '--threads', '1'])\n"
+        "assert not [m for m in sys.modules if m.startswith(('tensorflow', 'keras'))], 'TF imported'\n"
+        "sys.exit(rc)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "escape" in proc.stdout and "metrics:" in proc.stdout
@@ -86,8 +91,7 @@ def test_evaluate_command_writes_metrics_without_tensorflow(int8_bundle, synth_r
     assert (report / "report.png").stat().st_size > 10_000 and "Per class" in (report / "report.html").read_text()
 
 
-def test_verdict_flags_training_images_and_explains_an_empty_evaluation(int8_bundle, trained_run, synth_root,
-                                                                       tmp_path):
+def test_verdict_flags_training_images_and_explains_an_empty_evaluation(int8_bundle, trained_run, synth_root, tmp_path):
     from calibration.evaluate import NothingToEvaluate
     from inspector.dataset import SplitManifest
     from inspector.deployability import Problem
@@ -95,8 +99,10 @@ def test_verdict_flags_training_images_and_explains_an_empty_evaluation(int8_bun
     trained = len(SplitManifest.load(trained_run / "split.json").splits["train"])
     whole = evaluate_bundle(int8_bundle, synth_root)  # the folder the run was trained on
     reasons = {r.problem: r.message for r in whole.verdict.reasons}
-    assert f"({trained}/{whole.metrics['samples']}) of the judged images were used to train" in \
-        reasons[Problem.TRAINING_IMAGES]
+    assert (
+        f"({trained}/{whole.metrics['samples']}) of the judged images were used to train"
+        in reasons[Problem.TRAINING_IMAGES]
+    )
     held_out = evaluate_bundle(int8_bundle, synth_root, split_file=trained_run / "split.json", split="test")
     assert Problem.TRAINING_IMAGES not in {r.problem for r in held_out.verdict.reasons}
     assert held_out.to_dict()["deployability"]["status"] == held_out.verdict.status.value

@@ -1,4 +1,5 @@
 """Accuracy guard: parity numbers, the failure message, and a real run stopped by an impossible budget."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,15 @@ def test_parity_numbers():
     float_probs = _probs(labels)  # float model: all right
     quant_top = labels.copy()
     quant_top[[1, 4]] = [2, 0]  # converted model: a good part now looks defective, a defect now looks good
-    check = check_parity(float_probs, _probs(quant_top), labels, good_index=0, policy=DecisionPolicy(threshold=0.5),
-                         budget_pp=10.0, kind="int8")
+    check = check_parity(
+        float_probs,
+        _probs(quant_top),
+        labels,
+        good_index=0,
+        policy=DecisionPolicy(threshold=0.5),
+        budget_pp=10.0,
+        kind="int8",
+    )
     assert check.float_accuracy == 1.0 and check.quant_accuracy == 0.8
     assert check.drop_pp == pytest.approx(20.0) and not check.passed
     assert check.agreement == 0.8
@@ -31,7 +39,9 @@ def test_parity_numbers():
 
 def test_failure_message_lists_what_to_try():
     labels = np.array([0, 1, 1, 0])
-    check = check_parity(_probs(labels, 2), _probs(1 - labels, 2), labels, 0, DecisionPolicy(), 1.0, "int8 (full integer)")
+    check = check_parity(
+        _probs(labels, 2), _probs(1 - labels, 2), labels, 0, DecisionPolicy(), 1.0, "int8 (full integer)"
+    )
     message = failure_message([check], representative_size=300, remedy_tried=False, fallback_layers=5)
     assert message.startswith("accuracy guard failed")
     assert "int8 (full integer): accuracy 0.00% vs float 100.00%" in message
@@ -47,8 +57,11 @@ def test_impossible_budget_stops_the_run_after_trying_the_remedy(trained_run, tm
 
     out = tmp_path / "never.inspector"
     with pytest.raises(GuardError) as info:
-        calibrate(trained_run, out, fixture_options(accuracy_budget=-100.0, remedy="auto", fallback_layers=3,
-                                                    evaluate_test=False))
+        calibrate(
+            trained_run,
+            out,
+            fixture_options(accuracy_budget=-100.0, remedy="auto", fallback_layers=3, evaluate_test=False),
+        )
     message = str(info.value)
     assert "accuracy guard failed" in message and "what to try" in message
     assert "int8 (full integer)" in message and "int8 (mixed: float fallback)" in message

@@ -1,4 +1,5 @@
 """Threshold selection meets its target on the data it was chosen on; intervals match known values."""
+
 import math
 
 import numpy as np

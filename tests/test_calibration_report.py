@@ -1,4 +1,5 @@
 """Calibration and evaluation reports: a PNG with the three plots and an HTML page with the tables."""
+
 import numpy as np
 
 from calibration.evaluate import EvaluationResult, score
@@ -13,9 +14,16 @@ def _png_size(data: bytes):
 
 def test_calibration_report(calibrated):
     page = calibrated.report_html.read_text()
-    for section in ("Bundle written", "Accuracy guard (validation split)", "Operating point",
-                    "Metrics at the operating point", "Per class (validation)", "Per class (test)",
-                    "Representative sample", '<img src="report.png"'):
+    for section in (
+        "Bundle written",
+        "Accuracy guard (validation split)",
+        "Operating point",
+        "Metrics at the operating point",
+        "Per class (validation)",
+        "Per class (test)",
+        "Representative sample",
+        '<img src="report.png"',
+    ):
         assert section in page, section
     for label in calibrated.run.labels:
         assert f"<td>{label}</td>" in page

@@ -1,4 +1,5 @@
 """The representative sample: stratified from train only, prepared like the edge, bad files skipped."""
+
 import logging
 import shutil
 from collections import Counter
@@ -16,8 +17,13 @@ from inspector.synth import generate
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("rep")
-    generate(root, per_class={"good": 30, "scratch": 10, "spot": 10}, size=(48, 40), seed=3,
-             classes=("good", "scratch", "spot"))
+    generate(
+        root,
+        per_class={"good": 30, "scratch": 10, "spot": 10},
+        size=(48, 40),
+        seed=3,
+        classes=("good", "scratch", "spot"),
+    )
     return root, make_split(scan_folder(root), seed=0)
 
 

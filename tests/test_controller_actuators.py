@@ -1,5 +1,6 @@
 """Reject-gate plugins. The MQTT gate end to end is in test_controller_controller.py; GPIO uses gpiozero's
 own mock pin factory (there is no GPIO header on this machine)."""
+
 import json
 import logging
 import sys
@@ -35,8 +36,10 @@ def test_log_actuator_logs_rejects_and_line_stops(caplog):
 
 def test_mqtt_actuator_payloads():
     sent = []
-    gate = build_actuator(MqttActuatorConfig(type="mqtt", topic="plc/l1/reject", line_topic="plc/l1/line", qos=1),
-                          lambda topic, payload, qos: sent.append((topic, json.loads(payload), qos)))
+    gate = build_actuator(
+        MqttActuatorConfig(type="mqtt", topic="plc/l1/reject", line_topic="plc/l1/line", qos=1),
+        lambda topic, payload, qos: sent.append((topic, json.loads(payload), qos)),
+    )
     gate.reject(DECISION)
     gate.set_line(True, "all stations online")
     assert sent[0] == ("plc/l1/reject", {"action": "reject", "part_id": "P9", "reason": "timeout", "ts": 1.0}, 1)

@@ -1,4 +1,5 @@
 """`inspector controller`: config loading and errors, and a whole simulated run against a real broker."""
+
 import json
 import os
 import subprocess
@@ -44,9 +45,15 @@ def test_triggers_without_stations_are_refused(tmp_path, capsys):
 def test_simulated_run_until_done(shared_broker: Broker, tmp_path, capsys):
     line = "cli-line"
     require_mosquitto(shared_broker, AMQTT_UNRELIABLE)
-    path = _write(tmp_path, {"line": line, "stations": ["cam1"], "result_deadline_s": 5,
-                             "mqtt": {"host": shared_broker.host, "port": shared_broker.port,
-                                      "protocol": shared_broker.protocol}})
+    path = _write(
+        tmp_path,
+        {
+            "line": line,
+            "stations": ["cam1"],
+            "result_deadline_s": 5,
+            "mqtt": {"host": shared_broker.host, "port": shared_broker.port, "protocol": shared_broker.protocol},
+        },
+    )
     station = shared_broker.subscriber([f"inspector/{line}/cam1/cmd"])
 
     def answer(client, userdata, msg):
@@ -55,8 +62,9 @@ def test_simulated_run_until_done(shared_broker: Broker, tmp_path, capsys):
 
     station.client.message_callback_add(f"inspector/{line}/cam1/cmd", answer)
     try:
-        code = main(["controller", "--config", path, "--trigger-rate", "20", "--count", "5", "--until-done",
-                     "--duration", "60"])
+        code = main(
+            ["controller", "--config", path, "--trigger-rate", "20", "--count", "5", "--until-done", "--duration", "60"]
+        )
     finally:
         station.close()
     assert code == 0
@@ -65,11 +73,13 @@ def test_simulated_run_until_done(shared_broker: Broker, tmp_path, capsys):
 
 
 def test_help_is_fast_and_imports_no_tensorflow():
-    code = ("import sys; from app.cli import main\n"
-            "try:\n    main(['controller', '--help'])\nexcept SystemExit:\n    pass\n"
-            "try:\n    main(['monitor', '--help'])\nexcept SystemExit:\n    pass\n"
-            "import controller.controller, controller.sparkplug, controller.monitor, edge.homeassistant\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
+    code = (
+        "import sys; from app.cli import main\n"
+        "try:\n    main(['controller', '--help'])\nexcept SystemExit:\n    pass\n"
+        "try:\n    main(['monitor', '--help'])\nexcept SystemExit:\n    pass\n"
+        "import controller.controller, controller.sparkplug, controller.monitor, edge.homeassistant\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert out.returncode == 0, out.stderr

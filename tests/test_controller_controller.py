@@ -1,4 +1,5 @@
 """The line controller against a real broker, with station-like results published from a paho client."""
+
 import json
 import uuid
 
@@ -41,12 +42,17 @@ def test_triggered_part_whose_result_never_comes_is_rejected(shared_broker, reco
         # the station answers B1 only; B2 is lost
         station.publish(f"inspector/{cfg.line}/cam1/result", result_payload(cfg.line, "cam1", "B1", "pass"))
         watch.wait_for(lambda r: len(decisions(r)) == 2, 20, "two decisions")
-    assert [m.json() for m in station.on("cmd")] == [{"cmd": "trigger", "part_id": "B1"},
-                                                      {"cmd": "trigger", "part_id": "B2"}]
+    assert [m.json() for m in station.on("cmd")] == [
+        {"cmd": "trigger", "part_id": "B1"},
+        {"cmd": "trigger", "part_id": "B2"},
+    ]
     by_part = {d["part_id"]: d for d in decisions(watch)}
     assert (by_part["B1"]["action"], by_part["B1"]["reason"]) == ("accept", "pass")
     assert (by_part["B2"]["action"], by_part["B2"]["reason"], by_part["B2"]["missing"]) == (
-        "reject", "timeout", ["cam1"])
+        "reject",
+        "timeout",
+        ["cam1"],
+    )
 
 
 def test_duplicate_result_is_dropped(shared_broker, recorder_factory):
@@ -67,8 +73,9 @@ def test_duplicate_result_is_dropped(shared_broker, recorder_factory):
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_results_published_while_the_controller_was_down_are_delivered(shared_broker, recorder_factory, protocol):
-    cfg = line_config(shared_broker, mqtt={"host": shared_broker.host, "port": shared_broker.port,
-                                           "protocol": protocol})
+    cfg = line_config(
+        shared_broker, mqtt={"host": shared_broker.host, "port": shared_broker.port, "protocol": protocol}
+    )
     with running_controller(cfg):
         pass  # first run: the broker now holds the controller's persistent session and subscriptions
     station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
@@ -85,8 +92,9 @@ def test_results_published_while_the_controller_was_down_are_delivered(shared_br
 
 def test_generated_triggers_against_a_responding_station(shared_broker, recorder_factory):
     """The simulator side: triggers at a rate, a station answering every trigger, the run ends when done."""
-    cfg = line_config(shared_broker, stations=["cam1"], result_deadline_s=5.0,
-                      trigger={"rate_hz": 50, "count": 6, "part_prefix": "S"})
+    cfg = line_config(
+        shared_broker, stations=["cam1"], result_deadline_s=5.0, trigger={"rate_hz": 50, "count": 6, "part_prefix": "S"}
+    )
     station = recorder_factory([f"inspector/{cfg.line}/cam1/cmd"])
     station.publish(f"inspector/{cfg.line}/cam1/status", "online", retain=True)
 
@@ -127,8 +135,9 @@ def test_offline_station_parts_are_rejected_by_the_reject_policy(shared_broker, 
 
 def test_stop_policy_stops_the_line_until_every_station_is_online(shared_broker, recorder_factory):
     cfg = line_config(shared_broker, stations=["cam1"], offline_policy="stop")
-    cfg = line_config(shared_broker, line=cfg.line, stations=["cam1"], offline_policy="stop",
-                      actuator=_plc_actuator(cfg.line))
+    cfg = line_config(
+        shared_broker, line=cfg.line, stations=["cam1"], offline_policy="stop", actuator=_plc_actuator(cfg.line)
+    )
     plc = recorder_factory([f"plc/{cfg.line}/line", f"inspector/{cfg.line}/controller/state"])
 
     def actions(recorder):  # QoS 1 may deliver a command twice: collapse repeats
@@ -150,8 +159,9 @@ def test_stop_policy_stops_the_line_until_every_station_is_online(shared_broker,
 
 def test_part_announcements_from_a_plc_topic_become_triggers(shared_broker, recorder_factory):
     cfg = line_config(shared_broker)
-    cfg = line_config(shared_broker, line=cfg.line, stations=["cam1", "cam2"],
-                      trigger={"input_topic": f"plc/{cfg.line}/part"})
+    cfg = line_config(
+        shared_broker, line=cfg.line, stations=["cam1", "cam2"], trigger={"input_topic": f"plc/{cfg.line}/part"}
+    )
     stations = recorder_factory([f"inspector/{cfg.line}/+/cmd"])
     with running_controller(cfg) as controller:
         stations.publish(f"plc/{cfg.line}/part", json.dumps({"part_id": "G1"}))
@@ -159,18 +169,24 @@ def test_part_announcements_from_a_plc_topic_become_triggers(shared_broker, reco
         stations.wait_for(lambda r: len(r.on("cmd")) == 4, 20, "triggers to both stations")
         pending = controller.tracker.pending
     assert sorted((m.topic.split("/")[2], m.json()["part_id"]) for m in stations.on("cmd")) == [
-        ("cam1", "G1"), ("cam1", "G2"), ("cam2", "G1"), ("cam2", "G2")]
+        ("cam1", "G1"),
+        ("cam1", "G2"),
+        ("cam2", "G1"),
+        ("cam2", "G2"),
+    ]
     assert pending == 2
 
 
 def test_a_station_naming_another_station_in_its_payload_decides_nothing_and_raises_an_alarm(
-        shared_broker, recorder_factory):
+    shared_broker, recorder_factory
+):
     """The topic says who sent a result: cam2 publishing on its own topic as "cam1" (or as another line)
     must not decide cam1's parts, whether the forgery comes before or after cam1's real result."""
     cfg = line_config(shared_broker)
     line = cfg.line
-    cfg = line_config(shared_broker, line=line, stations=["cam1", "cam2"], result_deadline_s=30,
-                      trigger={"stations": ["cam1"]})
+    cfg = line_config(
+        shared_broker, line=line, stations=["cam1", "cam2"], result_deadline_s=30, trigger={"stations": ["cam1"]}
+    )
     watch = recorder_factory([f"inspector/{line}/controller/decision", f"inspector/{line}/controller/event"])
     recorder_factory([f"inspector/{line}/+/cmd"])
     cam1, cam2 = f"inspector/{line}/cam1/result", f"inspector/{line}/cam2/result"
@@ -183,18 +199,21 @@ def test_a_station_naming_another_station_in_its_payload_decides_nothing_and_rai
         watch.publish(cam2, result_payload(line, "cam1", "H1", "pass"))  # forged after the real result
         watch.publish(cam2, result_payload(line, "cam1", "H9", "pass"))  # a part nobody triggered
         watch.publish(cam1, result_payload(line, "cam1", "H2", "fail"))
-        watch.wait_for(lambda r: len(decisions(r)) == 2 and len(r.on("event")) == 4, 20,
-                       "two decisions and four alarms")
+        watch.wait_for(
+            lambda r: len(decisions(r)) == 2 and len(r.on("event")) == 4, 20, "two decisions and four alarms"
+        )
         state = controller.snapshot()
         pending = controller.tracker.pending
     by_part = {d["part_id"]: d for d in decisions(watch)}
     assert sorted(by_part) == ["H1", "H2"]
     assert [(by_part[p]["action"], by_part[p]["reason"], by_part[p]["verdicts"]) for p in ("H1", "H2")] == [
-        ("reject", "fail", {"cam1": "fail"})] * 2
+        ("reject", "fail", {"cam1": "fail"})
+    ] * 2
     alarms = [m.json() for m in watch.on("event")]
     assert {a["type"] for a in alarms} == {"sender_mismatch"}
-    assert sorted((a["details"]["topic_station"], a["details"]["payload_station"], a["details"]["payload_line"])
-                  for a in alarms) == sorted([("cam2", "cam1", line)] * 3 + [("cam2", "cam2", "other-line")])
+    assert sorted(
+        (a["details"]["topic_station"], a["details"]["payload_station"], a["details"]["payload_line"]) for a in alarms
+    ) == sorted([("cam2", "cam1", line)] * 3 + [("cam2", "cam2", "other-line")])
     assert (state.sender_mismatches, state.parts, state.results, pending) == (4, 2, 2, 0)
 
 
@@ -203,8 +222,14 @@ def test_a_reused_part_id_ends_in_a_reject_decision_not_in_silence(shared_broker
     after an early result) is rejected with reason duplicate_part_id, published and sent to the gate."""
     cfg = line_config(shared_broker)
     line = cfg.line
-    cfg = line_config(shared_broker, line=line, stations=["cam1"], result_deadline_s=30,
-                      trigger={"input_topic": f"plc/{line}/part"}, actuator=_plc_actuator(line))
+    cfg = line_config(
+        shared_broker,
+        line=line,
+        stations=["cam1"],
+        result_deadline_s=30,
+        trigger={"input_topic": f"plc/{line}/part"},
+        actuator=_plc_actuator(line),
+    )
     watch = recorder_factory([f"inspector/{line}/controller/decision", f"plc/{line}/reject"])
     station = recorder_factory([f"inspector/{line}/cam1/cmd"])
     announce = f"plc/{line}/part"
@@ -226,10 +251,19 @@ def test_a_reused_part_id_ends_in_a_reject_decision_not_in_silence(shared_broker
         state = controller.snapshot()
     got = [(d["part_id"], d["action"], d["reason"]) for d in decisions(watch)]
     dup = ("reject", "duplicate_part_id")
-    assert got == [("J1", *dup), ("J1", *dup), ("J2", "accept", "pass"), ("J2", *dup), ("J3", "accept", "pass"),
-                   ("J3", *dup)]
+    assert got == [
+        ("J1", *dup),
+        ("J1", *dup),
+        ("J2", "accept", "pass"),
+        ("J2", *dup),
+        ("J3", "accept", "pass"),
+        ("J3", *dup),
+    ]
     assert [(r["part_id"], r["reason"]) for r in (m.json() for m in watch.on("reject"))] == [
-        ("J1", "duplicate_part_id"), ("J1", "duplicate_part_id"), ("J2", "duplicate_part_id"),
-        ("J3", "duplicate_part_id")]
+        ("J1", "duplicate_part_id"),
+        ("J1", "duplicate_part_id"),
+        ("J2", "duplicate_part_id"),
+        ("J3", "duplicate_part_id"),
+    ]
     assert [m.json()["part_id"] for m in station.on("cmd")] == ["J1", "J3"]  # no trigger for a duplicate
     assert (state.reject_reasons, state.pending, state.parts) == ({"duplicate_part_id": 4}, 0, 6)

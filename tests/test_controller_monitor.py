@@ -1,4 +1,5 @@
 """The terminal monitor: folding messages into rows, rendering, and `inspector monitor --once` on a broker."""
+
 import argparse
 import json
 
@@ -27,7 +28,12 @@ def test_rows_show_status_stats_live_rate_and_last_event():
     header = lines[2].split()
     cam1 = dict(zip(header, lines[3].split()))
     assert (cam1["STATUS"], cam1["FPS"], cam1["RES/MIN"], cam1["YIELD%"], cam1["OUTBOX"]) == (
-        "online", "12.5", "6", "97.2", "3")
+        "online",
+        "12.5",
+        "6",
+        "97.2",
+        "3",
+    )
     assert "offline" in lines[4] and "camera_lost 30s ago" in lines[4]
     assert "\x1b[" not in text
     # after the window the live rate drops to zero
@@ -55,6 +61,7 @@ def test_bad_payloads_are_counted_not_fatal():
 
 def test_monitor_once_shows_stations_and_the_controller_from_a_real_broker(shared_broker, capsys):
     from controller import monitor_cli
+
     require_mosquitto(shared_broker, AMQTT_UNRELIABLE)
 
     cfg = line_config(shared_broker, stations=["cam1"])
@@ -68,9 +75,21 @@ def test_monitor_once_shows_stations_and_the_controller_from_a_real_broker(share
             controller.tick(now=controller.clock() + 3600)  # publish the state now
             parser = argparse.ArgumentParser()
             monitor_cli.add_arguments(parser)
-            args = parser.parse_args(["--host", shared_broker.host, "--port", str(shared_broker.port),
-                                      "--protocol", shared_broker.protocol, "--line", cfg.line, "--once",
-                                      "--wait", "1.0"])
+            args = parser.parse_args(
+                [
+                    "--host",
+                    shared_broker.host,
+                    "--port",
+                    str(shared_broker.port),
+                    "--protocol",
+                    shared_broker.protocol,
+                    "--line",
+                    cfg.line,
+                    "--once",
+                    "--wait",
+                    "1.0",
+                ]
+            )
             assert monitor_cli.run(args) == 0
     finally:
         station.close()

@@ -1,4 +1,5 @@
 """sd_notify over a real unix datagram socket, as systemd's $NOTIFY_SOCKET receives it."""
+
 import os
 import socket
 import uuid

@@ -1,4 +1,5 @@
 """The Sparkplug B bridge against a real broker; every message is decoded with pysparkplug."""
+
 import json
 import uuid
 
@@ -86,10 +87,14 @@ def test_births_data_commands_and_deaths_decode_with_the_library(bridge_env):
     assert all(m.name is None and m.alias is not None for m in sp.DData.decode(raw).metrics)  # aliases only
 
     # SCADA writes a part id to Device Control/Trigger: the station gets its JSON trigger command
-    cmd = sp.DCmd(timestamp=sp.get_current_timestamp(), metrics=(
-        sp.Metric(timestamp=None, name="Device Control/Trigger", datatype=sp.DataType.STRING, value="P8"),
-        sp.Metric(timestamp=None, name="Device Control/Threshold", datatype=sp.DataType.DOUBLE, value=1.0),
-        sp.Metric(timestamp=None, name="Device Control/Pause", datatype=sp.DataType.BOOLEAN, value=True)))
+    cmd = sp.DCmd(
+        timestamp=sp.get_current_timestamp(),
+        metrics=(
+            sp.Metric(timestamp=None, name="Device Control/Trigger", datatype=sp.DataType.STRING, value="P8"),
+            sp.Metric(timestamp=None, name="Device Control/Threshold", datatype=sp.DataType.DOUBLE, value=1.0),
+            sp.Metric(timestamp=None, name="Device Control/Pause", datatype=sp.DataType.BOOLEAN, value=True),
+        ),
+    )
     scada.publish(f"spBv1.0/{cfg.sparkplug.group_id}/DCMD/{cfg.line}/cam1", cmd.encode(include_dtypes=True))
     scada.wait_for(lambda r: len(r.on("cmd")) == 2, 20, "station commands")
     assert [m.json() for m in scada.on("cmd")] == [{"cmd": "trigger", "part_id": "P8"}, {"cmd": "pause"}]
@@ -111,19 +116,30 @@ def test_rebirth_commands_and_controller_state_as_node_metrics(bridge_env):
     station.publish(f"{base}/stats", stats_payload(), retain=True)
     scada.wait_for(lambda r: _of(r, "DBIRTH", "cam2"), 20, "DBIRTH")
 
-    state = {"ts": 1.0, "uptime_s": 1.0, "state": "running", "parts": 10, "accepted": 9, "rejected": 1,
-             "yield_pct": 90.0, "pending": 0}
+    state = {
+        "ts": 1.0,
+        "uptime_s": 1.0,
+        "state": "running",
+        "parts": 10,
+        "accepted": 9,
+        "rejected": 1,
+        "yield_pct": 90.0,
+        "pending": 0,
+    }
     station.publish(f"inspector/{cfg.line}/controller/state", json.dumps(state), retain=True)
     scada.wait_for(lambda r: _of(r, "NDATA"), 20, "NDATA")
     assert _metrics(_of(scada, "NDATA")[0])["Line/rejected"] == 1
 
-    rebirth = sp.NCmd(timestamp=sp.get_current_timestamp(), metrics=(
-        sp.Metric(timestamp=None, name="Node Control/Rebirth", datatype=sp.DataType.BOOLEAN, value=True),))
+    rebirth = sp.NCmd(
+        timestamp=sp.get_current_timestamp(),
+        metrics=(sp.Metric(timestamp=None, name="Node Control/Rebirth", datatype=sp.DataType.BOOLEAN, value=True),),
+    )
     scada.publish(f"spBv1.0/{cfg.sparkplug.group_id}/NCMD/{cfg.line}", rebirth.encode(include_dtypes=True))
     scada.wait_for(lambda r: len(_of(r, "NBIRTH")) == 2 and len(_of(r, "DBIRTH", "cam2")) == 2, 20, "rebirth")
     assert _metrics(_of(scada, "NBIRTH")[1])["Line/parts"] == 10  # the rebirth carries the current values
-    assert "controller" not in {sp.Topic.from_str(m.topic).device_id for m in scada.messages
-                                if m.topic.startswith("spBv1.0/")}
+    assert "controller" not in {
+        sp.Topic.from_str(m.topic).device_id for m in scada.messages if m.topic.startswith("spBv1.0/")
+    }
 
 
 def test_a_result_naming_another_station_is_not_bridged(bridge_env):

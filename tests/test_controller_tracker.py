@@ -1,4 +1,5 @@
 """Accept/reject rules of the line controller, without a broker (the clock is passed in)."""
+
 import uuid
 
 import pytest
@@ -9,13 +10,25 @@ from inspector.protocol.payloads import Result
 
 
 def result(station="cam1", part_id="P1", verdict="pass", rid=None) -> Result:
-    return Result.model_validate({
-        "id": rid or uuid.uuid4().hex, "seq": 1, "line": "line1", "station": station, "part_id": part_id,
-        "verdict": verdict, "defect_score": 0.9 if verdict == "fail" else 0.1, "threshold": 0.5,
-        "top_class": "good", "top_score": 0.9, "scores": {"good": 0.9},
-        "model": {"name": "m", "version": "1", "sha256": "0" * 12},
-        "captured_at": "2026-01-01T00:00:00Z", "capture_ts": 0.0, "inference_ms": 3.0,
-    })
+    return Result.model_validate(
+        {
+            "id": rid or uuid.uuid4().hex,
+            "seq": 1,
+            "line": "line1",
+            "station": station,
+            "part_id": part_id,
+            "verdict": verdict,
+            "defect_score": 0.9 if verdict == "fail" else 0.1,
+            "threshold": 0.5,
+            "top_class": "good",
+            "top_score": 0.9,
+            "scores": {"good": 0.9},
+            "model": {"name": "m", "version": "1", "sha256": "0" * 12},
+            "captured_at": "2026-01-01T00:00:00Z",
+            "capture_ts": 0.0,
+            "inference_ms": 3.0,
+        }
+    )
 
 
 def test_triggered_part_accepted_only_when_every_station_passed():
@@ -96,7 +109,11 @@ def test_a_part_id_announced_again_rejects_both_parts_of_that_id():
     t.on_result(result("cam1", "P1"), now=0.1)
     waiting, refused = t.expect("P1", ["cam1", "cam2"], now=0.2)
     assert (waiting.action, waiting.reason, waiting.missing, waiting.verdicts) == (
-        "reject", "duplicate_part_id", ["cam2"], {"cam1": "pass"})
+        "reject",
+        "duplicate_part_id",
+        ["cam2"],
+        {"cam1": "pass"},
+    )
     assert (refused.action, refused.reason, refused.missing) == ("reject", "duplicate_part_id", ["cam1", "cam2"])
     assert t.pending == 0 and t.on_result(result("cam2", "P1"), now=0.3) == (Outcome.LATE, None)
 

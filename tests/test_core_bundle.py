@@ -1,4 +1,5 @@
 """The bundle format: round trip, and every way a file on a device can be broken."""
+
 import json
 import zipfile
 
@@ -13,8 +14,12 @@ MODEL = b"TFL3" + bytes(range(256)) * 8
 
 def make_bundle() -> Bundle:
     manifest = Manifest(
-        name="tiles", version="2026.11.22-1", labels=["crack", "good", "spot"], good_class="good",
-        precision="int8", preprocess=PreprocessSpec(width=64, height=64),
+        name="tiles",
+        version="2026.11.22-1",
+        labels=["crack", "good", "spot"],
+        good_class="good",
+        precision="int8",
+        preprocess=PreprocessSpec(width=64, height=64),
         input=TensorSpec(dtype="uint8", shape=[1, 64, 64, 3], scale=1.0, zero_point=0),
         output=TensorSpec(dtype="uint8", shape=[1, 3], scale=1 / 256, zero_point=0),
         decision=DecisionPolicy(threshold=0.3, review_low=0.2, review_high=0.4),

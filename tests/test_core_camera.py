@@ -1,4 +1,5 @@
 """Camera measures flag blur and exposure problems and pass the reference."""
+
 import cv2
 import numpy as np
 

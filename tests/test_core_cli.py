@@ -1,4 +1,5 @@
 """The inspector command: synth and dataset end to end, and errors as messages not tracebacks."""
+
 import json
 import subprocess
 import sys
@@ -55,9 +56,14 @@ def _options(parser):
     import argparse
 
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {name: [(tuple(a.option_strings), a.dest) for a in cmd._actions
-                   if a.option_strings and a.help != argparse.SUPPRESS and a.dest != "help"]
-            for name, cmd in sub.choices.items()}
+    return {
+        name: [
+            (tuple(a.option_strings), a.dest)
+            for a in cmd._actions
+            if a.option_strings and a.help != argparse.SUPPRESS and a.dest != "help"
+        ]
+        for name, cmd in sub.choices.items()
+    }
 
 
 # One meaning, one spelling: every subcommand that offers these spells them so (issue 12 found
@@ -118,8 +124,11 @@ def test_bundle_verify_json_prints_only_json(int8_bundle, capsys):
 
 
 def test_a_closed_pipe_ends_quietly(int8_bundle):
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "bundle", "inspect", "--json", str(int8_bundle)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "bundle", "inspect", "--json", str(int8_bundle)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # like `| head` that has read enough
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141 and "Broken pipe" not in err and "Traceback" not in err, err

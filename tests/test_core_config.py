@@ -1,4 +1,5 @@
 """Typed configuration: unknown keys, wrong types and secrets from the environment."""
+
 from typing import Optional
 
 import pytest

@@ -1,4 +1,5 @@
 """Scanning labeled folders, duplicates and the split manifest."""
+
 import shutil
 
 import cv2
@@ -47,8 +48,11 @@ def test_duplicates_never_cross_splits(tmp_path):
     assert len(scan.duplicate_groups()) == 1
     for seed in range(5):
         split = make_split(scan, seed=seed)
-        holders = [name for name, items in split.splits.items()
-                   if any(s.path.startswith("spot/copy_") or s.path == "spot/spot_00000.png" for s in items)]
+        holders = [
+            name
+            for name, items in split.splits.items()
+            if any(s.path.startswith("spot/copy_") or s.path == "spot/spot_00000.png" for s in items)
+        ]
         assert len(holders) == 1
 
 

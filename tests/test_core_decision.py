@@ -1,4 +1,5 @@
 """Pass/fail/review from the defect score."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """inspector.deployability: the verdict and each of its reasons, from scores alone."""
+
 import numpy as np
 
 from inspector.decision import DecisionPolicy
@@ -13,8 +14,15 @@ def problems(verdict):
 
 
 def test_a_model_that_separates_the_parts_is_deployable():
-    v = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), predicted=IS_DEFECT.astype(int),
-               best_epoch=12, epochs=20, basis="test split")
+    v = assess(
+        SEPARATED,
+        IS_DEFECT,
+        DecisionPolicy(threshold=0.5),
+        predicted=IS_DEFECT.astype(int),
+        best_epoch=12,
+        epochs=20,
+        basis="test split",
+    )
     assert v.status is Deployability.DEPLOYABLE and v.deployable and not v.reasons
     assert v.summary().startswith("DEPLOYABLE (test split)")
 
@@ -31,10 +39,15 @@ def test_rates_over_the_budget_never_improved_and_training_images():
     scores[60] = 0.1  # one escape of 40 = 2.5 % > 2 %
     scores[:6] = 0.9  # six false rejects of 60 = 10 % > 5 %
     v = assess(scores, IS_DEFECT, DecisionPolicy(threshold=0.5), best_epoch=1, epochs=30, training_images=100)
-    assert problems(v) == [Problem.ESCAPES_OVER_BUDGET, Problem.FALSE_REJECTS_OVER_BUDGET,
-                           Problem.NEVER_IMPROVED, Problem.TRAINING_IMAGES]
-    relaxed = assess(scores, IS_DEFECT, DecisionPolicy(threshold=0.5),
-                     LineBudget(max_escape_rate=0.05, max_false_reject_rate=0.2))
+    assert problems(v) == [
+        Problem.ESCAPES_OVER_BUDGET,
+        Problem.FALSE_REJECTS_OVER_BUDGET,
+        Problem.NEVER_IMPROVED,
+        Problem.TRAINING_IMAGES,
+    ]
+    relaxed = assess(
+        scores, IS_DEFECT, DecisionPolicy(threshold=0.5), LineBudget(max_escape_rate=0.05, max_false_reject_rate=0.2)
+    )
     assert relaxed.deployable
 
 

@@ -1,4 +1,5 @@
 """Image loading: every kind of file a line or labelling tool writes, and the broken ones."""
+
 import cv2
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
 """inspector.metrics: numbers checked by hand on small cases; the module never imports TensorFlow."""
+
 import subprocess
 import sys
 

@@ -1,4 +1,5 @@
 """inspector.operating_point: one threshold rule, and a review band when the data cannot support the target."""
+
 import numpy as np
 import pytest
 

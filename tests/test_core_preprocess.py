@@ -1,4 +1,5 @@
 """The shared preprocessing: ROI, resize, channel order."""
+
 import cv2
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
 """The synthetic generator: reproducible, and not solvable by a constant or a global statistic."""
+
 import numpy as np
 
 from inspector.dataset import scan_folder

@@ -1,4 +1,5 @@
 """`inspector demo --quick` end to end: its summary must agree with the ground truth it generated."""
+
 import json
 import os
 import subprocess
@@ -27,8 +28,13 @@ def _processes_mentioning(text: str):
 def test_demo_quick_counts_match_ground_truth(tmp_path):
     out = tmp_path / "demo"
     # A relative --out, as `make demo` uses: the broker and station must not depend on the working folder.
-    done = subprocess.run([sys.executable, "-m", "app.cli", "demo", "--quick", "--parts", "16",
-                           "--out", "demo"], capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo", "--quick", "--parts", "16", "--out", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "== summary" in done.stdout and "escapes" in done.stdout
     summary = json.loads((out / "summary.json").read_text())

@@ -1,5 +1,6 @@
 """The compose file and the device Dockerfiles (docker cannot run here): they parse, and every file they
 reference exists or is one the operator creates on the device (listed in the compose file's header)."""
+
 import re
 import shlex
 from pathlib import Path
@@ -82,8 +83,11 @@ def test_dockerfile_copies_existing_files_that_the_dockerignore_lets_through(doc
     instructions = list(_instructions(dockerfile))
     keywords = [k for k, _ in instructions]
     assert "FROM" in keywords and keywords[-2:] == ["ENTRYPOINT", "CMD"]
-    ignore = [line for line in (dockerfile.parent / f"{dockerfile.name}.dockerignore").read_text().splitlines()
-              if line and not line.startswith("#")]
+    ignore = [
+        line
+        for line in (dockerfile.parent / f"{dockerfile.name}.dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     assert ignore[0] == "*"  # everything else (.venv, data, runs) stays out of the build context
     for keyword, rest in instructions:

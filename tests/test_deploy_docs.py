@@ -1,4 +1,5 @@
 """docs/deployment.md: the files, commands and config keys it tells a technician to use exist."""
+
 import re
 from pathlib import Path
 

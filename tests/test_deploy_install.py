@@ -1,4 +1,5 @@
 """deploy/install.sh: valid bash, and its --dry-run plan picks the right runtime and OpenCV per device."""
+
 import re
 import shutil
 import subprocess
@@ -31,8 +32,9 @@ def test_32bit_raspberry_pi_gets_tflite_runtime_with_numpy_1_and_libcamera():
     text = plan("--platform", "rpi", "--arch", "armv7l")
     cmds = commands(text)
     assert "TFLite runtime: tflite-runtime" in text
-    assert any(c.endswith("--constraint " + str(ROOT / "deploy/docker/constraints.txt") + " tflite-runtime")
-               for c in cmds)
+    assert any(
+        c.endswith("--constraint " + str(ROOT / "deploy/docker/constraints.txt") + " tflite-runtime") for c in cmds
+    )
     assert any("gstreamer1.0-libcamera" in c and "python3-opencv" in c for c in cmds)
     assert "import tflite_runtime.interpreter" in text
 

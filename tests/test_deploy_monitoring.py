@@ -1,5 +1,6 @@
 """Telegraf, Grafana and Node-RED files: they parse, and every topic and field they use exists in the
 message contract (inspector/protocol/)."""
+
 import json
 import re
 import typing
@@ -153,8 +154,15 @@ console.log(JSON.stringify({outputs, lastStatus}));
         outs[node_id] = json.loads(run.stdout)
     counts = outs["fn_counts"]["outputs"]
     assert counts[-1] is None  # the repeated id
-    assert counts[2]["payload"] == {"station": "line1/cam1", "pass": 2, "fail": 1, "review": 0, "yield_pct": 66.7,
-                                    "last_part": "P2", "last_score": 0.04}
+    assert counts[2]["payload"] == {
+        "station": "line1/cam1",
+        "pass": 2,
+        "fail": 1,
+        "review": 0,
+        "yield_pct": 66.7,
+        "last_part": "P2",
+        "last_score": 0.04,
+    }
     stats = outs["fn_stats"]["outputs"][0]["payload"]
     assert (stats["fps"], stats["camera_state"]) == (9.5, "running")
     assert "9.5 fps" in outs["fn_stats"]["lastStatus"]["text"]

@@ -6,6 +6,7 @@ openssl. A denied publish is proven by ordering: the denied message and then an 
 with QoS 1 (each acknowledged before the next), and a subscriber that sees the sentinel without the denied
 message before it did not get it.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,23 @@ def _make_certs(certs: Path) -> None:
     run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca")
     run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
 
 
 def _production_broker(work: Path, tls: bool) -> ProductionBroker:
@@ -85,11 +101,9 @@ def _production_broker(work: Path, tls: bool) -> ProductionBroker:
         if user == "cam2":
             continue  # added below by the shipped add-station.sh, like a technician would
         args = ["mosquitto_passwd", "-b", str(passwd), user, PASSWORD]
-        subprocess.run(args[:1] + (["-c"] if not passwd.exists() else []) + args[1:], check=True,
-                       capture_output=True)
+        subprocess.run(args[:1] + (["-c"] if not passwd.exists() else []) + args[1:], check=True, capture_output=True)
     env = {**os.environ, "ACL_FILE": str(work / "acl"), "PASSWD_FILE": str(passwd), "STATION_PASSWORD": PASSWORD}
-    subprocess.run(["bash", str(DEPLOY / "add-station.sh"), "line1", "cam2"], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(["bash", str(DEPLOY / "add-station.sh"), "line1", "cam2"], check=True, env=env, capture_output=True)
     passwd.chmod(0o600)
     return broker
 
@@ -110,8 +124,9 @@ class Client:
         self.cond = threading.Condition()
         self.connack = threading.Event()
         self.reason = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:6]}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+        )
         if user is not None:
             self.client.username_pw_set(user, password)
         if tls:
@@ -191,9 +206,17 @@ def test_station_writes_its_own_topics_only(clients):
     observer = clients("dashboard", subscribe=["inspector/#", "homeassistant/#"])
     cam1 = clients("cam1")
     leaked = _denied_then_sentinel(
-        cam1, ["inspector/line1/cam2/result", "inspector/line1/cam2/status", "inspector/line1/controller/state",
-               "inspector/line1/cam1/cmd", "homeassistant/sensor/inspector_line1_cam2/passed/config"],
-        "inspector/line1/cam1/result", observer)
+        cam1,
+        [
+            "inspector/line1/cam2/result",
+            "inspector/line1/cam2/status",
+            "inspector/line1/controller/state",
+            "inspector/line1/cam1/cmd",
+            "homeassistant/sensor/inspector_line1_cam2/passed/config",
+        ],
+        "inspector/line1/cam1/result",
+        observer,
+    )
     assert leaked == []
     cam1.publish("homeassistant/sensor/inspector_line1_cam1/passed/config", "{}")
     observer.wait_for("homeassistant/sensor/inspector_line1_cam1/passed/config", "{}")
@@ -203,8 +226,7 @@ def test_station_added_by_the_script_is_confined_too(clients):
     observer = clients("dashboard", subscribe=["inspector/#"])
     cam2 = clients("cam2")
     assert cam2.ok
-    assert _denied_then_sentinel(cam2, ["inspector/line1/cam1/result"], "inspector/line1/cam2/result",
-                                 observer) == []
+    assert _denied_then_sentinel(cam2, ["inspector/line1/cam1/result"], "inspector/line1/cam2/result", observer) == []
 
 
 def test_station_reads_only_its_own_commands(clients):
@@ -221,9 +243,20 @@ def test_dashboard_user_cannot_write_anything(clients):
     dashboard = clients("dashboard")
     cam1 = clients("cam1")
     leaked = _denied_then_sentinel(
-        dashboard, ["inspector/line1/cam1/cmd", "inspector/line1/cam1/result", "inspector/line1/controller/state",
-                    "homeassistant/sensor/x/y/config", "spBv1.0/g/NCMD/n", "plc/line1/reject", "anything/else"],
-        "inspector/line1/cam1/stats", observer, sentinel_publisher=cam1)
+        dashboard,
+        [
+            "inspector/line1/cam1/cmd",
+            "inspector/line1/cam1/result",
+            "inspector/line1/controller/state",
+            "homeassistant/sensor/x/y/config",
+            "spBv1.0/g/NCMD/n",
+            "plc/line1/reject",
+            "anything/else",
+        ],
+        "inspector/line1/cam1/stats",
+        observer,
+        sentinel_publisher=cam1,
+    )
     assert leaked == []
 
 
@@ -242,8 +275,10 @@ def test_only_the_engineer_may_send_engineering_commands(clients):
     for user in ("operator", "controller", "sparkplug", "cam1", "cam2", "dashboard"):
         leaked = _denied_then_sentinel(clients(user), [engineering], engineering, cam2, sentinel_publisher=engineer)
         assert leaked == [], f"{user} may write {engineering}"
-    assert _denied_then_sentinel(engineer, ["inspector/line1/cam2/cmd", "inspector/line1/cam2/result"],
-                                 engineering, cam2) == []
+    assert (
+        _denied_then_sentinel(engineer, ["inspector/line1/cam2/cmd", "inspector/line1/cam2/result"], engineering, cam2)
+        == []
+    )
 
 
 def test_tls_listener_accepts_clients_that_trust_the_ca(prod_broker, clients):
@@ -287,9 +322,17 @@ def test_results_queued_for_the_away_controller_survive_a_broker_crash(tmp_path,
 
     broker = _production_broker(tmp_path / "broker", tls=False)
     (tmp_path / "password").write_text(PASSWORD + "\n")
-    cfg = line_config(broker, line="line1", mqtt={"host": broker.host, "port": broker.port, "protocol": "5",
-                                                  "username": "controller",
-                                                  "password_file": str(tmp_path / "password")})
+    cfg = line_config(
+        broker,
+        line="line1",
+        mqtt={
+            "host": broker.host,
+            "port": broker.port,
+            "protocol": "5",
+            "username": "controller",
+            "password_file": str(tmp_path / "password"),
+        },
+    )
     broker.start()
     try:
         controller = LineController(cfg)
@@ -297,8 +340,14 @@ def test_results_queued_for_the_away_controller_survive_a_broker_crash(tmp_path,
         controller.stop()  # away: the broker keeps its session and queues the results for it
 
         topics = StationTopics("inspector", "line1", "cam1")
-        station_mqtt = MqttConfig(host=broker.host, port=broker.port, username="cam1",
-                                  password_file=tmp_path / "password", reconnect_min_s=0.2, reconnect_max_s=1.0)
+        station_mqtt = MqttConfig(
+            host=broker.host,
+            port=broker.port,
+            username="cam1",
+            password_file=tmp_path / "password",
+            reconnect_min_s=0.2,
+            reconnect_max_s=1.0,
+        )
         box = Outbox(tmp_path / "outbox.sqlite")
         publisher = Publisher(station_mqtt, topics, "inspector-line1-cam1", box, on_command=lambda *a: None)
         publisher.start()

@@ -1,5 +1,6 @@
 """The systemd units: `systemd-analyze verify` (with ExecStart pointed at this checkout's console script,
 since /opt/inspector does not exist here) and the settings the product relies on."""
+
 import configparser
 import shutil
 import subprocess
@@ -42,14 +43,18 @@ def test_systemd_analyze_verify(unit, tmp_path):
         pytest.skip("the inspector console script is not installed in this environment")
     name = unit.replace("@.", "@cam1.")  # a template is verified through an instance
     (tmp_path / name).write_text((UNITS / unit).read_text().replace(INSTALLED, str(console_script)))
-    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True, timeout=120
+    )
     problems = [line for line in (out.stdout + out.stderr).splitlines() if name in line or "Unknown" in line]
     assert out.returncode == 0 and problems == [], out.stdout + out.stderr
 
 
 def test_sysusers_creates_a_login_less_user():
-    lines = [line.split() for line in (UNITS / "inspector.sysusers").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line.split()
+        for line in (UNITS / "inspector.sysusers").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     user = next(line for line in lines if line[0] == "u")
     assert user[1] == "inspector" and user[-1] == "/usr/sbin/nologin"

@@ -1,4 +1,5 @@
 """The retraining archive: what is kept, the folder layout the trainer reads, sidecars, the disk budget."""
+
 import json
 import time
 
@@ -29,8 +30,10 @@ def _save(archive, verdict, top_class, seq, frame=None):
 
 def test_fail_and_review_are_kept_passes_sampled(tmp_path):
     archive = Archive(ArchiveConfig(path=tmp_path / "a", pass_every=3), "cam1")
-    kept = [_save(archive, v, "good" if v == "pass" else "crack", i)
-            for i, v in enumerate(["pass", "fail", "pass", "review", "pass", "pass"], start=1)]
+    kept = [
+        _save(archive, v, "good" if v == "pass" else "crack", i)
+        for i, v in enumerate(["pass", "fail", "pass", "review", "pass", "pass"], start=1)
+    ]
     archive.close()
     assert [p is not None for p in kept] == [False, True, False, True, True, False]
     assert kept[1].relative_to(tmp_path / "a").parts[:2] == ("crack", "fail")
@@ -75,8 +78,9 @@ def test_disk_budget_deletes_the_oldest_first_also_across_restarts(tmp_path):
 
 def test_full_write_queue_skips_instead_of_blocking(tmp_path):
     archive = Archive(ArchiveConfig(path=tmp_path / "a", queue=1), "cam1")
-    big = Frame(np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), dtype=np.uint8), ChannelOrder.BGR,
-                time.time(), 1)
+    big = Frame(
+        np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), dtype=np.uint8), ChannelOrder.BGR, time.time(), 1
+    )
     reserved = [_save(archive, "fail", "crack", i, big) for i in range(1, 30)]
     archive.close()
     assert None in reserved and archive.skipped == reserved.count(None)

@@ -1,5 +1,6 @@
 """The capture thread and the frame slot: replay without loss, stale-frame dropping, trigger latching,
 reconnect with backoff when a real (MJPEG over HTTP) camera goes away and comes back."""
+
 import threading
 import time
 
@@ -82,8 +83,10 @@ def test_replay_trigger_takes_one_image_each_and_demand_drives_reading():
     slot.put(_frame(1))
     slot.put(_frame(2))
     assert not slot.wants_frame()
-    assert [(t.part_id, t.frame.index) for t in (slot.take_triggered(0.1), slot.take_triggered(0.1))] == \
-        [("A", 1), ("B", 2)]
+    assert [(t.part_id, t.frame.index) for t in (slot.take_triggered(0.1), slot.take_triggered(0.1))] == [
+        ("A", 1),
+        ("B", 2),
+    ]
 
 
 def test_triggers_are_bounded_and_expire():
@@ -122,8 +125,15 @@ def test_live_paced_source_drops_stale_frames_for_a_slow_consumer(tmp_path):
 
 
 def test_lost_camera_is_reopened_with_backoff_and_reported(mjpeg_server):
-    cfg = C.StreamSource(url=mjpeg_server.url, open_timeout_s=2, read_timeout_s=1, stall_timeout_s=2,
-                         reconnect_min_s=0.1, reconnect_max_s=0.4, read_errors_before_reconnect=1)
+    cfg = C.StreamSource(
+        url=mjpeg_server.url,
+        open_timeout_s=2,
+        read_timeout_s=1,
+        stall_timeout_s=2,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.4,
+        read_errors_before_reconnect=1,
+    )
     slot = FrameSlot(triggered=False, live=True)
     states = States()
     capture = Capture(create_source(cfg), cfg, slot, states)
@@ -144,8 +154,9 @@ def test_lost_camera_is_reopened_with_backoff_and_reported(mjpeg_server):
 
 
 def test_camera_that_hangs_without_closing_is_declared_lost_after_the_stall_timeout(mjpeg_server):
-    cfg = C.StreamSource(url=mjpeg_server.url, open_timeout_s=2, read_timeout_s=5, stall_timeout_s=0.5,
-                         reconnect_min_s=0.1)
+    cfg = C.StreamSource(
+        url=mjpeg_server.url, open_timeout_s=2, read_timeout_s=5, stall_timeout_s=0.5, reconnect_min_s=0.1
+    )
     slot = FrameSlot(triggered=False, live=True)
     states = States()
     capture = Capture(create_source(cfg), cfg, slot, states)
@@ -166,8 +177,9 @@ def test_camera_that_hangs_without_closing_is_declared_lost_after_the_stall_time
 
 def test_source_that_stays_lost_past_the_limit_fails(mjpeg_server):
     mjpeg_server.stop()
-    cfg = C.StreamSource(url=mjpeg_server.url, open_timeout_s=1, reconnect_min_s=0.1, reconnect_max_s=0.2,
-                         give_up_after_s=0.5)
+    cfg = C.StreamSource(
+        url=mjpeg_server.url, open_timeout_s=1, reconnect_min_s=0.1, reconnect_max_s=0.2, give_up_after_s=0.5
+    )
     states = States()
     capture = Capture(create_source(cfg), cfg, FrameSlot(False, True), states)
     capture.start()

@@ -1,4 +1,5 @@
 """``inspector run`` as a real process: SIGKILL and restart, the last will, SIGTERM, exit codes."""
+
 import json
 import os
 import shutil
@@ -29,9 +30,19 @@ def _drop(images, folder: Path, first: int) -> None:
 
 def _config(broker, tmp_path, bundle, station, source, **extra) -> Path:
     data = {
-        "line": "clitest", "station": station, "bundle": str(bundle), "source": source,
-        "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "keepalive_s": 5,
-                 "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, "stats_interval_s": 1.0},
+        "line": "clitest",
+        "station": station,
+        "bundle": str(bundle),
+        "source": source,
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "protocol": broker.protocol,
+            "keepalive_s": 5,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+            "stats_interval_s": 1.0,
+        },
         "outbox": {"path": str(tmp_path / "outbox.sqlite"), "drain_timeout_s": 5},
         "archive": {"path": str(tmp_path / "archive")},
     }
@@ -43,8 +54,14 @@ def _config(broker, tmp_path, bundle, station, source, **extra) -> Path:
 
 def _start(config: Path, *args) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config), *args],
-                            cwd=config.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--config", str(config), *args],
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_pending(outbox: Path, count: int, timeout: float = 60.0) -> list:
@@ -62,13 +79,15 @@ def _statuses(rec):
 
 
 def test_sigkill_then_restart_delivers_the_unacknowledged_and_the_last_will_appears(
-        mqtt_broker, tmp_path, int8_bundle, synth_root):
+    mqtt_broker, tmp_path, int8_bundle, synth_root
+):
     hot, hot2 = tmp_path / "hot", tmp_path / "hot2"
     hot.mkdir()
     hot2.mkdir()
     station = "killme"
-    config = _config(mqtt_broker, tmp_path, int8_bundle, station,
-                     {"type": "folder", "path": str(hot), "watch": True, "poll_s": 0.05})
+    config = _config(
+        mqtt_broker, tmp_path, int8_bundle, station, {"type": "folder", "path": str(hot), "watch": True, "poll_s": 0.05}
+    )
     rec = mqtt_broker.subscriber([f"inspector/clitest/{station}/#"], persistent=True)
     images = _images(synth_root, 8)
     proc = _start(config)
@@ -109,15 +128,19 @@ def test_sigkill_then_restart_delivers_the_unacknowledged_and_the_last_will_appe
     later.close()
 
 
-def test_sigterm_finishes_cleanly_with_exit_0_offline_and_json_logs(shared_broker, tmp_path, int8_bundle,
-                                                                    synth_root):
+def test_sigterm_finishes_cleanly_with_exit_0_offline_and_json_logs(shared_broker, tmp_path, int8_bundle, synth_root):
     folder = tmp_path / "imgs"
     folder.mkdir()
     _drop(_images(synth_root, 4), folder, 0)
     station = "termme"
-    config = _config(shared_broker, tmp_path, int8_bundle, station,
-                     {"type": "folder", "path": str(folder), "loop": True, "fps": 10},
-                     log={"level": "info", "format": "json"})
+    config = _config(
+        shared_broker,
+        tmp_path,
+        int8_bundle,
+        station,
+        {"type": "folder", "path": str(folder), "loop": True, "fps": 10},
+        log={"level": "info", "format": "json"},
+    )
     rec = shared_broker.subscriber([f"inspector/clitest/{station}/#"])
     proc = _start(config)
     try:
@@ -141,20 +164,61 @@ def test_sigterm_finishes_cleanly_with_exit_0_offline_and_json_logs(shared_broke
 
 def test_configuration_errors_exit_2_and_name_the_key(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    missing = subprocess.run([sys.executable, "-m", "app.cli", "run", "--source", str(tmp_path)],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "app.cli", "run", "--source", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 2 and "missing required key 'bundle'" in missing.stderr
-    typo = subprocess.run([sys.executable, "-m", "app.cli", "run", "--bundle", "b.inspector", "--source",
-                           str(tmp_path), "--set", "mqtt.prot=1"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    typo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "run",
+            "--bundle",
+            "b.inspector",
+            "--source",
+            str(tmp_path),
+            "--set",
+            "mqtt.prot=1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert typo.returncode == 2 and "unknown key 'mqtt.prot'" in typo.stderr
 
 
 def test_print_config_round_trips(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "app.cli", "run", "--bundle", "m.inspector", "--source", "0",
-                           "--broker", "broker.local:8883", "--station", "cam9", "--print-config"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "run",
+            "--bundle",
+            "m.inspector",
+            "--source",
+            "0",
+            "--broker",
+            "broker.local:8883",
+            "--station",
+            "cam9",
+            "--print-config",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     (tmp_path / "station.yaml").write_text(proc.stdout)
     from edge.config import load_station_config
@@ -165,8 +229,14 @@ def test_print_config_round_trips(tmp_path):
 
 def _run_verbose(config: Path, timeout: float = 90) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "app.cli", "-v", "run", "--config", str(config)], cwd=config.parent,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "-v", "run", "--config", str(config)],
+        cwd=config.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_folder_run_prints_each_part_and_a_summary(shared_broker, tmp_path, int8_bundle, synth_root):

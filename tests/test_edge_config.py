@@ -1,4 +1,5 @@
 """Station configuration: the example file, source plugins by type, command-line overrides, errors."""
+
 from pathlib import Path
 
 import pytest
@@ -22,20 +23,34 @@ def test_example_config_is_valid_and_documents_every_section(monkeypatch):
 def test_every_field_has_a_description():
     from edge import config as C
 
-    models = [m for m in vars(C).values() if isinstance(m, type) and issubclass(m, C.StrictModel)
-              and m.__module__ == C.__name__]
-    missing = [f"{m.__name__}.{name}" for m in models for name, field in m.model_fields.items()
-               if not field.description and not (isinstance(field.annotation, type)
-                                                  and issubclass(field.annotation, C.StrictModel))
-               and name != "type"]
+    models = [
+        m
+        for m in vars(C).values()
+        if isinstance(m, type) and issubclass(m, C.StrictModel) and m.__module__ == C.__name__
+    ]
+    missing = [
+        f"{m.__name__}.{name}"
+        for m in models
+        for name, field in m.model_fields.items()
+        if not field.description
+        and not (isinstance(field.annotation, type) and issubclass(field.annotation, C.StrictModel))
+        and name != "type"
+    ]
     assert missing == []
 
 
 def test_overrides_reach_any_key_and_source_replaces_the_section(tmp_path, monkeypatch):
     monkeypatch.setenv("CAMERA_PASSWORD", "pw")
     (tmp_path / "imgs").mkdir()
-    cfg = load_station_config(EXAMPLE, {"mqtt.port": 1884, "source": source_from_text(str(tmp_path / "imgs")),
-                                        "source.loop": True, "mode.type": "continuous"})
+    cfg = load_station_config(
+        EXAMPLE,
+        {
+            "mqtt.port": 1884,
+            "source": source_from_text(str(tmp_path / "imgs")),
+            "source.loop": True,
+            "mode.type": "continuous",
+        },
+    )
     assert cfg.mqtt.port == 1884 and cfg.mode.type == "continuous"
     assert isinstance(cfg.source, FolderSource) and cfg.source.loop and cfg.source.path == tmp_path / "imgs"
 
@@ -47,26 +62,42 @@ def test_config_from_the_command_line_alone():
     assert cfg.allowed_models_dir == Path(".").resolve()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2", {"type": "usb", "index": 2}), ("/dev/video1", {"type": "usb", "index": "/dev/video1"}),
-    ("rtsp://cam/1", {"type": "stream", "url": "rtsp://cam/1"}),
-    ("videotestsrc ! appsink", {"type": "gstreamer", "pipeline": "videotestsrc ! appsink"}),
-    ("clip.mp4", {"type": "video", "path": "clip.mp4"}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2", {"type": "usb", "index": 2}),
+        ("/dev/video1", {"type": "usb", "index": "/dev/video1"}),
+        ("rtsp://cam/1", {"type": "stream", "url": "rtsp://cam/1"}),
+        ("videotestsrc ! appsink", {"type": "gstreamer", "pipeline": "videotestsrc ! appsink"}),
+        ("clip.mp4", {"type": "video", "path": "clip.mp4"}),
+    ],
+)
 def test_quick_source_values(text, expected):
     assert source_from_text(text) == expected
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"source": {"type": "folder", "path": "x"}}, "missing required key 'bundle'"),
-    ({"bundle": "b", "source": {"type": "folder", "path": "x", "url": "rtsp://x"}}, "unknown key 'source.folder.url'"),
-    ({"bundle": "b", "source": {"type": "webcam"}}, "source"),
-    ({"bundle": "b", "source": {"type": "folder", "path": "x"}, "mqtt": {"prot": 1}}, "unknown key 'mqtt.prot'"),
-    ({"bundle": "b", "source": {"type": "folder", "path": "x"}, "station": "a/b"}, "cannot contain"),
-    ({"bundle": "b", "source": {"type": "gstreamer"}}, "exactly one of 'pipeline' or 'preset'"),
-    ({"bundle": "b", "source": {"type": "folder", "path": "x"},
-      "mqtt": {"password_env": "A", "password_file": "f"}}, "only one of password_env or password_file"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"source": {"type": "folder", "path": "x"}}, "missing required key 'bundle'"),
+        (
+            {"bundle": "b", "source": {"type": "folder", "path": "x", "url": "rtsp://x"}},
+            "unknown key 'source.folder.url'",
+        ),
+        ({"bundle": "b", "source": {"type": "webcam"}}, "source"),
+        ({"bundle": "b", "source": {"type": "folder", "path": "x"}, "mqtt": {"prot": 1}}, "unknown key 'mqtt.prot'"),
+        ({"bundle": "b", "source": {"type": "folder", "path": "x"}, "station": "a/b"}, "cannot contain"),
+        ({"bundle": "b", "source": {"type": "gstreamer"}}, "exactly one of 'pipeline' or 'preset'"),
+        (
+            {
+                "bundle": "b",
+                "source": {"type": "folder", "path": "x"},
+                "mqtt": {"password_env": "A", "password_file": "f"},
+            },
+            "only one of password_env or password_file",
+        ),
+    ],
+)
 def test_mistakes_are_errors_that_name_the_key(tmp_path, data, message):
     path = tmp_path / "station.yaml"
     path.write_text(yaml.safe_dump(data))

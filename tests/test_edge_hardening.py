@@ -3,6 +3,7 @@
 Unit tests of the command contract first, then whole stations against a real broker (``shared_broker``,
 ``mqtt_broker``) and a real INT8 bundle (``int8_bundle``).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,15 +28,18 @@ def _nested(depth: int) -> bytes:
     return b'{"cmd": "pause", "x": ' + b"[" * depth + b"]" * depth + b"}"
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (_nested(1000), "nested deeper than"),
-    (b'{"cmd": "trigger", "part_id": ' + b'{"a":' * 2000 + b"1" + b"}" * 2000 + b"}", "nested deeper than"),
-    (json.dumps({"cmd": "pause"}).encode("utf-16"), "not UTF-8"),
-    (json.dumps({"cmd": "pause"}).encode("utf-16-le"), "not valid JSON"),
-    (b'{"cmd": "pause", "cmd": "resume"}', "duplicate key 'cmd'"),
-    (b'{"cmd": "set_threshold", "threshold": NaN}', "not valid JSON"),
-    (b'{"cmd": "set_threshold", "threshold": 1' + b"0" * 5000 + b"}", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (_nested(1000), "nested deeper than"),
+        (b'{"cmd": "trigger", "part_id": ' + b'{"a":' * 2000 + b"1" + b"}" * 2000 + b"}", "nested deeper than"),
+        (json.dumps({"cmd": "pause"}).encode("utf-16"), "not UTF-8"),
+        (json.dumps({"cmd": "pause"}).encode("utf-16-le"), "not valid JSON"),
+        (b'{"cmd": "pause", "cmd": "resume"}', "duplicate key 'cmd'"),
+        (b'{"cmd": "set_threshold", "threshold": NaN}', "not valid JSON"),
+        (b'{"cmd": "set_threshold", "threshold": 1' + b"0" * 5000 + b"}", "not valid JSON"),
+    ],
+)
 def test_hostile_payloads_are_command_errors(payload, reason):
     assert len(payload) < 16 * 1024
     with pytest.raises(CommandError) as info:
@@ -61,12 +65,15 @@ def test_a_reload_with_a_nul_byte_is_refused_by_parse_or_resolve(tmp_path):
         resolve_bundle_path(parse_command(payload, CommandChannel.ENGINEERING).bundle, tmp_path)
 
 
-@pytest.mark.parametrize("payload, channel", [
-    (b'{"cmd": "set_threshold", "threshold": 0.5}', CommandChannel.OPERATIONAL),
-    (b'{"cmd": "reload", "bundle": "v2.inspector"}', CommandChannel.OPERATIONAL),
-    (b'{"cmd": "trigger"}', CommandChannel.ENGINEERING),
-    (b'{"cmd": "pause"}', CommandChannel.ENGINEERING),
-])
+@pytest.mark.parametrize(
+    "payload, channel",
+    [
+        (b'{"cmd": "set_threshold", "threshold": 0.5}', CommandChannel.OPERATIONAL),
+        (b'{"cmd": "reload", "bundle": "v2.inspector"}', CommandChannel.OPERATIONAL),
+        (b'{"cmd": "trigger"}', CommandChannel.ENGINEERING),
+        (b'{"cmd": "pause"}', CommandChannel.ENGINEERING),
+    ],
+)
 def test_each_command_is_accepted_only_on_its_own_topic(payload, channel):
     with pytest.raises(CommandError, match="command: publish it on"):
         parse_command(payload, channel)
@@ -79,8 +86,9 @@ def test_senders_get_the_topic_of_the_command_from_the_contract():
     assert topics.engineering == "inspector/line1/cam1/engineering"
     assert command_topic(topics, TriggerCommand(cmd="trigger")) == topics.cmd
     assert command_topic(topics, SetThresholdCommand(cmd="set_threshold", threshold=0.5)) == topics.engineering
-    assert parse_command(b'{"cmd": "set_threshold", "threshold": 0.9, "override": true}',
-                         CommandChannel.ENGINEERING).override
+    assert parse_command(
+        b'{"cmd": "set_threshold", "threshold": 0.9, "override": true}', CommandChannel.ENGINEERING
+    ).override
 
 
 # -- whole stations ----------------------------------------------------------------------------------------
@@ -132,8 +140,10 @@ class LiveStation:
         self.rec.wait_for(lambda r: len(r.results()) > count + 2, what="results afterwards")
         rid = f"alive-{count}"
         self.send(json.dumps({"cmd": "snapshot", "request_id": rid}).encode())
-        self.rec.wait_for(lambda r: any(e["details"].get("request_id") == rid for e in r.events("snapshot")),
-                          what="an answer to a snapshot command")
+        self.rec.wait_for(
+            lambda r: any(e["details"].get("request_id") == rid for e in r.events("snapshot")),
+            what="an answer to a snapshot command",
+        )
         assert self.thread.running and self.status()[-1] == "online"
 
 
@@ -154,6 +164,7 @@ def test_hostile_commands_are_answered_and_the_station_keeps_working(shared_brok
 
 def test_a_callback_that_raises_is_logged_and_counted_not_fatal(shared_broker, tmp_path, int8_bundle, frames):
     with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
+
         def boom(payload, retained):
             raise RuntimeError("planted bug in the command handler")
 
@@ -186,7 +197,8 @@ class WatchdogSocket:
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the planted death
 def test_a_dead_network_loop_takes_the_station_offline_and_stops_the_watchdog(
-        shared_broker, tmp_path, int8_bundle, frames):
+    shared_broker, tmp_path, int8_bundle, frames
+):
     from edge.runtime import ExitCode
     from inspector.sdnotify import Notifier
 
@@ -211,8 +223,10 @@ def test_a_retained_command_delivered_live_is_refused(shared_broker, tmp_path, i
     with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
         try:
             live.send(b'{"cmd": "pause", "request_id": "retained-live"}', retain=True)
-            live.rec.wait_for(lambda r: any("retained" in e["message"] for e in r.events("command_rejected")),
-                              what="the retained command refused")
+            live.rec.wait_for(
+                lambda r: any("retained" in e["message"] for e in r.events("command_rejected")),
+                what="the retained command refused",
+            )
             assert not live.station.paused
             live.answers_and_inspects()
         finally:
@@ -220,7 +234,8 @@ def test_a_retained_command_delivered_live_is_refused(shared_broker, tmp_path, i
 
 
 def test_engineering_commands_have_their_own_topic_a_calibrated_range_and_before_after_events(
-        shared_broker, tmp_path, int8_bundle, frames):
+    shared_broker, tmp_path, int8_bundle, frames
+):
     from inspector.bundle import Bundle
 
     calibrated = Bundle.load(int8_bundle).manifest.decision
@@ -232,9 +247,10 @@ def test_engineering_commands_have_their_own_topic_a_calibrated_range_and_before
         no_band = {"review_low": outside, "review_high": outside} if calibrated.review_low is not None else {}
         live.send(json.dumps({"cmd": "set_threshold", "threshold": outside, "override": True}).encode())
         live.send(b'{"cmd": "pause"}', leaf="engineering")
-        live.send(json.dumps({"cmd": "set_threshold", "threshold": outside, "request_id": "no-override",
-                              **no_band}).encode(),
-                  leaf="engineering")
+        live.send(
+            json.dumps({"cmd": "set_threshold", "threshold": outside, "request_id": "no-override", **no_band}).encode(),
+            leaf="engineering",
+        )
         live.rec.wait_for(lambda r: len(r.events("command_rejected")) == 3, what="three refusals")
         reasons = [e["details"]["reason"] for e in live.rec.events("command_rejected")]
         assert "engineering command: publish it on" in reasons[0]
@@ -242,10 +258,15 @@ def test_engineering_commands_have_their_own_topic_a_calibrated_range_and_before
         assert "override" in reasons[2] and "calibrat" in reasons[2]
         assert {r["threshold"] for r in live.rec.results()} == {calibrated.threshold}
 
-        live.send(json.dumps({"cmd": "set_threshold", "threshold": inside, "request_id": "in"}).encode(),
-                  leaf="engineering")
-        live.send(json.dumps({"cmd": "set_threshold", "threshold": outside, "override": True,
-                              "request_id": "over", **no_band}).encode(), leaf="engineering")
+        live.send(
+            json.dumps({"cmd": "set_threshold", "threshold": inside, "request_id": "in"}).encode(), leaf="engineering"
+        )
+        live.send(
+            json.dumps(
+                {"cmd": "set_threshold", "threshold": outside, "override": True, "request_id": "over", **no_band}
+            ).encode(),
+            leaf="engineering",
+        )
         live.rec.wait_for(lambda r: len(r.events("threshold_changed")) == 2, what="two threshold changes")
         live.rec.wait_for(lambda r: r.results()[-1]["threshold"] == outside, what="the overridden threshold in use")
         first, second = live.rec.events("threshold_changed")
@@ -264,7 +285,8 @@ def _versioned(src, dest, version: str):
 
 
 def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_station(
-        shared_broker, tmp_path, int8_bundle, frames):
+    shared_broker, tmp_path, int8_bundle, frames
+):
     import hashlib
     import os
 
@@ -290,6 +312,7 @@ def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_
     disturb = [target.unlink, lambda: put(other), lambda: put(b"PK\x03\x04 not a bundle"), symlink_out]
     rng = random.Random(16)
     with LiveStation(shared_broker, tmp_path, current, frames) as live:
+
         def answer(rid):
             for kind in ("model_reloaded", "model_reload_failed", "command_rejected"):
                 for event in live.rec.events(kind):
@@ -302,8 +325,10 @@ def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_
                 target.unlink()
             put(good)
             rid = f"race-{i}"
-            live.send(json.dumps({"cmd": "reload", "bundle": target.name, "sha256": digest, "request_id": rid}).encode(),
-                      leaf="engineering")
+            live.send(
+                json.dumps({"cmd": "reload", "bundle": target.name, "sha256": digest, "request_id": rid}).encode(),
+                leaf="engineering",
+            )
             time.sleep(rng.uniform(0.0, 0.15))
             disturb[i % len(disturb)]()
             live.rec.wait_for(lambda r, rid=rid: answer(rid) is not None, what=f"an answer to {rid}")
@@ -314,8 +339,9 @@ def test_deleting_or_swapping_the_bundle_right_after_a_reload_never_crashes_the_
         if target.is_symlink():
             target.unlink()
         put(good)
-        live.send(json.dumps({"cmd": "reload", "bundle": "v1.inspector", "request_id": "final"}).encode(),
-                  leaf="engineering")
+        live.send(
+            json.dumps({"cmd": "reload", "bundle": "v1.inspector", "request_id": "final"}).encode(), leaf="engineering"
+        )
         live.rec.wait_for(lambda r: answer("final") is not None, what="an answer to the final reload")
         assert answer("final")[0] == "model_reloaded"
         live.answers_and_inspects()
@@ -327,9 +353,11 @@ def acl_broker(tmp_path):
     from tests.fixtures_mqtt import Broker
 
     acl = tmp_path / "acl"
-    acl.write_text("topic read inspector/edgetest/+/result\ntopic readwrite inspector/edgetest/+/status\n"
-                   "topic readwrite inspector/edgetest/+/stats\ntopic readwrite inspector/edgetest/+/event\n"
-                   "topic readwrite inspector/edgetest/+/cmd\ntopic readwrite inspector/edgetest/+/engineering\n")
+    acl.write_text(
+        "topic read inspector/edgetest/+/result\ntopic readwrite inspector/edgetest/+/status\n"
+        "topic readwrite inspector/edgetest/+/stats\ntopic readwrite inspector/edgetest/+/event\n"
+        "topic readwrite inspector/edgetest/+/cmd\ntopic readwrite inspector/edgetest/+/engineering\n"
+    )
     broker = Broker(tmp_path / "acl-broker", mosquitto_extra=[f"acl_file {acl}"])
     if broker.kind != "mosquitto":
         pytest.skip("needs Mosquitto's ACLs")
@@ -343,8 +371,13 @@ def test_results_the_broker_refuses_are_kept_and_the_run_fails(acl_broker, tmp_p
     from edge.runtime import ExitCode
     from tests.fixtures_edge import StationThread, station_config
 
-    cfg = station_config(acl_broker, tmp_path, int8_bundle, {"type": "folder", "path": str(frames)},
-                         overrides={"outbox.drain_timeout_s": 3})
+    cfg = station_config(
+        acl_broker,
+        tmp_path,
+        int8_bundle,
+        {"type": "folder", "path": str(frames)},
+        overrides={"outbox.drain_timeout_s": 3},
+    )
     rec = acl_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     assert StationThread(cfg).start().wait(120) == ExitCode.REFUSED
     rec.wait_for(lambda r: len(r.events("error")) >= 6, what="an error event per refused result")
@@ -355,14 +388,20 @@ def test_results_the_broker_refuses_are_kept_and_the_run_fails(acl_broker, tmp_p
     rec.close()
 
 
-def test_a_station_over_mqtt_3_1_1_needs_to_accept_that_refusals_are_invisible(acl_broker, tmp_path, int8_bundle,
-                                                                                 frames):
+def test_a_station_over_mqtt_3_1_1_needs_to_accept_that_refusals_are_invisible(
+    acl_broker, tmp_path, int8_bundle, frames
+):
     """3.1.1 acknowledges a refused publish like a delivered one: the default config refuses to run that way."""
     from edge.config import load_station_config
     from inspector.config import ConfigError
 
-    overrides = {"bundle": str(int8_bundle), "source": {"type": "folder", "path": str(frames)},
-                 "mqtt.host": acl_broker.host, "mqtt.port": acl_broker.port, "mqtt.protocol": "3.1.1"}
+    overrides = {
+        "bundle": str(int8_bundle),
+        "source": {"type": "folder", "path": str(frames)},
+        "mqtt.host": acl_broker.host,
+        "mqtt.port": acl_broker.port,
+        "mqtt.protocol": "3.1.1",
+    }
     with pytest.raises(ConfigError, match=r"mqtt\.protocol"):
         load_station_config(None, overrides)
     cfg = load_station_config(None, {**overrides, "outbox.accept_mqtt311_acks": True})
@@ -374,9 +413,13 @@ def test_a_run_that_delivered_nothing_exits_non_zero(mqtt_broker, tmp_path, int8
     from tests.fixtures_edge import StationThread, station_config
 
     mqtt_broker.stop()
-    cfg = station_config(mqtt_broker, tmp_path, int8_bundle,
-                         {"type": "folder", "path": str(frames), "watch": True, "poll_s": 0.05},
-                         overrides={"outbox.drain_timeout_s": 0.5})
+    cfg = station_config(
+        mqtt_broker,
+        tmp_path,
+        int8_bundle,
+        {"type": "folder", "path": str(frames), "watch": True, "poll_s": 0.05},
+        overrides={"outbox.drain_timeout_s": 0.5},
+    )
     station = StationThread(cfg).start()
     deadline = time.monotonic() + 60
     while station.station.outbox is None or station.station.outbox.depth() < 6:
@@ -399,9 +442,13 @@ def test_broker_config_errors_name_the_key(tmp_path, overrides, key):
     assert key in str(info.value)
 
 
-@pytest.mark.parametrize("tls, key", [({"ca_file": "/nonexistent/ca.crt"}, "mqtt.tls.ca_file"),
-                                      ({"cert_file": "/nonexistent/c.crt", "key_file": "/nonexistent/c.key"},
-                                       "mqtt.tls.cert_file")])
+@pytest.mark.parametrize(
+    "tls, key",
+    [
+        ({"ca_file": "/nonexistent/ca.crt"}, "mqtt.tls.ca_file"),
+        ({"cert_file": "/nonexistent/c.crt", "key_file": "/nonexistent/c.key"}, "mqtt.tls.cert_file"),
+    ],
+)
 def test_missing_tls_files_name_the_key(tls, key):
     from inspector.config import ConfigError
     from inspector.mqtt import MqttConfig, make_client
@@ -414,8 +461,13 @@ def test_a_station_with_a_missing_ca_file_exits_with_the_config_code(shared_brok
     from edge.runtime import ExitCode
     from tests.fixtures_edge import StationThread, station_config
 
-    cfg = station_config(shared_broker, tmp_path, int8_bundle, {"type": "folder", "path": str(frames)},
-                         overrides={"mqtt.tls": {"ca_file": str(tmp_path / "missing-ca.crt")}})
+    cfg = station_config(
+        shared_broker,
+        tmp_path,
+        int8_bundle,
+        {"type": "folder", "path": str(frames)},
+        overrides={"mqtt.tls": {"ca_file": str(tmp_path / "missing-ca.crt")}},
+    )
     assert StationThread(cfg).start().wait(30) == ExitCode.CONFIG
 
 
@@ -442,8 +494,9 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("kind", ["png", "jpg", "bmp", "tif"])
@@ -453,7 +506,7 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, kind)
 
     from inspector.imageio import MAX_PIXELS, ImageError, decode_image
 
-    side = int(MAX_PIXELS ** 0.5) + 100
+    side = int(MAX_PIXELS**0.5) + 100
     if kind == "png":
         data = _png_header(side, side)
     else:  # a real small image whose header is edited to claim a huge size
@@ -461,14 +514,20 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, kind)
         data = bytearray(encoded.tobytes())
         if kind == "jpg":
             sof = data.index(b"\xff\xc0")
-            data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2
+            data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
         elif kind == "bmp":
             data[18:26] = side.to_bytes(4, "little") * 2
         else:
-            data = bytes(data).replace(b"\x00\x01\x03\x00\x01\x00\x00\x00\x08\x00",
-                                       b"\x00\x01\x03\x00\x01\x00\x00\x00" + side.to_bytes(2, "little"))
-            data = bytearray(data.replace(b"\x01\x01\x03\x00\x01\x00\x00\x00\x08\x00",
-                                          b"\x01\x01\x03\x00\x01\x00\x00\x00" + side.to_bytes(2, "little")))
+            data = bytes(data).replace(
+                b"\x00\x01\x03\x00\x01\x00\x00\x00\x08\x00",
+                b"\x00\x01\x03\x00\x01\x00\x00\x00" + side.to_bytes(2, "little"),
+            )
+            data = bytearray(
+                data.replace(
+                    b"\x01\x01\x03\x00\x01\x00\x00\x00\x08\x00",
+                    b"\x01\x01\x03\x00\x01\x00\x00\x00" + side.to_bytes(2, "little"),
+                )
+            )
         data = bytes(data)
     with pytest.raises(ImageError, match="pixel limit"):
         decode_image(data, f".{kind}")
@@ -488,10 +547,36 @@ def test_a_png_named_jpg_is_decoded_by_its_content(tmp_path):
 
 # -- bounded fuzz: thousands of generated payloads against a live station ----------------------------------
 
-_NAMES = ("trigger", "pause", "resume", "snapshot", "set_threshold", "reload", "", "TRIGGER", "cmd", "\u0000",
-          "selfdestruct", "set_threshold\u0000", "reload ")
-_FIELDS = ("cmd", "part_id", "request_id", "threshold", "review_low", "review_high", "override", "bundle", "sha256",
-           "x", "__proto__", "", "cmd ")
+_NAMES = (
+    "trigger",
+    "pause",
+    "resume",
+    "snapshot",
+    "set_threshold",
+    "reload",
+    "",
+    "TRIGGER",
+    "cmd",
+    "\u0000",
+    "selfdestruct",
+    "set_threshold\u0000",
+    "reload ",
+)
+_FIELDS = (
+    "cmd",
+    "part_id",
+    "request_id",
+    "threshold",
+    "review_low",
+    "review_high",
+    "override",
+    "bundle",
+    "sha256",
+    "x",
+    "__proto__",
+    "",
+    "cmd ",
+)
 
 
 def _value(rng, depth: int = 0):
@@ -506,11 +591,25 @@ def _value(rng, depth: int = 0):
     if choice == 3:
         return rng.choice([0.0, -0.0, 0.5, 1.0, 1.0000001, -1e-300, 1e308, 0.999999])
     if choice == 4:
-        return "".join(chr(rng.choice([0, 9, 0x7f, 0x2028, 0xfeff, 0x1F600, rng.randrange(32, 0x3000)]))
-                       for _ in range(rng.randrange(0, 40)))
+        return "".join(
+            chr(rng.choice([0, 9, 0x7F, 0x2028, 0xFEFF, 0x1F600, rng.randrange(32, 0x3000)]))
+            for _ in range(rng.randrange(0, 40))
+        )
     if choice == 5:
-        return rng.choice(["../../etc/passwd", "/etc/passwd", "m.inspector", "a" * 300, "v2\u0000.inspector",
-                           "models/../m.inspector", "%00", "~", "\\\\server\\share", "ab" * 32])
+        return rng.choice(
+            [
+                "../../etc/passwd",
+                "/etc/passwd",
+                "m.inspector",
+                "a" * 300,
+                "v2\u0000.inspector",
+                "models/../m.inspector",
+                "%00",
+                "~",
+                "\\\\server\\share",
+                "ab" * 32,
+            ]
+        )
     if choice == 6:
         return rng.choice(_NAMES)
     if choice == 7:
@@ -544,16 +643,23 @@ def fuzz_payloads(seed: int, count: int):
             text = json.dumps(_value(rng))
         elif kind == 5:  # textual damage: truncation, duplicate keys, NaN, trailing garbage
             text = json.dumps(_command(rng))
-            text = rng.choice([text[:rng.randrange(len(text) + 1)], text[:-1] + ', "cmd": "pause"}',
-                               text.replace("0.5", "NaN"), text + rng.choice(["}", "]", " x", "\u0000"]),
-                               text.replace('"', "'")])
+            text = rng.choice(
+                [
+                    text[: rng.randrange(len(text) + 1)],
+                    text[:-1] + ', "cmd": "pause"}',
+                    text.replace("0.5", "NaN"),
+                    text + rng.choice(["}", "]", " x", "\u0000"]),
+                    text.replace('"', "'"),
+                ]
+            )
         elif kind == 6:  # nesting, around and above the limit, both brackets
             depth = rng.choice([7, 8, 9, 50, 1000, 5000])
             opener, closer = rng.choice([("[", "]"), ('{"a":', "}")])
             text = '{"cmd": "pause", "x": ' + opener * depth + "1" + closer * depth + "}"
         elif kind == 7:  # other encodings of a valid command
-            payload = json.dumps({"cmd": rng.choice(_NAMES[:6])}).encode(rng.choice(["utf-16", "utf-16-be", "utf-32",
-                                                                                   "utf-8-sig", "latin-1"]))
+            payload = json.dumps({"cmd": rng.choice(_NAMES[:6])}).encode(
+                rng.choice(["utf-16", "utf-16-be", "utf-32", "utf-8-sig", "latin-1"])
+            )
             out.append((leaf, payload))
             continue
         elif kind == 8:
@@ -579,12 +685,13 @@ def test_fuzzed_commands_never_mute_a_station(shared_broker, tmp_path, int8_bund
     shutil.copy(int8_bundle, models / "m.inspector")
     payloads = fuzz_payloads(seed=16, count=6000)
     with LiveStation(shared_broker, tmp_path, models / "m.inspector", frames) as live:
+
         def answered(r):
             return sum(len(r.events(kind)) for kind in ANSWERS)
 
         sent = 0
         for start in range(0, len(payloads), 100):
-            for leaf, payload in payloads[start:start + 100]:
+            for leaf, payload in payloads[start : start + 100]:
                 info = live.rec.client.publish(f"{live.base}/{leaf}", payload, qos=1)
                 sent += 1
             info.wait_for_publish(30)
@@ -593,6 +700,5 @@ def test_fuzzed_commands_never_mute_a_station(shared_broker, tmp_path, int8_bund
         assert answered(live.rec) == len(payloads)  # exactly one answer each
         assert live.station.publisher.callback_errors == 0 and live.station.publisher.events_dropped == 0
         live.send(b'{"cmd": "resume"}')  # the fuzz may have paused it
-        live.send(json.dumps({"cmd": "set_threshold", "threshold": 0.5, "override": True}).encode(),
-                  leaf="engineering")
+        live.send(json.dumps({"cmd": "set_threshold", "threshold": 0.5, "override": True}).encode(), leaf="engineering")
         live.answers_and_inspects()

@@ -1,4 +1,5 @@
 """Camera health: the commissioning reference checked every N frames, reported only on change."""
+
 import numpy as np
 
 from edge.health import CameraHealth

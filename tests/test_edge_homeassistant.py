@@ -1,4 +1,5 @@
 """Home Assistant discovery messages: valid JSON, the keys Home Assistant requires, topics of the contract."""
+
 import json
 import re
 
@@ -16,12 +17,23 @@ def test_every_message_is_valid_json_with_the_required_keys():
     for topic, payload in msgs:
         config = json.loads(payload)
         assert re.fullmatch(r"homeassistant/sensor/[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config", topic), topic
-        for key in ("name", "unique_id", "state_topic", "value_template", "availability_topic",
-                    "payload_available", "payload_not_available", "device"):
+        for key in (
+            "name",
+            "unique_id",
+            "state_topic",
+            "value_template",
+            "availability_topic",
+            "payload_available",
+            "payload_not_available",
+            "device",
+        ):
             assert key in config, (topic, key)
         assert config["state_topic"] in (TOPICS.stats, TOPICS.result)
         assert (config["availability_topic"], config["payload_available"], config["payload_not_available"]) == (
-            TOPICS.status, "online", "offline")
+            TOPICS.status,
+            "online",
+            "offline",
+        )
         assert config["device"]["identifiers"] == [node_id(TOPICS)]
         assert config["device"]["hw_version"] == "model 7"
     unique_ids = [json.loads(p)["unique_id"] for _, p in msgs]
@@ -85,14 +97,24 @@ def test_station_publisher_sends_discovery_retained_on_connect(shared_broker, tm
     from inspector.mqtt import MqttConfig
     from inspector.protocol.topics import StationTopics
 
-    station_cfg = StationConfig.model_validate({"bundle": "m.inspector", "source": {"type": "folder", "path": "."},
-                                                "homeassistant": {"enabled": True, "area": "Line 1"}})
+    station_cfg = StationConfig.model_validate(
+        {
+            "bundle": "m.inspector",
+            "source": {"type": "folder", "path": "."},
+            "homeassistant": {"enabled": True, "area": "Line 1"},
+        }
+    )
     topics = StationTopics("inspector", "hatest", f"cam{uuid.uuid4().hex[:6]}")
     expected = dict(discovery_messages(topics, station_cfg.homeassistant, "v7"))
     cfg = MqttConfig(host=shared_broker.host, port=shared_broker.port, protocol=shared_broker.protocol)
-    pub = Publisher(cfg, topics, f"ha-{uuid.uuid4().hex[:6]}", Outbox(tmp_path / "o.sqlite"),
-                    on_command=lambda *a: None,
-                    retained_on_connect=lambda: discovery_messages(topics, station_cfg.homeassistant, "v7"))
+    pub = Publisher(
+        cfg,
+        topics,
+        f"ha-{uuid.uuid4().hex[:6]}",
+        Outbox(tmp_path / "o.sqlite"),
+        on_command=lambda *a: None,
+        retained_on_connect=lambda: discovery_messages(topics, station_cfg.homeassistant, "v7"),
+    )
     pub.start()
     try:
         deadline = time.monotonic() + 20

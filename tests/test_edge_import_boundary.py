@@ -1,6 +1,7 @@
 """The device side never loads TensorFlow: not when importing any module of ``inspector`` or ``edge``,
 not for ``inspector --help`` or ``inspector run --help``. Each check runs in a fresh interpreter, since
 other tests in this session load TensorFlow on purpose."""
+
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_importing_every_inspector_and_edge_module_leaves_tensorflow_out():

@@ -1,4 +1,5 @@
 """The durable outbox: order, acknowledgement, bounds, sequence numbers, and surviving a killed process."""
+
 import sqlite3
 import subprocess
 import sys

@@ -7,6 +7,7 @@ is published as ``pass`` while the good parts' verdicts do not change, and that 
 difference (with it off, the same frames pass). The real magnetic tile data, when present, checks that
 good tiles keep passing the gate.
 """
+
 from __future__ import annotations
 
 import random
@@ -45,8 +46,9 @@ def not_parts() -> dict:
     rng = np.random.default_rng(7)
     frames = {f"flat_{v:03d}": np.full((*SIZE, 3), v, np.uint8) for v in (0, 60, 128, 200, 255)}
     frames.update({f"noise_uniform_{i}": rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8) for i in range(3)})
-    frames.update({f"noise_gauss_{i}": np.clip(rng.normal(128, 25, (*SIZE, 3)), 0, 255).astype(np.uint8)
-                   for i in range(3)})
+    frames.update(
+        {f"noise_gauss_{i}": np.clip(rng.normal(128, 25, (*SIZE, 3)), 0, 255).astype(np.uint8) for i in range(3)}
+    )
     for i, image in enumerate(parts(8, 3, "metal")):
         frames[f"covered_black_{i}"] = half_covered(image, 0)
         frames[f"covered_card_{i}"] = half_covered(image, None)
@@ -98,7 +100,8 @@ def test_reference_survives_the_manifest_round_trip(reference):
     again = PlausibilityReference.model_validate_json(reference.model_dump_json())
     frame = parts(9, 1, "fabric")[0]
     assert PlausibilityGate(again).check(frame).appearance == pytest.approx(
-        PlausibilityGate(reference).check(frame).appearance)
+        PlausibilityGate(reference).check(frame).appearance
+    )
 
 
 def test_without_a_reference_the_gate_still_stops_blank_and_clipped_frames():
@@ -138,8 +141,13 @@ def _bundle_for_metal(int8_bundle, reference, folder: Path) -> Path:
 def _run(broker, workdir: Path, bundle: Path, images: Path, gate: bool) -> list:
     # threshold 1.0: this near-chance test model passes nearly everything, as the issue's cast-parts model
     # passed the grey frame; so every non-pass below is the gate's doing.
-    cfg = station_config(broker, workdir, bundle, {"type": "folder", "path": str(images)},
-                         overrides={"decision": {"threshold": 1.0}, "gate.enabled": gate})
+    cfg = station_config(
+        broker,
+        workdir,
+        bundle,
+        {"type": "folder", "path": str(images)},
+        overrides={"decision": {"threshold": 1.0}, "gate.enabled": gate},
+    )
     rec = broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     assert StationThread(cfg).start().wait(120) == ExitCode.OK
     rec.wait_for(lambda r: [m.text for m in r.on("status")][-1:] == ["offline"], what="offline")
@@ -149,7 +157,8 @@ def _run(broker, workdir: Path, bundle: Path, images: Path, gate: bool) -> list:
 
 
 def test_station_publishes_no_pass_for_non_parts_and_the_same_verdicts_for_good_parts(
-        shared_broker, tmp_path, int8_bundle, reference):
+    shared_broker, tmp_path, int8_bundle, reference
+):
     bundle = _bundle_for_metal(int8_bundle, reference, tmp_path / "bundle")
     images = tmp_path / "frames"
     images.mkdir()
@@ -193,7 +202,7 @@ def test_good_magnetic_tiles_keep_passing_the_gate(magnetic_tile):
     train = {c: p[: int(0.7 * len(p))] for c, p in classes.items()}
     sample = [path for c, p in train.items() for path in p[: max(1, round(300 * len(classes[c]) / total))]]
     gate = PlausibilityGate(PlausibilityReference.fit(prep.prepare(load_image(p)) for p in sample))
-    held_out = classes["free"][int(0.7 * len(classes["free"])):]
+    held_out = classes["free"][int(0.7 * len(classes["free"])) :]
     flagged = [p.name for p in held_out if not gate.check(prep.prepare(load_image(p))).ok]
     print(f"magnetic tile: {len(flagged)} of {len(held_out)} held-out good tiles flagged")
     assert len(flagged) <= 0.01 * len(held_out), flagged

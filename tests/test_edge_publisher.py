@@ -1,4 +1,5 @@
 """The MQTT side of a station against a real broker: drain order, acknowledgements, outages, status, commands."""
+
 import shutil
 import subprocess
 import threading
@@ -19,11 +20,22 @@ from inspector.protocol.topics import StationTopics
 def _publisher(broker, tmp_path, station, protocol=None, commands=None, **mqtt):
     topics = StationTopics("inspector", "pubtest", station)
     box = Outbox(tmp_path / f"{station}.sqlite")
-    cfg = MqttConfig(host=broker.host, port=broker.port, protocol=protocol or broker.protocol,
-                     reconnect_min_s=0.2, reconnect_max_s=1.0, **mqtt)
+    cfg = MqttConfig(
+        host=broker.host,
+        port=broker.port,
+        protocol=protocol or broker.protocol,
+        reconnect_min_s=0.2,
+        reconnect_max_s=1.0,
+        **mqtt,
+    )
     received = commands if commands is not None else []
-    pub = Publisher(cfg, topics, f"pub-{station}-{uuid.uuid4().hex[:6]}", box,
-                    on_command=lambda payload, retained, channel: received.append((payload, retained, channel)))
+    pub = Publisher(
+        cfg,
+        topics,
+        f"pub-{station}-{uuid.uuid4().hex[:6]}",
+        box,
+        on_command=lambda payload, retained, channel: received.append((payload, retained, channel)),
+    )
     return pub, box, topics
 
 
@@ -121,8 +133,9 @@ def test_broker_outage_in_the_middle_of_a_drain_loses_nothing_and_keeps_order(mq
         stop_feeding.set()
         feeder.join()
         assert pub.flush(30.0), f"{box.depth()} results still queued"
-        rec.wait_for(lambda r: {m["seq"] for m in r.results()} >= set(fed), timeout=30,
-                     what="every result after the outage")
+        rec.wait_for(
+            lambda r: {m["seq"] for m in r.results()} >= set(fed), timeout=30, what="every result after the outage"
+        )
         seqs = [m["seq"] for m in rec.results()]
         unique = list(dict.fromkeys(seqs))  # duplicates are allowed (at-least-once), gaps and reordering not
         assert unique == fed
@@ -182,8 +195,14 @@ def test_a_result_the_broker_refuses_is_set_aside_not_resent(tmp_path):
     refused = []
     topics = StationTopics("inspector", "pubtest", "ok")
     box = Outbox(tmp_path / "o.sqlite")
-    pub = Publisher(MqttConfig(host=broker.host, port=broker.port), topics, "acl-test", box,
-                    on_command=lambda *a: None, on_rejected=lambda row, reason: refused.append((row.seq, reason)))
+    pub = Publisher(
+        MqttConfig(host=broker.host, port=broker.port),
+        topics,
+        "acl-test",
+        box,
+        on_command=lambda *a: None,
+        on_rejected=lambda row, reason: refused.append((row.seq, reason)),
+    )
     try:
         pub.start()
         for seq, topic in enumerate([topics.result, "inspector/pubtest/denied/result", topics.result], start=1):
@@ -199,29 +218,68 @@ def test_a_result_the_broker_refuses_is_set_aside_not_resent(tmp_path):
 
 def _certificates(folder):
     """A CA and a server certificate for 127.0.0.1, made with the openssl command line."""
+
     def openssl(*args):
         subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", "ca.key", "-out", "ca.crt")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-            "-out", "server.csr")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"
+    )
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    )
 
 
-@pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("mosquitto_passwd")),
-                    reason="needs openssl and mosquitto_passwd")
+@pytest.mark.skipif(
+    not (shutil.which("openssl") and shutil.which("mosquitto_passwd")), reason="needs openssl and mosquitto_passwd"
+)
 def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
     from tests.fixtures_mqtt import Broker
 
     _certificates(tmp_path)
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "cam1", "right-pw"], check=True,
-                   capture_output=True)
-    broker = Broker(tmp_path / "tls-broker", mosquitto_extra=[
-        f"cafile {tmp_path / 'ca.crt'}", f"certfile {tmp_path / 'server.crt'}",
-        f"keyfile {tmp_path / 'server.key'}", "allow_anonymous false", f"password_file {tmp_path / 'passwd'}"])
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "cam1", "right-pw"], check=True, capture_output=True
+    )
+    broker = Broker(
+        tmp_path / "tls-broker",
+        mosquitto_extra=[
+            f"cafile {tmp_path / 'ca.crt'}",
+            f"certfile {tmp_path / 'server.crt'}",
+            f"keyfile {tmp_path / 'server.key'}",
+            "allow_anonymous false",
+            f"password_file {tmp_path / 'passwd'}",
+        ],
+    )
     if broker.kind != "mosquitto":
         pytest.skip("needs Mosquitto")
     broker.start()
@@ -229,8 +287,15 @@ def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
     try:
         for password, delivered in (("wrong-pw", False), ("right-pw", True)):
             monkeypatch.setenv("TEST_MQTT_PASSWORD", password)
-            cfg = MqttConfig(host="127.0.0.1", port=broker.port, username="cam1", password_env="TEST_MQTT_PASSWORD",
-                             tls={"ca_file": tmp_path / "ca.crt"}, reconnect_min_s=0.2, reconnect_max_s=0.5)
+            cfg = MqttConfig(
+                host="127.0.0.1",
+                port=broker.port,
+                username="cam1",
+                password_env="TEST_MQTT_PASSWORD",
+                tls={"ca_file": tmp_path / "ca.crt"},
+                reconnect_min_s=0.2,
+                reconnect_max_s=0.5,
+            )
             box = Outbox(tmp_path / f"{password}.sqlite")
             pub = Publisher(cfg, topics, f"tls-{password}", box, on_command=lambda *a: None)
             pub.start()
@@ -253,8 +318,19 @@ def test_stats_are_retained(shared_broker, tmp_path):
     pub.start()
     try:
         _wait(lambda: pub.connected)
-        pub.publish_stats(Stats(ts=time.time(), uptime_s=1.0, fps=2.0, frames_captured=3, frames_inspected=3,
-                                frames_dropped=0, outbox_depth=0, camera_state="running", model_version="7"))
+        pub.publish_stats(
+            Stats(
+                ts=time.time(),
+                uptime_s=1.0,
+                fps=2.0,
+                frames_captured=3,
+                frames_inspected=3,
+                frames_dropped=0,
+                outbox_depth=0,
+                camera_state="running",
+                model_version="7",
+            )
+        )
         live = shared_broker.subscriber([topics.stats])
         live.wait_for(lambda r: r.on("stats"), what="stats")  # now the broker surely holds it
         rec = shared_broker.subscriber([topics.stats])

@@ -1,5 +1,6 @@
 """The whole station against a real broker and a real INT8 bundle (``int8_bundle``): replay runs, broker
 outage, a camera that goes away, triggered mode, hot reload, command validation, health events."""
+
 import json
 import re
 import shutil
@@ -46,13 +47,16 @@ def _documented_result_keys() -> set:
     return set(json.loads(block.group(1)))
 
 
-def test_folder_run_publishes_one_correct_result_per_image_in_order(shared_broker, tmp_path, int8_bundle,
-                                                                    part_images):
+def test_folder_run_publishes_one_correct_result_per_image_in_order(shared_broker, tmp_path, int8_bundle, part_images):
     source = {"type": "folder", "path": str(part_images[0].parent)}
     reference = CameraReference(focus=1e9, mean=128)  # no real frame is this sharp: one camera_check event
-    cfg = station_config(shared_broker, tmp_path, int8_bundle, source,
-                         overrides={"archive.pass_every": 1, "health.reference": reference.model_dump(),
-                                    "health.every_n_frames": 3})
+    cfg = station_config(
+        shared_broker,
+        tmp_path,
+        int8_bundle,
+        source,
+        overrides={"archive.pass_every": 1, "health.reference": reference.model_dump(), "health.every_n_frames": 3},
+    )
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     started = time.time()
     assert StationThread(cfg).start().wait(120) == ExitCode.OK
@@ -95,8 +99,9 @@ def test_folder_run_publishes_one_correct_result_per_image_in_order(shared_broke
 def test_broker_outage_mid_run_loses_no_result(mqtt_broker, tmp_path, int8_bundle, part_images):
     hot = tmp_path / "hot"
     hot.mkdir()
-    cfg = station_config(mqtt_broker, tmp_path, int8_bundle,
-                         {"type": "folder", "path": str(hot), "watch": True, "poll_s": 0.05})
+    cfg = station_config(
+        mqtt_broker, tmp_path, int8_bundle, {"type": "folder", "path": str(hot), "watch": True, "poll_s": 0.05}
+    )
     rec = mqtt_broker.subscriber([f"inspector/edgetest/{cfg.station}/result"], persistent=True)
     station = StationThread(cfg).start()
     try:
@@ -122,10 +127,18 @@ def test_broker_outage_mid_run_loses_no_result(mqtt_broker, tmp_path, int8_bundl
     rec.close()
 
 
-def test_camera_that_stops_is_reconnected_and_the_events_are_published(shared_broker, tmp_path, int8_bundle,
-                                                                      mjpeg_server):
-    source = {"type": "stream", "url": mjpeg_server.url, "open_timeout_s": 2, "read_timeout_s": 1,
-              "stall_timeout_s": 1, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5}
+def test_camera_that_stops_is_reconnected_and_the_events_are_published(
+    shared_broker, tmp_path, int8_bundle, mjpeg_server
+):
+    source = {
+        "type": "stream",
+        "url": mjpeg_server.url,
+        "open_timeout_s": 2,
+        "read_timeout_s": 1,
+        "stall_timeout_s": 1,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+    }
     cfg = station_config(shared_broker, tmp_path, int8_bundle, source)
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     station = StationThread(cfg).start()
@@ -147,15 +160,20 @@ def test_camera_that_stops_is_reconnected_and_the_events_are_published(shared_br
 
 
 def test_triggered_run_reports_the_right_part_ids(shared_broker, tmp_path, int8_bundle, part_images):
-    cfg = station_config(shared_broker, tmp_path, int8_bundle,
-                         {"type": "folder", "path": str(part_images[0].parent)},
-                         overrides={"mode.type": "triggered"})
+    cfg = station_config(
+        shared_broker,
+        tmp_path,
+        int8_bundle,
+        {"type": "folder", "path": str(part_images[0].parent)},
+        overrides={"mode.type": "triggered"},
+    )
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     cmd = f"inspector/edgetest/{cfg.station}/cmd"
     station = StationThread(cfg).start()
     try:
-        rec.wait_for(lambda r: r.events("started") and "online" in [m.text for m in r.on("status")],
-                     what="station online")
+        rec.wait_for(
+            lambda r: r.events("started") and "online" in [m.text for m in r.on("status")], what="station online"
+        )
         assert station.station.publisher.cmd_subscribed.wait(20)
         assert rec.results() == []  # nothing is inspected without a trigger
         parts = [f"P-{i:03d}" for i in range(1, 6)]
@@ -174,9 +192,13 @@ def test_triggered_run_reports_the_right_part_ids(shared_broker, tmp_path, int8_
 
 
 def test_interval_triggers_inspect_without_part_ids(shared_broker, tmp_path, int8_bundle, part_images):
-    cfg = station_config(shared_broker, tmp_path, int8_bundle,
-                         {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 50},
-                         overrides={"mode.type": "triggered", "mode.interval_s": 0.2})
+    cfg = station_config(
+        shared_broker,
+        tmp_path,
+        int8_bundle,
+        {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 50},
+        overrides={"mode.type": "triggered", "mode.interval_s": 0.2},
+    )
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/result"])
     station = StationThread(cfg).start()
     try:
@@ -196,7 +218,8 @@ def _bundle_copy(src: Path, dest: Path, version: str) -> Path:
 
 
 def test_reload_switches_to_a_good_bundle_and_keeps_the_old_one_on_a_corrupt_bundle(
-        shared_broker, tmp_path, int8_bundle, part_images):
+    shared_broker, tmp_path, int8_bundle, part_images
+):
     models = tmp_path / "models"
     models.mkdir()
     current = _bundle_copy(int8_bundle, models / "v1.inspector", "v1")
@@ -205,8 +228,12 @@ def test_reload_switches_to_a_good_bundle_and_keeps_the_old_one_on_a_corrupt_bun
     data = bytearray((models / "v2.inspector").read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside the compressed model
     corrupt.write_bytes(bytes(data))
-    cfg = station_config(shared_broker, tmp_path, current,
-                         {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 20})
+    cfg = station_config(
+        shared_broker,
+        tmp_path,
+        current,
+        {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 20},
+    )
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     cmd = f"inspector/edgetest/{cfg.station}/engineering"
     station = StationThread(cfg).start()
@@ -246,8 +273,12 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
     shutil.copy(int8_bundle, tmp_path / "models" / "m.inspector")
     outside = tmp_path / "elsewhere.inspector"
     shutil.copy(int8_bundle, outside)
-    cfg = station_config(shared_broker, tmp_path, tmp_path / "models" / "m.inspector",
-                         {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 20})
+    cfg = station_config(
+        shared_broker,
+        tmp_path,
+        tmp_path / "models" / "m.inspector",
+        {"type": "folder", "path": str(part_images[0].parent), "loop": True, "fps": 20},
+    )
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     cmd = f"inspector/edgetest/{cfg.station}/cmd"
     engineering = f"inspector/edgetest/{cfg.station}/engineering"
@@ -278,8 +309,10 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
         assert {r["threshold"] for r in rec.results()} == {threshold}
         assert all(r["model"]["version"] == rec.results()[0]["model"]["version"] for r in rec.results())
 
-        rec.publish(engineering, b'{"cmd": "set_threshold", "threshold": 0.999, "review_low": 0.99, '
-                                 b'"review_high": 1.0, "override": true}')
+        rec.publish(
+            engineering,
+            b'{"cmd": "set_threshold", "threshold": 0.999, "review_low": 0.99, "review_high": 1.0, "override": true}',
+        )
         rec.wait_for(lambda r: r.results()[-1]["threshold"] == 0.999, what="new threshold in results")
         rec.publish(cmd, b'{"cmd": "pause"}')
         rec.wait_for(lambda r: any(e["message"] == "paused" for e in r.events("command_accepted")))
@@ -304,10 +337,16 @@ def test_malformed_commands_are_rejected_and_change_nothing(shared_broker, tmp_p
 
 
 def test_replay_with_the_broker_away_fills_the_bounded_outbox_and_exits_undelivered(
-        mqtt_broker, tmp_path, int8_bundle, part_images):
+    mqtt_broker, tmp_path, int8_bundle, part_images
+):
     mqtt_broker.stop()
-    cfg = station_config(mqtt_broker, tmp_path, int8_bundle, {"type": "folder", "path": str(part_images[0].parent)},
-                         overrides={"outbox.max_results": 10, "outbox.drain_timeout_s": 0.5})
+    cfg = station_config(
+        mqtt_broker,
+        tmp_path,
+        int8_bundle,
+        {"type": "folder", "path": str(part_images[0].parent)},
+        overrides={"outbox.max_results": 10, "outbox.drain_timeout_s": 0.5},
+    )
     images = part_images + part_images[:5]
     folder = tmp_path / "fifteen"
     _copy(images, folder, names=[f"{i:03d}.png" for i in range(len(images))])

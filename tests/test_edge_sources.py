@@ -1,4 +1,5 @@
 """Frame source plugins on real inputs: image folders, video files, an HTTP MJPEG camera, GStreamer, USB."""
+
 import threading
 import time
 from pathlib import Path
@@ -37,8 +38,10 @@ def _read_all(source, limit=1000):
 
 
 def test_every_config_type_has_a_plugin():
-    union_types = {model.model_fields["type"].default for model in
-                   (C.UsbSource, C.GStreamerSource, C.StreamSource, C.VideoSource, C.FolderSource)}
+    union_types = {
+        model.model_fields["type"].default
+        for model in (C.UsbSource, C.GStreamerSource, C.StreamSource, C.VideoSource, C.FolderSource)
+    }
     assert set(source_types()) == union_types
 
 
@@ -195,7 +198,7 @@ def _slow_write(path: Path, data: bytes, pause_s: float = 1.5) -> threading.Thre
             fh.write(data[: len(data) // 2])
             fh.flush()
             time.sleep(pause_s)
-            fh.write(data[len(data) // 2:])
+            fh.write(data[len(data) // 2 :])
 
     thread = threading.Thread(target=write, daemon=True)
     thread.start()

@@ -1,6 +1,7 @@
 """The shipped Node-RED flow in a real Node-RED (tests/peers/nodered_harness.js): imported through the admin API
 into an empty user directory, fed by a real station on a real Mosquitto; what its debug nodes and node
 statuses show is compared with the station's own results and stats."""
+
 import json
 import shutil
 import uuid
@@ -49,8 +50,9 @@ def parts(synth_root):
     return [p for d in sorted(p for p in synth_root.iterdir() if p.is_dir()) for p in sorted(d.glob("*.png"))[:2]]
 
 
-def test_shipped_flow_in_node_red_counts_what_the_station_counts(node_red_node, mqtt_broker, tmp_path, int8_bundle,
-                                                                 parts):
+def test_shipped_flow_in_node_red_counts_what_the_station_counts(
+    node_red_node, mqtt_broker, tmp_path, int8_bundle, parts
+):
     node = node_red_node
     require_mosquitto(mqtt_broker, "is not the broker a line runs; these tests need Mosquitto")
     line = f"line{uuid.uuid4().hex[:6]}"
@@ -59,8 +61,9 @@ def test_shipped_flow_in_node_red_counts_what_the_station_counts(node_red_node, 
     flow.write_text(json.dumps(flow_for(mqtt_broker, base)))
     user_dir = tmp_path / "node-red"
     user_dir.mkdir()
-    red = NodeProcess([node, "nodered_harness.js", str(user_dir), str(free_port()), str(flow)],
-                      tmp_path / "node-red.log")
+    red = NodeProcess(
+        [node, "nodered_harness.js", str(user_dir), str(free_port()), str(flow)], tmp_path / "node-red.log"
+    )
     probe = mqtt_broker.subscriber([f"inspector/{line}/{STATION}/#"])
     station = None
     try:
@@ -68,19 +71,42 @@ def test_shipped_flow_in_node_red_counts_what_the_station_counts(node_red_node, 
         assert deployed["status"] == 204, deployed
         # Each subscription is live once a probe message on it comes out of the flow.
         probe_base = f"inspector/{line}/probe"
-        _seen_after_publishing(red, probe, f"{probe_base}/result", result_payload(line, "probe", "X", "pass"),
-                               lambda r: _debug(r, "yield per station"), "the results subscription")
-        _seen_after_publishing(red, probe, f"{probe_base}/status", "offline",
-                               lambda r: _debug(r, "station offline", f"{probe_base}/status"), "the status subscription")
+        _seen_after_publishing(
+            red,
+            probe,
+            f"{probe_base}/result",
+            result_payload(line, "probe", "X", "pass"),
+            lambda r: _debug(r, "yield per station"),
+            "the results subscription",
+        )
+        _seen_after_publishing(
+            red,
+            probe,
+            f"{probe_base}/status",
+            "offline",
+            lambda r: _debug(r, "station offline", f"{probe_base}/status"),
+            "the status subscription",
+        )
         event = json.dumps({"ts": 1.0, "type": "started", "message": "probe"})
-        _seen_after_publishing(red, probe, f"{probe_base}/event", event,
-                               lambda r: _debug(r, "station event", f"{probe_base}/event"), "the event subscription")
+        _seen_after_publishing(
+            red,
+            probe,
+            f"{probe_base}/event",
+            event,
+            lambda r: _debug(r, "station event", f"{probe_base}/event"),
+            "the event subscription",
+        )
 
         hot = tmp_path / "hot"
         hot.mkdir()
-        cfg = station_config(mqtt_broker, tmp_path, int8_bundle, {"type": "folder", "path": str(hot), "watch": True,
-                                                                   "poll_s": 0.05},
-                             station=STATION, overrides={"line": line})
+        cfg = station_config(
+            mqtt_broker,
+            tmp_path,
+            int8_bundle,
+            {"type": "folder", "path": str(hot), "watch": True, "poll_s": 0.05},
+            station=STATION,
+            overrides={"line": line},
+        )
         station = StationThread(cfg).start()
         for path in parts:
             target = hot / f"{len(list(hot.iterdir())):03d}_{path.name}"
@@ -93,9 +119,15 @@ def test_shipped_flow_in_node_red_counts_what_the_station_counts(node_red_node, 
 
         # Counts and yield per station (function node -> debug sidebar) equal the station's own counts.
         station_key = f"{line}/{STATION}"
-        counts = red.wait_for(lambda r: [m for m in _debug(r, "yield per station")
-                                         if m["station"] == station_key and
-                                         m["pass"] + m["fail"] + m["review"] == len(parts)], 30, "the flow's counts")[-1]
+        counts = red.wait_for(
+            lambda r: [
+                m
+                for m in _debug(r, "yield per station")
+                if m["station"] == station_key and m["pass"] + m["fail"] + m["review"] == len(parts)
+            ],
+            30,
+            "the flow's counts",
+        )[-1]
         assert (counts["pass"], counts["fail"], counts["review"]) == (stats["passed"], stats["failed"], stats["review"])
         assert counts["yield_pct"] == pytest.approx(stats["yield_pct"], abs=0.05)
         assert (counts["last_part"], counts["last_score"]) == (results[-1]["part_id"], results[-1]["defect_score"])
@@ -104,24 +136,41 @@ def test_shipped_flow_in_node_red_counts_what_the_station_counts(node_red_node, 
         red.wait_for(lambda r: len(_debug(r, "failed part", f"{base}/result")) == len(failed), 30, "the failed parts")
         assert {m["id"] for m in _debug(red, "failed part", f"{base}/result")} == failed
         # The stats summary under the function node names the station, its fps and its camera state.
-        red.wait_for(lambda r: [x for x in r.events("status", id="fn_stats")
-                                if x["status"].get("text", "").startswith(f"{STATION} ")
-                                and x["status"]["text"].endswith(" ms, running") and x["status"]["fill"] == "green"],
-                     30, "the stats summary of a running camera")
+        red.wait_for(
+            lambda r: [
+                x
+                for x in r.events("status", id="fn_stats")
+                if x["status"].get("text", "").startswith(f"{STATION} ")
+                and x["status"]["text"].endswith(" ms, running")
+                and x["status"]["fill"] == "green"
+            ],
+            30,
+            "the stats summary of a running camera",
+        )
 
         # The inject buttons pause and resume the station; its answers come back through the flow's events.
         for button, word in (("inj_pause", "paused"), ("inj_resume", "resumed")):
             red.send({"inject": button})
-            red.wait_for(lambda r, word=word: [m for m in _debug(r, "station event", f"{base}/event")
-                                               if m["type"] == "command_accepted" and m["message"] == word], 30, f"{word} event")
+            red.wait_for(
+                lambda r, word=word: [
+                    m
+                    for m in _debug(r, "station event", f"{base}/event")
+                    if m["type"] == "command_accepted" and m["message"] == word
+                ],
+                30,
+                f"{word} event",
+            )
         assert [m.json() for m in probe.on("cmd")] == [{"cmd": "pause"}, {"cmd": "resume"}]
 
         # The station stops: the flow raises the offline alarm for it.
         station.stop()
         station = None
         red.wait_for(lambda r: _debug(r, "station offline", f"{base}/status"), 30, "the offline alarm")
-        red.wait_for(lambda r: [m for m in _debug(r, "station event", f"{base}/event") if m["type"] == "stopped"], 30,
-                     "the stopped event")
+        red.wait_for(
+            lambda r: [m for m in _debug(r, "station event", f"{base}/event") if m["type"] == "stopped"],
+            30,
+            "the stopped event",
+        )
     finally:
         if station is not None:
             station.stop()
@@ -132,7 +181,7 @@ def test_shipped_flow_in_node_red_counts_what_the_station_counts(node_red_node, 
 
     # The import itself: every node type known, nothing warned about or failed once the server was up.
     logs = [x["line"] for x in red.events("log")]
-    after_start = logs[next(i for i, line in enumerate(logs) if "Server now running" in line):]
+    after_start = logs[next(i for i, line in enumerate(logs) if "Server now running" in line) :]
     complaints = [line for line in after_start if "[warn]" in line or "[error]" in line]
     assert complaints == [], complaints
     assert not [line for line in logs if "missing" in line.lower() or "unknown" in line.lower()]

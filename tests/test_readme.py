@@ -1,4 +1,5 @@
 """The README's commands cannot rot: each `inspector ...` line parses with the real parser, the cheap ones run."""
+
 import re
 import shlex
 from pathlib import Path
@@ -42,8 +43,10 @@ def test_readme_dataset_command_runs(tmp_path, capsys):
     assert main(["synth", str(data), "--per-class", "4", "--size", "32"]) == 0
     (data / "good").rename(data / "ok")
     command = next(c for c in readme_commands() if c.startswith("inspector dataset"))
-    argv = [a.replace("runs/split.json", str(tmp_path / "split.json")) if a != "data" else str(data)
-            for a in shlex.split(command)[1:]]
+    argv = [
+        a.replace("runs/split.json", str(tmp_path / "split.json")) if a != "data" else str(data)
+        for a in shlex.split(command)[1:]
+    ]
     assert main(argv) == 0
     assert (tmp_path / "split.json").exists()
 

@@ -1,4 +1,5 @@
 """training.auto: input size from the images' native size within the time budget, grayscale when gray."""
+
 import numpy as np
 
 from inspector.dataset import Sample, SplitManifest
@@ -24,8 +25,9 @@ def _manifest(tmp_path, colour: bool):
         image = np.concatenate([gray, gray, (gray // 2 if colour else gray)], axis=2)
         save_image(tmp_path / f"{i}.png", image)
         samples.append(Sample(f"{i}.png", "good", str(i)))
-    return SplitManifest(str(tmp_path), "good", ["dent", "good"], 0, (0.7, 0.15, 0.15), "f",
-                         {"train": samples, "val": [], "test": []})
+    return SplitManifest(
+        str(tmp_path), "good", ["dent", "good"], 0, (0.7, 0.15, 0.15), "f", {"train": samples, "val": [], "test": []}
+    )
 
 
 def test_survey_reads_short_sides_and_colour(tmp_path):

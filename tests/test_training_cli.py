@@ -1,4 +1,5 @@
 """training.cli: options map onto TrainConfig fields, errors are clear, --help stays TensorFlow-free."""
+
 import subprocess
 import sys
 
@@ -17,10 +18,34 @@ def _config(*argv):
 def test_shortcuts_and_set_reach_the_config(tmp_path):
     yaml_file = tmp_path / "train.yaml"
     yaml_file.write_text("optim:\n  epochs: 7\n  label_smoothing: 0.0\nmodel:\n  se_ratio: 8\n")
-    cfg = _config("data", "--out", "r", "--config", str(yaml_file), "--input-size", "96x80", "--weights", "none",
-                  "--backbone", "large", "--epochs", "9", "--no-flip", "--no-color", "--blur", "0.3",
-                  "--imbalance", "oversample", "--set", "imbalance.good_fraction=0.5",
-                  "--mixed-precision", "--strategy", "mirrored", "--good-class", "free")
+    cfg = _config(
+        "data",
+        "--out",
+        "r",
+        "--config",
+        str(yaml_file),
+        "--input-size",
+        "96x80",
+        "--weights",
+        "none",
+        "--backbone",
+        "large",
+        "--epochs",
+        "9",
+        "--no-flip",
+        "--no-color",
+        "--blur",
+        "0.3",
+        "--imbalance",
+        "oversample",
+        "--set",
+        "imbalance.good_fraction=0.5",
+        "--mixed-precision",
+        "--strategy",
+        "mirrored",
+        "--good-class",
+        "free",
+    )
     assert cfg.data.root == "data" and cfg.data.good_class == "free"
     assert cfg.model.input_size == (96, 80) and cfg.model.backbone.value == "large" and cfg.model.se_ratio == 8
     assert cfg.optim.epochs == 9 and cfg.optim.label_smoothing == 0.0  # flag beats YAML, YAML beats default
@@ -45,8 +70,20 @@ def test_unknown_key_and_bad_values_are_named():
 
 
 def test_missing_weights_file_exit_code_and_message(synth_root, tmp_path, capsys):
-    code = main(["train", str(synth_root), "--out", str(tmp_path / "run"), "--input-size", "64",
-                 "--weights", str(tmp_path / "absent.weights.h5"), "--set", "model.minimalistic=true"])
+    code = main(
+        [
+            "train",
+            str(synth_root),
+            "--out",
+            str(tmp_path / "run"),
+            "--input-size",
+            "64",
+            "--weights",
+            str(tmp_path / "absent.weights.h5"),
+            "--set",
+            "model.minimalistic=true",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "absent.weights.h5 not found" in err and "--weights none" in err
@@ -58,8 +95,10 @@ def test_resume_refuses_changed_options(tmp_path, capsys):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from app.cli import build_parser; build_parser().parse_args(['train', 'x', '--out', 'y']);"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import sys; from app.cli import build_parser; build_parser().parse_args(['train', 'x', '--out', 'y']);"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "app.cli", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "inspector train" in out.stdout and "--resume" in out.stdout

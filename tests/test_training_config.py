@@ -1,4 +1,5 @@
 """training.config: validation, round trip through config.json, and the docs list every field."""
+
 from pathlib import Path
 
 import pytest
@@ -38,14 +39,17 @@ def test_defaults_and_round_trip(tmp_path):
     assert TrainConfig.model_validate_json(path.read_text()) == cfg
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"data": {"root": "d"}, "model": {"input_size": [16, 64]}}, "at least 32x32"),
-    ({"data": {"root": "d"}, "model": {"alpha": 0.5}}, "ImageNet weights exist for alpha"),
-    ({"data": {"root": "d"}, "model": {"minimalistic": True, "alpha": 0.75}}, "minimalistic"),
-    ({"data": {"root": "d"}, "optim": {"optimizer": "rmsprop"}}, "optim.optimizer"),
-    ({"data": {"root": "d"}, "augment": {"flip": True}}, "unknown key 'augment.flip'"),
-    ({}, "missing required key 'data'"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"data": {"root": "d"}, "model": {"input_size": [16, 64]}}, "at least 32x32"),
+        ({"data": {"root": "d"}, "model": {"alpha": 0.5}}, "ImageNet weights exist for alpha"),
+        ({"data": {"root": "d"}, "model": {"minimalistic": True, "alpha": 0.75}}, "minimalistic"),
+        ({"data": {"root": "d"}, "optim": {"optimizer": "rmsprop"}}, "optim.optimizer"),
+        ({"data": {"root": "d"}, "augment": {"flip": True}}, "unknown key 'augment.flip'"),
+        ({}, "missing required key 'data'"),
+    ],
+)
 def test_invalid_configs_name_the_problem(data, message):
     with pytest.raises(ConfigError, match=message):
         validate(TrainConfig, data, "train.yaml")

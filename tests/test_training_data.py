@@ -1,4 +1,5 @@
 """training.data and training.augment: images loaded once like the edge, pipelines, augmentation toggles."""
+
 import numpy as np
 import pytest
 
@@ -65,8 +66,9 @@ def test_train_dataset_targets_weights_and_no_augmentation():
     from training.data import train_dataset
 
     data = _images()
-    ds = train_dataset(data, 3, batch_size=8, augment=AugmentConfig(enabled=False), seed=0,
-                       class_weights=[1.0, 2.0, 3.0])
+    ds = train_dataset(
+        data, 3, batch_size=8, augment=AugmentConfig(enabled=False), seed=0, class_weights=[1.0, 2.0, 3.0]
+    )
     x, y, w = next(iter(ds))
     assert x.shape == (8, 32, 32, 3) and y.shape == (8, 3) and w.shape == (8,)
     labels = y.numpy().argmax(1)
@@ -83,8 +85,9 @@ def test_oversampling_draws_requested_shares():
 
     labels = np.array([0] * 90 + [1] * 8 + [2] * 2)
     data = ImageSet(np.zeros((100, 8, 8, 3), np.uint8), labels, [""] * 100)
-    ds = train_dataset(data, 3, batch_size=50, augment=AugmentConfig(enabled=False), seed=0,
-                       sampling_weights=[0.5, 0.4, 0.1])
+    ds = train_dataset(
+        data, 3, batch_size=50, augment=AugmentConfig(enabled=False), seed=0, sampling_weights=[0.5, 0.4, 0.1]
+    )
     drawn = np.concatenate([y.numpy().argmax(1) for _, y, _ in ds.take(40)])
     shares = np.bincount(drawn, minlength=3) / len(drawn)
     np.testing.assert_allclose(shares, [0.5, 0.4, 0.1], atol=0.04)

@@ -1,4 +1,5 @@
 """The shared trained_run fixture honours the RUN_DIR contract other areas rely on."""
+
 import json
 
 import numpy as np
@@ -12,9 +13,25 @@ def test_trained_run_contract(trained_run):
     from inspector.runfolder import RunFolder, RunManifest
 
     run = json.loads((trained_run / "run.json").read_text())
-    assert set(run) == {"labels", "good_class", "preprocess", "backbone", "input_size", "weights", "dataset_root",
-                        "dataset_fingerprint", "split_sha256", "name", "created", "seed", "tool_version", "epochs",
-                        "best_epoch", "operating_point", "deployability"}
+    assert set(run) == {
+        "labels",
+        "good_class",
+        "preprocess",
+        "backbone",
+        "input_size",
+        "weights",
+        "dataset_root",
+        "dataset_fingerprint",
+        "split_sha256",
+        "name",
+        "created",
+        "seed",
+        "tool_version",
+        "epochs",
+        "best_epoch",
+        "operating_point",
+        "deployability",
+    }
     manifest = RunManifest.load(RunFolder(trained_run))
     metrics = json.loads((trained_run / "metrics.json").read_text())
     # One threshold everywhere: run.json's policy is the one metrics.json reports at.

@@ -1,4 +1,5 @@
 """training.folds: folds cover train+val once, and a threshold from pooled out-of-fold scores is steadier."""
+
 from collections import Counter
 
 import numpy as np
@@ -10,12 +11,14 @@ from training.folds import fold_manifests, pool
 
 
 def _manifest():
-    samples = {c: [Sample(f"{c}/{i}.png", c, f"{c}-{i % n}") for i in range(count)]
-               for c, count, n in (("good", 40, 40), ("dent", 12, 10), ("scratch", 9, 9))}  # dent has 2 duplicates
+    samples = {
+        c: [Sample(f"{c}/{i}.png", c, f"{c}-{i % n}") for i in range(count)]
+        for c, count, n in (("good", 40, 40), ("dent", 12, 10), ("scratch", 9, 9))
+    }  # dent has 2 duplicates
     split = {"train": [], "val": [], "test": []}
     for items in samples.values():
         split["train"] += items[: len(items) * 3 // 4]
-        split["val"] += items[len(items) * 3 // 4:]
+        split["val"] += items[len(items) * 3 // 4 :]
     split["test"] = [Sample("good/t.png", "good", "t")]
     return SplitManifest("root", "good", ["dent", "good", "scratch"], 0, (0.7, 0.15, 0.15), "fp", split)
 
@@ -79,8 +82,12 @@ def test_run_with_folds_chooses_its_operating_point_on_out_of_fold_scores(synth_
     split = SplitManifest.load(run_dir / "split.json")
     pooled = split.splits["train"] + split.splits["val"]
     defects = sum(s.label != "good" for s in pooled)
-    assert manifest.operating_point.chosen_on == (f"2-fold out-of-fold scores over train+val ({defects} defect, "
-                                                  f"{len(pooled) - defects} good images)")
-    held_out = [p for i in (1, 2) for p in
-                json.loads((run_dir / "folds" / f"fold{i}" / "predictions.json").read_text())["val"]["paths"]]
+    assert manifest.operating_point.chosen_on == (
+        f"2-fold out-of-fold scores over train+val ({defects} defect, {len(pooled) - defects} good images)"
+    )
+    held_out = [
+        p
+        for i in (1, 2)
+        for p in json.loads((run_dir / "folds" / f"fold{i}" / "predictions.json").read_text())["val"]["paths"]
+    ]
     assert sorted(held_out) == sorted(s.path for s in pooled)

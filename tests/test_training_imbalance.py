@@ -1,4 +1,5 @@
 """training.imbalance: balanced class weights and oversampling probabilities, by hand-computed numbers."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """training.model: architecture, SE block, weights handling, stage freezing and the export form."""
+
 import numpy as np
 import pytest
 
@@ -112,8 +113,9 @@ def test_local_weights_file_is_loaded(tmp_path):
     from training.model import backbone_of, build_model
 
     cfg = _cfg()
-    source = keras.applications.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.75, minimalistic=True,
-                                                 include_top=False, weights=None)
+    source = keras.applications.MobileNetV3Small(
+        input_shape=(64, 64, 3), alpha=0.75, minimalistic=True, include_top=False, weights=None
+    )
     path = tmp_path / "backbone.weights.h5"
     source.save_weights(path)
     model = build_model(cfg.model_copy(update={"weights": str(path)}), num_classes=3)

@@ -1,4 +1,5 @@
 """training.outcome: planned stages, the run's operating point (validation, out-of-fold, fixed) and counts."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """training.report and the run folder's metrics: files written, numbers consistent with each other and
 with the saved model's own predictions on the saved split."""
+
 import hashlib
 import json
 
@@ -65,8 +66,9 @@ def test_metrics_reproduced_from_saved_model_and_split(trained_run):
         saved = predictions[name]
         assert saved["paths"] == [s.path for s in split.splits[name]]
         assert saved["labels"] == split.labels(name).tolist()
-        again = classification_report(np.array(saved["probabilities"]), saved["labels"], run["labels"],
-                                      run["good_class"], metrics["threshold"])
+        again = classification_report(
+            np.array(saved["probabilities"]), saved["labels"], run["labels"], run["good_class"], metrics["threshold"]
+        )
         assert again["confusion_matrix"] == metrics[name]["confusion_matrix"]
         assert again["pass_fail"]["escapes"] == metrics[name]["pass_fail"]["escapes"]
         assert again["pass_fail"]["false_rejects"] == metrics[name]["pass_fail"]["false_rejects"]

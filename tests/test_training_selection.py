@@ -1,14 +1,30 @@
 """training.selection: the kept epoch and the stop follow the validation pass/fail score, not the loss."""
+
 import pytest
 
 from training.config import Monitor
 from training.selection import EpochScore, ModelSelector, replay
 
 # The issue-11 run: label smoothing keeps val_loss flat (its minimum at epoch 1) while val AUC rises.
-FLAT_LOSS_RISING_AUC = [EpochScore(auc, esc, loss) for auc, esc, loss in [
-    (0.62, 0.80, 0.690), (0.71, 0.60, 0.700), (0.80, 0.45, 0.702), (0.86, 0.30, 0.699), (0.90, 0.22, 0.701),
-    (0.93, 0.15, 0.700), (0.95, 0.10, 0.703), (0.972, 0.05, 0.700), (0.968, 0.06, 0.701), (0.97, 0.06, 0.702),
-    (0.965, 0.08, 0.700), (0.96, 0.07, 0.704), (0.969, 0.06, 0.703), (0.95, 0.09, 0.705)]]
+FLAT_LOSS_RISING_AUC = [
+    EpochScore(auc, esc, loss)
+    for auc, esc, loss in [
+        (0.62, 0.80, 0.690),
+        (0.71, 0.60, 0.700),
+        (0.80, 0.45, 0.702),
+        (0.86, 0.30, 0.699),
+        (0.90, 0.22, 0.701),
+        (0.93, 0.15, 0.700),
+        (0.95, 0.10, 0.703),
+        (0.972, 0.05, 0.700),
+        (0.968, 0.06, 0.701),
+        (0.97, 0.06, 0.702),
+        (0.965, 0.08, 0.700),
+        (0.96, 0.07, 0.704),
+        (0.969, 0.06, 0.703),
+        (0.95, 0.09, 0.705),
+    ]
+]
 
 
 def test_val_auc_keeps_the_epoch_where_the_pass_fail_score_peaked():
@@ -20,8 +36,12 @@ def test_val_auc_keeps_the_epoch_where_the_pass_fail_score_peaked():
 
 
 def test_equal_auc_is_decided_by_escapes_then_loss():
-    scores = [EpochScore(1.0, 0.10, 0.40), EpochScore(1.0, 0.00, 0.45), EpochScore(1.0, 0.00, 0.30),
-              EpochScore(1.0, 0.00, 0.35)]
+    scores = [
+        EpochScore(1.0, 0.10, 0.40),
+        EpochScore(1.0, 0.00, 0.45),
+        EpochScore(1.0, 0.00, 0.30),
+        EpochScore(1.0, 0.00, 0.35),
+    ]
     selector = replay(scores, Monitor.VAL_AUC, patience=5)
     assert selector.best_epoch == 3
 

@@ -1,4 +1,5 @@
 """training.trainer: the two-stage path from a local weights file, frozen layers, resume, run folder rules."""
+
 import json
 
 import numpy as np
@@ -45,8 +46,9 @@ def test_two_stage_from_local_weights_with_resume(synth_root, tmp_path):
     from training.checkpoints import Checkpoints
     from training.trainer import load_run_config, train
 
-    source = keras.applications.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.75, minimalistic=True,
-                                                 include_top=False, weights=None)
+    source = keras.applications.MobileNetV3Small(
+        input_shape=(64, 64, 3), alpha=0.75, minimalistic=True, include_top=False, weights=None
+    )
     # Give the source "pretrained" BN statistics that differ from init, so frozen BN is observable.
     for layer in source.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -59,8 +61,13 @@ def test_two_stage_from_local_weights_with_resume(synth_root, tmp_path):
         synth_root,
         model={"weights": str(weights_file)},
         optim={"steps_per_epoch": 2, "warmup_epochs": 0.0},
-        finetune={"head_epochs": 2, "head_learning_rate": HEAD_LR, "epochs": 1, "learning_rate": 1e-3,
-                  "unfreeze_layers": UNFREEZE},
+        finetune={
+            "head_epochs": 2,
+            "head_learning_rate": HEAD_LR,
+            "epochs": 1,
+            "learning_rate": 1e-3,
+            "unfreeze_layers": UNFREEZE,
+        },
         early_stopping={"patience": 5},
         runtime={"tensorboard": True},
     )
@@ -146,8 +153,13 @@ def test_mirrored_strategy_over_two_devices(synth_root, tmp_path):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(synth_root), str(tmp_path / "run")],
-                         cwd=repo, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(synth_root), str(tmp_path / "run")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "steps of 8 images (2 replica(s))" in out.stdout
     assert (tmp_path / "run" / "run.json").is_file() and (tmp_path / "run" / "model.keras").is_file()
@@ -188,8 +200,16 @@ def test_multi_worker_training_with_the_keras_workarounds(synth_root, tmp_path):
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", MULTI_WORKER_SCRIPT, str(synth_root), str(tmp_path / "run")],
-                                      cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", MULTI_WORKER_SCRIPT, str(synth_root), str(tmp_path / "run")],
+                cwd=repo,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=400) for p in procs]
     for proc, (_, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]

@@ -5,6 +5,7 @@ and light varies between shifts (brightness/contrast); optional blur and noise i
 sensor noise. Nothing here changes colours' meaning or crops defects away, and the class never depends
 on orientation. Geometric changes fill with reflected pixels, not black borders the edge never sees.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ from training.config import AugmentConfig
 def _gaussian_kernel(sigma: float) -> tf.Tensor:
     radius = max(1, int(math.ceil(2.5 * sigma)))
     x = tf.range(-radius, radius + 1, dtype=tf.float32)
-    k = tf.exp(-(x ** 2) / (2.0 * sigma ** 2))
+    k = tf.exp(-(x**2) / (2.0 * sigma**2))
     k = k / tf.reduce_sum(k)
     k2 = tf.tensordot(k, k, axes=0)
     return tf.tile(k2[:, :, None, None], [1, 1, 3, 1])
@@ -30,8 +31,11 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> Callable[[tf.Tensor], tf.T
     if not cfg.enabled:
         return lambda x: x
     steps: List[Callable[[tf.Tensor], tf.Tensor]] = []
-    flip_mode = "horizontal_and_vertical" if cfg.hflip and cfg.vflip else (
-        "horizontal" if cfg.hflip else "vertical" if cfg.vflip else None)
+    flip_mode = (
+        "horizontal_and_vertical"
+        if cfg.hflip and cfg.vflip
+        else ("horizontal" if cfg.hflip else "vertical" if cfg.vflip else None)
+    )
     if flip_mode:
         flip = keras.layers.RandomFlip(flip_mode, seed=seed)
         steps.append(lambda x: flip(x, training=True))

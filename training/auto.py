@@ -21,6 +21,7 @@ Example:
     >>> choose_input_size([120, 100, 130])
     96
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ SAMPLE = 48  # images looked at; sizes within a data set rarely vary much
 GRAY_TOLERANCE = 1.0  # mean channel difference (0-255) still counted as gray (JPEG chroma noise)
 
 
-def choose_input_size(short_sides: Sequence[int], train_images: int = 0, epochs: int = 0,
-                      budget_s: float = TIME_BUDGET_S) -> int:
+def choose_input_size(
+    short_sides: Sequence[int], train_images: int = 0, epochs: int = 0, budget_s: float = TIME_BUDGET_S
+) -> int:
     """Median short side rounded down to a multiple of 32, within [MIN_SIZE, MAX_SIZE], and no larger
     than ``epochs`` over ``train_images`` can afford in ``budget_s`` (when both are given)."""
     median = float(np.median(short_sides)) if len(short_sides) else MAX_SIZE
@@ -59,8 +61,13 @@ class ImageSurvey:
     gray: bool
 
 
-def survey(manifest: SplitManifest, root: Optional[str | Path] = None, roi: Optional[Roi] = None,
-           sample: int = SAMPLE, seed: int = 0) -> ImageSurvey:
+def survey(
+    manifest: SplitManifest,
+    root: Optional[str | Path] = None,
+    roi: Optional[Roi] = None,
+    sample: int = SAMPLE,
+    seed: int = 0,
+) -> ImageSurvey:
     """Sizes and colour of up to ``sample`` training images (spread over the classes by a seeded draw)."""
     samples = manifest.splits["train"]
     rng = np.random.default_rng(seed)

@@ -13,6 +13,7 @@ trainable layers; a mismatch (different config) is an error, never a partial loa
 In a multi-worker cluster every worker resumes from the chief's folder (RUN_DIR on shared storage) but
 writes its own checkpoints to a private temporary folder, as tf.distribute requires.
 """
+
 from __future__ import annotations
 
 import json

@@ -15,6 +15,7 @@ Examples:
   inspector train data --out runs/r1 --weights ~/mobilenet_v3_small_no_top.h5 --unfreeze-layers 40
   inspector train --out runs/tile --resume
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,26 +47,61 @@ _SHORTCUTS = [
     ("--seed", "seed", dict(type=int, help="training seed (default 0)")),
     ("--backbone", "model.backbone", dict(choices=["small", "large"], help="MobileNetV3 small or large")),
     ("--alpha", "model.alpha", dict(type=float, help="backbone width multiplier")),
-    ("--input-size", "model.input_size", dict(type=_size, metavar="auto|W[xH]",
-                                              help="model input size (default auto: from the images' native size)")),
-    ("--weights", "model.weights", dict(metavar="imagenet|none|PATH",
-                                        help="backbone init: download ImageNet, random, or a local Keras "
-                                             "weights file (default imagenet)")),
-    ("--epochs", "optim.epochs", dict(type=int, help="epochs of random-init training; with pretrained weights, "
-                                                     "the fine-tune stage's epochs (--finetune-epochs)")),
+    (
+        "--input-size",
+        "model.input_size",
+        dict(type=_size, metavar="auto|W[xH]", help="model input size (default auto: from the images' native size)"),
+    ),
+    (
+        "--weights",
+        "model.weights",
+        dict(
+            metavar="imagenet|none|PATH",
+            help="backbone init: download ImageNet, random, or a local Keras weights file (default imagenet)",
+        ),
+    ),
+    (
+        "--epochs",
+        "optim.epochs",
+        dict(
+            type=int,
+            help="epochs of random-init training; with pretrained weights, "
+            "the fine-tune stage's epochs (--finetune-epochs)",
+        ),
+    ),
     ("--batch-size", "optim.batch_size", dict(type=int, help="batch size per replica")),
     ("--lr", "optim.learning_rate", dict(type=float, help="peak learning rate of random-init training")),
     ("--optimizer", "optim.optimizer", dict(choices=["adamw", "adam", "sgd"])),
     ("--head-epochs", "finetune.head_epochs", dict(type=int, help="pretrained: stage-1 epochs (frozen backbone)")),
     ("--finetune-epochs", "finetune.epochs", dict(type=int, help="pretrained: stage-2 epochs")),
-    ("--unfreeze-layers", "finetune.unfreeze_layers", dict(type=int, help="pretrained: top backbone layers trained in stage 2")),
-    ("--folds", "folds", dict(type=int, metavar="K", help="choose the operating point on K-fold out-of-fold "
-                                                           "scores over train+val (K extra trainings)")),
+    (
+        "--unfreeze-layers",
+        "finetune.unfreeze_layers",
+        dict(type=int, help="pretrained: top backbone layers trained in stage 2"),
+    ),
+    (
+        "--folds",
+        "folds",
+        dict(
+            type=int,
+            metavar="K",
+            help="choose the operating point on K-fold out-of-fold scores over train+val (K extra trainings)",
+        ),
+    ),
     ("--patience", "early_stopping.patience", dict(type=int, help="early-stopping patience in epochs")),
-    ("--imbalance", "imbalance.method", dict(choices=["class_weights", "oversample", "none"],
-                                             help="class weights (default) or oversampling")),
-    ("--strategy", "runtime.strategy", dict(choices=["default", "mirrored", "multi_worker"],
-                                            help="tf.distribute strategy (multi_worker reads TF_CONFIG)")),
+    (
+        "--imbalance",
+        "imbalance.method",
+        dict(choices=["class_weights", "oversample", "none"], help="class weights (default) or oversampling"),
+    ),
+    (
+        "--strategy",
+        "runtime.strategy",
+        dict(
+            choices=["default", "mirrored", "multi_worker"],
+            help="tf.distribute strategy (multi_worker reads TF_CONFIG)",
+        ),
+    ),
     ("--progress", "runtime.progress", dict(choices=["auto", "bar", "lines", "quiet"])),
 ]
 
@@ -83,8 +119,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", nargs="?", help="dataset folder (root/<class>/<image>); optional with --resume")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (or resume)")
     parser.add_argument("-c", "--config", metavar="YAML", help="TrainConfig YAML; command-line options override it")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="set any config field, e.g. --set optim.label_smoothing=0 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config field, e.g. --set optim.label_smoothing=0 (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint")
     for flag, _, kwargs in _SHORTCUTS:
         parser.add_argument(flag, default=None, **kwargs)
@@ -93,8 +134,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument("--blur", type=float, metavar="P", help="Gaussian blur with probability P")
     parser.add_argument("--noise", type=float, metavar="STD", help="Gaussian noise up to STD (0-255 units)")
-    parser.add_argument("--mixed-precision", nargs="?", const="float16", choices=["off", "float16", "bfloat16"],
-                        help="mixed precision (bare flag = float16 for GPUs; bfloat16 for CPUs)")
+    parser.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="float16",
+        choices=["off", "float16", "bfloat16"],
+        help="mixed precision (bare flag = float16 for GPUs; bfloat16 for CPUs)",
+    )
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to RUN_DIR/tensorboard")
 
 
@@ -136,9 +182,11 @@ def build_config(args: argparse.Namespace):
         # Two stages train a pretrained backbone; --epochs must not be silently ignored there.
         if args.finetune_epochs is None:
             config.finetune.epochs = args.epochs
-        print(f"note: --weights {config.model.weights} trains in two stages: {config.finetune.head_epochs} head "
-              f"epochs (--head-epochs), then {config.finetune.epochs} fine-tune epochs (--epochs / --finetune-epochs)",
-              file=sys.stderr)
+        print(
+            f"note: --weights {config.model.weights} trains in two stages: {config.finetune.head_epochs} head "
+            f"epochs (--head-epochs), then {config.finetune.epochs} fine-tune epochs (--epochs / --finetune-epochs)",
+            file=sys.stderr,
+        )
     return config
 
 

@@ -9,6 +9,7 @@ Example:
     >>> cfg.model.backbone.keras_name, cfg.optim.optimizer.value
     ('MobileNetV3Small', 'adamw')
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -84,12 +85,14 @@ class DataConfig(StrictModel):
     split_ratios: Tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train, val, test ratios")
     interpolation: Interpolation = Field(Interpolation.AREA, description="Resize interpolation (edge uses the same)")
     grayscale: Optional[bool] = Field(
-        None, description="Collapse colour to luminance (monochrome lines); none = yes when the training images "
-                          "are gray")
+        None,
+        description="Collapse colour to luminance (monochrome lines); none = yes when the training images are gray",
+    )
     roi: Optional[Roi] = Field(None, description="Crop applied before resizing, in source pixels")
     cache: bool = Field(
-        False, description="Also keep the decoded, resized images in RUN_DIR/cache (uint8 .npz) so --resume "
-                            "skips decoding; worth it for large datasets, costs W*H*3 bytes per image"
+        False,
+        description="Also keep the decoded, resized images in RUN_DIR/cache (uint8 .npz) so --resume "
+        "skips decoding; worth it for large datasets, costs W*H*3 bytes per image",
     )
 
 
@@ -100,17 +103,20 @@ class ModelConfig(StrictModel):
     alpha: float = Field(1.0, gt=0, le=2.0, description="Width multiplier (ImageNet weights: 0.75 or 1.0)")
     minimalistic: bool = Field(False, description="MobileNetV3 minimalistic variant (no SE, 3x3, ReLU)")
     input_size: Union[Tuple[int, int], Literal["auto"]] = Field(
-        "auto", description="Model input width, height in pixels (>= 32); auto = from the images' native size "
-                            "(training.auto)")
+        "auto",
+        description="Model input width, height in pixels (>= 32); auto = from the images' native size (training.auto)",
+    )
     weights: str = Field(
         "imagenet", description="Backbone init: 'imagenet' (download), 'none' (random) or a Keras weights file"
     )
     se_ratio: int = Field(16, ge=1, description="Channel reduction ratio of the squeeze-and-excitation head")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout before the classifier")
     bn_momentum: Optional[float] = Field(
-        0.9, gt=0.0, lt=1.0,
+        0.9,
+        gt=0.0,
+        lt=1.0,
         description="Override the backbone's BatchNorm momentum (Keras uses 0.999, which lags badly on "
-                    "short runs from random init); none keeps Keras' value",
+        "short runs from random init); none keeps Keras' value",
     )
 
     @model_validator(mode="after")
@@ -120,8 +126,10 @@ class ModelConfig(StrictModel):
         if self.weights == "imagenet":
             allowed = (1.0,) if self.minimalistic else (0.75, 1.0)
             if self.alpha not in allowed:
-                raise ValueError(f"ImageNet weights exist for alpha {allowed} only "
-                                 f"({'minimalistic' if self.minimalistic else 'standard'} backbone)")
+                raise ValueError(
+                    f"ImageNet weights exist for alpha {allowed} only "
+                    f"({'minimalistic' if self.minimalistic else 'standard'} backbone)"
+                )
         return self
 
     @property
@@ -141,8 +149,12 @@ class OptimConfig(StrictModel):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Cosine floor as a fraction of the peak")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy")
     ema: Optional[float] = Field(
-        None, gt=0, lt=1, description="Momentum of an exponential moving average of the weights, used for "
-                                      "validation, selection and the saved model; none = off")
+        None,
+        gt=0,
+        lt=1,
+        description="Momentum of an exponential moving average of the weights, used for "
+        "validation, selection and the saved model; none = off",
+    )
     batch_size: int = Field(32, ge=1, description="Batch size per replica (global = this x replicas)")
     epochs: int = Field(60, ge=1, description="Epochs of single-stage (random init) training")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Steps per epoch; none = one pass over train")
@@ -165,11 +177,16 @@ class EarlyStoppingConfig(StrictModel):
     """Stop a stage when validation stops improving; the best epoch's weights are kept."""
 
     monitor: Monitor = Field(
-        Monitor.VAL_AUC, description="val_auc: pass/fail ROC AUC, then escapes at the false-reject budget, then "
-                                     "loss (training.selection); val_loss: lowest plain validation loss")
+        Monitor.VAL_AUC,
+        description="val_auc: pass/fail ROC AUC, then escapes at the false-reject budget, then "
+        "loss (training.selection); val_loss: lowest plain validation loss",
+    )
     patience: int = Field(
-        20, ge=1, description="Epochs without a better epoch before the stage stops (the cosine schedule's tail "
-                              "still improves a from-scratch run, so stopping is kept for runs that went nowhere)")
+        20,
+        ge=1,
+        description="Epochs without a better epoch before the stage stops (the cosine schedule's tail "
+        "still improves a from-scratch run, so stopping is kept for runs that went nowhere)",
+    )
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement")
     restore_best: bool = Field(True, description="End each stage with its best epoch's weights")
 
@@ -196,16 +213,20 @@ class ImbalanceConfig(StrictModel):
 
     method: Imbalance = Field(Imbalance.OVERSAMPLE, description="oversample, class_weights or none")
     good_fraction: Optional[float] = Field(
-        0.5, gt=0, lt=1,
+        0.5,
+        gt=0,
+        lt=1,
         description="oversample: share of good images per batch (defects keep their mutual proportions); "
-                    "none = every class equally often",
+        "none = every class equally often",
     )
 
 
 class RuntimeConfig(StrictModel):
     """Devices, precision and logging; none of these change what the model learns in principle."""
 
-    strategy: Strategy = Field(Strategy.DEFAULT, description="default, mirrored (local GPUs) or multi_worker (TF_CONFIG)")
+    strategy: Strategy = Field(
+        Strategy.DEFAULT, description="default, mirrored (local GPUs) or multi_worker (TF_CONFIG)"
+    )
     devices: Optional[List[str]] = Field(
         None, description="mirrored: the local devices to use, e.g. ['/gpu:0', '/gpu:1']; none = all GPUs"
     )
@@ -214,8 +235,9 @@ class RuntimeConfig(StrictModel):
     progress: Progress = Field(Progress.AUTO, description="auto (bar on a terminal), bar, lines or quiet")
     deterministic: bool = Field(False, description="Enable TensorFlow op determinism (slower)")
     run_eagerly: bool = Field(
-        False, description="Run steps eagerly: skips graph tracing (~10-30 s on CPU) at a higher cost per "
-                           "step; for debugging and very short runs (tests)"
+        False,
+        description="Run steps eagerly: skips graph tracing (~10-30 s on CPU) at a higher cost per "
+        "step; for debugging and very short runs (tests)",
     )
     jit_compile: Optional[bool] = Field(
         None, description="XLA-compile the train step; none = Keras' choice (on for TensorFlow when supported)"
@@ -224,8 +246,12 @@ class RuntimeConfig(StrictModel):
 
 class ReportConfig(StrictModel):
     threshold: Optional[float] = Field(
-        None, ge=0, le=1, description="Fixed defect-score threshold for the report; none = the operating point "
-                                      "chosen on validation (the one calibrate puts into the bundle)")
+        None,
+        ge=0,
+        le=1,
+        description="Fixed defect-score threshold for the report; none = the operating point "
+        "chosen on validation (the one calibrate puts into the bundle)",
+    )
     max_misclassified: int = Field(36, ge=0, description="Misclassified test images shown in the report grid")
 
 
@@ -246,8 +272,11 @@ class TrainConfig(StrictModel):
     operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
     line: LineBudget = Field(default_factory=LineBudget)
     folds: int = Field(
-        0, ge=0, description="K >= 2: also train K fold models on train+val and choose the operating point on "
-                             "their out-of-fold scores (training.folds; K extra trainings); 0 = on validation")
+        0,
+        ge=0,
+        description="K >= 2: also train K fold models on train+val and choose the operating point on "
+        "their out-of-fold scores (training.folds; K extra trainings); 0 = on validation",
+    )
     tool_version: str = Field(__version__, description="Version of this software that ran the training")
 
     @property
@@ -259,8 +288,13 @@ class TrainConfig(StrictModel):
         if not self.resolved:
             raise ValueError("input size / grayscale are still auto: resolve them from the images first")
         width, height = self.model.input_size
-        return PreprocessSpec(width=width, height=height, interpolation=self.data.interpolation,
-                              grayscale=self.data.grayscale, roi=self.data.roi)
+        return PreprocessSpec(
+            width=width,
+            height=height,
+            interpolation=self.data.interpolation,
+            grayscale=self.data.grayscale,
+            roi=self.data.roi,
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

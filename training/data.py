@@ -6,6 +6,7 @@ files its split names), and passed through :class:`inspector.preprocess.Preproce
 are kept in memory (and optionally in ``RUN_DIR/cache``); tf.data then shuffles, augments, batches and
 prefetches them. Validation and test data are never augmented.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,10 @@ def _load_one(root: Path, rel: str, sha256: str, preprocessor: Preprocessor) -> 
     except OSError as exc:
         raise DatasetError(f"{path}: listed in the split but cannot be read ({exc.strerror or exc})") from None
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise DatasetError(f"{path}: content differs from the split manifest (file changed since the split "
-                           f"was made); make a new split or restore the file")
+        raise DatasetError(
+            f"{path}: content differs from the split manifest (file changed since the split "
+            f"was made); make a new split or restore the file"
+        )
     try:
         return preprocessor.prepare(decode_image(data, path.suffix, path))
     except ImageError as exc:
@@ -60,16 +63,19 @@ def _cache_key(manifest: SplitManifest, spec: PreprocessSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load_split_images(manifest: SplitManifest, spec: PreprocessSpec, root: Optional[str | Path] = None,
-                      cache_dir: Optional[Path] = None) -> Dict[str, ImageSet]:
+def load_split_images(
+    manifest: SplitManifest, spec: PreprocessSpec, root: Optional[str | Path] = None, cache_dir: Optional[Path] = None
+) -> Dict[str, ImageSet]:
     """Every split of ``manifest`` as an :class:`ImageSet`, decoded and resized once."""
     root = Path(root or manifest.root)
     cache_file = Path(cache_dir) / f"images-{_cache_key(manifest, spec)}.npz" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         with np.load(cache_file) as data:
             log.info("images from cache %s", cache_file)
-            return {name: ImageSet(data[f"{name}_x"], data[f"{name}_y"],
-                                   [s.path for s in manifest.splits[name]]) for name in manifest.splits}
+            return {
+                name: ImageSet(data[f"{name}_x"], data[f"{name}_y"], [s.path for s in manifest.splits[name]])
+                for name in manifest.splits
+            }
     preprocessor = Preprocessor(spec)
     out = {}
     for name, samples in manifest.splits.items():
@@ -79,8 +85,9 @@ def load_split_images(manifest: SplitManifest, spec: PreprocessSpec, root: Optio
         out[name] = ImageSet(images, manifest.labels(name), [s.path for s in samples])
     if cache_file is not None:
         with atomic_path(cache_file) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **{f"{n}_{k}": getattr(s, a) for n, s in out.items()
-                            for k, a in (("x", "images"), ("y", "labels"))})
+            np.savez(
+                fh, **{f"{n}_{k}": getattr(s, a) for n, s in out.items() for k, a in (("x", "images"), ("y", "labels"))}
+            )
     return out
 
 
@@ -93,9 +100,15 @@ def _with_targets(num_classes: int, class_weights: Optional[Sequence[float]]):
     return fn
 
 
-def train_dataset(data: ImageSet, num_classes: int, batch_size: int, augment: AugmentConfig, seed: int,
-                  class_weights: Optional[Sequence[float]] = None,
-                  sampling_weights: Optional[Sequence[float]] = None) -> tf.data.Dataset:
+def train_dataset(
+    data: ImageSet,
+    num_classes: int,
+    batch_size: int,
+    augment: AugmentConfig,
+    seed: int,
+    class_weights: Optional[Sequence[float]] = None,
+    sampling_weights: Optional[Sequence[float]] = None,
+) -> tf.data.Dataset:
     """Endless (image float32 0-255, one-hot, sample weight) batches; fit() bounds epochs by steps.
 
     ``sampling_weights`` (one per class) oversamples: each class is an endless shuffled stream and

@@ -19,6 +19,7 @@ Example:
     >>> [(len(f.splits["train"]), len(f.splits["val"])) for f in fold_manifests(m, 3)]
     [(8, 4), (8, 4), (8, 4)]
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -49,8 +50,9 @@ def fold_manifests(manifest: SplitManifest, k: int, seed: int = 0) -> List[Split
     out = []
     for i in range(k):
         train = sorted((s for j in range(k) if j != i for s in folds[j]), key=lambda s: s.path)
-        out.append(replace(manifest, splits={"train": train, "val": sorted(folds[i], key=lambda s: s.path),
-                                             "test": []}))
+        out.append(
+            replace(manifest, splits={"train": train, "val": sorted(folds[i], key=lambda s: s.path), "test": []})
+        )
     return out
 
 
@@ -65,8 +67,10 @@ class OutOfFold:
 
     def describe(self, good_index: int) -> str:
         defects = int((self.labels != good_index).sum())
-        return (f"{self.folds}-fold out-of-fold scores over train+val ({defects} defect, "
-                f"{len(self.labels) - defects} good images)")
+        return (
+            f"{self.folds}-fold out-of-fold scores over train+val ({defects} defect, "
+            f"{len(self.labels) - defects} good images)"
+        )
 
 
 def pool(fold_predictions: List[dict], folds: int) -> OutOfFold:
@@ -79,7 +83,9 @@ def pool(fold_predictions: List[dict], folds: int) -> OutOfFold:
     return OutOfFold(probs, labels, paths, folds)
 
 
-def out_of_fold(manifest: SplitManifest, k: int, seed: int, train_fold: Callable[[int, SplitManifest], dict]) -> OutOfFold:
+def out_of_fold(
+    manifest: SplitManifest, k: int, seed: int, train_fold: Callable[[int, SplitManifest], dict]
+) -> OutOfFold:
     """Train every fold with ``train_fold(index, manifest)`` (returns the fold run's predictions.json
     content) and pool their held-out scores."""
     return pool([train_fold(i, m)["val"] for i, m in enumerate(fold_manifests(manifest, k, seed))], k)

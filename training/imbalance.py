@@ -13,6 +13,7 @@ Example:
     >>> plan.class_weights
     [0.6666666666666666, 2.0]
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> List[float]:
     return [float(total / (num_classes * c)) if c else 0.0 for c in counts]
 
 
-def oversampling_weights(labels: np.ndarray, num_classes: int, good_index: int,
-                         good_fraction: Optional[float] = None) -> List[float]:
+def oversampling_weights(
+    labels: np.ndarray, num_classes: int, good_index: int, good_fraction: Optional[float] = None
+) -> List[float]:
     """Per-class draw probabilities: uniform, or ``good_fraction`` for good and the rest by frequency."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
     present = counts > 0
@@ -73,8 +75,9 @@ class ImbalancePlan:
         return "none (natural class frequencies)"
 
 
-def plan_imbalance(train_labels: np.ndarray, labels: Sequence[str], good_class: str, method: str,
-                   good_fraction: Optional[float] = None) -> ImbalancePlan:
+def plan_imbalance(
+    train_labels: np.ndarray, labels: Sequence[str], good_class: str, method: str, good_fraction: Optional[float] = None
+) -> ImbalancePlan:
     labels = list(labels)
     k = len(labels)
     counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=k)

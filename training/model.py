@@ -16,6 +16,7 @@ Example:
     >>> export_model(m).input_shape                                                       # doctest: +SKIP
     (1, 64, 64, 3)
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,16 @@ BACKBONE = "backbone"
 HEAD_LAYERS = ("se_attention", "pool", "dropout", "logits", "probabilities")
 _WEIGHTS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
 
-__all__ = ["SqueezeExcite", "WeightsError", "build_model", "export_model", "rebuild_float32", "backbone_of",
-           "set_stage", "imagenet_weights_url"]
+__all__ = [
+    "SqueezeExcite",
+    "WeightsError",
+    "build_model",
+    "export_model",
+    "rebuild_float32",
+    "backbone_of",
+    "set_stage",
+    "imagenet_weights_url",
+]
 
 
 class WeightsError(ValueError):
@@ -57,8 +66,14 @@ def build_backbone(cfg: ModelConfig, weights: Optional[str]) -> keras.Model:
     random weights, because a run that silently trained from scratch would look like a bad dataset.
     """
     width, height = cfg.input_size
-    kwargs = dict(input_shape=(height, width, 3), alpha=cfg.alpha, minimalistic=cfg.minimalistic,
-                  include_top=False, include_preprocessing=True, name=BACKBONE)
+    kwargs = dict(
+        input_shape=(height, width, 3),
+        alpha=cfg.alpha,
+        minimalistic=cfg.minimalistic,
+        include_top=False,
+        include_preprocessing=True,
+        name=BACKBONE,
+    )
     if weights is None:
         backbone = _application(cfg)(weights=None, **kwargs)
     elif weights == "imagenet":
@@ -94,8 +109,9 @@ def build_backbone(cfg: ModelConfig, weights: Optional[str]) -> keras.Model:
     return backbone
 
 
-def build_model(cfg: ModelConfig, num_classes: int, batch_size: Optional[int] = None,
-                init_weights: bool = True) -> keras.Model:
+def build_model(
+    cfg: ModelConfig, num_classes: int, batch_size: Optional[int] = None, init_weights: bool = True
+) -> keras.Model:
     """Backbone + SE head; ``init_weights=False`` skips loading backbone weights (they come later)."""
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {num_classes}")

@@ -1,6 +1,7 @@
 """The rules around training that need no TensorFlow: the stages a config plans, its auto settings, the
 run's operating point and its decision counts. The trainer calls them; they are tested without a model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,7 @@ def plan_stages(config: TrainConfig) -> List[Stage]:
     if not config.model.pretrained:
         return [Stage("full", config.optim.epochs, config.optim.learning_rate)]
     ft = config.finetune
-    stages = [Stage("head", ft.head_epochs, ft.head_learning_rate),
-              Stage("finetune", ft.epochs, ft.learning_rate)]
+    stages = [Stage("head", ft.head_epochs, ft.head_learning_rate), Stage("finetune", ft.epochs, ft.learning_rate)]
     stages = [s for s in stages if s.epochs > 0]
     if not stages:
         raise RunError("finetune.head_epochs and finetune.epochs are both 0: nothing to train")
@@ -51,49 +51,71 @@ def resolve_auto(config: TrainConfig, manifest: SplitManifest, echo: Callable[[s
         train_images = len(manifest.splits["train"])
         size = choose_input_size(found.short_sides, train_images, epochs)
         model = model.model_copy(update={"input_size": (size, size)})
-        echo(f"input size auto: {size}x{size} (median short side {int(np.median(found.short_sides or [0]))} px "
-             f"of {len(found.short_sides)} training images; at most what {epochs} epochs over {train_images} images "
-             f"allow in about {TIME_BUDGET_S // 60:.0f} minutes on two CPU cores)")
+        echo(
+            f"input size auto: {size}x{size} (median short side {int(np.median(found.short_sides or [0]))} px "
+            f"of {len(found.short_sides)} training images; at most what {epochs} epochs over {train_images} images "
+            f"allow in about {TIME_BUDGET_S // 60:.0f} minutes on two CPU cores)"
+        )
     if data.grayscale is None:
         data = data.model_copy(update={"grayscale": found.gray})
-        echo(f"grayscale auto: {'yes' if found.gray else 'no'} (training images are "
-             f"{'gray' if found.gray else 'in colour'})")
+        echo(
+            f"grayscale auto: {'yes' if found.gray else 'no'} (training images are "
+            f"{'gray' if found.gray else 'in colour'})"
+        )
     return config.model_copy(update={"model": model, "data": data})
 
 
-def choose_run_policy(config: TrainConfig, val_probs: np.ndarray, val_labels: np.ndarray, good_index: int,
-                      oof: Optional[OutOfFold] = None) -> OperatingPointRecord:
+def choose_run_policy(
+    config: TrainConfig, val_probs: np.ndarray, val_labels: np.ndarray, good_index: int, oof: Optional[OutOfFold] = None
+) -> OperatingPointRecord:
     """The run's operating point on the out-of-fold scores if there are any, else on the validation
     scores (or the fixed ``report.threshold``)."""
     op = config.operating_point
     if oof is not None:
         val_probs, val_labels = oof.probabilities, oof.labels
     is_defect = np.asarray(val_labels) != good_index
-    chosen_on = (oof.describe(good_index) if oof is not None else
-                 f"validation split ({int(is_defect.sum())} defect, {int((~is_defect).sum())} good images)")
+    chosen_on = (
+        oof.describe(good_index)
+        if oof is not None
+        else f"validation split ({int(is_defect.sum())} defect, {int((~is_defect).sum())} good images)"
+    )
     if config.report.threshold is not None:
-        return OperatingPointRecord(policy=DecisionPolicy(threshold=config.report.threshold), target=op.target,
-                                    target_rate=op.target_rate, chosen_on="fixed by report.threshold")
+        return OperatingPointRecord(
+            policy=DecisionPolicy(threshold=config.report.threshold),
+            target=op.target,
+            target_rate=op.target_rate,
+            chosen_on="fixed by report.threshold",
+        )
     if not is_defect.any() or is_defect.all():
-        return OperatingPointRecord(policy=DecisionPolicy(), target=op.target, target_rate=op.target_rate,
-                                    chosen_on=chosen_on, note="validation lacks good or defect images: threshold 0.5")
+        return OperatingPointRecord(
+            policy=DecisionPolicy(),
+            target=op.target,
+            target_rate=op.target_rate,
+            chosen_on=chosen_on,
+            note="validation lacks good or defect images: threshold 0.5",
+        )
     budget = config.line.max_false_reject_rate if op.review_when_unsupported else None
-    policy, note = choose_policy(defect_score(val_probs, good_index), is_defect, op.target, op.target_rate,
-                                 op.review_margin, budget)
-    return OperatingPointRecord(policy=policy, target=op.target, target_rate=op.target_rate, chosen_on=chosen_on,
-                                note=note)
+    policy, note = choose_policy(
+        defect_score(val_probs, good_index), is_defect, op.target, op.target_rate, op.review_margin, budget
+    )
+    return OperatingPointRecord(
+        policy=policy, target=op.target, target_rate=op.target_rate, chosen_on=chosen_on, note=note
+    )
 
 
 def decision_counts(probs: np.ndarray, labels: np.ndarray, good_index: int, policy: DecisionPolicy) -> dict:
     """Escapes, false rejects and review of ``policy`` (band-aware), JSON-ready."""
     scores, is_defect = defect_score(probs, good_index), np.asarray(labels) != good_index
     passed, failed = outcomes(scores, policy)
-    return {"samples": int(len(scores)), "defects": int(is_defect.sum()), "goods": int((~is_defect).sum()),
-            "escapes": int((passed & is_defect).sum()), "false_rejects": int((failed & ~is_defect).sum()),
-            "review": int((~passed & ~failed).sum())}
+    return {
+        "samples": int(len(scores)),
+        "defects": int(is_defect.sum()),
+        "goods": int((~is_defect).sum()),
+        "escapes": int((passed & is_defect).sum()),
+        "false_rejects": int((failed & ~is_defect).sum()),
+        "review": int((~passed & ~failed).sum()),
+    }
 
 
 def share(count: int, total: int) -> str:
     return f"{100 * count / total:.1f}% ({count}/{total})" if total else "-"
-
-

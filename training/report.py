@@ -6,6 +6,7 @@ page shows them with the numbers a line engineer asks first: escape rate and fal
 tables and the shared plots come from :mod:`inspector.reporting`; the plots only training draws are here,
 in its matplotlib convention.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,15 @@ def plot_curves(history: List[dict], path: Path) -> None:
         if history[i]["stage"] != history[i - 1]["stage"]:
             for ax in (ax_loss, ax_acc):
                 ax.axvline(x[i] - 0.5, color="grey", linestyle="--", linewidth=1)
-                ax.text(x[i] - 0.4, 0.98, history[i]["stage"], transform=ax.get_xaxis_transform(),
-                        va="top", fontsize=8, color="grey")
+                ax.text(
+                    x[i] - 0.4,
+                    0.98,
+                    history[i]["stage"],
+                    transform=ax.get_xaxis_transform(),
+                    va="top",
+                    fontsize=8,
+                    color="grey",
+                )
     for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy / AUC")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         plots.style(ax, title, "epoch")
@@ -83,8 +91,9 @@ def plot_roc(scores: np.ndarray, is_defect: np.ndarray, threshold: float, path: 
     plots.save(fig, path)
 
 
-def plot_misclassified(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
-                       limit: int, path: Path) -> int:
+def plot_misclassified(
+    images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], limit: int, path: Path
+) -> int:
     """Grid of the most confident mistakes; returns how many images are shown."""
     wrong = misclassified(probs, y_true)[:limit]
     cols = max(1, min(6, len(wrong)))
@@ -102,8 +111,15 @@ def plot_misclassified(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray
     return len(wrong)
 
 
-def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: List[dict],
-                 test_data, test_probs: np.ndarray, verdict: DeployabilityVerdict) -> Path:
+def write_report(
+    run_dir: Path,
+    config: TrainConfig,
+    metrics: dict,
+    history: List[dict],
+    test_data,
+    test_probs: np.ndarray,
+    verdict: DeployabilityVerdict,
+) -> Path:
     """Write the PNGs and ``report.html`` into ``run_dir`` (the verdict at the top); returns the HTML path."""
     run_dir = Path(run_dir)
     labels, good = metrics["labels"], metrics["good_class"]
@@ -114,16 +130,26 @@ def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: Lis
     plot_per_class(test["per_class"], run_dir / PLOTS["per_class"])
     scores = np.asarray(defect_score(test_probs, labels.index(good))) if len(test_probs) else np.zeros(0)
     plot_roc(scores, test_data.labels != labels.index(good), pf["threshold"], run_dir / PLOTS["roc"])
-    shown = plot_misclassified(test_data.images, test_data.labels, test_probs, labels,
-                               config.report.max_misclassified, run_dir / PLOTS["misclassified"])
+    shown = plot_misclassified(
+        test_data.images,
+        test_data.labels,
+        test_probs,
+        labels,
+        config.report.max_misclassified,
+        run_dir / PLOTS["misclassified"],
+    )
 
     training = metrics["training"]
     pass_fail_rows = [
         ["ROC AUC (defect score 1 - p(good))", pf["roc_auc"]],
-        ["escape rate (defects passed automatically) at the operating point",
-         reporting.rate(d["escapes"], d["defects"])],
-        ["false-reject rate (good parts failed) at the operating point",
-         reporting.rate(d["false_rejects"], d["goods"])],
+        [
+            "escape rate (defects passed automatically) at the operating point",
+            reporting.rate(d["escapes"], d["defects"]),
+        ],
+        [
+            "false-reject rate (good parts failed) at the operating point",
+            reporting.rate(d["false_rejects"], d["goods"]),
+        ],
         ["sent to review (all parts)", reporting.rate(d["review"], d["samples"])],
         ["accuracy (all classes)", reporting.percent(test["accuracy"])],
         ["macro F1", test["macro_f1"]],
@@ -131,41 +157,78 @@ def write_report(run_dir: Path, config: TrainConfig, metrics: dict, history: Lis
         ["best epoch (kept weights)", f"{training.get('best_epoch')} of {training['epochs']}"],
     ]
     imbalance = metrics["imbalance"]
-    imb_rows = [[c, n, imbalance.get("class_weights", {}).get(c),
-                 reporting.percent(imbalance.get("sampling_probabilities", {}).get(c))]
-                for c, n in imbalance["train_counts"].items()]
+    imb_rows = [
+        [
+            c,
+            n,
+            imbalance.get("class_weights", {}).get(c),
+            reporting.percent(imbalance.get("sampling_probabilities", {}).get(c)),
+        ]
+        for c, n in imbalance["train_counts"].items()
+    ]
     m = config.model
-    summary = (f"{m.backbone.keras_name} alpha {m.alpha}{' minimalistic' if m.minimalistic else ''}, "
-               f"input {m.input_size[0]}x{m.input_size[1]}, weights {m.weights}, SE ratio {m.se_ratio}; "
-               f"{config.optim.optimizer.value} lr {config.optim.learning_rate:g}, batch {config.optim.batch_size}; "
-               f"stages {', '.join(training['stages'])}; {training['epochs']} epochs, "
-               f"{reporting.number(training['seconds_per_epoch'])} s/epoch (median)")
+    summary = (
+        f"{m.backbone.keras_name} alpha {m.alpha}{' minimalistic' if m.minimalistic else ''}, "
+        f"input {m.input_size[0]}x{m.input_size[1]}, weights {m.weights}, SE ratio {m.se_ratio}; "
+        f"{config.optim.optimizer.value} lr {config.optim.learning_rate:g}, batch {config.optim.batch_size}; "
+        f"stages {', '.join(training['stages'])}; {training['epochs']} epochs, "
+        f"{reporting.number(training['seconds_per_epoch'])} s/epoch (median)"
+    )
     op = metrics["operating_point"]
     policy = op["policy"]
-    band = (f", review band [{policy['review_low']:.4f}, {policy['review_high']:.4f})"
-            if policy.get("review_low") is not None else "")
-    op_text = (f"Operating point: threshold {policy['threshold']:.4f}{band} on the defect score, for a "
-               f"{op['target'].replace('_', '-')} rate of {reporting.percent(op['target_rate'])} on the "
-               f"{op['chosen_on']}{'; ' + op['note'] if op.get('note') else ''}. `inspector calibrate` puts this "
-               f"policy into the bundle.")
-    figures = Section("Plots", [
-        reporting.figure(PLOTS[key], caption, alt=key)
-        for key, caption in (("curves", "Training curves"), ("confusion", "Test confusion matrix"),
-                             ("per_class", "Per-class precision, recall, F1 (test)"),
-                             ("roc", "Pass/fail ROC (test)"),
-                             ("misclassified", f"Misclassified test images ({shown} shown, most confident first)"))])
+    band = (
+        f", review band [{policy['review_low']:.4f}, {policy['review_high']:.4f})"
+        if policy.get("review_low") is not None
+        else ""
+    )
+    op_text = (
+        f"Operating point: threshold {policy['threshold']:.4f}{band} on the defect score, for a "
+        f"{op['target'].replace('_', '-')} rate of {reporting.percent(op['target_rate'])} on the "
+        f"{op['chosen_on']}{'; ' + op['note'] if op.get('note') else ''}. `inspector calibrate` puts this "
+        f"policy into the bundle."
+    )
+    figures = Section(
+        "Plots",
+        [
+            reporting.figure(PLOTS[key], caption, alt=key)
+            for key, caption in (
+                ("curves", "Training curves"),
+                ("confusion", "Test confusion matrix"),
+                ("per_class", "Per-class precision, recall, F1 (test)"),
+                ("roc", "Pass/fail ROC (test)"),
+                ("misclassified", f"Misclassified test images ({shown} shown, most confident first)"),
+            )
+        ],
+    )
     return reporting.write_page(
-        run_dir / "report.html", f"Training report: {config.name}", verdict=verdict,
-        intro=[summary, op_text,
-               reporting.paragraph(Markup("Classes {}; good class <b>{}</b>; test set {} images.").format(
-                   ", ".join(labels), good, test["samples"]))],
+        run_dir / "report.html",
+        f"Training report: {config.name}",
+        verdict=verdict,
+        intro=[
+            summary,
+            op_text,
+            reporting.paragraph(
+                Markup("Classes {}; good class <b>{}</b>; test set {} images.").format(
+                    ", ".join(labels), good, test["samples"]
+                )
+            ),
+        ],
         sections=[
             Section("Pass / fail (test)", [reporting.table(["metric", "value"], pass_fail_rows)]),
-            Section("Per class (test)", [reporting.table(
-                ["class", "precision", "recall", "F1", "support"],
-                [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in test["per_class"].items()])]),
-            Section(f"Class imbalance: {imbalance['method']}", [reporting.table(
-                ["class", "train images", "class weight", "sampling share"], imb_rows)]),
+            Section(
+                "Per class (test)",
+                [
+                    reporting.table(
+                        ["class", "precision", "recall", "F1", "support"],
+                        [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in test["per_class"].items()],
+                    )
+                ],
+            ),
+            Section(
+                f"Class imbalance: {imbalance['method']}",
+                [reporting.table(["class", "train images", "class weight", "sampling share"], imb_rows)],
+            ),
             figures,
             Section("Files", ["metrics.json, history.json, config.json, split.json, run.json, model.keras."]),
-        ])
+        ],
+    )

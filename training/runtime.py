@@ -5,6 +5,7 @@ The trainer never assumes one device: the model, its optimizer and metrics are c
 writes RUN_DIR (the other workers write their checkpoints to a private temporary folder, as the
 tf.distribute multi-worker guide requires, because saving may involve collective operations).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -91,6 +92,7 @@ def keras_multi_worker_fixes(model: keras.Model, strategy: tf.distribute.Strateg
 
     def reduce_per_replica(values, strategy_, reduction):
         if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy_):
+
             def reduce_one(v):
                 local = v.values[0] if tf_trainer._is_per_replica_instance(v) else v
                 if getattr(local, "shape", None) is not None and local.shape.rank == 0:

@@ -9,6 +9,7 @@ It is one registered layer (``inspector>SqueezeExcite``) so that it is easy to f
 loads with plain ``keras.models.load_model`` once this module is imported, and converts to TFLite as
 MEAN, CONV_2D, RELU, LOGISTIC and MUL ops.
 """
+
 from __future__ import annotations
 
 import keras
@@ -30,10 +31,12 @@ class SqueezeExcite(keras.layers.Layer):
         channels = int(input_shape[-1])
         reduced = max(self.min_channels, channels // self.ratio)
         self.reduce_kernel = self.add_weight(
-            name="reduce_kernel", shape=(1, 1, channels, reduced), initializer="glorot_uniform")
+            name="reduce_kernel", shape=(1, 1, channels, reduced), initializer="glorot_uniform"
+        )
         self.reduce_bias = self.add_weight(name="reduce_bias", shape=(reduced,), initializer="zeros")
         self.expand_kernel = self.add_weight(
-            name="expand_kernel", shape=(1, 1, reduced, channels), initializer="glorot_uniform")
+            name="expand_kernel", shape=(1, 1, reduced, channels), initializer="glorot_uniform"
+        )
         self.expand_bias = self.add_weight(name="expand_bias", shape=(channels,), initializer="zeros")
 
     @property

@@ -19,6 +19,7 @@ Example:
     >>> s.best_epoch, s.should_stop
     (2, True)
 """
+
 from __future__ import annotations
 
 import math
@@ -41,12 +42,14 @@ class EpochScore:
     loss: float  # plain cross-entropy (no label smoothing, no class weights)
 
     @classmethod
-    def measure(cls, probs: np.ndarray, labels: np.ndarray, good_index: int,
-                false_reject_budget: float) -> EpochScore:
+    def measure(cls, probs: np.ndarray, labels: np.ndarray, good_index: int, false_reject_budget: float) -> EpochScore:
         probs = np.asarray(probs, np.float64)
         labels = np.asarray(labels, np.int64)
-        loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)))) \
-            if len(labels) else float("nan")
+        loss = (
+            float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
+            if len(labels)
+            else float("nan")
+        )
         scores, is_defect = 1.0 - probs[:, good_index], labels != good_index
         if not is_defect.any() or is_defect.all():
             return cls(None, None, loss)
@@ -62,8 +65,15 @@ def _finite(value: Optional[float]) -> bool:
 class ModelSelector:
     """Best epoch so far and the patience counter of one training stage."""
 
-    def __init__(self, monitor: Monitor, patience: int, min_delta: float = 0.0,
-                 best: Optional[EpochScore] = None, best_epoch: int = 0, wait: int = 0):
+    def __init__(
+        self,
+        monitor: Monitor,
+        patience: int,
+        min_delta: float = 0.0,
+        best: Optional[EpochScore] = None,
+        best_epoch: int = 0,
+        wait: int = 0,
+    ):
         self.monitor, self.patience, self.min_delta = Monitor(monitor), patience, min_delta
         self.best, self.best_epoch, self.wait = best, best_epoch, wait
 
@@ -71,8 +81,7 @@ class ModelSelector:
         if self.monitor is Monitor.VAL_LOSS:
             return _finite(score.loss) and (not _finite(best.loss) or score.loss < best.loss - self.min_delta)
         if not _finite(score.auc):
-            return not _finite(best.auc) and _finite(score.loss) and (
-                not _finite(best.loss) or score.loss < best.loss)
+            return not _finite(best.auc) and _finite(score.loss) and (not _finite(best.loss) or score.loss < best.loss)
         if not _finite(best.auc) or score.auc > best.auc + self.min_delta:
             return True
         if score.auc < best.auc - self.min_delta or (self.min_delta == 0 and score.auc != best.auc):

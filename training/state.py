@@ -3,6 +3,7 @@
 Saved after every epoch as ``checkpoints/state.json`` (next to the weights and optimizer state), so
 ``--resume`` continues a stopped run from its last finished epoch with the same best-epoch bookkeeping.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,24 +24,30 @@ class TrainState:
     stage_done: bool = False
 
     @classmethod
-    def fresh(cls, es: EarlyStoppingConfig, stage_index: int = 0,
-              history: Optional[List[dict]] = None) -> TrainState:
-        return cls(ModelSelector(es.monitor, es.patience, es.min_delta), history if history is not None else [],
-                   stage_index)
+    def fresh(cls, es: EarlyStoppingConfig, stage_index: int = 0, history: Optional[List[dict]] = None) -> TrainState:
+        return cls(
+            ModelSelector(es.monitor, es.patience, es.min_delta), history if history is not None else [], stage_index
+        )
 
     def next_stage(self, es: EarlyStoppingConfig) -> TrainState:
         """The state at the start of the following stage (same history, new selector)."""
         return TrainState.fresh(es, self.stage_index + 1, self.history)
 
     def to_dict(self) -> dict:
-        return {"stage_index": self.stage_index, "epoch": self.epoch, "stage_done": self.stage_done,
-                "selector": self.selector.to_dict(), "history": self.history}
+        return {
+            "stage_index": self.stage_index,
+            "epoch": self.epoch,
+            "stage_done": self.stage_done,
+            "selector": self.selector.to_dict(),
+            "history": self.history,
+        }
 
     @classmethod
     def from_dict(cls, data: dict, es: EarlyStoppingConfig) -> TrainState:
         selector = ModelSelector.from_dict(data["selector"], es.monitor, es.patience, es.min_delta)
-        return cls(selector, list(data["history"]), int(data["stage_index"]), int(data["epoch"]),
-                   bool(data["stage_done"]))
+        return cls(
+            selector, list(data["history"]), int(data["stage_index"]), int(data["epoch"]), bool(data["stage_done"])
+        )
 
     def best_global_epoch(self) -> Optional[int]:
         """Global epoch number of the kept weights of this stage (None before any epoch)."""

@@ -19,6 +19,7 @@ Example:
     >>> result = train(TrainConfig(data=DataConfig(root="data")), "runs/r1")   # doctest: +SKIP
     >>> result.metrics["test"]["pass_fail"]["roc_auc"]                          # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -82,8 +83,9 @@ def make_optimizer(config: TrainConfig, peak: float, total_steps: int, warmup_st
     if optim.optimizer is Optimizer.ADAMW:
         opt = keras.optimizers.AdamW(schedule, weight_decay=optim.weight_decay, **ema)
     elif optim.optimizer is Optimizer.SGD:
-        opt = keras.optimizers.SGD(schedule, momentum=optim.momentum, nesterov=True,
-                                   weight_decay=optim.weight_decay or None, **ema)
+        opt = keras.optimizers.SGD(
+            schedule, momentum=optim.momentum, nesterov=True, weight_decay=optim.weight_decay or None, **ema
+        )
     else:
         opt = keras.optimizers.Adam(schedule, **ema)
     if optim.optimizer is not Optimizer.ADAM and optim.weight_decay:
@@ -147,7 +149,7 @@ class EpochMonitor(keras.callbacks.Callback):
         """Seconds left if no stage stops early: recent epochs' median times the epochs still planned
         (0 = unknown: after a stage's first epoch, whose time includes tracing the graph)."""
         recent = [h["seconds"] for h in self.state.history if h["stage_index"] == self.state.stage_index][1:][-3:]
-        later = sum(s.epochs for s in self.ctx.stages[self.state.stage_index + 1:])
+        later = sum(s.epochs for s in self.ctx.stages[self.state.stage_index + 1 :])
         return float(np.median(recent)) * (self.stage.epochs - epoch - 1 + later) if recent else 0.0
 
     def on_epoch_end(self, epoch, logs=None):
@@ -206,8 +208,10 @@ def _prepare_split(config: TrainConfig, folder: RunFolder, resume: bool) -> Spli
     if config.data.split:
         manifest = SplitManifest.load(config.data.split)
         if manifest.good_class != config.data.good_class:
-            raise DatasetError(f"{config.data.split}: split's good class is '{manifest.good_class}', the run "
-                               f"asks for '{config.data.good_class}'")
+            raise DatasetError(
+                f"{config.data.split}: split's good class is '{manifest.good_class}', the run "
+                f"asks for '{config.data.good_class}'"
+            )
         return manifest
     scan = scan_folder(config.data.root, good_class=config.data.good_class)
     return make_split(scan, seed=config.data.split_seed, ratios=config.data.split_ratios)
@@ -245,8 +249,9 @@ def _fit_verbose(config: TrainConfig) -> int:
     return 1 if progress is Progress.BAR else 0
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
+def train(
+    config: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> RunResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue the checkpointed run there.
 
     ``callbacks`` are extra Keras callbacks for every stage, run after the epoch's checkpoint is written.
@@ -271,14 +276,18 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
         manifest.save(folder.split)
     spec = config.preprocess_spec()
     started = time.time()
-    data = load_split_images(manifest, spec, root=config.data.root or None,
-                             cache_dir=folder.cache if config.data.cache and chief else None)
+    data = load_split_images(
+        manifest, spec, root=config.data.root or None, cache_dir=folder.cache if config.data.cache and chief else None
+    )
     if len(data["train"]) == 0 or len(data["val"]) == 0:
         raise DatasetError("the split has an empty train or validation set; add images or change the ratios")
-    echo(f"data: {', '.join(f'{n} {len(s)}' for n, s in data.items())} images at {spec.width}x{spec.height} "
-         f"({time.time() - started:.1f}s); classes {labels} (good: {good_class})")
-    plan = plan_imbalance(data["train"].labels, labels, good_class, config.imbalance.method.value,
-                          config.imbalance.good_fraction)
+    echo(
+        f"data: {', '.join(f'{n} {len(s)}' for n, s in data.items())} images at {spec.width}x{spec.height} "
+        f"({time.time() - started:.1f}s); classes {labels} (good: {good_class})"
+    )
+    plan = plan_imbalance(
+        data["train"].labels, labels, good_class, config.imbalance.method.value, config.imbalance.good_fraction
+    )
     echo(f"imbalance: {plan.describe()}")
 
     global_batch = config.optim.batch_size * strategy.num_replicas_in_sync
@@ -289,10 +298,29 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     # A resumed run continues with a fresh shuffling/augmentation stream, not a replay of epoch 1's.
     data_seed = config.seed + (len(state.history) if state else 0)
     keras.utils.set_random_seed(data_seed)  # Python, numpy and TensorFlow: weights init, augmentation
-    train_ds = train_dataset(data["train"], len(labels), global_batch, config.augment, data_seed,
-                             class_weights=plan.class_weights, sampling_weights=plan.sampling_weights)
-    ctx = RunContext(config, folder, strategy, train_ds, steps, data["val"], labels.index(good_class), checkpoints,
-                     global_batch, plan_stages(config), echo, callbacks)
+    train_ds = train_dataset(
+        data["train"],
+        len(labels),
+        global_batch,
+        config.augment,
+        data_seed,
+        class_weights=plan.class_weights,
+        sampling_weights=plan.sampling_weights,
+    )
+    ctx = RunContext(
+        config,
+        folder,
+        strategy,
+        train_ds,
+        steps,
+        data["val"],
+        labels.index(good_class),
+        checkpoints,
+        global_batch,
+        plan_stages(config),
+        echo,
+        callbacks,
+    )
     with precision(config.runtime.mixed_precision):
         with strategy.scope():
             model = build_model(config.model, len(labels), init_weights=state is None)
@@ -321,20 +349,25 @@ def _run_stage(ctx: RunContext, model: keras.Model, stage: Stage, state: TrainSt
     resuming = state.epoch > 0
     set_stage(model, stage.name, ft.unfreeze_layers, ft.train_batchnorm)
     with ctx.strategy.scope():
-        optimizer = make_optimizer(config, stage.learning_rate, stage.epochs * ctx.steps,
-                                   int(round(config.optim.warmup_epochs * ctx.steps)))
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.optim.label_smoothing),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                      run_eagerly=config.runtime.run_eagerly,
-                      jit_compile="auto" if config.runtime.jit_compile is None else config.runtime.jit_compile)
+        optimizer = make_optimizer(
+            config, stage.learning_rate, stage.epochs * ctx.steps, int(round(config.optim.warmup_epochs * ctx.steps))
+        )
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.optim.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            run_eagerly=config.runtime.run_eagerly,
+            jit_compile="auto" if config.runtime.jit_compile is None else config.runtime.jit_compile,
+        )
         if resuming:
             checkpoints.restore_optimizer(model)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    ctx.echo(f"stage {stage.name}: up to {stage.epochs} epochs x {ctx.steps} steps of {ctx.batch_size} images "
-             f"({ctx.strategy.num_replicas_in_sync} replica(s)), peak lr {stage.learning_rate:g}, "
-             f"{trainable:,} trainable parameters{', EMA of the weights' if config.optim.ema else ''}"
-             f"{'' if resuming else '; the first epoch also traces the graph (slower)'}")
+    ctx.echo(
+        f"stage {stage.name}: up to {stage.epochs} epochs x {ctx.steps} steps of {ctx.batch_size} images "
+        f"({ctx.strategy.num_replicas_in_sync} replica(s)), peak lr {stage.learning_rate:g}, "
+        f"{trainable:,} trainable parameters{', EMA of the weights' if config.optim.ema else ''}"
+        f"{'' if resuming else '; the first epoch also traces the graph (slower)'}"
+    )
     callbacks: List[keras.callbacks.Callback] = []
     if config.optim.ema is not None:
         swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
@@ -349,20 +382,30 @@ def _run_stage(ctx: RunContext, model: keras.Model, stage: Stage, state: TrainSt
     started = time.time()
     if state.epoch < stage.epochs and not state.selector.should_stop:
         with keras_multi_worker_fixes(model, ctx.strategy, ctx.train_ds.element_spec):
-            model.fit(ctx.train_ds, epochs=stage.epochs, initial_epoch=state.epoch, steps_per_epoch=ctx.steps,
-                      callbacks=callbacks, verbose=_fit_verbose(config), shuffle=False)
+            model.fit(
+                ctx.train_ds,
+                epochs=stage.epochs,
+                initial_epoch=state.epoch,
+                steps_per_epoch=ctx.steps,
+                callbacks=callbacks,
+                verbose=_fit_verbose(config),
+                shuffle=False,
+            )
     if config.early_stopping.restore_best and state.selector.best_epoch:
         checkpoints.restore_weights(model, best=True)
     state.stage_done = True
     checkpoints.save_last(model, state.to_dict())
     ran = [h for h in state.history if h["stage_index"] == state.stage_index]
     per_epoch = np.median([h["seconds"] for h in ran]) if ran else float("nan")
-    ctx.echo(f"stage {stage.name} done: {len(ran)} epochs in {time.time() - started:.0f}s ({per_epoch:.1f}s/epoch), "
-             f"{state.selector.describe()}{', early stop' if state.selector.should_stop else ''}")
+    ctx.echo(
+        f"stage {stage.name} done: {len(ran)} epochs in {time.time() - started:.0f}s ({per_epoch:.1f}s/epoch), "
+        f"{state.selector.describe()}{', early stop' if state.selector.should_stop else ''}"
+    )
 
 
-def _out_of_fold(config: TrainConfig, manifest: SplitManifest, folder: RunFolder,
-                 echo: Callable[[str], None]) -> OutOfFold:
+def _out_of_fold(
+    config: TrainConfig, manifest: SplitManifest, folder: RunFolder, echo: Callable[[str], None]
+) -> OutOfFold:
     """Train the K fold models into RUN_DIR/folds/ (a finished fold is reused on resume) and pool their scores."""
     base = folder.root / "folds"
     base.mkdir(exist_ok=True)
@@ -371,18 +414,29 @@ def _out_of_fold(config: TrainConfig, manifest: SplitManifest, folder: RunFolder
         sub = RunFolder(base / f"fold{index + 1}")
         if not sub.manifest.is_file():
             split_file = fold.save(base / f"fold{index + 1}.split.json")
-            echo(f"== fold {index + 1}/{config.folds}: train {len(fold.splits['train'])}, "
-                 f"score {len(fold.splits['val'])} held-out images")
-            fold_config = config.model_copy(update={
-                "folds": 0, "data": config.data.model_copy(update={"split": str(split_file), "cache": False})})
+            echo(
+                f"== fold {index + 1}/{config.folds}: train {len(fold.splits['train'])}, "
+                f"score {len(fold.splits['val'])} held-out images"
+            )
+            fold_config = config.model_copy(
+                update={"folds": 0, "data": config.data.model_copy(update={"split": str(split_file), "cache": False})}
+            )
             train(fold_config, sub.root, resume=sub.config.is_file())
         return json.loads(sub.predictions.read_text())
 
     return out_of_fold(manifest, config.folds, config.data.split_seed, train_fold)
 
 
-def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: Dict[str, ImageSet],
-            plan: ImbalancePlan, state: TrainState, chief: bool, oof: Optional[OutOfFold] = None) -> RunResult:
+def _finish(
+    ctx: RunContext,
+    model: keras.Model,
+    manifest: SplitManifest,
+    data: Dict[str, ImageSet],
+    plan: ImbalancePlan,
+    state: TrainState,
+    chief: bool,
+    oof: Optional[OutOfFold] = None,
+) -> RunResult:
     """Evaluate the final model on val and test at the run's operating point, judge it, write RUN_DIR."""
     from training.report import write_report
 
@@ -391,15 +445,24 @@ def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: 
     probs = {name: predict_probs(model, data[name].images, ctx.batch_size) for name in ("val", "test")}
     operating_point = choose_run_policy(config, probs["val"], data["val"].labels, good, oof)
     policy = operating_point.policy
-    evaluations = {name: classification_report(probs[name], data[name].labels, labels, good_class, policy.threshold)
-                   for name in ("val", "test")}
+    evaluations = {
+        name: classification_report(probs[name], data[name].labels, labels, good_class, policy.threshold)
+        for name in ("val", "test")
+    }
     for name, evaluation in evaluations.items():
         evaluation["decision"] = decision_counts(probs[name], data[name].labels, good, policy)
     judged = "test" if len(data["test"]) else "val"
     best_epoch = state.best_global_epoch()
-    verdict = assess(defect_score(probs[judged], good), data[judged].labels != good, policy, config.line,
-                     predicted=probs[judged].argmax(1), best_epoch=best_epoch, epochs=len(history),
-                     basis=f"{judged} split, float model, threshold {policy.threshold:.4f}")
+    verdict = assess(
+        defect_score(probs[judged], good),
+        data[judged].labels != good,
+        policy,
+        config.line,
+        predicted=probs[judged].argmax(1),
+        best_epoch=best_epoch,
+        epochs=len(history),
+        basis=f"{judged} split, float model, threshold {policy.threshold:.4f}",
+    )
     metrics = {
         "labels": labels,
         "good_class": good_class,
@@ -419,9 +482,17 @@ def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: 
         model.save(folder.model)
         write_json(folder.history, history)
         write_json(folder.metrics, metrics)
-        write_json(folder.predictions, {
-            name: {"paths": data[name].paths, "labels": data[name].labels.tolist(),
-                   "probabilities": probs[name].tolist()} for name in ("val", "test")})
+        write_json(
+            folder.predictions,
+            {
+                name: {
+                    "paths": data[name].paths,
+                    "labels": data[name].labels.tolist(),
+                    "probabilities": probs[name].tolist(),
+                }
+                for name in ("val", "test")
+            },
+        )
         write_report(folder.root, config, metrics, history, data["test"], probs["test"], verdict)
         RunManifest(
             labels=labels,
@@ -444,17 +515,20 @@ def _finish(ctx: RunContext, model: keras.Model, manifest: SplitManifest, data: 
         ).save(folder)
     test = evaluations["test"]
     auc = test["pass_fail"]["roc_auc"]
-    band = (f", review band [{policy.review_low:.4f}, {policy.review_high:.4f})"
-            if policy.review_low is not None else "")
-    ctx.echo(f"operating point: threshold {policy.threshold:.4f}{band} for {operating_point.target.value} rate "
-             f"{100 * operating_point.target_rate:g}% on the {operating_point.chosen_on}")
+    band = f", review band [{policy.review_low:.4f}, {policy.review_high:.4f})" if policy.review_low is not None else ""
+    ctx.echo(
+        f"operating point: threshold {policy.threshold:.4f}{band} for {operating_point.target.value} rate "
+        f"{100 * operating_point.target_rate:g}% on the {operating_point.chosen_on}"
+    )
     if operating_point.note:
         ctx.echo(f"note: {operating_point.note}")
     d = test["decision"]
     review = f", review {share(d['review'], d['samples'])}" if policy.review_low is not None else ""
-    ctx.echo(f"test: accuracy {test['accuracy']:.3f}, macro F1 {test['macro_f1']:.3f}, pass/fail ROC AUC "
-             f"{'-' if auc is None else f'{auc:.4f}'}; at the operating point escapes {share(d['escapes'], d['defects'])}"
-             f", false rejects {share(d['false_rejects'], d['goods'])}{review}")
+    ctx.echo(
+        f"test: accuracy {test['accuracy']:.3f}, macro F1 {test['macro_f1']:.3f}, pass/fail ROC AUC "
+        f"{'-' if auc is None else f'{auc:.4f}'}; at the operating point escapes {share(d['escapes'], d['defects'])}"
+        f", false rejects {share(d['false_rejects'], d['goods'])}{review}"
+    )
     ctx.echo(verdict.summary())
     ctx.echo(f"run folder: {folder.root} (report.html, model.keras)")
     return RunResult(folder.root, folder.model, labels, good_class, metrics, history, verdict)

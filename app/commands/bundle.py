@@ -7,6 +7,7 @@ Example:
   inspector bundle inspect model.inspector
   inspector bundle verify model.inspector
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,9 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["inspect", "verify"], help="what to do")
     parser.add_argument("path", help="bundle file or directory")
-    parser.add_argument("--json", action="store_true", help="print only JSON: the manifest (inspect), the "
-                                                           "verification result (verify)")
+    parser.add_argument(
+        "--json", action="store_true", help="print only JSON: the manifest (inspect), the verification result (verify)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,11 +34,21 @@ def run(args: argparse.Namespace) -> int:
     clf = Classifier(bundle)
     result = clf.warm_up()
     if args.json:
-        print(json.dumps({"ok": True, "backend": clf.runner.backend.value, "verdict": result.verdict.value,
-                          "inference_ms": round(result.inference_ms, 3),
-                          "manifest": json.loads(bundle.manifest_json())}))
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "backend": clf.runner.backend.value,
+                    "verdict": result.verdict.value,
+                    "inference_ms": round(result.inference_ms, 3),
+                    "manifest": json.loads(bundle.manifest_json()),
+                }
+            )
+        )
         return 0
     print(bundle.summary())
-    print(f"verified: checksum ok, loads in {clf.runner.backend.value}, "
-          f"test frame -> {result.verdict.value} ({result.inference_ms:.1f} ms)")
+    print(
+        f"verified: checksum ok, loads in {clf.runner.backend.value}, "
+        f"test frame -> {result.verdict.value} ({result.inference_ms:.1f} ms)"
+    )
     return 0

@@ -7,6 +7,7 @@ their reason and left out. Byte-identical files stay in the same split. The mani
 Example:
   inspector dataset demo-out/data --good-class good --out runs/split.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--good-class", default="good", help="name of the good/pass class folder (default good)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
     parser.add_argument("--seed", dest="split_seed", type=int, help=argparse.SUPPRESS)  # the old spelling
-    parser.add_argument("--ratios", type=parse_ratios, default=(0.7, 0.15, 0.15),
-                        help="train,val,test ratios (default 0.7,0.15,0.15)")
+    parser.add_argument(
+        "--ratios", type=parse_ratios, default=(0.7, 0.15, 0.15), help="train,val,test ratios (default 0.7,0.15,0.15)"
+    )
     parser.add_argument("--out", default="split.json", help="split manifest to write (default split.json)")
 
 

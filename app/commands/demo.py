@@ -10,6 +10,7 @@ Example:
   inspector demo --quick            # about two minutes on two CPU cores
   inspector demo --data data/tiles --good-class free --out demo-tiles   # your own labeled folders
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None, help="your own labeled folder instead of synthetic data")
     parser.add_argument("--good-class", default="good", help="good class of --data (default good)")
     parser.add_argument("--quick", action="store_true", help="smaller data, model and line: about two minutes")
-    parser.add_argument("--weights", default="none",
-                        help="backbone weights: none (random init), imagenet (needs internet) or a local file")
+    parser.add_argument(
+        "--weights",
+        default="none",
+        help="backbone weights: none (random init), imagenet (needs internet) or a local file",
+    )
     parser.add_argument("--parts", type=int, default=None, help="parts on the belt (default 60, quick 24)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -31,8 +35,15 @@ def run(args: argparse.Namespace) -> int:
     from app.demo.report import format_summary
     from app.demo.run import DemoSettings, run_demo
 
-    settings = DemoSettings(out=args.out, data=args.data, good_class=args.good_class, quick=args.quick,
-                            weights=args.weights, parts=args.parts, seed=args.seed)
+    settings = DemoSettings(
+        out=args.out,
+        data=args.data,
+        good_class=args.good_class,
+        quick=args.quick,
+        weights=args.weights,
+        parts=args.parts,
+        seed=args.seed,
+    )
     summary = run_demo(settings, echo=lambda line: print(line, flush=True))
     print("== summary")
     print(format_summary(summary))

@@ -12,6 +12,7 @@ Examples:
   inspector predict runs/r1 data/good     # a run folder holding a bundle (calibrate --out runs/r1/r1.inspector)
   inspector predict model.inspector 0 --frames 5     # camera 0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,15 +33,24 @@ COLOURS = {"pass": (40, 180, 40), "fail": (220, 30, 30), "review": (240, 160, 0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="bundle (.inspector file or folder), or a training run "
-                                                      "folder that holds one")
+    parser.add_argument(
+        "model", metavar="MODEL", help="bundle (.inspector file or folder), or a training run folder that holds one"
+    )
     parser.add_argument("source", metavar="SOURCE", help="image, folder, video file, camera index or stream URL")
-    parser.add_argument("--save", metavar="DIR", type=Path, help="write each picture annotated with its verdict, "
-                                                                 "defect score and region of interest")
+    parser.add_argument(
+        "--save",
+        metavar="DIR",
+        type=Path,
+        help="write each picture annotated with its verdict, defect score and region of interest",
+    )
     parser.add_argument("--csv", metavar="FILE", type=Path, help="write one row per picture (and per skipped file)")
     parser.add_argument("--json", action="store_true", help="print only JSON: results, skipped files, summary")
-    parser.add_argument("--frames", type=int, metavar="N",
-                        help="stop after N frames (default: every frame of a file or folder, 1 from a camera)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        metavar="N",
+        help="stop after N frames (default: every frame of a file or folder, 1 from a camera)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
 
 
@@ -64,8 +74,12 @@ class Tally:
 
     def summary(self) -> Dict[str, Any]:
         counts = {v: sum(r["verdict"] == v for r in self.results) for v in ("pass", "fail", "review")}
-        return {"pictures": len(self.results), **counts, "gated": sum(bool(r["gate"]) for r in self.results),
-                "skipped": len(self.skipped)}
+        return {
+            "pictures": len(self.results),
+            **counts,
+            "gated": sum(bool(r["gate"]) for r in self.results),
+            "skipped": len(self.skipped),
+        }
 
 
 def resolve_model(text: str) -> Path:
@@ -80,14 +94,20 @@ def resolve_model(text: str) -> Path:
         raise ValueError(f"{path}: no such bundle or run folder")
     run = RunFolder(path)
     if not (run.manifest.is_file() or run.model.is_file()):
-        raise ValueError(f"{path}: neither a bundle (.inspector file, or a folder with {MANIFEST_NAME}) nor a "
-                         "training run folder")
-    found = [p for p in path.iterdir() if (p.is_file() and p.suffix == BUNDLE_SUFFIX)
-             or (p / MANIFEST_NAME).is_file() and (p / MODEL_NAME).is_file()]
+        raise ValueError(
+            f"{path}: neither a bundle (.inspector file, or a folder with {MANIFEST_NAME}) nor a training run folder"
+        )
+    found = [
+        p
+        for p in path.iterdir()
+        if (p.is_file() and p.suffix == BUNDLE_SUFFIX) or (p / MANIFEST_NAME).is_file() and (p / MODEL_NAME).is_file()
+    ]
     if not found:
-        raise ValueError(f"{path} is a training run without a TFLite model; make one with `inspector calibrate "
-                         f"{path} --out {path / ('model' + BUNDLE_SUFFIX)}` (add --precision float32 for a float "
-                         "model), then predict with it")
+        raise ValueError(
+            f"{path} is a training run without a TFLite model; make one with `inspector calibrate "
+            f"{path} --out {path / ('model' + BUNDLE_SUFFIX)}` (add --precision float32 for a float "
+            "model), then predict with it"
+        )
     newest = max(found, key=lambda p: p.stat().st_mtime)
     if len(found) > 1:
         log.warning("%s holds %d bundles; using the newest, %s", path, len(found), newest.name)
@@ -225,8 +245,14 @@ def run(args: argparse.Namespace) -> int:
             tally.skipped.append(Skipped(item.name, str(exc)))
             continue
         c = decision.classification
-        row = {"file": item.name, "verdict": decision.verdict.value, "defect_score": round(c.defect_score, 6),
-               "top_class": c.top_class, "top_score": round(c.top_score, 6), "gate": decision.gate_reasons}
+        row = {
+            "file": item.name,
+            "verdict": decision.verdict.value,
+            "defect_score": round(c.defect_score, 6),
+            "top_class": c.top_class,
+            "top_score": round(c.top_score, 6),
+            "gate": decision.gate_reasons,
+        }
         tally.results.append(row)
         if talk:
             print(decision.line(item.name), flush=True)
@@ -237,9 +263,17 @@ def run(args: argparse.Namespace) -> int:
         _write_csv(args.csv, tally)
     summary = tally.summary()
     if args.json:
-        print(json.dumps({"model": str(model), "results": tally.results,
-                          "skipped": [{"file": s.name, "reason": s.reason} for s in tally.skipped],
-                          "summary": summary}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": str(model),
+                    "results": tally.results,
+                    "skipped": [{"file": s.name, "reason": s.reason} for s in tally.skipped],
+                    "summary": summary,
+                },
+                indent=2,
+            )
+        )
     else:
         _print_summary(summary, tally.skipped, args)
     return 0 if tally.results else 1
@@ -251,16 +285,27 @@ def _write_csv(path: Path, tally: Tally) -> None:
         writer = csv.writer(f)
         writer.writerow(["file", "verdict", "defect_score", "top_class", "top_score", "gate", "skipped"])
         for r in tally.results:
-            writer.writerow([r["file"], r["verdict"], r["defect_score"], r["top_class"], r["top_score"],
-                             "; ".join(r["gate"] or []), ""])
+            writer.writerow(
+                [
+                    r["file"],
+                    r["verdict"],
+                    r["defect_score"],
+                    r["top_class"],
+                    r["top_score"],
+                    "; ".join(r["gate"] or []),
+                    "",
+                ]
+            )
         for s in tally.skipped:
             writer.writerow([s.name, "", "", "", "", "", s.reason])
 
 
 def _print_summary(summary: Dict[str, Any], skipped: List[Skipped], args: argparse.Namespace) -> None:
-    print(f"{summary['pictures']} picture(s): {summary['pass']} pass, {summary['fail']} fail, "
-          f"{summary['review']} review ({summary['gated']} stopped by the plausibility gate); "
-          f"{summary['skipped']} skipped")
+    print(
+        f"{summary['pictures']} picture(s): {summary['pass']} pass, {summary['fail']} fail, "
+        f"{summary['review']} review ({summary['gated']} stopped by the plausibility gate); "
+        f"{summary['skipped']} skipped"
+    )
     by_reason: Dict[str, List[str]] = {}
     for s in skipped:
         by_reason.setdefault(s.reason, []).append(s.name)

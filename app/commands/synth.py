@@ -3,6 +3,7 @@
 Example:
   inspector synth data/synth --per-class 60 --size 128x128 --seed 0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from inspector.synth import generate
 
-    counts = generate(args.out, per_class=args.per_class, size=args.size, seed=args.seed,
-                      image_format=args.format)
+    counts = generate(args.out, per_class=args.per_class, size=args.size, seed=args.seed, image_format=args.format)
     for label, n in counts.items():
         print(f"{label:<10}{n:>6}")
     print(f"wrote {sum(counts.values())} images to {args.out} (good class: good)")

@@ -5,6 +5,7 @@ paced at the camera's frame rate, in triggered mode. The line controller runs in
 part sensor: it triggers each part when the part dwells under the camera. Its clock starts from the
 station's ``started`` event, so triggers land in the middle of each part's dwell.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,11 @@ class Observer:
         cfg = MqttConfig(host=broker.host, port=broker.port, protocol=broker.protocol)
         self.client = BrokerClient(cfg, "demo-observer")
         self.client.client.on_message = self._on_message
-        self.client.on_connect(lambda session_present: self.client.client.subscribe(
-            [(topics.result, 1), (topics.event, 1), (topics.stats, 0)]))
+        self.client.on_connect(
+            lambda session_present: self.client.client.subscribe(
+                [(topics.result, 1), (topics.event, 1), (topics.stats, 0)]
+            )
+        )
         if not self.client.start(timeout=10.0):
             raise RuntimeError(f"demo observer: no answer from the broker at {broker.host}:{broker.port}")
 
@@ -82,7 +86,10 @@ class Observer:
 
 def write_station_config(path: Path, bundle: Path, video: LineVideo, broker: LocalBroker, workdir: Path) -> Path:
     config = {
-        "line": LINE, "station": STATION, "bundle": str(bundle), "models_dir": str(bundle.parent),
+        "line": LINE,
+        "station": STATION,
+        "bundle": str(bundle),
+        "models_dir": str(bundle.parent),
         "source": {"type": "video", "path": video.path, "fps": video.fps, "stall_timeout_s": 5},
         "mode": {"type": "triggered", "trigger_timeout_s": 2.0},
         "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "stats_interval_s": 1.0},
@@ -95,8 +102,9 @@ def write_station_config(path: Path, bundle: Path, video: LineVideo, broker: Loc
     return path
 
 
-def run_line(bundle: Path, video: LineVideo, workdir: Path,
-             on_decision: Callable[[dict], None] = lambda d: None) -> LineRecord:
+def run_line(
+    bundle: Path, video: LineVideo, workdir: Path, on_decision: Callable[[dict], None] = lambda d: None
+) -> LineRecord:
     """Run broker, station and controller over the whole video; return what happened. Leaves no process."""
     from controller.config import LineConfig
     from controller.controller import LineController
@@ -110,19 +118,28 @@ def run_line(bundle: Path, video: LineVideo, workdir: Path,
         observer = Observer(broker, topics, record)
         config = write_station_config(workdir / "station.yaml", bundle, video, broker, workdir)
         with open(workdir / "station.log", "wb") as station_log:
-            station = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--config", str(config)],
-                                       stdout=station_log, stderr=subprocess.STDOUT)
+            station = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "run", "--config", str(config)],
+                stdout=station_log,
+                stderr=subprocess.STDOUT,
+            )
         if not observer.started.wait(60):
             raise RuntimeError(f"the station did not start; see {workdir / 'station.log'}")
         slot_s = video.slots[1].start_s - video.slots[0].start_s if len(video.slots) > 1 else 1.0
-        line_cfg = LineConfig.model_validate({
-            "line": LINE, "stations": [STATION],
-            "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol},
-            "result_deadline_s": 3.0, "state_interval_s": 1.0,
-            "trigger": {"rate_hz": 1.0 / slot_s, "count": len(video.slots)},
-        })
+        line_cfg = LineConfig.model_validate(
+            {
+                "line": LINE,
+                "stations": [STATION],
+                "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol},
+                "result_deadline_s": 3.0,
+                "state_interval_s": 1.0,
+                "trigger": {"rate_hz": 1.0 / slot_s, "count": len(video.slots)},
+            }
+        )
         controller = LineController(line_cfg)
-        controller.add_listener(lambda d: (record.decisions.append(d.model_dump(mode="json")), on_decision(d.model_dump(mode="json"))))
+        controller.add_listener(
+            lambda d: (record.decisions.append(d.model_dump(mode="json")), on_decision(d.model_dump(mode="json")))
+        )
         controller.start()
         # The first trigger goes out on the first tick: wait until part 1 dwells under the camera.
         delay = record.started_at + video.slots[0].trigger_s - time.monotonic()

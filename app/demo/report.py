@@ -4,6 +4,7 @@ Counts come from the controller's decisions (what the reject gate did), matched 
 rendered into the video. An *escape* is a defective part the gate accepted; a *false reject* is a good part
 it rejected. Timeouts (no result in time) are rejects, as the fail-safe controller does on a real line.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,17 @@ def _percentile(values: List[float], q: float):
 def summarize(record: LineRecord, video: LineVideo, good_class: str, unseen: List[str], timings: Dict) -> dict:
     truth = {s.part_id: s.label for s in video.slots}
     decided = {d["part_id"]: d for d in record.decisions if d.get("part_id") in truth}
-    counts = {"parts": len(truth), "decided": len(decided), "accepted": 0, "rejected": 0, "escapes": 0,
-              "false_rejects": 0, "timeouts": 0, "unseen_defects": 0, "unseen_caught": 0}
+    counts = {
+        "parts": len(truth),
+        "decided": len(decided),
+        "accepted": 0,
+        "rejected": 0,
+        "escapes": 0,
+        "false_rejects": 0,
+        "timeouts": 0,
+        "unseen_defects": 0,
+        "unseen_caught": 0,
+    }
     per_label: Dict[str, Dict[str, int]] = {}
     for part, label in truth.items():
         decision = decided.get(part)
@@ -100,12 +110,19 @@ def _policy(summary: dict, record: LineRecord) -> DecisionPolicy:
     return DecisionPolicy(threshold=next((r["threshold"] for r in record.results.values()), 0.5))
 
 
-def _plot_scores(record: LineRecord, truth: Dict[str, str], good_class: str, policy: DecisionPolicy,
-                 path: Path) -> None:
+def _plot_scores(
+    record: LineRecord, truth: Dict[str, str], good_class: str, policy: DecisionPolicy, path: Path
+) -> None:
     scored = [(r["defect_score"], truth[p] != good_class) for p, r in record.results.items() if p in truth]
     fig, (ax,) = plots.new_figure(panel=(6, 3.2))
-    plots.score_histogram(ax, [score for score, _ in scored], [defect for _, defect in scored], policy,
-                          "defect scores on the line", unit="parts")
+    plots.score_histogram(
+        ax,
+        [score for score, _ in scored],
+        [defect for _, defect in scored],
+        policy,
+        "defect scores on the line",
+        unit="parts",
+    )
     plots.save(fig, path)
 
 
@@ -120,8 +137,16 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
         result = record.results.get(part, {})
         label = truth.get(part, "?")
         wrong = (label == good_class) == (d["action"] == "reject")
-        rows.append([part, label, d["action"], d["reason"], result.get("top_class", ""),
-                     result.get("defect_score", float("nan"))])
+        rows.append(
+            [
+                part,
+                label,
+                d["action"],
+                d["reason"],
+                result.get("top_class", ""),
+                result.get("defect_score", float("nan")),
+            ]
+        )
         marks.append("bad" if wrong else "")
         if d["action"] == "reject" and result.get("image"):
             image = Path(result["image"])
@@ -129,24 +154,41 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
                 image = out / "line" / image
             if image.exists():
                 rel = image.relative_to(out) if image.is_relative_to(out) else image
-                images.append(reporting.figure(rel, f"{part}: {label}, score {result['defect_score']:.2f}",
-                                               width=160, thumb=True))
+                images.append(
+                    reporting.figure(rel, f"{part}: {label}, score {result['defect_score']:.2f}", width=160, thumb=True)
+                )
     verdict = DeployabilityVerdict.from_dict(summary["deployability"]) if summary.get("deployability") else None
     shown_elsewhere = ("deployability", "reports", "per_label", "timings_s")
     return reporting.write_page(
-        out / "report.html", "Inspection line demo", verdict=verdict,
-        intro=[reporting.paragraph(Markup(
-                   "Synthetic parts on a conveyor, inspected by a station (<code>inspector run</code>) in triggered "
-                   "mode and gated by the line controller. Rows in red are escapes or false rejects.")),
-               reporting.links({f"{name} report": path for name, path in summary.get("reports", {}).items()})],
+        out / "report.html",
+        "Inspection line demo",
+        verdict=verdict,
+        intro=[
+            reporting.paragraph(
+                Markup(
+                    "Synthetic parts on a conveyor, inspected by a station (<code>inspector run</code>) in triggered "
+                    "mode and gated by the line controller. Rows in red are escapes or false rejects."
+                )
+            ),
+            reporting.links({f"{name} report": path for name, path in summary.get("reports", {}).items()}),
+        ],
         sections=[
-            Section("Summary", [reporting.table(["what", "value"], summary_rows(summary)),
-                                reporting.keyed_records_table(summary["per_label"], "truth",
-                                                              ["accept", "reject", "missing"]),
-                                reporting.figure("scores.png", alt="defect scores")]),
+            Section(
+                "Summary",
+                [
+                    reporting.table(["what", "value"], summary_rows(summary)),
+                    reporting.keyed_records_table(summary["per_label"], "truth", ["accept", "reject", "missing"]),
+                    reporting.figure("scores.png", alt="defect scores"),
+                ],
+            ),
             Section("Rejected parts", images or ["none archived"]),
-            Section("Every part", [reporting.table(["part", "truth", "gate", "reason", "top class", "defect score"],
-                                                   rows, marks)]),
-            Section("All summary fields", [reporting.mapping_table(
-                {k: v for k, v in summary.items() if k not in shown_elsewhere})]),
-        ])
+            Section(
+                "Every part",
+                [reporting.table(["part", "truth", "gate", "reason", "top class", "defect score"], rows, marks)],
+            ),
+            Section(
+                "All summary fields",
+                [reporting.mapping_table({k: v for k, v in summary.items() if k not in shown_elsewhere})],
+            ),
+        ],
+    )

@@ -7,6 +7,7 @@ default run takes a few minutes on two CPU cores and ``--quick`` about one or tw
 Parts on the belt are new renders the model never saw, a share of them with defect kinds that were not in
 the training data at all (chips and dents), so the summary shows how a line copes with the unexpected.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,15 +50,21 @@ def _train_config(settings: DemoSettings, root: Path):
     from training.config import TrainConfig
 
     size = 64 if settings.quick else 96
-    return TrainConfig.model_validate({
-        "name": "demo",
-        "seed": settings.seed,
-        "data": {"root": str(root), "good_class": settings.good_class, "cache": False},
-        "model": {"input_size": [size, size], "weights": settings.weights, "alpha": 0.75 if settings.quick else 1.0},
-        # Enough optimizer steps matter more than epochs: a few hundred steps learn the synthetic defects.
-        "optim": {"epochs": 50, "batch_size": 32, "warmup_epochs": 2},
-        "runtime": {"progress": "lines"},
-    })
+    return TrainConfig.model_validate(
+        {
+            "name": "demo",
+            "seed": settings.seed,
+            "data": {"root": str(root), "good_class": settings.good_class, "cache": False},
+            "model": {
+                "input_size": [size, size],
+                "weights": settings.weights,
+                "alpha": 0.75 if settings.quick else 1.0,
+            },
+            # Enough optimizer steps matter more than epochs: a few hundred steps learn the synthetic defects.
+            "optim": {"epochs": 50, "batch_size": 32, "warmup_epochs": 2},
+            "runtime": {"progress": "lines"},
+        }
+    )
 
 
 def _belt_labels(rng: np.random.Generator, n: int, defects: List[str], unseen: List[str]) -> List[str]:
@@ -95,8 +102,10 @@ def _calibration_summary(result) -> str:
     if "test" in metrics:
         lines.append(format_metrics(metrics["test"], f"test split ({result.chosen.conversion.kind})"))
     manifest = result.bundle.manifest
-    lines.append(f"bundle {result.bundle_path}: {manifest.precision.value}, {manifest.model_bytes / 1024:.0f} KiB, "
-                 f"threshold {manifest.decision.threshold:.4f}; report {result.report_html}")
+    lines.append(
+        f"bundle {result.bundle_path}: {manifest.precision.value}, {manifest.model_bytes / 1024:.0f} KiB, "
+        f"threshold {manifest.decision.threshold:.4f}; report {result.report_html}"
+    )
     lines.append(result.verdict.summary())
     return "\n".join(lines)
 
@@ -133,8 +142,10 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
         shutil.rmtree(run_dir)
     result = train(_train_config(settings, root), run_dir)
     test = result.metrics["test"]
-    echo(f"trained: test accuracy {test['accuracy']:.3f}, pass/fail ROC AUC "
-         f"{test['pass_fail']['roc_auc'] or float('nan'):.3f}; report {RunFolder(run_dir).report}")
+    echo(
+        f"trained: test accuracy {test['accuracy']:.3f}, pass/fail ROC AUC "
+        f"{test['pass_fail']['roc_auc'] or float('nan'):.3f}; report {RunFolder(run_dir).report}"
+    )
     timings["train_s"] = time.monotonic() - t
 
     echo("== 3/5 line video")
@@ -142,28 +153,35 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     rng = np.random.default_rng([settings.seed, 7])
     if settings.data is None:
         labels = _belt_labels(rng, settings.n_parts, list(DEFECTS), list(UNSEEN_DEFECTS))
-        video = render_line_video(out / "line.avi", labels, seed=settings.seed, part_size=PART_SIZE,
-                                  frame_size=FRAME_SIZE)
+        video = render_line_video(
+            out / "line.avi", labels, seed=settings.seed, part_size=PART_SIZE, frame_size=FRAME_SIZE
+        )
         good_part = render(rng, GOOD, PART_SIZE)
     else:
         labels, images = _belt_from_dataset(settings, run_dir, settings.n_parts)
-        video = render_line_video(out / "line.avi", labels, seed=settings.seed, part_size=PART_SIZE,
-                                  frame_size=FRAME_SIZE, images=images)
+        video = render_line_video(
+            out / "line.avi", labels, seed=settings.seed, part_size=PART_SIZE, frame_size=FRAME_SIZE, images=images
+        )
         good_part = images[labels.index(settings.good_class)] if settings.good_class in labels else images[0]
         good_part = cv2.resize(good_part, PART_SIZE, interpolation=cv2.INTER_AREA)
     video.save_truth(out / "truth.json")
     reference = out / "reference.png"
     save_image(reference, frame_with_part(good_part[:, :, ::-1], video.roi.x, FRAME_SIZE)[:, :, ::-1])
     unseen = sum(1 for label in labels if label in UNSEEN_DEFECTS)
-    echo(f"{len(labels)} parts, {video.duration_s:.0f} s at {video.fps:g} fps "
-         f"({labels.count(settings.good_class)} good, {unseen} with defects never seen in training)")
+    echo(
+        f"{len(labels)} parts, {video.duration_s:.0f} s at {video.fps:g} fps "
+        f"({labels.count(settings.good_class)} good, {unseen} with defects never seen in training)"
+    )
     timings["video_s"] = time.monotonic() - t
 
     echo("== 4/5 calibrate")
     t = time.monotonic()
     options = CalibrationOptions(
-        representative_size=100 if settings.quick else 200, representative_min=0 if settings.quick else 200,
-        accuracy_budget=5.0, remedy="auto", target_rate=0.02,
+        representative_size=100 if settings.quick else 200,
+        representative_min=0 if settings.quick else 200,
+        accuracy_budget=5.0,
+        remedy="auto",
+        target_rate=0.02,
         camera=CameraOptions(reference_image=str(reference), roi=video.roi, crop_model_input=True),
         force=True,  # the demo runs the line either way, to show what an unfit model does; the verdict says so
     )
@@ -190,9 +208,11 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     summary["training"] = {"test_accuracy": test["accuracy"], "test_pass_fail": test["pass_fail"]}
     summary["bundle"] = str(calibration.bundle_path)
     summary["deployability"] = calibration.verdict.to_dict()
-    summary["reports"] = {name: str(Path(path).relative_to(out)) for name, path in
-                          (("training", RunFolder(run_dir).report), ("calibration", calibration.report_html))
-                          if path and Path(path).exists()}
+    summary["reports"] = {
+        name: str(Path(path).relative_to(out))
+        for name, path in (("training", RunFolder(run_dir).report), ("calibration", calibration.report_html))
+        if path and Path(path).exists()
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "decisions.json").write_text(json.dumps(record.decisions, indent=1))
     (out / "results.json").write_text(json.dumps(record.results, indent=1))

@@ -11,6 +11,7 @@ Example:
     >>> [s.label for s in video.slots], video.roi.width
     (['good', 'crack'], 128)
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,13 @@ class LineVideo:
         return self.slots[-1].end_s if self.slots else 0.0
 
     def save_truth(self, path: str | os.PathLike) -> None:
-        data = {"video": self.path, "fps": self.fps, "frame_size": list(self.frame_size),
-                "roi": self.roi.model_dump(), "parts": [asdict(s) for s in self.slots]}
+        data = {
+            "video": self.path,
+            "fps": self.fps,
+            "frame_size": list(self.frame_size),
+            "roi": self.roi.model_dump(),
+            "parts": [asdict(s) for s in self.slots],
+        }
         Path(path).write_text(json.dumps(data, indent=1))
 
 
@@ -115,8 +121,11 @@ def render_line_video(
             else:
                 part_bgr = cv2.resize(images[i], part_size, interpolation=cv2.INTER_AREA)[:, :, ::-1]
             start = frame_index / fps
-            video.slots.append(PartSlot(part_id(i + 1), label, start, start + slot_s * (MOVE_IN + DWELL / 2),
-                                        start + frames_per_slot / fps))
+            video.slots.append(
+                PartSlot(
+                    part_id(i + 1), label, start, start + slot_s * (MOVE_IN + DWELL / 2), start + frames_per_slot / fps
+                )
+            )
             for k in range(frames_per_slot):
                 phase = k / frames_per_slot
                 if phase < MOVE_IN:

@@ -34,6 +34,7 @@ Example:
     ...
     inspector.protocol.commands.CommandError: threshold: Input should be a valid number
 """
+
 from __future__ import annotations
 
 import json
@@ -177,8 +178,10 @@ def parse_command(payload: bytes | str, channel: CommandChannel = CommandChannel
             raise CommandError(f"{loc:.60}: unknown field") from None
         raise CommandError(f"{loc:.60}: {first['msg']}") from None
     if command.channel is not channel:
-        raise CommandError(f"{name} is an {command.channel.name.lower()} command: publish it on "
-                           f"<station>/{command.channel.value}, not <station>/{channel.value}")
+        raise CommandError(
+            f"{name} is an {command.channel.name.lower()} command: publish it on "
+            f"<station>/{command.channel.value}, not <station>/{channel.value}"
+        )
     return command
 
 

@@ -6,6 +6,7 @@ Example:
     >>> Verdict("fail") is Verdict.FAIL
     True
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -65,10 +66,20 @@ class EventType(str, Enum):
         return _WARNINGS.get(self, Severity.INFO)
 
 
-_WARNINGS = {t: Severity.WARNING for t in (
-    EventType.CAMERA_LOST, EventType.COMMAND_REJECTED, EventType.OUTBOX_FULL, EventType.MODEL_RELOAD_FAILED,
-    EventType.THRESHOLD_CHANGED,
-    EventType.ERROR, EventType.TRIGGER_MISSED, EventType.CAMERA_CHECK, EventType.SENDER_MISMATCH)}
+_WARNINGS = {
+    t: Severity.WARNING
+    for t in (
+        EventType.CAMERA_LOST,
+        EventType.COMMAND_REJECTED,
+        EventType.OUTBOX_FULL,
+        EventType.MODEL_RELOAD_FAILED,
+        EventType.THRESHOLD_CHANGED,
+        EventType.ERROR,
+        EventType.TRIGGER_MISSED,
+        EventType.CAMERA_CHECK,
+        EventType.SENDER_MISMATCH,
+    )
+}
 
 
 class Action(str, Enum):

@@ -3,6 +3,7 @@
 Payloads are plain JSON so that Node-RED, Telegraf, Home Assistant and Ignition read them as they are;
 enum fields serialize to the same strings they always carried.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -51,13 +52,18 @@ class Result(_Message):
     image: Optional[str] = Field(None, description="Archived image path on the station, if saved")
     frame: Optional[str] = Field(None, description="Source frame reference: file name (folder) or file#index (video)")
     source_key: Optional[str] = Field(
-        None, description="Stable identity of the source file: name|size|mtime_ns, plus #index for a video frame; "
-                          "the same for a re-inspection of the same file (unlike id). None for cameras")
+        None,
+        description="Stable identity of the source file: name|size|mtime_ns, plus #index for a video frame; "
+        "the same for a re-inspection of the same file (unlike id). None for cameras",
+    )
     gate: Optional[List[str]] = Field(
-        None, description="Why the plausibility gate stopped this frame (then the verdict is never pass); "
-                          "None when the frame looked like a part")
+        None,
+        description="Why the plausibility gate stopped this frame (then the verdict is never pass); "
+        "None when the frame looked like a part",
+    )
     appearance: Optional[float] = Field(
-        None, description="Appearance distance to the calibration images / the bundle's threshold (gate)")
+        None, description="Appearance distance to the calibration images / the bundle's threshold (gate)"
+    )
 
     def names_other_sender(self, line: str, station: str) -> bool:
         """True when the payload claims another line or station than the topic it came on (``line``, ``station``).
@@ -126,7 +132,10 @@ class ControllerState(_Message):
     results: int = Field(0, description="Results received, duplicates excluded")
     duplicates: int = Field(0, description="Results dropped because their id was already seen")
     late: int = Field(0, description="Results for parts already decided (e.g. after their deadline)")
-    sender_mismatches: int = Field(0, description="Results whose payload names another station or line than "
-                                                   "their topic: dropped with a sender_mismatch event")
+    sender_mismatches: int = Field(
+        0,
+        description="Results whose payload names another station or line than "
+        "their topic: dropped with a sender_mismatch event",
+    )
     pending: int = Field(0, description="Triggered parts waiting for results")
     triggers_sent: int = 0

@@ -26,6 +26,7 @@ Example:
     >>> ControllerTopics("inspector", "line1", "controller").decision
     'inspector/line1/controller/decision'
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
