@@ -50,7 +50,7 @@ def test_shortcuts_and_set_reach_the_config(tmp_path):
     assert cfg.model.input_size == (96, 80) and cfg.model.backbone.value == "large" and cfg.model.se_ratio == 8
     assert cfg.optim.epochs == 9 and cfg.optim.label_smoothing == 0.0  # flag beats YAML, YAML beats default
     assert not cfg.augment.hflip and not cfg.augment.vflip and cfg.augment.brightness == 0 and cfg.augment.contrast == 0
-    assert cfg.augment.rotation_degrees > 0 and cfg.augment.blur_probability == 0.3
+    assert cfg.augment.enabled and cfg.augment.blur_probability == 0.3
     assert cfg.imbalance.method.value == "oversample" and cfg.imbalance.good_fraction == 0.5
     assert cfg.runtime.mixed_precision.value == "float16" and cfg.runtime.strategy.value == "mirrored"
     assert not cfg.resolved  # grayscale is auto until the trainer has looked at the images

@@ -60,7 +60,7 @@ def test_two_stage_from_local_weights_with_resume(synth_root, tmp_path):
     config = small_config(
         synth_root,
         model={"weights": str(weights_file)},
-        optim={"steps_per_epoch": 2, "warmup_epochs": 0.0},
+        optim={"steps_per_epoch": 2, "warmup_epochs": 0.0, "min_lr_ratio": 0.0},
         finetune={
             "head_epochs": 2,
             "head_learning_rate": HEAD_LR,

@@ -146,7 +146,7 @@ class OptimConfig(StrictModel):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     schedule: Schedule = Field(Schedule.COSINE, description="cosine decay to min_lr_ratio, or constant")
     warmup_epochs: float = Field(2.0, ge=0, description="Linear warm-up from 0 to the peak, in epochs")
-    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Cosine floor as a fraction of the peak")
+    min_lr_ratio: float = Field(0.01, ge=0, le=1, description="Cosine floor as a fraction of the peak")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy")
     ema: Optional[float] = Field(
         None,
@@ -182,7 +182,7 @@ class EarlyStoppingConfig(StrictModel):
         "loss (training.selection); val_loss: lowest plain validation loss",
     )
     patience: int = Field(
-        20,
+        30,
         ge=1,
         description="Epochs without a better epoch before the stage stops (the cosine schedule's tail "
         "still improves a from-scratch run, so stopping is kept for runs that went nowhere)",
@@ -198,8 +198,8 @@ class AugmentConfig(StrictModel):
     enabled: bool = Field(True, description="Master switch")
     hflip: bool = Field(True, description="Random horizontal flip")
     vflip: bool = Field(True, description="Random vertical flip")
-    rotation_degrees: float = Field(10.0, ge=0, le=180, description="Max random rotation (reflect fill); 0 = off")
-    shift: float = Field(0.05, ge=0, lt=0.5, description="Max random shift as a fraction of the size; 0 = off")
+    rotation_degrees: float = Field(0.0, ge=0, le=180, description="Max random rotation (reflect fill); 0 = off")
+    shift: float = Field(0.0, ge=0, lt=0.5, description="Max random shift as a fraction of the size; 0 = off")
     zoom: float = Field(0.0, ge=0, lt=0.5, description="Max random zoom in/out as a fraction; 0 = off")
     brightness: float = Field(0.08, ge=0, le=1, description="Max brightness change as a fraction of 255; 0 = off")
     contrast: float = Field(0.25, ge=0, lt=1, description="Contrast factor range 1 +- this; 0 = off")
