@@ -309,6 +309,7 @@ def _operating_point(
         options.review_margin or 0.0,
         options.interval,
         max_false_reject_rate=options.line.max_false_reject_rate,
+        max_review_rate=options.line.max_review_rate,
     )
 
 

@@ -147,12 +147,13 @@ def choose_threshold(
     method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
     confidence: float = 0.95,
     max_false_reject_rate: Optional[float] = None,
+    max_review_rate: Optional[float] = None,
 ) -> OperatingPoint:
     """The policy of :func:`inspector.operating_point.choose_policy` with its rates and intervals."""
     target, method = Target(target), IntervalMethod(method)
     scores = np.asarray(scores, np.float64).ravel()
     is_defect = np.asarray(is_defect, bool).ravel()
-    policy, note = choose_policy(scores, is_defect, target, rate, review_margin, max_false_reject_rate)
+    policy, note = choose_policy(scores, is_defect, target, rate, review_margin, max_false_reject_rate, max_review_rate)
     return operating_point(scores, is_defect, policy, target, rate, method, confidence, note)
 
 

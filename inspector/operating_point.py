@@ -16,7 +16,11 @@ exactly those reported, with a margin either side for score noise (e.g. quantiza
 When the data cannot support the target within the line's false-reject budget (a few low-scored defects
 would make the zero-escape threshold fail most good parts), the rule does not hand the line an unusable
 threshold: parts between the escape-target threshold and the false-reject-budget threshold go to review,
-so automatic decisions meet both, and the note says how many parts that sends to a person.
+so automatic decisions meet both, and the note says how many parts that sends to a person. With the
+line's review budget given, the band holds at most that share of parts: its lower edge rises until it
+does (the highest-scored parts below the fail line stay in review), and the note says how many defects
+the validation scores then let pass. A band that swallowed half the line because of one defect scored
+like a good part would only move the problem from the gate to the people at the review station.
 
 Example:
     >>> import numpy as np
@@ -101,10 +105,11 @@ def choose_policy(
     rate: float = 0.005,
     review_margin: float = 0.0,
     max_false_reject_rate: Optional[float] = None,
+    max_review_rate: Optional[float] = None,
 ) -> Tuple[DecisionPolicy, str]:
     """(policy, note). ``review_margin`` > 0 makes a band ``threshold +- margin``; otherwise, with
     ``max_false_reject_rate``, an escape target the data cannot meet within that budget becomes a review
-    band (the note says what it achieves)."""
+    band of at most ``max_review_rate`` of the parts (the note says what it achieves)."""
     target = Target(target)
     if review_margin < 0:
         raise OperatingPointError(f"review margin must be >= 0, got {review_margin}")
@@ -119,14 +124,41 @@ def choose_policy(
         rejects = float((scores[goods] >= threshold).mean())
         fail_line = threshold_for(scores, is_defect, Target.FALSE_REJECT, max_false_reject_rate)
         if rejects > max_false_reject_rate and fail_line > threshold:
-            review = float(((scores >= threshold) & (scores < fail_line)).mean())
+            low = _review_edge(scores, threshold, fail_line, max_review_rate)
+            review = float(((scores >= low) & (scores < fail_line)).mean())
             note = (
                 f"an escape rate of {100 * rate:.2f}% would fail {100 * rejects:.1f}% of good parts "
-                f"(budget {100 * max_false_reject_rate:g}%): parts scoring {threshold:.4f}-{fail_line:.4f} "
-                f"go to review ({100 * review:.1f}% of these parts), so automatic decisions meet both"
+                f"(budget {100 * max_false_reject_rate:g}%): "
             )
-            return DecisionPolicy(threshold=fail_line, review_low=threshold, review_high=fail_line), note
+            if low == threshold:
+                note += (
+                    f"parts scoring {threshold:.4f}-{fail_line:.4f} go to review ({100 * review:.1f}% of these "
+                    "parts), so automatic decisions meet both"
+                )
+            else:
+                escapes = int((scores[is_defect] < low).sum())
+                note += (
+                    f"parts scoring {low:.4f}-{fail_line:.4f} go to review ({100 * review:.1f}% of these parts, "
+                    f"the review budget {100 * (max_review_rate or 0):g}%), which lets {escapes} of "
+                    f"{int(is_defect.sum())} defects here pass"
+                )
+            if low >= fail_line:
+                return DecisionPolicy(threshold=fail_line), note
+            return DecisionPolicy(threshold=fail_line, review_low=low, review_high=fail_line), note
     return DecisionPolicy(threshold=threshold), ""
+
+
+def _review_edge(scores: np.ndarray, low: float, high: float, max_share: Optional[float]) -> float:
+    """The lower edge of the review band ``[edge, high)``: ``low``, raised until the band holds at most
+    ``max_share`` of ``scores`` (the highest scores below ``high`` are the ones kept in review)."""
+    band = (scores >= low) & (scores < high)
+    if max_share is None or band.mean() <= max_share:
+        return low
+    allowed = int(math.floor(max_share * scores.size + 1e-9))
+    below = np.sort(scores[scores < high])[::-1]
+    if allowed == 0 or below.size == 0:
+        return high
+    return max(low, _between(below[min(allowed, below.size) - 1], scores))
 
 
 def outcomes(scores: npt.ArrayLike, policy: DecisionPolicy) -> Tuple[np.ndarray, np.ndarray]:

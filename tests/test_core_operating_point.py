@@ -31,6 +31,31 @@ def test_one_low_scored_defect_becomes_a_review_band_not_a_threshold_that_fails_
     assert "review" in note and "budget 5%" in note
 
 
+def test_the_review_band_is_capped_at_the_line_review_budget():
+    goods = np.linspace(0.01, 0.5, 100)
+    defects = np.r_[0.02, np.linspace(0.7, 1.0, 19)]  # the same lone defect scored like a good part
+    scores = np.r_[goods, defects]
+    is_defect = np.r_[np.zeros(100, bool), np.ones(20, bool)]
+    policy, note = choose_policy(
+        scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05, max_review_rate=0.10
+    )
+    passed, failed = outcomes(scores, policy)
+    review = ~passed & ~failed
+    assert review.mean() <= 0.10 and review.sum() == 12  # floor(10 % of 120): the highest scores below the fail line
+    assert failed[~is_defect].mean() <= 0.05
+    assert (passed & is_defect).sum() == 1  # the lone defect is what the capped band lets pass, and the note says so
+    assert "lets 1 of 20 defects here pass" in note
+    uncapped, _ = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
+    assert policy.threshold == uncapped.threshold and policy.review_low > uncapped.review_low
+
+
+def test_a_zero_review_budget_leaves_only_the_fail_line():
+    scores = np.r_[np.linspace(0.01, 0.5, 100), 0.02, np.linspace(0.7, 1.0, 19)]
+    is_defect = np.r_[np.zeros(100, bool), np.ones(20, bool)]
+    policy, _ = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05, max_review_rate=0.0)
+    assert policy.review_low is None and policy.review_high is None
+
+
 def test_needs_both_kinds_of_parts():
     with pytest.raises(OperatingPointError, match="defect"):
         choose_policy([0.1, 0.2], [False, False])

@@ -96,7 +96,13 @@ def choose_run_policy(
         )
     budget = config.line.max_false_reject_rate if op.review_when_unsupported else None
     policy, note = choose_policy(
-        defect_score(val_probs, good_index), is_defect, op.target, op.target_rate, op.review_margin, budget
+        defect_score(val_probs, good_index),
+        is_defect,
+        op.target,
+        op.target_rate,
+        op.review_margin,
+        budget,
+        config.line.max_review_rate,
     )
     return OperatingPointRecord(
         policy=policy, target=op.target, target_rate=op.target_rate, chosen_on=chosen_on, note=note
