@@ -241,7 +241,7 @@ def test_engineering_commands_have_their_own_topic_a_calibrated_range_and_before
     calibrated = Bundle.load(int8_bundle).manifest.decision
     low = calibrated.review_low if calibrated.review_low is not None else calibrated.threshold
     high = calibrated.review_high if calibrated.review_high is not None else calibrated.threshold
-    inside = round((low + high) / 2, 6)
+    inside = (low + high) / 2  # exact: JSON carries the float as is, and a calibrated band can be 3e-8 wide
     outside = 0.999 if high < 0.999 else 0.001
     with LiveStation(shared_broker, tmp_path, int8_bundle, frames) as live:
         no_band = {"review_low": outside, "review_high": outside} if calibrated.review_low is not None else {}
