@@ -16,12 +16,14 @@ within 0.5 pp of float.
 Examples:
   .venv/bin/python -m bench.train_magnetic_tile                 # 3 split seeds, ~15 min each on 2 quiet cores
   .venv/bin/python -m bench.train_magnetic_tile --seeds 0       # one run
+  .venv/bin/python -m bench.train_magnetic_tile --seeds 1 2 --append   # add seeds to the runs in the result
   .venv/bin/python -m bench.train_magnetic_tile --seeds 0 --set optim.epochs=2   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -166,6 +168,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--runs-dir", type=Path, help="where the run folders go (default runs/bench/<time>)")
     parser.add_argument("--out", type=Path, default=RESULT, help=f"result JSON (default {RESULT})")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the runs already in --out for other seeds (a seed measured again replaces its old run)",
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"dataset not found at {args.data}; pass --data", file=sys.stderr)
@@ -174,7 +181,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from bench.common import repo_relative
     from inspector.fsutil import atomic_write_json
 
-    runs = []
+    runs: List[dict] = []
+    if args.append and args.out.is_file():
+        kept = json.loads(args.out.read_text())["runs"]
+        runs = [r for r in kept if r.get("split_seed") not in args.seeds]
     for seed in args.seeds:
         runs.append(run_one(args.data, seed, runs_dir / f"seed{seed}", args.set))
         t = runs[-1]["test"]
