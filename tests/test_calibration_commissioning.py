@@ -17,7 +17,7 @@ from calibration.commissioning import (
     parse_roi,
     station_yaml,
 )
-from inspector.imageio import save_image
+from inspector.imageio import load_image, save_image
 from inspector.preprocess import Roi
 from inspector.synth import render
 
@@ -54,6 +54,29 @@ def test_auto_roi_finds_the_part(station_frame):
     grown = find_roi(station_frame, margin=0.05)
     assert grown.x < roi.x and grown.x + grown.width > roi.x + roi.width
     assert commission(station_frame, auto_roi=True).reference.roi == grown
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auto_roi_on_the_demo_reference_frame(seed, tmp_path):
+    """The demo's reference frame (a good part on the belt between two bright rails, as ``make demo``
+    writes it) gives the part, not the belt: the belt touches both side edges and covers 94 % of the
+    frame, and was once taken for the part (the whole frame came back)."""
+    from app.demo.run import FRAME_SIZE, PART_SIZE
+    from app.demo.video import frame_with_part, render_line_video
+
+    video = render_line_video(tmp_path / "line.avi", ["good"], seed=seed, part_size=PART_SIZE, frame_size=FRAME_SIZE)
+    good = render(np.random.default_rng([seed, 7]), "good", PART_SIZE)
+    path = tmp_path / "reference.png"
+    save_image(path, frame_with_part(good[:, :, ::-1], video.roi.x, FRAME_SIZE)[:, :, ::-1])
+    frame = np.ascontiguousarray(load_image(path)[:, :, ::-1])
+    assert video.roi == Roi(x=96, y=56, width=128, height=128)
+    tight = find_roi(frame, margin=0.0)  # within 2 px: the 5x5 blur before the threshold softens the edge
+    edges = (tight.x, tight.y, tight.x + tight.width, tight.y + tight.height)
+    assert np.abs(np.subtract(edges, (96, 56, 224, 184))).max() <= 2, tight
+    found = commission_image(path, auto_roi=True).reference.roi
+    assert found is not None and (found.width, found.height) != FRAME_SIZE
+    assert found.x <= 96 and found.y <= 56 and found.x + found.width >= 224 and found.y + found.height >= 184
+    assert found.width <= 1.2 * 128 and found.height <= 1.2 * 128
 
 
 def test_auto_roi_fails_on_a_featureless_frame():
