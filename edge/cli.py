@@ -23,6 +23,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--line", help="line name (topic level)")
     parser.add_argument("--station", help="station name (topic level)")
     parser.add_argument("--mode", choices=["continuous", "triggered"], help="inspection mode")
-    parser.add_argument("--outbox", metavar="PATH", help="outbox SQLite file")
+    parser.add_argument(
+        "--outbox", metavar="PATH", help="outbox SQLite file (default: outbox.sqlite in the config's state_dir)"
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
 
 
@@ -68,8 +71,8 @@ def _overrides(args: argparse.Namespace) -> dict:
             out[key] = getattr(args, key)
     if args.mode:
         out["mode.type"] = args.mode
-    if args.outbox:
-        out["outbox.path"] = args.outbox
+    if args.outbox:  # a path typed on the command line means the current folder, not state_dir
+        out["outbox.path"] = str(Path(args.outbox).absolute())
     for text in args.set:
         key, value = parse_override(text)
         out[key] = value

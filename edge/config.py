@@ -252,6 +252,12 @@ class StationConfig(StrictModel):
         min_length=1,
         description="Station name (topic level); default: host name",
     )
+    state_dir: Optional[Path] = Field(
+        None,
+        description="Folder of the station's own files (outbox, archive, snapshots, hot-folder memory); "
+        "their relative paths are taken inside it. Default: $STATE_DIRECTORY (systemd StateDirectory=), "
+        "else $XDG_STATE_HOME/inspector/<line>/<station> (~/.local/state/inspector/<line>/<station>)",
+    )
     bundle: Path = Field(description="Model bundle (.inspector file or directory)")
     models_dir: Optional[Path] = Field(
         None, description="Folder the reload command may load bundles from (default: the bundle's folder)"
@@ -288,6 +294,15 @@ class StationConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _place_state_files(self) -> StationConfig:
+        # Set through __dict__: assigning a field would validate the whole model (and this validator) again.
+        root = (self.state_dir or default_state_dir(self.line, self.station)).expanduser()
+        self.__dict__["state_dir"] = root
+        for section, key in ((self.outbox, "path"), (self.archive, "path"), (self.archive, "snapshot_dir")):
+            section.__dict__[key] = root / Path(getattr(section, key)).expanduser()
+        return self
+
     @property
     def allowed_models_dir(self) -> Path:
         return (self.models_dir or self.bundle.parent).resolve()
@@ -295,6 +310,21 @@ class StationConfig(StrictModel):
     @property
     def client_id(self) -> str:
         return self.mqtt.client_id or f"inspector-{self.line}-{self.station}"
+
+
+def default_state_dir(line: str, station: str, env: Mapping[str, str] | None = None) -> Path:
+    """Where a station keeps its files when the config names no ``state_dir``.
+
+    systemd's ``StateDirectory=`` sets ``$STATE_DIRECTORY`` (the first of a colon-separated list is the
+    unit's own); elsewhere the XDG base directory for state, per line and station so two stations on one
+    machine never share an outbox.
+    """
+    env = os.environ if env is None else env
+    given = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if given:
+        return Path(given)
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "inspector" / line / station
 
 
 def source_from_text(text: str) -> Dict[str, Any]:

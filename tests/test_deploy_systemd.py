@@ -30,8 +30,31 @@ def test_every_unit_runs_the_installed_console_script_as_the_dedicated_user():
         assert int(service["WatchdogSec"]) > 0, path.name
     station = _parse(UNITS / "inspector-station@.service")["Service"]
     assert station["StateDirectory"] == "inspector/%i"
-    assert station["WorkingDirectory"] == "/var/lib/inspector/%i"  # relative outbox/archive paths land there
+    assert station["WorkingDirectory"] == "/var/lib/inspector/%i"
     assert "--config /etc/inspector/%i.yaml" in station["ExecStart"]
+
+
+def _doc_exit_codes_not_to_restart() -> set:
+    """Exit codes whose row in docs/edge.md's exit-code table says the service manager must not restart."""
+    doc = (UNITS.parents[1] / "docs" / "edge.md").read_text()
+    rows = [line.split("|") for line in doc.splitlines() if line.startswith("| ") and "|" in line[2:]]
+    return {int(r[1]) for r in rows if r[1].strip().isdigit() and r[3].strip().startswith("do not restart")}
+
+
+def test_station_does_not_restart_on_exit_codes_a_restart_cannot_fix():
+    from edge.runtime import ExitCode
+
+    station = _parse(UNITS / "inspector-station@.service")["Service"]
+    prevented = {int(code) for code in station["RestartPreventExitStatus"].split()}
+    assert prevented == _doc_exit_codes_not_to_restart() == {ExitCode.CONFIG, ExitCode.MODEL, ExitCode.REFUSED}
+
+
+def test_station_state_directory_is_its_default_state_dir():
+    from edge.config import default_state_dir
+
+    station = _parse(UNITS / "inspector-station@.service")["Service"]
+    env = {"STATE_DIRECTORY": "/var/lib/" + station["StateDirectory"].replace("%i", "cam1")}  # what systemd sets
+    assert default_state_dir("line1", "cam1", env) == Path("/var/lib/inspector/cam1")
 
 
 @pytest.mark.parametrize("unit", [p.name for p in SERVICES])

@@ -62,6 +62,60 @@ def test_config_from_the_command_line_alone():
     assert cfg.allowed_models_dir == Path(".").resolve()
 
 
+def _station(**extra):
+    return StationConfig.model_validate(
+        {"bundle": "m.inspector", "source": {"type": "usb"}, "station": "cam1", **extra}
+    )
+
+
+def test_station_files_go_to_the_systemd_state_directory(monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/inspector/cam1:/var/lib/other")
+    cfg = _station()
+    assert cfg.state_dir == Path("/var/lib/inspector/cam1")
+    assert cfg.outbox.path == Path("/var/lib/inspector/cam1/outbox.sqlite")
+    assert (cfg.archive.path, cfg.archive.snapshot_dir) == (
+        Path("/var/lib/inspector/cam1/archive"),
+        Path("/var/lib/inspector/cam1/snapshots"),
+    )
+
+
+def test_station_files_default_to_the_xdg_state_home_per_line_and_station(tmp_path, monkeypatch):
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert _station(line="l2").outbox.path == tmp_path / "xdg" / "inspector" / "l2" / "cam1" / "outbox.sqlite"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert (
+        _station().archive.path == tmp_path / "home" / ".local" / "state" / "inspector" / "line1" / "cam1" / "archive"
+    )
+
+
+def test_state_dir_key_holds_relative_paths_and_absolute_ones_stay(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", "/not/used")
+    cfg = _station(
+        state_dir=str(tmp_path / "s"),
+        outbox={"path": "q/outbox.sqlite"},
+        archive={"path": str(tmp_path / "big-disk" / "archive")},
+    )
+    assert cfg.outbox.path == tmp_path / "s" / "q" / "outbox.sqlite"
+    assert cfg.archive.path == tmp_path / "big-disk" / "archive"
+    assert cfg.archive.snapshot_dir == tmp_path / "s" / "snapshots"
+    again = StationConfig.model_validate(cfg.model_dump(mode="json"))  # --print-config output loads the same
+    assert (again.outbox.path, again.archive.path) == (cfg.outbox.path, cfg.archive.path)
+
+
+def test_outbox_flag_is_relative_to_the_current_folder(tmp_path, monkeypatch):
+    import argparse
+
+    from edge import cli
+
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--bundle", "m.inspector", "--source", "0", "--outbox", "here.sqlite"])
+    assert load_station_config(None, cli._overrides(args)).outbox.path == tmp_path / "here.sqlite"
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
