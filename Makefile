@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[edge,train,dev]'
+	$(BIN)/pip install --quiet -e '.[edge,train,dev,review]'
 	# pysparkplug declares paho-mqtt<2 but its payload classes work with paho 2 (see docs/deployment.md).
 	$(BIN)/pip install --quiet --no-deps 'pysparkplug>=0.6.1,<0.7'
 	touch $@

@@ -54,6 +54,20 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def atomic_create_bytes(path: PathLike, data: bytes) -> Path:
+    """Like :func:`atomic_write_bytes`, but never replaces a file: the complete temporary file is hard-linked to
+    ``path``, which fails with :class:`FileExistsError` when ``path`` exists (a rename would overwrite it)."""
+    target = Path(path)
+    staged = target.with_name(f".{target.name}.{os.urandom(4).hex()}.new")
+    with atomic_path(staged) as tmp:
+        tmp.write_bytes(data)
+    try:
+        os.link(staged, target)
+    finally:
+        staged.unlink()
+    return target
+
+
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
     return atomic_write_bytes(path, text.encode(encoding))
 
