@@ -329,7 +329,7 @@ def judge(result: CalibrationResult) -> DeployabilityVerdict:
         policy,
         result.options.line,
         predicted=probs.argmax(1),
-        best_epoch=run.manifest.best_epoch,
+        best_epoch=None if run.manifest.init_from else run.manifest.best_epoch,  # a warm start may peak at once
         epochs=run.manifest.epochs,
         basis=f"{basis}, {chosen.conversion.kind}, threshold {policy.threshold:.4f}",
     )

@@ -264,6 +264,47 @@ def make_split(scan: Scan, seed: int = 0, ratios: Sequence[float] = (0.7, 0.15, 
     )
 
 
+def extend_split(
+    previous: SplitManifest, scan: Scan, seed: int = 0, ratios: Optional[Sequence[float]] = None
+) -> SplitManifest:
+    """A split of ``scan`` that keeps every image of ``previous`` in its split and splits only the new ones.
+
+    A model warm-started from an earlier run (``inspector train --init-from``) has trained on that run's
+    train images, so they must not land in the new test split. Images are matched by content, so a file an
+    operator moved into another class folder (a relabel) stays where it was; its label is the new one.
+    """
+    r = previous.ratios if ratios is None else ratios
+    ratios = (float(r[0]), float(r[1]), float(r[2]))
+    where = {s.sha256: name for name in SPLIT_NAMES for s in previous.splits[name]}
+    fresh = make_split(
+        Scan(scan.root, scan.good_class, scan.classes, [s for s in scan.samples if s.sha256 not in where]),
+        seed=seed,
+        ratios=ratios,
+    )
+    kept = make_split(
+        Scan(scan.root, scan.good_class, scan.classes, [s for s in scan.samples if s.sha256 in where]),
+        seed=seed,
+        ratios=(1.0, 0.0, 0.0),
+    )
+    conflicts = fresh.conflicts + kept.conflicts
+    splits: Dict[str, List[Sample]] = {name: list(fresh.splits[name]) for name in SPLIT_NAMES}
+    for sample in kept.splits["train"]:
+        splits[where[sample.sha256]].append(sample)
+    for name in SPLIT_NAMES:
+        splits[name].sort(key=lambda s: s.path)
+    return SplitManifest(
+        root=str(Path(scan.root).resolve()),
+        good_class=scan.good_class,
+        classes=list(scan.classes),
+        seed=seed,
+        ratios=ratios,
+        fingerprint=scan.fingerprint(),
+        splits=splits,
+        skipped=list(scan.skipped),
+        conflicts=conflicts,
+    )
+
+
 def format_table(manifest: SplitManifest) -> str:
     """Per-class table of split sizes, with the good class marked."""
     counts = manifest.counts()

@@ -129,6 +129,7 @@ class RunManifest(StrictModel):
     deployability: Optional[Dict[str, Any]] = Field(
         None, description="DeployabilityVerdict.to_dict() on the test split"
     )
+    init_from: Optional[str] = Field(None, description="Run folder this run warm-started from (--init-from)")
 
     def save(self, folder: RunFolder) -> Path:
         write_json(folder.manifest, self.model_dump(mode="json"))

@@ -14,6 +14,7 @@ Examples:
   inspector train data/tiles --good-class free --out runs/tile --weights none
   inspector train data --out runs/r1 --weights ~/mobilenet_v3_small_no_top.h5 --unfreeze-layers 40
   inspector train --out runs/tile --resume
+  inspector train data/tiles --out runs/tile2 --init-from runs/tile
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ _SHORTCUTS = [
             type=int,
             metavar="K",
             help="choose the operating point on K-fold out-of-fold scores over train+val (K extra trainings)",
+        ),
+    ),
+    (
+        "--init-from",
+        "warm_start.run",
+        dict(
+            metavar="RUN_DIR",
+            help="warm start from that run's model: same input size and classes kept, new classes added, "
+            "one short stage (warm_start.epochs), and the report compares old and new model",
         ),
     ),
     ("--patience", "early_stopping.patience", dict(type=int, help="early-stopping patience in epochs")),

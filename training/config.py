@@ -255,6 +255,18 @@ class ReportConfig(StrictModel):
     max_misclassified: int = Field(36, ge=0, description="Misclassified test images shown in the report grid")
 
 
+class WarmStartConfig(StrictModel):
+    """Continue from an earlier run's model (``--init-from RUN_DIR``), the retraining step of the review loop.
+
+    The backbone and the SE head keep their weights; the classifier keeps the columns of the classes both
+    runs know and starts new classes fresh. One short stage at a lower rate refits it to the grown data.
+    """
+
+    run: Optional[str] = Field(None, description="Run folder whose model.keras the new run starts from")
+    epochs: int = Field(15, ge=1, description="Epochs of the one warm-start stage")
+    learning_rate: float = Field(5e-4, gt=0, description="Peak learning rate of the warm-start stage")
+
+
 class TrainConfig(StrictModel):
     """One training run."""
 
@@ -277,7 +289,17 @@ class TrainConfig(StrictModel):
         description="K >= 2: also train K fold models on train+val and choose the operating point on "
         "their out-of-fold scores (training.folds; K extra trainings); 0 = on validation",
     )
+    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     tool_version: str = Field(__version__, description="Version of this software that ran the training")
+
+    @model_validator(mode="after")
+    def _check_warm_start(self) -> TrainConfig:
+        if self.warm_start.run and self.folds >= 2:
+            raise ValueError(
+                "folds with warm_start.run (--init-from): each fold model would start from a model that has "
+                "seen that fold's held-out images, so its out-of-fold scores would flatter it; use one or the other"
+            )
+        return self
 
     @property
     def resolved(self) -> bool:

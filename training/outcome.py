@@ -30,6 +30,8 @@ class Stage:
 
 
 def plan_stages(config: TrainConfig) -> List[Stage]:
+    if config.warm_start.run:  # one short stage from the previous run's weights (training.warmstart)
+        return [Stage("full", config.warm_start.epochs, config.warm_start.learning_rate)]
     if not config.model.pretrained:
         return [Stage("full", config.optim.epochs, config.optim.learning_rate)]
     ft = config.finetune

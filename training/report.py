@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 from markupsafe import Markup
@@ -109,6 +109,39 @@ def plot_misclassified(
         ax.set_title(f"{labels[y_true[i]]} -> {labels[pred]}\np={probs[i, pred]:.2f}", fontsize=8)
     plots.save(fig, path)
     return len(wrong)
+
+
+def warm_start_sections(comparison: Optional[dict]) -> List[Section]:
+    """Old vs new model on the same test images (a warm-started run): counts, then every part that changed."""
+    if not comparison:
+        return []
+    old, new = comparison["old"], comparison["new"]
+    counts = reporting.table(
+        ["", "threshold", "escapes", "false rejects", "sent to review"],
+        [
+            ["previous model", old["threshold"], old["escapes"], old["false_rejects"], old["review"]],
+            ["this model", new["threshold"], new["escapes"], new["false_rejects"], new["review"]],
+        ],
+    )
+    changed = comparison["changed"]
+    rows = [[c["path"], c["truth"], c["old"], c["new"], c["old_score"], c["new_score"], c["change"]] for c in changed]
+    return [
+        Section(
+            "Compared with the previous model",
+            [
+                f"Warm-started from {comparison['from']}; both models on the same {comparison['images']} test "
+                f"images, each at its own operating point. {len(changed)} images changed verdict.",
+                counts,
+                reporting.table(
+                    ["image", "truth", "previous", "now", "previous score", "score", "change"],
+                    rows,
+                    row_classes=["bad" if c["change"] == "worse" else "" for c in changed],
+                )
+                if rows
+                else "No test image changed verdict.",
+            ],
+        )
+    ]
 
 
 def write_report(
@@ -228,6 +261,7 @@ def write_report(
                 f"Class imbalance: {imbalance['method']}",
                 [reporting.table(["class", "train images", "class weight", "sampling share"], imb_rows)],
             ),
+            *warm_start_sections(metrics.get("warm_start")),
             figures,
             Section("Files", ["metrics.json, history.json, config.json, split.json, run.json, model.keras."]),
         ],

@@ -37,8 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 from inspector import __version__
-from inspector.dataset import DatasetError, SplitManifest, make_split, scan_folder
-from inspector.decision import defect_score
+from inspector.dataset import DatasetError, SplitManifest, extend_split, make_split, scan_folder
+from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, assess
 from inspector.metrics import classification_report
 from inspector.runfolder import RunFolder, RunManifest, write_json
@@ -52,6 +52,7 @@ from training.outcome import RunError, Stage, choose_run_policy, decision_counts
 from training.runtime import is_chief, keras_multi_worker_fixes, make_strategy, precision
 from training.selection import EpochScore
 from training.state import TrainState
+from training.warmstart import PreviousRun, adopt, compare, describe_comparison, load_previous_model, transfer_weights
 
 
 @dataclass
@@ -201,7 +202,9 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         raise RunError(f"{path}: cannot read ({exc.strerror or exc}); is {run_dir} a training run?") from None
 
 
-def _prepare_split(config: TrainConfig, folder: RunFolder, resume: bool) -> SplitManifest:
+def _prepare_split(
+    config: TrainConfig, folder: RunFolder, resume: bool, previous: Optional[PreviousRun] = None
+) -> SplitManifest:
     saved = folder.split
     if resume and saved.is_file():
         return SplitManifest.load(saved)
@@ -214,6 +217,8 @@ def _prepare_split(config: TrainConfig, folder: RunFolder, resume: bool) -> Spli
             )
         return manifest
     scan = scan_folder(config.data.root, good_class=config.data.good_class)
+    if previous is not None:  # the previous model's training images must stay out of the new test split
+        return extend_split(previous.split, scan, seed=config.data.split_seed, ratios=config.data.split_ratios)
     return make_split(scan, seed=config.data.split_seed, ratios=config.data.split_ratios)
 
 
@@ -267,7 +272,10 @@ def train(
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.runtime.strategy, config.runtime.devices)
 
-    manifest = _prepare_split(config, folder, resume)
+    previous = PreviousRun.load(config.warm_start.run) if config.warm_start.run else None
+    if previous is not None:
+        config = adopt(config, previous, echo)
+    manifest = _prepare_split(config, folder, resume, previous)
     config = resolve_auto(config, manifest, echo)
     folder.root.mkdir(parents=True, exist_ok=True)
     labels, good_class = list(manifest.classes), manifest.good_class
@@ -323,10 +331,13 @@ def train(
     )
     with precision(config.runtime.mixed_precision):
         with strategy.scope():
-            model = build_model(config.model, len(labels), init_weights=state is None)
+            model = build_model(config.model, len(labels), init_weights=state is None and previous is None)
         if state is not None:
             checkpoints.restore_weights(model)
             echo(f"resuming stage {ctx.stages[state.stage_index].name} after epoch {state.epoch}")
+        elif previous is not None:
+            fresh = transfer_weights(model, load_previous_model(previous), labels, previous.manifest.labels)
+            echo(f"warm start: weights of {previous.folder.model}" + (f"; new classes {fresh}" if fresh else ""))
         state = state or TrainState.fresh(config.early_stopping)
         for index, stage in enumerate(ctx.stages):
             if index < state.stage_index:
@@ -338,7 +349,7 @@ def train(
             _run_stage(ctx, model, stage, state)
         final = rebuild_float32(model)
     oof = _out_of_fold(config, manifest, folder, echo) if config.folds >= 2 and chief else None
-    result = _finish(ctx, final, manifest, data, plan, state, chief, oof)
+    result = _finish(ctx, final, manifest, data, plan, state, chief, oof, previous)
     checkpoints.close()
     return result
 
@@ -427,6 +438,15 @@ def _out_of_fold(
     return out_of_fold(manifest, config.folds, config.data.split_seed, train_fold)
 
 
+def _compare_with_previous(
+    ctx: RunContext, previous: Optional[PreviousRun], test: ImageSet, probs: np.ndarray, policy: DecisionPolicy
+) -> Optional[dict]:
+    if previous is None or not len(test):
+        return None
+    old_probs = predict_probs(load_previous_model(previous), test.images, ctx.batch_size)
+    return compare(previous, old_probs, probs, policy, test.paths, test.labels != ctx.good_index, ctx.good_index)
+
+
 def _finish(
     ctx: RunContext,
     model: keras.Model,
@@ -436,6 +456,7 @@ def _finish(
     state: TrainState,
     chief: bool,
     oof: Optional[OutOfFold] = None,
+    previous: Optional[PreviousRun] = None,
 ) -> RunResult:
     """Evaluate the final model on val and test at the run's operating point, judge it, write RUN_DIR."""
     from training.report import write_report
@@ -459,7 +480,8 @@ def _finish(
         policy,
         config.line,
         predicted=probs[judged].argmax(1),
-        best_epoch=best_epoch,
+        # A warm start begins from a trained model: its best epoch may rightly be the first.
+        best_epoch=None if previous is not None else best_epoch,
         epochs=len(history),
         basis=f"{judged} split, float model, threshold {policy.threshold:.4f}",
     )
@@ -471,6 +493,7 @@ def _finish(
         "deployability": verdict.to_dict(),
         **evaluations,
         "imbalance": plan.to_dict(),
+        "warm_start": _compare_with_previous(ctx, previous, data["test"], probs["test"], policy),
         "training": {
             "epochs": len(history),
             "best_epoch": best_epoch,
@@ -512,6 +535,7 @@ def _finish(
             best_epoch=best_epoch,
             operating_point=operating_point,
             deployability=verdict.to_dict(),
+            init_from=str(previous.folder.root.resolve()) if previous is not None else None,
         ).save(folder)
     test = evaluations["test"]
     auc = test["pass_fail"]["roc_auc"]
@@ -529,6 +553,8 @@ def _finish(
         f"{'-' if auc is None else f'{auc:.4f}'}; at the operating point escapes {share(d['escapes'], d['defects'])}"
         f", false rejects {share(d['false_rejects'], d['goods'])}{review}"
     )
+    if metrics["warm_start"]:
+        ctx.echo(describe_comparison(metrics["warm_start"]))
     ctx.echo(verdict.summary())
     ctx.echo(f"run folder: {folder.root} (report.html, model.keras)")
     return RunResult(folder.root, folder.model, labels, good_class, metrics, history, verdict)
