@@ -1,9 +1,10 @@
 """Live view of every station and controller on a broker, as plain text for a technician's terminal.
 
 :class:`LineMonitor` folds the messages of ``<prefix>/+/+/{status,stats,result,event,state}`` into one row
-per station (status, camera, fps, results per minute seen live, yield, latency, outbox, model, last event)
-and one row per line controller (state, parts, rejects by reason, yield, pending). :func:`render` draws it;
-the CLI repaints it with two ANSI codes (home, clear), so no curses is needed and it works over any SSH.
+per station (status, camera, fps, results per minute seen live, yield, counts, outbox, then an indented
+line with model, latency and last event) and one per line controller, grouped by line. :func:`render`
+draws it in 80 columns; the CLI repaints it with two ANSI codes (home, clear), so no curses is needed and
+it works over any SSH.
 
 Example:
     >>> mon = LineMonitor()
@@ -19,13 +20,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Tuple
 
-from inspector.protocol.enums import LineState, Presence, Verdict
+from inspector.protocol.enums import EventType, LineState, Presence, Verdict
 from inspector.protocol.payloads import ControllerState, Event, Result, Stats
 from inspector.protocol.topics import StationTopics
 
 LEAVES = ("status", "stats", "result", "event", "state")
 CLEAR = "\x1b[H\x1b[2J"
 _RED, _GREEN, _YELLOW, _RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m"
+WIDTH = 80  # a technician's terminal; every line of the screen fits
 
 
 @dataclass
@@ -42,6 +44,7 @@ class NodeView:
     last_event: Optional[Event] = None
     last_event_at: Optional[float] = None
     last_seen: Optional[float] = None
+    camera_check: bool = False  # a camera_check event (focus, exposure) not yet cleared by camera_ok
     sender_mismatches: int = 0  # results on this node's topic that name another station or line
 
     @property
@@ -52,8 +55,9 @@ class NodeView:
 class LineMonitor:
     """Thread-safe enough for one MQTT thread writing and one render loop reading (rows are replaced whole)."""
 
-    def __init__(self, window_s: float = 60.0):
+    def __init__(self, window_s: float = 60.0, started: Optional[float] = None):
         self.window_s = window_s
+        self.started = started  # when listening began (default: the first message): rates count from then
         self.nodes: Dict[Tuple[str, str], NodeView] = {}
         self.bad_messages = 0
 
@@ -65,6 +69,8 @@ class LineMonitor:
         if parsed is None or parsed[3] not in LEAVES:
             return
         now = time.monotonic() if now is None else now
+        if self.started is None:
+            self.started = now
         _, line, name, leaf = parsed
         node = self.nodes.setdefault((line, name), NodeView(line, name))
         node.last_seen = now
@@ -84,6 +90,8 @@ class LineMonitor:
                     node.recent.append((now, result.verdict))
             elif leaf == "event":
                 node.last_event, node.last_event_at = Event.model_validate_json(payload), now
+                if node.last_event.type in (EventType.CAMERA_CHECK, EventType.CAMERA_OK):
+                    node.camera_check = node.last_event.type == EventType.CAMERA_CHECK
         except ValueError:
             self.bad_messages += 1
         self._trim(node, now)
@@ -93,12 +101,23 @@ class LineMonitor:
             node.recent.popleft()
 
     def rate_per_min(self, node: NodeView, now: float) -> float:
+        """Results per minute over the window, or over the time listened when that is shorter (``--once``)."""
         self._trim(node, now)
-        return len(node.recent) * 60.0 / self.window_s
+        listened = now - (now if self.started is None else self.started)
+        return len(node.recent) * 60.0 / max(1.0, min(self.window_s, listened))
 
 
 def _fmt(value, spec: str = "", none: str = "-") -> str:
     return none if value is None else format(value, spec)
+
+
+def _count(value: Optional[int]) -> str:
+    """A count in at most 5 characters (1234567 -> 1.2M), so the screen keeps its 80 columns all shift long."""
+    if value is None:
+        return "-"
+    if value < 100_000:
+        return str(value)
+    return f"{value / 1000:.0f}k" if value < 999_500 else f"{value / 1e6:.1f}M"
 
 
 def _age(seconds: Optional[float]) -> str:
@@ -109,115 +128,121 @@ def _age(seconds: Optional[float]) -> str:
     return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.0f}h"
 
 
-def _table(header: List[str], rows: List[List[str]], colors: List[str], color: bool) -> List[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    for row, row_color in zip(rows, colors):
-        text = "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-        lines.append(f"{row_color}{text}{_RESET}" if color and row_color else text)
+def _table(header: List[str], rows: List[Row], color: bool, indent: str = "  ") -> List[str]:
+    """Columns left-aligned (text) or right-aligned (numbers); a row's detail line goes under it, indented."""
+    widths = [max(len(h), *(len(r.cells[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    numeric = [i > 0 and all(_is_number(r.cells[i]) for r in rows) for i in range(len(header))]
+
+    def line(cells: List[str]) -> str:
+        return indent + "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric))
+
+    lines = [line(header).rstrip()]
+    for row in rows:
+        text = line(row.cells).rstrip()
+        lines.append(f"{row.color}{text}{_RESET}" if color and row.color else text)
+        lines += _pack(row.details, indent + " " * (widths[0] + 2))
     return lines
 
 
+def _is_number(cell: str) -> bool:
+    return cell == "-" or cell.rstrip("kM").replace(".", "", 1).isdigit()
+
+
+def _pack(items: List[str], indent: str) -> List[str]:
+    """Detail items joined with ', ' into lines of at most WIDTH columns (an item longer than that is cut)."""
+    lines: List[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= WIDTH:
+            lines[-1] += ", " + item
+        else:
+            lines.append((indent + item)[:WIDTH])
+    return lines
+
+
+@dataclass
+class Row:
+    cells: List[str]
+    color: str
+    details: List[str]
+
+
+def _station_row(monitor: LineMonitor, n: NodeView, now: float) -> Row:
+    s = n.stats
+    offline = n.status == Presence.OFFLINE
+    camera = s.camera_state.value if s else "-"
+    if n.camera_check and s is not None and s.camera_state.inspecting:
+        camera = "check"  # inspecting, but focus or exposure is out of its commissioning tolerance
+    cells = [
+        n.name,
+        n.status,
+        "-" if offline else camera,
+        "-" if offline else _fmt(s and s.fps, ".1f"),  # a stopped station's last figures are not its rate
+        "-" if offline else f"{monitor.rate_per_min(n, now):.0f}",
+        _fmt(s and s.yield_pct, ".1f"),
+        _count(s and s.passed),
+        _count(s and s.failed),
+        _count(s and s.review),
+        _count(s and s.outbox_depth),
+    ]
+    details = []
+    if s and s.model_version:
+        details.append(f"model {s.model_version}")
+    if s and s.inference_ms_p50 is not None:
+        details.append(f"p50/p95 {_fmt(s.inference_ms_p50, '.1f')}/{_fmt(s.inference_ms_p95, '.1f')} ms")
+    if n.last_event and n.last_event_at is not None:
+        details.append(f"{n.last_event.type.value} {_age(now - n.last_event_at)} ago")
+    if s and s.paused:
+        details.append("paused")
+    bad = offline or (s is not None and not s.camera_state.inspecting)
+    warn = (s is not None and s.paused) or n.status != Presence.ONLINE or camera == "check"
+    return Row(cells, _RED if bad else (_YELLOW if warn else _GREEN), details)
+
+
+def _controller_row(n: NodeView) -> Row:
+    st = n.state
+    assert st is not None
+    cells = [
+        n.name,
+        n.status,
+        st.state.value,
+        _count(st.parts),
+        _count(st.accepted),
+        _count(st.rejected),
+        _fmt(st.yield_pct, ".1f"),
+        _count(st.pending),
+        _count(st.late),
+    ]
+    details = [f"stopped: {st.stop_reason}"] if st.stop_reason else []
+    if st.reject_reasons:
+        details.append("rejects " + ",".join(f"{k}:{v}" for k, v in sorted(st.reject_reasons.items())))
+    if st.duplicates:
+        details.append(f"{st.duplicates} duplicate(s)")
+    offline = [name for name, status in st.stations.items() if status != Presence.ONLINE]
+    if offline:
+        details.append("not online: " + ",".join(offline))
+    bad = st.state == LineState.STOPPED or n.status == Presence.OFFLINE
+    return Row(cells, _RED if bad else _GREEN, details)
+
+
+STATION_HEADER = ["STATION", "STATUS", "CAMERA", "FPS", "/MIN", "YIELD%", "PASS", "FAIL", "REVIEW", "OUTBOX"]
+CONTROLLER_HEADER = ["CONTROLLER", "STATUS", "STATE", "PARTS", "ACCEPT", "REJECT", "YIELD%", "PENDING", "LATE"]
+
+
 def render(monitor: LineMonitor, now: Optional[float] = None, color: bool = True, title: str = "") -> str:
-    """The whole screen as text: stations first, then controllers."""
+    """The whole screen as text, one block per line: its stations, then its controller(s)."""
     now = time.monotonic() if now is None else now
     nodes = sorted(monitor.nodes.values(), key=lambda n: (n.line, n.name))
-    stations = [n for n in nodes if not n.is_controller]
-    controllers = [n for n in nodes if n.is_controller]
-    out = [title or f"inspector monitor  {time.strftime('%Y-%m-%d %H:%M:%S')}", ""]
-
-    rows, colors = [], []
-    for n in stations:
-        s = n.stats
-        live = monitor.rate_per_min(n, now)
-        camera = s.camera_state.value if s else "-"
-        rows.append(
-            [
-                n.line,
-                n.name,
-                n.status,
-                camera,
-                _fmt(s and s.fps, ".1f"),
-                f"{live:.0f}",
-                _fmt(s and s.yield_pct, ".1f"),
-                _fmt(s and s.passed),
-                _fmt(s and s.failed),
-                _fmt(s and s.review),
-                _fmt(s and s.inference_ms_p50, ".1f"),
-                _fmt(s and s.inference_ms_p95, ".1f"),
-                _fmt(s and s.outbox_depth),
-                (s.model_version if s and s.model_version else "-"),
-                (f"{n.last_event.type.value} {_age(now - n.last_event_at)} ago" if n.last_event else "-"),
-            ]
-        )
-        bad = n.status == Presence.OFFLINE or (s is not None and not s.camera_state.inspecting)
-        colors.append(_RED if bad else (_YELLOW if (s and s.paused) or n.status != Presence.ONLINE else _GREEN))
-    header = [
-        "LINE",
-        "STATION",
-        "STATUS",
-        "CAMERA",
-        "FPS",
-        "RES/MIN",
-        "YIELD%",
-        "PASS",
-        "FAIL",
-        "REVIEW",
-        "P50ms",
-        "P95ms",
-        "OUTBOX",
-        "MODEL",
-        "LAST EVENT",
-    ]
-    out += _table(header, rows, colors, color) if stations else ["(no station seen yet)"]
-
-    if controllers:
-        rows, colors = [], []
-        for n in controllers:
-            st = n.state
-            reasons = ",".join(f"{k}:{v}" for k, v in sorted(st.reject_reasons.items())) or "-"
-            offline = [name for name, status in st.stations.items() if status != Presence.ONLINE]
-            rows.append(
-                [
-                    n.line,
-                    n.name,
-                    n.status,
-                    st.state.value + (f" ({st.stop_reason})" if st.stop_reason else ""),
-                    str(st.parts),
-                    str(st.accepted),
-                    str(st.rejected),
-                    reasons,
-                    _fmt(st.yield_pct, ".1f"),
-                    str(st.pending),
-                    str(st.duplicates),
-                    str(st.late),
-                    ",".join(offline) or "-",
-                ]
-            )
-            colors.append(_RED if st.state == LineState.STOPPED or n.status == Presence.OFFLINE else _GREEN)
-        out += [
-            "",
-            *_table(
-                [
-                    "LINE",
-                    "CONTROLLER",
-                    "STATUS",
-                    "STATE",
-                    "PARTS",
-                    "ACCEPT",
-                    "REJECT",
-                    "REASONS",
-                    "YIELD%",
-                    "PENDING",
-                    "DUP",
-                    "LATE",
-                    "NOT ONLINE",
-                ],
-                rows,
-                colors,
-                color,
-            ),
-        ]
+    out = [title or f"inspector monitor  {time.strftime('%Y-%m-%d %H:%M:%S')}"]
+    if not any(not n.is_controller for n in nodes):
+        out += ["", "(no station seen yet)"]
+    for line in sorted({n.line for n in nodes}):
+        stations = [_station_row(monitor, n, now) for n in nodes if n.line == line and not n.is_controller]
+        controllers = [_controller_row(n) for n in nodes if n.line == line and n.is_controller]
+        out += ["", f"line {line}"]
+        if stations:
+            out += _table(STATION_HEADER, stations, color)
+        if controllers:
+            out += _table(CONTROLLER_HEADER, controllers, color)
     forged = [n for n in nodes if n.sender_mismatches]
     if forged:
         out += [""] + [

@@ -1,8 +1,11 @@
 """Live terminal view of every station and line controller on a broker: rates, yield, latency, camera, state.
 
 Rows are built from the stations' retained status/stats and their live results and events, so the screen
-is full within a second of starting. Rows turn red when a station is offline or its camera is lost or
-failed, and when a controller has stopped the line. Plain ANSI repaint, no curses: works over any SSH.
+is full within a second of starting; results per minute are counted over --window, or over the time
+listened when that is shorter (--once). Rows turn red when a station is offline (its fps and rate are
+then blank) or its camera is lost or failed, yellow when it is paused or a camera check (focus, exposure)
+is active (CAMERA says check), and red when a controller has stopped the line. The screen fits 80
+columns. Plain ANSI repaint, no curses: works over any SSH. Logs only warnings (all with -v).
 
 Example:
   inspector monitor --broker 10.0.0.5
@@ -58,6 +61,7 @@ def _mqtt_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
     import os
     import sys
     import time
@@ -66,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
     from controller.monitor import CLEAR, LineMonitor, render
     from inspector.mqtt import BrokerClient
 
+    if not getattr(args, "verbose", False):  # the screen is the output: no "connected" lines on stderr
+        logging.getLogger().setLevel(logging.WARNING)
     cfg = _mqtt_config(args)
-    monitor = LineMonitor(window_s=args.window)
+    monitor = LineMonitor(window_s=args.window, started=time.monotonic())
     client = BrokerClient(cfg, f"inspector-monitor-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     client.on_connect(lambda _: client.client.subscribe(monitor.subscriptions(cfg.prefix, args.line)))
     client.client.on_message = lambda c, u, msg: monitor.handle(msg.topic, msg.payload)
