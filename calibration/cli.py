@@ -6,7 +6,10 @@ the converted model still decides like the float one (accuracy guard), chooses t
 the defect score 1 - p(good) (by default the training run's own operating point, so the bundle decides
 at the threshold the training report used), judges the converted model (DEPLOYABLE / NOT DEPLOYABLE with
 the reasons) and writes the bundle plus a report (MODEL_report/report.html + report.png). Exit status 3
-when the guard fails, 4 when the model is NOT DEPLOYABLE (no bundle written unless --force).
+when the guard fails, 4 when the model is NOT DEPLOYABLE (no bundle written unless --force), 2 when
+--out already exists (like `inspector train`, it never replaces earlier work unless told: --overwrite).
+Rates (--target-rate, --max-*-rate) are fractions, as in a training config: 0.02 means 2%; 2% is also
+accepted. --accuracy-budget is in percentage points of accuracy.
 
 Examples:
   inspector calibrate runs/tiles --out tiles.inspector
@@ -20,15 +23,21 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
 def _rate(text: str) -> float:
-    """``0.005`` or ``0.5%``."""
+    """A fraction, ``0.005``, or a percentage, ``0.5%``; a bare number above 1 is refused as ambiguous."""
     try:
-        return float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"rate must look like 0.005 or 0.5%, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"rate {text!r} is not between 0 and 1: rates are fractions (0.02), or percentages with % (2%)"
+        )
+    return value
 
 
 def _roi(text: str):
@@ -91,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rate the threshold is chosen for (escape: defects passed). Without --target, "
         "--target-rate and --review-margin the training run's operating point is used",
     )
-    op.add_argument("--target-rate", type=_rate, help="target rate, 0.005 or 0.5%% (default 0.5%%)")
+    op.add_argument("--target-rate", type=_rate, metavar="RATE", help="target rate, 0.005 or 0.5%% (default 0.005)")
     op.add_argument(
         "--review-margin", type=float, help="review band threshold +- margin on the defect score (default 0: no band)"
     )
@@ -100,19 +109,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-escape-rate",
         type=_rate,
         default=0.02,
-        help="the line's escape budget for the verdict, 0.02 or 2%% (default 2%%)",
+        metavar="RATE",
+        help="the line's escape budget for the verdict, 0.02 or 2%% (default 0.02)",
     )
     line.add_argument(
         "--max-false-reject-rate",
         type=_rate,
         default=0.05,
-        help="the line's false-reject budget for the verdict and the review band (default 5%%)",
+        metavar="RATE",
+        help="the line's false-reject budget for the verdict and the review band (default 0.05)",
     )
     line.add_argument(
         "--max-review-rate",
         type=_rate,
         default=0.10,
-        help="the share of parts the line can send to review (default 10%%)",
+        metavar="RATE",
+        help="the share of parts the line can send to review (default 0.10)",
     )
     line.add_argument(
         "--force",
@@ -157,6 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     other.add_argument("--threads", type=int, help="TFLite interpreter threads")
     other.add_argument("--no-test", action="store_true", help="skip the test-split evaluation")
     other.add_argument("--no-report", action="store_true", help="do not write the HTML/PNG report")
+    other.add_argument("--overwrite", action="store_true", help="replace an existing --out bundle")
 
 
 def _camera_only(args) -> int:
@@ -240,6 +253,12 @@ def run(args: argparse.Namespace) -> int:
         return _camera_only(args)
     if not args.run_dir or not args.out:
         print("inspector calibrate: give RUN_DIR and --out MODEL.inspector (or --camera-only)", file=sys.stderr)
+        return 2
+    if os.path.lexists(args.out) and not args.overwrite:
+        print(
+            f"inspector calibrate: {args.out} already exists; choose a new --out or add --overwrite to replace it",
+            file=sys.stderr,
+        )
         return 2
     options = _options(args)
     from calibration.calibrate import NotDeployableError, calibrate

@@ -38,6 +38,7 @@ def station_image(tmp_path):
 
 def test_float16_bundle_with_camera_reference(trained_run, tmp_path, station_image, capsys):
     out, camera_yaml = tmp_path / "f16.inspector", tmp_path / "camera.yaml"
+    out.write_bytes(b"an earlier bundle")  # replaced because of --overwrite
     rc = main(
         [
             "calibrate",
@@ -63,6 +64,7 @@ def test_float16_bundle_with_camera_reference(trained_run, tmp_path, station_ima
             "--bundle-version",
             "7",
             "--force",
+            "--overwrite",
         ]
     )
     printed = capsys.readouterr().out
@@ -120,3 +122,29 @@ def test_bad_arguments(tmp_path, capsys):
     assert "need --reference-image" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["calibrate", str(tmp_path), "--out", "x.inspector", "--target-rate", "lots"])
+
+
+def test_an_existing_bundle_is_not_replaced_without_overwrite(tmp_path, capsys):
+    """Like `inspector train` with a used --out: earlier work is never replaced unless asked (before any work)."""
+    out = tmp_path / "r1.inspector"
+    out.write_bytes(b"the bundle on the line")
+    assert main(["calibrate", str(tmp_path / "no-run"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
+    assert out.read_bytes() == b"the bundle on the line"
+    assert main(["calibrate", str(tmp_path / "no-run"), "--out", str(out), "--overwrite"]) != 0  # got past the check
+    assert "already exists" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given, rate", [("0.02", 0.02), ("2%", 0.02), ("0.5%", 0.005), ("0", 0.0), ("1", 1.0)])
+def test_rates_are_fractions_or_percentages_with_a_sign(given, rate):
+    from app.cli import build_parser
+
+    args = build_parser().parse_args(["calibrate", "r", "--out", "o", "--max-escape-rate", given])
+    assert args.max_escape_rate == pytest.approx(rate)
+
+
+def test_a_bare_rate_above_one_is_refused_as_ambiguous(capsys):
+    with pytest.raises(SystemExit):
+        main(["calibrate", "r", "--out", "o", "--max-escape-rate", "2"])
+    assert "fractions (0.02), or percentages with % (2%)" in capsys.readouterr().err
