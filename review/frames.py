@@ -4,7 +4,9 @@ An archive (``edge/archive.py``) holds ``<root>/<predicted class>/<verdict>/<YYY
 with a JSON sidecar ``<name>.json``: the station's full :class:`~inspector.protocol.payloads.Result`. The
 sidecar is the index: a frame is an image with a sidecar that parses as a result. Anything else (a
 half-written file, an image whose sidecar the disk budget deleted, a heatmap overlay) is not a frame.
-A sidecar may name a heatmap overlay image; it is shown when the file is there and never required.
+A sidecar may name a heatmap overlay image (``heatmap``: ``.<name>.heatmap.png`` beside the frame, hidden so
+it never trains) and carry ``where`` (the peak and box of the defect evidence); both are shown when present
+and never required.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from inspector.protocol.payloads import Result
 
 log = logging.getLogger(__name__)
 
-# Sidecar keys that may name the heatmap overlay (a path, absolute or relative to the sidecar's folder).
-OVERLAY_KEYS = ("overlay", "heatmap", "overlay_image", "heatmap_image")
+# Sidecar keys that may name the heatmap overlay (a file name beside the sidecar, or a path).
+OVERLAY_KEYS = ("heatmap", "overlay")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class ArchivedFrame:
     archive: Path
     result: Result
     overlay: Optional[Path]
+    where: Optional[Dict[str, Any]] = None
 
     @property
     def day(self) -> str:
@@ -56,11 +59,7 @@ def frame_key(image: Path) -> str:
 
 
 def _overlay(raw: Dict[str, Any], sidecar: Path) -> Optional[Path]:
-    candidates: List[Any] = [raw.get(k) for k in OVERLAY_KEYS]
-    where = raw.get("where")
-    if isinstance(where, dict):
-        candidates += [where.get(k) for k in OVERLAY_KEYS]
-    for value in candidates:
+    for value in (raw.get(k) for k in OVERLAY_KEYS):
         if isinstance(value, str) and value:
             path = Path(value)
             for option in (path, sidecar.parent / path, sidecar.parent / path.name):
@@ -94,7 +93,8 @@ def scan_archive(root: Path) -> Tuple[List[ArchivedFrame], int]:
             unusable += 1
             log.warning("%s: not a station result sidecar (%s)", sidecar, str(exc).splitlines()[0])
             continue
-        frames.append(ArchivedFrame(frame_key(image), image, sidecar, root, result, _overlay(raw, sidecar)))
+        where = raw.get("where") if isinstance(raw.get("where"), dict) else None
+        frames.append(ArchivedFrame(frame_key(image), image, sidecar, root, result, _overlay(raw, sidecar), where))
     return frames, unusable
 
 

@@ -104,13 +104,16 @@ def test_overlay_named_in_the_sidecar_is_found_and_optional(setup):
     root, _, frames = setup
     frame = frames[-1]
     raw = json.loads(frame.sidecar.read_text())
-    raw["overlay"] = frame.image.with_name("heat.png").name
+    overlay = frame.image.with_name(f".{frame.image.stem}.heatmap.png")  # as edge/archive.py names it
+    raw["heatmap"] = overlay.name
+    raw["where"] = {"label": "crack", "x": 5, "y": 6, "box": [0, 0, 16, 12], "strength": 2.5}
     frame.sidecar.write_text(json.dumps(raw))
     again, _ = scan_archives([root / "a1"])
     assert next(f for f in again if f.key == frame.key).overlay is None  # named, but not there: not shown
-    frame.image.with_name("heat.png").write_bytes(frame.image.read_bytes())
+    overlay.write_bytes(frame.image.read_bytes())
     again, _ = scan_archives([root / "a1"])
-    assert next(f for f in again if f.key == frame.key).overlay == frame.image.with_name("heat.png")
+    found = next(f for f in again if f.key == frame.key)
+    assert found.overlay == overlay and found.where == raw["where"]
     assert len(again) == 3  # the overlay image has no sidecar: it is not a frame
 
 
