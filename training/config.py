@@ -232,7 +232,9 @@ class RuntimeConfig(StrictModel):
     )
     mixed_precision: MixedPrecision = Field(MixedPrecision.OFF, description="off, float16 (GPU) or bfloat16 (CPU/TPU)")
     tensorboard: bool = Field(False, description="Write TensorBoard logs to RUN_DIR/tensorboard")
-    progress: Progress = Field(Progress.AUTO, description="auto (bar on a terminal), bar, lines or quiet")
+    progress: Progress = Field(
+        Progress.AUTO, description="auto (epoch lines; with -v on a terminal also Keras' bar), bar, lines or quiet"
+    )
     deterministic: bool = Field(False, description="Enable TensorFlow op determinism (slower)")
     run_eagerly: bool = Field(
         False,

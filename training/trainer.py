@@ -36,7 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from inspector import __version__
+from inspector import __version__, nativelog
 from inspector.dataset import DatasetError, SplitManifest, extend_split, make_split, scan_folder
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, assess
@@ -248,9 +248,12 @@ def _echo_for(config: TrainConfig, chief: bool) -> Callable[[str], None]:
 
 
 def _fit_verbose(config: TrainConfig) -> int:
+    """Keras' own progress bar (1) or not (0). By default the epoch line of :class:`EpochMonitor` is the
+    progress; ``auto`` adds the bar on a terminal only when the libraries' own output is wanted
+    (``inspector -v``, see :func:`inspector.nativelog.quiet`), ``bar`` always."""
     progress = config.runtime.progress
     if progress is Progress.AUTO:
-        return 1 if sys.stdout.isatty() else 0
+        return 1 if sys.stdout.isatty() and not nativelog.quiet() else 0
     return 1 if progress is Progress.BAR else 0
 
 
@@ -386,6 +389,9 @@ def _run_stage(ctx: RunContext, model: keras.Model, stage: Stage, state: TrainSt
         # EMA slots (that is where the swap leaves them); the first epoch of a resumed stage swaps back.
         swap._ema_weights_in_model = resuming
         callbacks.append(swap)
+    if _fit_verbose(config):
+        # Ahead of the epoch line, so the bar ends its line first (Keras would append its bar after every callback).
+        callbacks.append(keras.callbacks.ProgbarLogger())
     callbacks.append(EpochMonitor(ctx, stage, state))
     if config.runtime.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(ctx.folder.root / "tensorboard" / stage.name)))
