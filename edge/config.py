@@ -204,7 +204,18 @@ class OutboxConfig(StrictModel):
         "drop_oldest", description="When full: delete the oldest queued result, or do not queue the new one"
     )
     synchronous: Literal["full", "normal"] = Field(
-        "full", description="full survives power loss; normal only process crashes (faster on SD cards)"
+        "full",
+        description="full: a background disk sync makes every result survive a power cut within "
+        "group_commit_s; normal: only SQLite's checkpoints sync (fewer writes on SD cards). Both survive "
+        "a crash of the process, and neither makes a result wait for the disk before it is published",
+    )
+    group_commit_s: float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="synchronous=full: the disk sync runs at most this long after the oldest unsynced "
+        "result, one sync for all written meanwhile; a power cut can lose published, unacknowledged "
+        "results of about this long (plus one sync), which the line controller rejects at its deadline",
     )
     drain_timeout_s: float = Field(10.0, ge=0, description="At shutdown, wait this long for queued results to go out")
     accept_mqtt311_acks: bool = Field(

@@ -1,4 +1,4 @@
-"""The durable outbox: every result is on disk before it is published, and leaves only when acknowledged.
+"""The durable outbox: every result is written before it is published, and leaves only when acknowledged.
 
 A station on a factory network loses its broker (switch reboot, broker update, cable) and its power
 (line stop, e-stop). Results are the product's output, so each one is committed to an SQLite database in
@@ -6,6 +6,16 @@ WAL mode before it is handed to MQTT and deleted only when the broker's PUBACK a
 clean stop, a crash or a power cut, sends whatever is still in the file. Delivery is therefore
 at-least-once: the same result may arrive twice (its ``id`` lets consumers drop the repeat), never zero
 times unless the bounded queue overflows, which is a reported event.
+
+Group commit: a commit is a ``write()`` into the WAL file (``PRAGMA synchronous=NORMAL``), which a
+process crash (SIGKILL, OOM kill) cannot undo: the data is in the operating system. Only a power cut
+needs the disk sync, so results (and acknowledgements) are not made to wait for it. With
+``synchronous="full"`` a background thread syncs the WAL at most ``group_commit_s`` after the oldest
+unsynced commit, one sync for everything written meanwhile, and runs SQLite's checkpoints, so no writer
+waits for the disk. A power cut can lose only the commits of the last group (at most ``group_commit_s``
+plus one sync): results that were published but neither acknowledged nor synced, whose parts the line
+controller rejects at its deadline. :meth:`Outbox.durability` reports how long commits actually stayed
+unsynced (the power-cut window). ``synchronous="normal"`` leaves syncing to SQLite's checkpoints.
 
 The queue is bounded (``max_results``). When full, ``drop_oldest`` deletes the oldest queued result to
 make room (the line keeps the newest information), ``drop_newest`` refuses the new one; either way the
@@ -23,11 +33,15 @@ Example:
     (['r1'], 1)
     >>> box.ack([box.pending()[0].rowid])
     1
+    >>> box.sync(); box.durability().unsynced
+    0
+    >>> box.close()
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -40,6 +54,8 @@ log = logging.getLogger(__name__)
 
 PENDING = 0
 REJECTED = 1
+DEFAULT_GROUP_COMMIT_S = 0.05  # the power-cut window: commits wait at most this long for their disk sync
+_BACKSTOP_CHECKPOINT_PAGES = 4000  # a writer checkpoints only if the sync thread's checkpoints fall behind
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -79,26 +95,49 @@ class Enqueued:
     depth: int = 0
 
 
+@dataclass(frozen=True)
+class Durability:
+    """How far the disk syncs trail the commits: what a power cut could take at this moment, and at worst."""
+
+    syncs: int  # syncs of the WAL made by this outbox since it was opened
+    unsynced: int  # commits written (safe from a crash) but not yet synced (lost by a power cut)
+    max_unsynced_s: float  # longest time a commit waited for its sync: the power-cut window seen so far
+    max_sync_s: float  # longest single sync
+
+
 class Outbox:
     """A bounded, ordered, durable queue of outgoing results in one SQLite file. Thread-safe."""
 
     def __init__(
-        self, path: str | Path, max_results: int = 100_000, on_full: str = "drop_oldest", synchronous: str = "full"
+        self,
+        path: str | Path,
+        max_results: int = 100_000,
+        on_full: str = "drop_oldest",
+        synchronous: str = "full",
+        group_commit_s: float = DEFAULT_GROUP_COMMIT_S,
     ):
         if on_full not in ("drop_oldest", "drop_newest"):
             raise ValueError(f"on_full must be drop_oldest or drop_newest, not {on_full!r}")
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
+        if group_commit_s <= 0:
+            raise ValueError(f"group_commit_s must be positive, not {group_commit_s!r}")
         self.path = Path(path)
         self.max_results = max_results
         self.on_full = on_full
+        self.synchronous = synchronous
+        self.group_commit_s = group_commit_s
         self._lock = threading.Lock()
+        self.error: Optional[OutboxError] = None  # set once a write or a sync failed; every later write raises it
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: explicit BEGIN/COMMIT, so each add is one durable transaction.
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0)
+            # isolation_level=None: explicit BEGIN/COMMIT, so each add is one transaction.
+            self._db = self._connect()
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise OutboxError(f"{self.path}: cannot switch to WAL mode (got {mode})")
-            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            # The sync thread checkpoints; this is only the bound if it cannot keep up.
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_CHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
             self._depth = self._db.execute("SELECT COUNT(*) FROM results WHERE state=0").fetchone()[0]
             row = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
@@ -106,6 +145,14 @@ class Outbox:
             self._last_seq = max(row[0] if row else 0, stored_max)
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"{self.path}: cannot open the outbox: {exc}") from None
+        self._syncer = _Syncer(self) if synchronous == "full" else None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0)
+        # NORMAL in WAL mode: a commit is a write() (safe from a crash), checkpoints sync the WAL and the
+        # database before reusing the WAL (the file is never corrupted); the sync thread adds durability.
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
 
     @property
     def last_seq(self) -> int:
@@ -121,16 +168,19 @@ class Outbox:
         return self.add_many([(result_id, seq, topic, payload)])
 
     def add_many(self, items: Sequence[Tuple[str, int, str, str]]) -> Enqueued:
-        """Commit ``(result_id, seq, topic, payload)`` items in one transaction: one disk sync for all.
+        """Commit ``(result_id, seq, topic, payload)`` items in one transaction.
 
-        The bound applies as if they were added one by one: ``drop_oldest`` deletes the oldest queued
-        results to make room (of a batch larger than the bound, only its newest are kept),
-        ``drop_newest`` stores what fits and refuses the rest.
+        On return the rows survive a crash of this process and may be published; the sync thread makes
+        them survive a power cut within ``group_commit_s``. The bound applies as if they were added one
+        by one: ``drop_oldest`` deletes the oldest queued results to make room (of a batch larger than
+        the bound, only its newest are kept), ``drop_newest`` stores what fits and refuses the rest.
         """
         if not items:
             return Enqueued(True, 0, self._depth)
         last = max(seq for _, seq, _, _ in items)
         with self._lock:
+            if self.error is not None:
+                raise self.error
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 deleted = 0
@@ -152,9 +202,13 @@ class Outbox:
                 )
                 self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('last_seq', ?)", (last,))
                 self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except sqlite3.IntegrityError as exc:  # a repeated id: this result is refused, the outbox works
                 self._rollback()
                 raise OutboxError(f"{self.path}: cannot store result {items[0][0]}: {exc}") from None
+            except sqlite3.Error as exc:  # disk full, I/O error: nothing later can be stored either
+                self._rollback()
+                raise self._failed(f"cannot store result {items[0][0]}: {exc}") from None
+            self._committed()
             self._depth += len(keep) - deleted
             self._last_seq = max(self._last_seq, last)
             return Enqueued(len(keep) == len(items), deleted + len(items) - len(keep), self._depth)
@@ -162,15 +216,19 @@ class Outbox:
     def pending(self, after: int = 0, limit: int = 100) -> List[Row]:
         """Queued results with ``rowid > after``, oldest first."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT rowid, result_id, seq, topic, payload FROM results WHERE state=0 AND rowid>? "
-                "ORDER BY rowid LIMIT ?",
-                (after, limit),
-            ).fetchall()
+            try:
+                rows = self._db.execute(
+                    "SELECT rowid, result_id, seq, topic, payload FROM results WHERE state=0 AND rowid>? "
+                    "ORDER BY rowid LIMIT ?",
+                    (after, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"{self.path}: cannot read queued results: {exc}") from None
         return [Row(*r) for r in rows]
 
     def ack(self, rowids: Iterable[int]) -> int:
-        """Delete acknowledged results; returns how many were still there."""
+        """Delete acknowledged results in one transaction (synced with the next group); returns how many
+        were still there. A power cut before that sync only makes them go out again (a duplicate)."""
         ids = [(int(r),) for r in rowids]
         if not ids:
             return 0
@@ -184,15 +242,20 @@ class Outbox:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise OutboxError(f"{self.path}: cannot delete acknowledged results: {exc}") from None
+            self._committed()
             self._depth -= removed
             return removed
 
     def reject(self, rowid: int, reason: str) -> None:
         """Keep a result the broker refused (negative PUBACK) for inspection, but stop sending it."""
         with self._lock:
-            changed = self._db.execute(
-                "UPDATE results SET state=?, reason=? WHERE rowid=? AND state=0", (REJECTED, reason, rowid)
-            ).rowcount
+            try:
+                changed = self._db.execute(
+                    "UPDATE results SET state=?, reason=? WHERE rowid=? AND state=0", (REJECTED, reason, rowid)
+                ).rowcount
+            except sqlite3.Error as exc:
+                raise OutboxError(f"{self.path}: cannot set result {rowid} aside: {exc}") from None
+            self._committed()
             self._depth -= changed
 
     def rejected(self) -> List[Row]:
@@ -203,6 +266,28 @@ class Outbox:
             ).fetchall()
         return [Row(*r) for r in rows]
 
+    def sync(self) -> None:
+        """Make every commit made so far survive a power cut now (the sync thread does this by itself)."""
+        if self._syncer is not None:
+            self._syncer.sync()
+
+    def durability(self) -> Durability:
+        """The sync thread's figures (all zero with ``synchronous="normal"``, which has no sync thread)."""
+        if self._syncer is None:
+            return Durability(0, 0, 0.0, 0.0)
+        return self._syncer.figures()
+
+    def _committed(self) -> None:
+        if self._syncer is not None:
+            self._syncer.written()
+
+    def _failed(self, message: str) -> OutboxError:
+        """Remember the first failure: a station that cannot write its outbox must stop (exit code 5)."""
+        error = OutboxError(f"{self.path}: {message}")
+        if self.error is None:
+            self.error = error
+        return error
+
     def _rollback(self) -> None:
         try:
             self._db.execute("ROLLBACK")
@@ -210,6 +295,9 @@ class Outbox:
             pass
 
     def close(self) -> None:
+        """Sync what was written, checkpoint the WAL into the database, close the file."""
+        if self._syncer is not None:
+            self._syncer.close()
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -218,15 +306,155 @@ class Outbox:
             self._db.close()
 
 
+class _Syncer:
+    """The group commit: syncs the outbox's WAL in the background, one sync per group of commits.
+
+    The WAL is synced through a file descriptor of its own (``fdatasync``), without any SQLite lock, so
+    writers keep appending while the disk works; a commit counts as synced when it completed before the
+    sync started. SQLite's checkpoints (which sync twice and copy pages into the database) run here too,
+    at most every ``CHECKPOINT_EVERY_S``, instead of in a writer's commit.
+    """
+
+    CHECKPOINT_EVERY_S = 1.0
+
+    def __init__(self, outbox: Outbox):
+        self._outbox = outbox
+        self._wal = Path(f"{outbox.path}-wal")
+        self._fd: Optional[int] = None
+        self._marks = threading.Lock()  # the counters below, shared by writers and the sync thread
+        self._commits = 0  # commits written since open
+        self._synced = 0  # of which synced
+        self._oldest: Optional[float] = None  # monotonic time of the oldest unsynced commit
+        self._syncs = 0
+        self._max_unsynced_s = 0.0
+        self._max_sync_s = 0.0
+        self._one_at_a_time = threading.Lock()  # the thread and close() never sync at once
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._checkpointed = time.monotonic()
+        try:
+            self._checkpoint_db = outbox._connect()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{outbox.path}: cannot open the outbox: {exc}") from None
+        self._thread = threading.Thread(target=self._run, name="outbox-sync", daemon=True)
+        self._thread.start()
+
+    def written(self) -> None:
+        """A writer committed (under the outbox lock): it is safe from a crash, due for the next sync."""
+        with self._marks:
+            self._commits += 1
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+        self._dirty.set()
+
+    def figures(self) -> Durability:
+        with self._marks:
+            return Durability(self._syncs, self._commits - self._synced, self._max_unsynced_s, self._max_sync_s)
+
+    def sync(self) -> None:
+        with self._one_at_a_time:
+            with self._marks:
+                target, since = self._commits, self._oldest
+                self._oldest = None
+                self._dirty.clear()
+            if since is None:
+                return
+            start = time.monotonic()
+            try:
+                _datasync(self._wal_fd())
+            except OSError as exc:
+                # After a failed sync the kernel may have dropped the pages: nothing written can be trusted
+                # to reach the disk, so the outbox refuses further writes and the station stops.
+                raise self._outbox._failed(f"cannot sync the outbox to disk: {exc}") from None
+            end = time.monotonic()
+            with self._marks:
+                self._synced = max(self._synced, target)
+                self._syncs += 1
+                self._max_unsynced_s = max(self._max_unsynced_s, end - since)
+                self._max_sync_s = max(self._max_sync_s, end - start)
+
+    def _wal_fd(self) -> int:
+        """A descriptor of the current WAL file (reopened if SQLite replaced the file)."""
+        try:
+            if self._fd is not None and os.fstat(self._fd).st_ino == os.stat(self._wal).st_ino:
+                return self._fd
+        except FileNotFoundError:
+            pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:  # no WAL: everything is in the database file
+            fd = os.open(self._outbox.path, os.O_RDONLY)
+        self._fd = fd
+        _sync_directory(self._wal.parent)  # a WAL created since is found after a power cut
+        return fd
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._dirty.wait()
+                with self._marks:
+                    since = self._oldest
+                if since is not None:
+                    self._stop.wait(max(since + self._outbox.group_commit_s - time.monotonic(), 0.0))
+                    self.sync()
+                if time.monotonic() - self._checkpointed >= self.CHECKPOINT_EVERY_S:
+                    self._checkpoint()
+        except OutboxError as exc:
+            log.error("%s", exc)
+        except Exception:  # the sync thread must not die silently: the station stops on outbox.error
+            log.exception("outbox sync thread failed")
+            self._outbox._failed("the outbox sync thread failed")
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: never blocks a writer) so the WAL stays small."""
+        self._checkpointed = time.monotonic()
+        try:
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("outbox checkpoint failed (retried in %g s): %s", self.CHECKPOINT_EVERY_S, exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        self._thread.join(30.0)
+        try:
+            self.sync()
+        except OutboxError as exc:
+            log.error("%s", exc)
+        self._checkpoint_db.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _datasync(fd: int) -> None:
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def _sync_directory(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows); the file's own sync still holds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class OutboxWriter:
     """Commits results on its own thread, all those queued since the last commit in one transaction.
 
-    With ``synchronous=full`` a commit waits for the disk (milliseconds, more on an SD card), and the
-    drain thread's acknowledgements hold the same lock; in the inspection loop both waits came out of
-    every frame. The loop now only queues a result here (:meth:`submit`); this thread commits (group
-    commit: one sync for everything queued meanwhile) and then calls ``on_committed``, which wakes the
-    publisher. A result is still on disk before it is published; what a power cut can lose grows from
-    the frame being inspected to the few results of the commit in progress.
+    The inspection loop only queues a result here (:meth:`submit`); this thread commits everything queued
+    meanwhile in one transaction and then calls ``on_committed``, which wakes the publisher. A commit no
+    longer waits for the disk (the outbox's sync thread does, for a whole group), so a result is published
+    as soon as it is written: safe from a crash of the process at once, from a power cut within the
+    outbox's ``group_commit_s``.
     """
 
     def __init__(
@@ -247,6 +475,8 @@ class OutboxWriter:
         while True:
             if self.error is not None:
                 raise self.error
+            if self.outbox.error is not None:  # e.g. a failed disk sync
+                raise self.outbox.error
             try:
                 self._queue.put(item, timeout=0.5)
                 return

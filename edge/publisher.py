@@ -4,6 +4,9 @@ One paho-mqtt 2.x client (``CallbackAPIVersion.VERSION2``, MQTT 5 or 3.1.1) runs
 background thread and reconnects by itself with backoff. Results never go to paho directly: the drain
 thread reads them from the :class:`~edge.outbox.Outbox` in order, keeps at most ``max_inflight`` of them
 unacknowledged, and deletes a row only when its PUBACK has arrived (``MQTTMessageInfo.is_published``).
+A result is handed to paho as soon as its row is written, without waiting for the disk sync (the
+outbox syncs in groups in the background), and the deletes of all PUBACKs harvested at one wake are one
+transaction, synced with the next group.
 
 Ordering across a reconnect: paho resends its unacknowledged QoS 1 messages by itself right after the
 CONNACK (and calls ``on_connect`` *before* doing so), so after a reconnect the drain sends nothing new until
@@ -37,13 +40,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.outbox import Outbox, Row
+from edge.outbox import Outbox, OutboxError, Row
 from inspector.mqtt import MqttConfig, Will, connect, make_client
 from inspector.protocol.commands import CommandChannel
 from inspector.protocol.enums import Presence
@@ -57,6 +61,14 @@ EVENT_QOS = 1
 MAX_QUEUED_EVENTS = 1000  # events kept in memory while the broker is away (the oldest go first)
 
 _Handler = TypeVar("_Handler", bound=Callable[..., None])
+
+
+@dataclass
+class _DrainState:
+    """The drain thread's position: what it handed paho last, and whether paho's resends come first."""
+
+    cursor: int = 0  # rowid of the last result handed to paho
+    gate: bool = False  # after a reconnect: wait for paho's resends before sending anything new
 
 
 def _never_raises(handler: _Handler) -> _Handler:
@@ -280,46 +292,51 @@ class Publisher:
 
     def _drain(self) -> None:
         inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]] = OrderedDict()
-        cursor = 0  # rowid of the last result handed to paho
-        gate = False  # after a reconnect: wait for paho's resends before sending anything new
+        state = _DrainState()
         while not self._stopping.is_set():
             self._wake.wait(0.2 if inflight else 1.0)
             self._wake.clear()
             if self.network_failed:
                 return
-            self._harvest(inflight)
-            with self._state:
-                connected = self._connected
-                if self._reconnected:
-                    self._reconnected = False
-                    gate = bool(inflight)
-            if gate and not inflight:
-                gate = False
-            if not connected:
+            try:
+                self._drain_once(inflight, state)
+            except OutboxError as exc:  # the station sees outbox.error and stops; this thread must not die
+                log.error("outbox drain: %s", exc)
+                self._stopping.wait(0.5)
+
+    def _drain_once(self, inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]], state: _DrainState) -> None:
+        """Harvest acknowledgements, send events, then hand paho the results written since ``state.cursor``."""
+        self._harvest(inflight)
+        with self._state:
+            connected = self._connected
+            if self._reconnected:
+                self._reconnected = False
+                state.gate = bool(inflight)
+        if state.gate and not inflight:
+            state.gate = False
+        if not connected:
+            return
+        self._send_events()
+        room = self.cfg.max_inflight - len(inflight)
+        if state.gate or room <= 0:
+            return
+        for row in self.outbox.pending(after=state.cursor, limit=room):
+            try:
+                info = self.client.publish(row.topic, row.payload, qos=RESULT_QOS)
+            except ValueError as exc:  # an invalid topic stored by an older configuration
+                self._reject(row, f"cannot publish: {exc}")
+                state.cursor = row.rowid
                 continue
-            self._send_events()
-            if gate:
-                continue
-            room = self.cfg.max_inflight - len(inflight)
-            if room <= 0:
-                continue
-            for row in self.outbox.pending(after=cursor, limit=room):
-                try:
-                    info = self.client.publish(row.topic, row.payload, qos=RESULT_QOS)
-                except ValueError as exc:  # an invalid topic stored by an older configuration
-                    self._reject(row, f"cannot publish: {exc}")
-                    cursor = row.rowid
-                    continue
-                if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-                    break
-                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    # Lost the connection between the check and the call: paho keeps the message and
-                    # resends it, but its info never reports it; send it again from the outbox later
-                    # (a possible duplicate, which the result id absorbs).
-                    break
-                inflight[row.rowid] = (row, info)
-                cursor = row.rowid
-                self.published += 1
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                break
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                # Lost the connection between the check and the call: paho keeps the message and
+                # resends it, but its info never reports it; send it again from the outbox later
+                # (a possible duplicate, which the result id absorbs).
+                break
+            inflight[row.rowid] = (row, info)
+            state.cursor = row.rowid
+            self.published += 1
 
     def _send_events(self) -> None:
         """Hand queued events to paho (connected only, so every info reports its acknowledgement)."""
@@ -360,8 +377,10 @@ class Publisher:
                 acked.append(rowid)
             else:
                 self._reject(row, f"broker refused the result: {reason[0]}")
-        self.outbox.ack(acked)
         self.acknowledged += len(acked)
+        # One transaction for every PUBACK harvested since the last wake, made durable by the outbox's
+        # next group sync; if it fails, the rows stay queued and go out again at the next start.
+        self.outbox.ack(acked)
 
     def _reject(self, row: Row, reason: str) -> None:
         log.error("result %s (seq %d) rejected: %s", row.result_id, row.seq, reason)

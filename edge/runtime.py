@@ -7,8 +7,9 @@ Threads and who owns what:
   stats, and on SIGTERM/SIGINT finishes the inference in flight and shuts down in order;
 * capture thread (:mod:`edge.capture`) - reads the source, keeps the latest frame, reconnects; in
   continuous mode it also preprocesses each frame, overlapping the model's work on the previous one;
-* the outbox writer thread (:class:`edge.outbox.OutboxWriter`): commits results to disk in groups, so
-  the loop never waits for a disk sync;
+* the outbox writer thread (:class:`edge.outbox.OutboxWriter`) commits results in groups, and the
+  outbox's sync thread makes them survive a power cut in groups, so neither the loop nor a result waits
+  for a disk sync;
 * paho network thread and the outbox drain thread (:mod:`edge.publisher`);
 * archive writer thread (:mod:`edge.archive`);
 * a short-lived loader thread per ``reload`` command, so a new model is loaded and self-tested while the
@@ -255,7 +256,8 @@ class Station:
     def _setup(self) -> None:
         cfg = self.cfg
         try:
-            self.outbox = Outbox(cfg.outbox.path, cfg.outbox.max_results, cfg.outbox.on_full, cfg.outbox.synchronous)
+            ob = cfg.outbox
+            self.outbox = Outbox(ob.path, ob.max_results, ob.on_full, ob.synchronous, ob.group_commit_s)
         except OutboxError as exc:
             raise StationError(ExitCode.OUTBOX, str(exc)) from None
         try:
@@ -548,7 +550,7 @@ class Station:
                     )
 
     def _on_committed(self, queued: Enqueued) -> None:
-        """Outbox writer thread: results are on disk, the publisher may send them."""
+        """Outbox writer thread: results are written (safe from a crash), the publisher may send them."""
         self.publisher.notify()
         self._check_outbox(queued.dropped)
 

@@ -143,3 +143,77 @@ def test_writer_failure_reaches_the_inspection_loop(tmp_path):
             seq += 1
             time.sleep(0.01)
     writer.close()
+
+
+def test_a_commit_is_readable_at_once_and_one_sync_covers_the_whole_group(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", group_commit_s=3600)  # no sync by the thread during the test
+    _fill(box, 20)
+    box.ack([box.pending()[0].rowid])  # acknowledgements join the same group
+    assert box.depth() == 19 and read_pending_ids(tmp_path / "o.sqlite")[0] == "id2"  # written, not synced
+    before = box.durability()
+    assert before.syncs == 0 and before.unsynced == 21
+    box.sync()
+    after = box.durability()
+    assert after.syncs == 1 and after.unsynced == 0 and after.max_unsynced_s > 0
+    box.sync()  # nothing new: no sync
+    assert box.durability().syncs == 1
+    box.close()
+
+
+def test_the_sync_thread_syncs_by_itself_and_normal_mode_has_none(tmp_path):
+    box = Outbox(tmp_path / "full.sqlite", group_commit_s=0.01)
+    _fill(box, 3)
+    deadline = time.monotonic() + 30
+    while box.durability().unsynced:
+        assert time.monotonic() < deadline, "the sync thread never synced"
+        time.sleep(0.01)
+    assert box.durability().syncs >= 1
+    box.close()
+    normal = Outbox(tmp_path / "normal.sqlite", synchronous="normal")
+    _fill(normal, 3)
+    assert normal.durability().syncs == 0 and normal.durability().unsynced == 0  # nothing tracked
+    normal.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, key", [({"group_commit_s": 0}, "group_commit_s"), ({"synchronous": "off"}, "synchronous")]
+)
+def test_bad_durability_settings_are_refused(tmp_path, kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        Outbox(tmp_path / "o.sqlite", **kwargs)
+
+
+def test_a_full_disk_stops_the_writes_and_keeps_every_result_it_stored(tmp_path):
+    """The process may not grow a file past 1 MB (as on a full disk): the outbox fails loudly, loses nothing
+    it reported stored, refuses every later result, and the file opens intact afterwards."""
+    path = tmp_path / "o.sqlite"
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from edge.outbox import Outbox, OutboxError
+        box = Outbox({str(path)!r})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
+        stored = 0
+        try:
+            while stored < 100_000:
+                box.add(f"id{{stored + 1}}", stored + 1, "t/result", "x" * 2000)
+                stored += 1
+        except OutboxError as exc:
+            print("full after", stored, exc, file=sys.stderr)
+        else:
+            sys.exit("the outbox never noticed the full disk")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        try:
+            box.add("late", stored + 1, "t/result", "{{}}")
+        except OutboxError:  # the first failure stays: the station stops with exit code 5
+            print(stored, box.last_seq)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    stored, last_seq = map(int, proc.stdout.split())
+    assert 10 < stored < 100_000 and last_seq == stored
+    assert read_pending_ids(path) == [f"id{i}" for i in range(1, stored + 1)]
+    again = Outbox(path)
+    assert again.last_seq == stored and again.depth() == stored
+    again.close()
