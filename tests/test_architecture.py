@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PACKAGES = ("inspector", "edge", "training", "calibration", "controller", "app")
+PACKAGES = ("inspector", "edge", "training", "calibration", "controller", "review", "app")
 
 
 def _run(tool: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -45,6 +45,7 @@ def test_import_contracts_hold():
     "module, code, contract",
     [
         ("controller/planted.py", "import edge.config", "depends on the core only"),
+        ("review/planted.py", "import controller.config", "review page depends on the core only"),
         ("edge/planted.py", "import tensorflow", "without TensorFlow"),
         ("inspector/planted.py", "import app.cli", "Layers"),
         ("training/planted.py", "import edge.runtime", "Layers"),
@@ -91,7 +92,7 @@ def test_mypy_passes(tmp_path):
 
 
 def test_mypy_fails_on_a_planted_type_error(tmp_path):
-    tree = _copy_tree(tmp_path / "tree", packages=("inspector", "edge"))
+    tree = _copy_tree(tmp_path / "tree", packages=("inspector", "edge", "review"))
     _plant(tree / "inspector" / "fsutil.py", 'def _planted() -> int:\n    return "not a number"')
     proc = _run("mypy", "--cache-dir", str(tmp_path / "cache"), cwd=tree)
     assert proc.returncode != 0
