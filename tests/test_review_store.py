@@ -272,3 +272,52 @@ def test_server_needs_the_token_and_the_form_key(setup):
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 403
     assert LabelStore(data, "good").labels() == {}
+
+
+def test_add_class_and_label_through_the_server_with_the_pages_form_key(setup):
+    import re
+
+    tmp_path, data, frames = setup
+    cfg = validate(ReviewConfig, {"data": data, "archives": [tmp_path / "a1", tmp_path / "a2"], "user": "bo"})
+    with Server(cfg) as base:
+        status, body, _ = _get(base + "/?station=cam1")
+        form_key = re.search(r'name="form_key" value="([^"]+)"', body).group(1)
+
+        def post(path, **fields):
+            data_ = urllib.parse.urlencode({"form_key": form_key, "station": "cam1", **fields}).encode()
+            return _get_post(base + path, data_)
+
+        status, _, headers = post("/classes", name="dent", frame=frames[1].key)
+        assert status == 303 and "station=cam1" in headers["location"] and (data / "dent").is_dir()
+        status, _, headers = post("/label", frame=frames[1].key, label="dent", next=frames[2].key)
+        assert status == 303 and f"frame={frames[2].key}" in headers["location"]
+        status, _, headers = post("/label", frame=frames[1].key, label="good")
+        assert status == 303 and "already+labeled" in headers["location"]
+        _, body, _ = _get(base + "/?show=labeled")
+        assert "1 of 4 frames shown" in body and "labeled <b>dent</b> by bo" in body
+    assert sorted(p.name for p in (data / "dent").iterdir()) == [
+        frames[1].image.name,
+        frames[1].image.name + SIDECAR_SUFFIX,
+    ]
+
+
+def _get_post(url: str, data: bytes):
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, data=data), timeout=10) as response:
+            return response.status, response.read().decode("latin-1"), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("latin-1"), dict(exc.headers)
+
+
+def test_cli_errors_name_the_wrong_option(setup, capsys, monkeypatch):
+    from app.cli import main
+
+    tmp_path, data, _ = setup
+    monkeypatch.delenv("INSPECTOR_REVIEW_TOKEN", raising=False)
+    assert main(["review", str(data), "--archive", str(tmp_path / "missing")]) == 1
+    assert "archive folder(s) not found" in capsys.readouterr().err
+    assert main(["review", str(data), "--archive", str(tmp_path / "a1"), "--host", "0.0.0.0"]) == 1
+    assert "give --token or set INSPECTOR_REVIEW_TOKEN" in capsys.readouterr().err
+    assert main(["review", str(data), "--archive", str(tmp_path / "a1"), "--run", str(tmp_path)]) == 1
+    assert "not a training run (no split.json)" in capsys.readouterr().err
