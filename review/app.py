@@ -3,7 +3,8 @@
 Every state change is a POST carrying the page's form key (a random value only a page this server rendered
 knows), so another web site open in the operator's browser cannot label through it. With a token, every
 request must carry it: ``?token=`` once (then an HttpOnly, SameSite=Strict cookie), or an
-``Authorization: Bearer`` header. Tokens are compared in constant time.
+``Authorization: Bearer`` header. Tokens are compared in constant time. Without a token (loopback only),
+a request must name the loopback host, so a web page whose DNS name is rebound to 127.0.0.1 gets nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import URL
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -245,7 +247,10 @@ def create_app(cfg: ReviewConfig) -> Starlette:
     async def forbidden(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(f"403: {exc}", status_code=403)
 
-    middleware = [Middleware(TokenMiddleware, token=cfg.token.get_secret_value())] if cfg.token else []
+    if cfg.token is not None:
+        middleware = [Middleware(TokenMiddleware, token=cfg.token.get_secret_value())]
+    else:  # loopback without a token: refuse other Host names, so a DNS-rebinding web page cannot reach it
+        middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=sorted({"127.0.0.1", "localhost", cfg.host}))]
     app = Starlette(
         routes=[
             Route("/", page),

@@ -139,7 +139,10 @@ class LabelStore:
                     f"{frame.image.name} is already labeled '{already.provenance.label}' "
                     f"({already.image.relative_to(self.data)}): undo that first"
                 )
-            data = frame.image.read_bytes()
+            try:
+                data = frame.image.read_bytes()
+            except OSError as exc:  # the archive's disk budget may delete it while the page shows it
+                raise LabelError(f"cannot read {frame.image}: {exc.strerror or exc}") from None
             r = frame.result
             provenance = Provenance(
                 label=label,

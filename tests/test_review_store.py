@@ -140,6 +140,9 @@ def test_label_copies_with_provenance_and_never_overwrites(setup):
     with pytest.raises(FileExistsError):
         atomic_create_bytes(squatter, b"x")
     assert not [p for p in (data / "crack").iterdir() if p.name.startswith(".")]  # no staging file left
+    frames[0].image.unlink()  # the archive's disk budget deleted it while the page showed it
+    with pytest.raises(LabelError, match="cannot read"):
+        store.label(frames[0], "good", "ana")
 
 
 def test_undo_removes_exactly_what_the_label_created(setup):
@@ -280,6 +283,7 @@ def test_add_class_and_label_through_the_server_with_the_pages_form_key(setup):
     tmp_path, data, frames = setup
     cfg = validate(ReviewConfig, {"data": data, "archives": [tmp_path / "a1", tmp_path / "a2"], "user": "bo"})
     with Server(cfg) as base:
+        assert _get(base + "/", {"Host": "rebound.example"})[0] == 400  # DNS rebinding: not our host name
         status, body, _ = _get(base + "/?station=cam1")
         form_key = re.search(r'name="form_key" value="([^"]+)"', body).group(1)
 
