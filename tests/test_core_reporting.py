@@ -145,3 +145,50 @@ def test_histogram_and_confusion(scored, tmp_path):
     assert sorted(t.get_text() for t in cm.texts) == ["1", "2", "5", "7"]
     plots.save(fig, tmp_path / "h.png")
     assert _outside(hist)
+
+
+def _decoded(html: str) -> list:
+    import base64
+
+    import cv2
+
+    data = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    return [cv2.imdecode(np.frombuffer(base64.b64decode(d), np.uint8), cv2.IMREAD_UNCHANGED) for d in data]
+
+
+def test_image_grid_embeds_each_crop_with_its_name_and_overlay():
+    crop = np.zeros((6, 4, 3), np.uint8)
+    crop[:, :, 0] = 200  # red in RGB
+    tiles = [
+        reporting.Tile(crop, "crack/<a>.png", ("crack → good",)),
+        reporting.Tile(crop[:, :, 0], "b.png", overlay=np.full((6, 4, 3), 9, np.uint8)),
+    ]
+    html = str(reporting.image_grid(tiles, height=60))
+    first, gray, overlay = _decoded(html)
+    assert first.shape == (6, 4, 3) and (first[:, :, 2] == 200).all() and (first[:, :, :2] == 0).all()  # BGR
+    assert gray.shape == (6, 4) and (overlay == 9).all()
+    assert "<code class='name'>crack/&lt;a&gt;.png</code><br>crack → good" in html
+    assert html.count('width="40" height="60"') == 3 and 'alt="b.png heatmap"' in html
+    assert str(reporting.image_grid([], empty="nothing here")) == "<p class='grid-empty'>nothing here</p>"
+
+
+def test_mistakes_are_escapes_and_false_rejects_worst_first():
+    scores = np.array([0.1, 0.9, 0.3, 0.55, 0.05, 0.7, 0.95])
+    is_defect = np.array([True, False, True, True, False, False, True])
+    band = DecisionPolicy(threshold=0.5, review_low=0.4, review_high=0.6)
+    mistakes = reporting.pass_fail_mistakes(scores, is_defect, band)
+    # 0.55 (a defect) is in the review band: not an escape; 0.05 and 0.95 are right
+    assert (mistakes.escapes, mistakes.false_rejects, mistakes.defects, mistakes.goods) == ([0, 2], [1, 5], 4, 3)
+    built = []
+
+    def tile(i):
+        built.append(i)
+        return reporting.Tile(np.full((2, 2), i, np.uint8), f"img{i}.png")
+
+    blocks = [str(b) for b in reporting.mistake_grids(mistakes, tile, limit=1, what="test split")]
+    assert blocks[0] == (
+        "<p class='fail'>Escapes (defects passed automatically), test split: 50.00% (2 of 4); the first 1 shown.</p>"
+    )
+    assert "img0.png" in blocks[1] and "img2.png" not in blocks[1]
+    assert blocks[2].startswith("<p>False rejects (good parts failed), test split: 66.67% (2 of 3)")
+    assert built == [0, 1]  # only the shown tiles are built (a report loads no more images than it shows)

@@ -1,11 +1,14 @@
 """The report toolkit: one page template, tables, figures and shared plots for every HTML report.
 
 Training (``training/report.py``), calibration and evaluation (``calibration/report.py``) and the demo
-(``app/demo/report.py``) build their pages from :mod:`inspector.reporting.page` and draw plots used by more
-than one of them with :mod:`inspector.reporting.plots`. Jinja2 and matplotlib are imported only when a page
-is rendered or a plot drawn, so the station never loads them.
+(``app/demo/report.py``) build their pages from :mod:`inspector.reporting.page`, draw plots used by more
+than one of them with :mod:`inspector.reporting.plots` and show the images a person must look at
+(escapes, false rejects, mistakes: cropped to what the model saw, named by file) with
+:mod:`inspector.reporting.gallery`. Jinja2 and matplotlib are imported only when a page is rendered or a
+plot drawn, so the station never loads them.
 """
 
+from inspector.reporting.gallery import Mistakes, Tile, image_grid, mistake_grids, pass_fail_mistakes
 from inspector.reporting.page import (
     Section,
     figure,
@@ -25,13 +28,18 @@ from inspector.reporting.page import (
 )
 
 __all__ = [
+    "Mistakes",
     "Section",
+    "Tile",
     "figure",
+    "image_grid",
     "keyed_records_table",
     "links",
+    "mistake_grids",
     "mapping_table",
     "number",
     "paragraph",
+    "pass_fail_mistakes",
     "percent",
     "preformatted",
     "rate",
