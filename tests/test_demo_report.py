@@ -1,7 +1,10 @@
 """The demo's page and terminal summary, from a hand-made line record (no training, no broker)."""
 
+import base64
+import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from app.demo.line import LineRecord
@@ -33,7 +36,9 @@ def _line(tmp_path: Path):
     )
     for i, (part, _, action, reason, score) in enumerate(TRUTH):
         image = tmp_path / "line" / "archive" / f"{part}.png"
-        save_image(image, np.full((8, 8, 3), 40 * i, np.uint8))
+        frame = np.zeros((240, 320, 3), np.uint8)  # a whole camera frame; the part sits in the ROI
+        frame[:64, :64] = 40 * (i + 1)
+        save_image(image, frame)
         record.results[part] = {
             "part_id": part,
             "defect_score": score,
@@ -55,25 +60,48 @@ def _line(tmp_path: Path):
     return summary, record, video
 
 
-def test_demo_page_shows_every_section_as_tables(tmp_path):
+def _tile_images(section: str) -> list:
+    """The images embedded in one section of the page, decoded."""
+    data = re.findall(r'src="data:image/png;base64,([^"]+)"', section)
+    return [cv2.imdecode(np.frombuffer(base64.b64decode(d), np.uint8), cv2.IMREAD_UNCHANGED) for d in data]
+
+
+def test_demo_page_shows_escapes_first_as_roi_crops(tmp_path):
     summary, record, video = _line(tmp_path)
     page = write_report(tmp_path, summary, record, video).read_text()
     body = page[page.index("<body>") :]
-    assert (
-        body.index("NOT DEPLOYABLE")
-        < body.index("<h2>Summary</h2>")
-        < body.index("<h2>Rejected parts</h2>")
-        < body.index("<h2>Every part</h2>")
-        < body.index("<h2>All summary fields</h2>")
-    )
+    headings = [
+        "NOT DEPLOYABLE",
+        "<h2>Summary</h2>",
+        "<h2>Escapes: 1 defective parts accepted</h2>",
+        "<h2>False rejects: 1 good parts rejected</h2>",
+        "<h2>Caught: 1 defective parts rejected</h2>",
+        "<h2>Every part</h2>",
+        "<h2>All summary fields</h2>",
+    ]
+    at = [body.index(h) for h in headings]
+    assert at == sorted(at)
+    sections = {name: body[a:b] for name, a, b in zip(("escape", "false reject", "caught"), at[2:5], at[3:6])}
+    for name, (part, level) in {"escape": ("P4", 160), "false reject": ("P3", 120), "caught": ("P2", 80)}.items():
+        (crop,) = _tile_images(sections[name])
+        assert crop.shape[:2] == (64, 64) and (crop == level).all(), name  # the ROI, not the 320x240 frame
+        assert f"<code class='name'>{part}</code>" in sections[name] and f"line/archive/{part}.png" in sections[name]
+    assert "dent → accept (pass)" in sections["escape"]
     assert "<td>escapes</td><td>1 (defective parts accepted)</td>" in body
     assert "<td>time</td><td>data 1.5 s, line 20 s</td>" in body
     assert "<td>training.test_pass_fail.roc_auc</td><td>0.6</td>" in body
     assert body.count("<tr class='bad'>") == 2  # P3 false reject, P4 escape
-    assert body.count("<figure class='thumb'>") == 2 and 'src="line/archive/P2.png"' in body
     assert "<a href='run/report.html'>training report</a>" in body and 'src="scores.png"' in body
-    assert "{" not in body  # no printed dict anywhere
+    assert "{" not in re.sub(r"<style>.*?</style>", "", body, flags=re.S)  # no printed dict anywhere
     assert (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_part_without_an_archived_frame_is_named(tmp_path):
+    summary, record, video = _line(tmp_path)
+    Path(record.results["P4"]["image"]).unlink()
+    body = write_report(tmp_path, summary, record, video).read_text()
+    escapes = body[body.index("<h2>Escapes") : body.index("<h2>False rejects")]
+    assert "No archived frame for P4 (pass)." in escapes and not _tile_images(escapes)
 
 
 def test_terminal_summary_uses_the_same_rows(tmp_path):

@@ -94,7 +94,7 @@ def write_station_config(path: Path, bundle: Path, video: LineVideo, broker: Loc
         "mode": {"type": "triggered", "trigger_timeout_s": 2.0},
         "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "stats_interval_s": 1.0},
         "outbox": {"path": str(workdir / "outbox.sqlite"), "accept_mqtt311_acks": broker.protocol == "3.1.1"},
-        "archive": {"path": str(workdir / "archive"), "pass_every": 0},
+        "archive": {"path": str(workdir / "archive"), "pass_every": 1},  # every part: the report shows escapes
         "health": {"every_n_frames": 25},
         "log": {"format": "text"},
     }

@@ -8,7 +8,7 @@ it rejected. Timeouts (no result in time) are rejects, as the fail-safe controll
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from markupsafe import Markup
@@ -19,6 +19,8 @@ from inspector import reporting
 from inspector.bundle import Bundle
 from inspector.decision import DecisionPolicy
 from inspector.deployability import DeployabilityVerdict
+from inspector.imageio import load_image
+from inspector.preprocess import Preprocessor, PreprocessSpec
 from inspector.reporting import Section, plots
 
 
@@ -102,12 +104,52 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _policy(summary: dict, record: LineRecord) -> DecisionPolicy:
-    """The decision the station applied: the bundle's threshold and review band, else a result's threshold."""
+def _bundle(summary: dict) -> Optional[Bundle]:
     bundle = summary.get("bundle")
-    if bundle and Path(bundle).exists():
-        return Bundle.load(bundle).manifest.decision
+    return Bundle.load(bundle) if bundle and Path(bundle).exists() else None
+
+
+def _policy(bundle: Optional[Bundle], record: LineRecord) -> DecisionPolicy:
+    """The decision the station applied: the bundle's threshold and review band, else a result's threshold."""
+    if bundle is not None:
+        return bundle.manifest.decision
     return DecisionPolicy(threshold=next((r["threshold"] for r in record.results.values()), 0.5))
+
+
+def _archived(out: Path, result: dict) -> Optional[Path]:
+    """The frame the station archived for a result, if it did."""
+    if not result.get("image"):
+        return None
+    image = Path(result["image"])
+    image = image if image.is_absolute() else out / "line" / image
+    return image if image.exists() else None
+
+
+def _part_grid(out: Path, parts: List[dict], crop: Callable[[np.ndarray], np.ndarray]) -> List[reporting.page.Block]:
+    """Tiles of the parts' archived frames cut to the region of interest the station fed the model; parts
+    without an archived frame (a timeout, the archive off) are named below the grid."""
+    tiles, missing = [], []
+    for part in parts:
+        image = _archived(out, part["result"])
+        if image is None:
+            missing.append(f"{part['part_id']} ({part['reason']})")
+            continue
+        rel = image.relative_to(out) if image.is_relative_to(out) else image
+        tiles.append(
+            reporting.Tile(
+                crop(load_image(image)),
+                part["part_id"],
+                (
+                    f"{part['truth']} → {part['action']} ({part['reason']})",
+                    f"score {part['result']['defect_score']:.3f}, top class {part['result'].get('top_class', '?')}",
+                    str(rel),
+                ),
+            )
+        )
+    blocks: List[reporting.page.Block] = [reporting.image_grid(tiles)]
+    if missing:
+        blocks.append(f"No archived frame for {', '.join(missing)}.")
+    return blocks
 
 
 def _plot_scores(
@@ -127,16 +169,21 @@ def _plot_scores(
 
 
 def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo) -> Path:
-    """``out/report.html``: the summary, a score plot, every part's row and the rejected parts' images."""
+    """``out/report.html``: the summary, a score plot, the escapes, false rejects and caught defects as
+    region-of-interest crops of the archived frames, and every part's row."""
     truth = {s.part_id: s.label for s in video.slots}
     good_class = summary["good_class"]
-    _plot_scores(record, truth, good_class, _policy(summary, record), out / "scores.png")
-    rows, marks, images = [], [], []
+    bundle = _bundle(summary)
+    _plot_scores(record, truth, good_class, _policy(bundle, record), out / "scores.png")
+    roi = bundle.manifest.preprocess.roi if bundle is not None else video.roi
+    crop = Preprocessor(PreprocessSpec(width=1, height=1, roi=roi)).crop
+    rows, marks = [], []
+    groups: Dict[str, List[dict]] = {"escape": [], "false reject": [], "caught": []}
     for d in sorted(record.decisions, key=lambda d: d.get("part_id") or ""):
         part = d.get("part_id")
         result = record.results.get(part, {})
         label = truth.get(part, "?")
-        wrong = (label == good_class) == (d["action"] == "reject")
+        defect, rejected = label != good_class, d["action"] == "reject"
         rows.append(
             [
                 part,
@@ -147,16 +194,10 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
                 result.get("defect_score", float("nan")),
             ]
         )
-        marks.append("bad" if wrong else "")
-        if d["action"] == "reject" and result.get("image"):
-            image = Path(result["image"])
-            if not image.is_absolute():
-                image = out / "line" / image
-            if image.exists():
-                rel = image.relative_to(out) if image.is_relative_to(out) else image
-                images.append(
-                    reporting.figure(rel, f"{part}: {label}, score {result['defect_score']:.2f}", width=160, thumb=True)
-                )
+        marks.append("bad" if defect != rejected else "")
+        group = ("caught" if rejected else "escape") if defect else ("false reject" if rejected else None)
+        if group and label != "?":
+            groups[group].append({**d, "truth": label, "result": result})
     verdict = DeployabilityVerdict.from_dict(summary["deployability"]) if summary.get("deployability") else None
     shown_elsewhere = ("deployability", "reports", "per_label", "timings_s")
     return reporting.write_page(
@@ -167,7 +208,9 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
             reporting.paragraph(
                 Markup(
                     "Synthetic parts on a conveyor, inspected by a station (<code>inspector run</code>) in triggered "
-                    "mode and gated by the line controller. Rows in red are escapes or false rejects."
+                    "mode and gated by the line controller. Escapes (defective parts the gate accepted) come "
+                    "first, each cut to the region of interest the model saw; rows in red are escapes or false "
+                    "rejects."
                 )
             ),
             reporting.links({f"{name} report": path for name, path in summary.get("reports", {}).items()}),
@@ -181,7 +224,16 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
                     reporting.figure("scores.png", alt="defect scores"),
                 ],
             ),
-            Section("Rejected parts", images or ["none archived"]),
+            Section(
+                f"Escapes: {len(groups['escape'])} defective parts accepted", _part_grid(out, groups["escape"], crop)
+            ),
+            Section(
+                f"False rejects: {len(groups['false reject'])} good parts rejected",
+                _part_grid(out, groups["false reject"], crop),
+            ),
+            Section(
+                f"Caught: {len(groups['caught'])} defective parts rejected", _part_grid(out, groups["caught"], crop)
+            ),
             Section(
                 "Every part",
                 [reporting.table(["part", "truth", "gate", "reason", "top class", "defect score"], rows, marks)],

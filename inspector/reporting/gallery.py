@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from inspector.decision import DecisionPolicy
 from inspector.operating_point import outcomes
-from inspector.reporting.page import paragraph, rate
+from inspector.reporting.page import Block, paragraph, rate
 
 TILE_HEIGHT = 128  # pixels a tile's image is shown at (scaled up or down in the browser)
 LIMIT = 24  # tiles per grid unless a report asks for another number
@@ -104,10 +104,10 @@ def mistake_grids(
     *,
     what: str = "test split",
     limit: int = LIMIT,
-) -> List[Markup]:
+) -> List[Block]:
     """A heading line and a grid for the escapes, then for the false rejects; ``tile(i)`` builds the tile
     of index ``i`` (only the shown ones are built, so a report loads at most ``limit`` images per grid)."""
-    blocks: List[Markup] = []
+    blocks: List[Block] = []
     for title, indices, total, cls in (
         ("Escapes (defects passed automatically)", mistakes.escapes, mistakes.defects, "fail"),
         ("False rejects (good parts failed)", mistakes.false_rejects, mistakes.goods, ""),
