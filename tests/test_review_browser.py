@@ -10,18 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_edge import StationThread, station_config
-from tests.test_review_store import Server
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
+# Skip before any fixture runs (the station run needs a trained model): nothing to drive without these.
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra)")
+for _path in (CHROMIUM, CHROMEDRIVER):
+    if not _path.is_file():
+        pytest.skip(f"{_path} is missing (Debian: apt-get install chromium chromium-driver)", allow_module_level=True)
+
+from tests.fixtures_edge import StationThread, station_config  # noqa: E402
+from tests.test_review_store import Server  # noqa: E402
+
 
 def _browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not path.is_file():
-            pytest.skip(f"{path} is missing (Debian: apt-get install chromium chromium-driver)")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
