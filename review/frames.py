@@ -48,10 +48,6 @@ class ArchivedFrame:
     def day(self) -> str:
         return self.result.captured_at[:10]
 
-    @property
-    def relative(self) -> str:
-        return self.image.relative_to(self.archive).as_posix()
-
 
 def frame_key(image: Path) -> str:
     """A short stable id for URLs; it names a frame the server found, never a path a client chose."""
@@ -99,15 +95,15 @@ def scan_archive(root: Path) -> Tuple[List[ArchivedFrame], int]:
 
 
 def scan_archives(roots: Iterable[Path]) -> Tuple[List[ArchivedFrame], int]:
-    """All frames of all archives, newest first (the operator reviews today's rejects first)."""
-    frames: List[ArchivedFrame] = []
+    """All frames of all archives, newest first (the operator reviews today's rejects first); a folder given
+    twice, or inside another one given, lists its frames once."""
+    frames: Dict[str, ArchivedFrame] = {}
     unusable = 0
     for root in roots:
         found, bad = scan_archive(root)
-        frames += found
+        frames.update((f.key, f) for f in found if f.key not in frames)
         unusable += bad
-    frames.sort(key=lambda f: (-f.result.capture_ts, f.key))
-    return frames, unusable
+    return sorted(frames.values(), key=lambda f: (-f.result.capture_ts, f.key)), unusable
 
 
 class FrameFilter(StrictModel):

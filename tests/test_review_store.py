@@ -82,10 +82,12 @@ def setup(tmp_path):
 
 
 def test_archives_are_read_newest_first_and_filtered(setup):
-    _, _, frames = setup
+    root, _, frames = setup
     assert [f.result.station for f in frames] == ["cam2", "cam1", "cam1", "cam1"]
     assert [f.result.seq for f in frames[1:]] == [3, 2, 1]
     assert all(f.image.is_file() and f.overlay is None for f in frames)
+    keys = [f.key for f in frames]
+    assert [f.key for f in scan_archives([root / "a1", root, root / "a2", root / "a1"])[0]] == keys  # each once
 
     def keep(**q):
         filt = FrameFilter.from_query({k: str(v) for k, v in q.items()})
