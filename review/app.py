@@ -32,8 +32,9 @@ from starlette.routing import Route
 from inspector.bundle import Bundle
 from inspector.imageio import ImageError, load_image
 from inspector.preprocess import Roi
+from inspector.protocol.enums import Verdict
 from review.config import ReviewConfig
-from review.frames import ArchivedFrame, FrameFilter, scan_archives
+from review.frames import ArchivedFrame, FrameFilter, Show, scan_archives
 from review.store import LabelError, LabelRecord, LabelStore
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,10 @@ def create_app(cfg: ReviewConfig) -> Starlette:
         classes = state.store.classes()
         html = template.render(
             cfg=cfg,
-            filt=filt,
             query=filt.query(),
             frames=frames,
             shown=shown,
             queue=shown[max(0, index - 5) : max(0, index - 5) + QUEUE_SHOWN],
-            index=index,
             current=current,
             prev_key=shown[index - 1].key if current is not None and index > 0 else None,
             next_key=shown[index + 1].key if current is not None and index + 1 < len(shown) else None,
@@ -161,7 +160,8 @@ def create_app(cfg: ReviewConfig) -> Starlette:
             roi=state.roi,
             stations=sorted({f.result.station for f in frames}),
             top_classes=sorted({f.result.top_class for f in frames}),
-            verdicts=["pass", "fail", "review"],
+            verdicts=[v.value for v in Verdict],
+            shows=list(Show),
             undo=state.undo_stack[-1] if state.undo_stack else None,
             unusable=state.unusable,
             form_key=state.form_key,

@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import date
+from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -106,6 +107,18 @@ def scan_archives(roots: Iterable[Path]) -> Tuple[List[ArchivedFrame], int]:
     return sorted(frames.values(), key=lambda f: (-f.result.capture_ts, f.key)), unusable
 
 
+class Show(str, Enum):
+    """Which frames by labeling state; the value is the URL's, the text the page's."""
+
+    TODO = "todo"
+    LABELED = "labeled"
+    ALL = "all"
+
+    @property
+    def text(self) -> str:
+        return {"todo": "not labeled", "labeled": "labeled", "all": "all"}[self.value]
+
+
 class FrameFilter(StrictModel):
     """What the operator narrows the queue to; every field empty means everything."""
 
@@ -116,7 +129,7 @@ class FrameFilter(StrictModel):
     station: Optional[str] = None
     date_from: Optional[date] = Field(None, description="First capture day (UTC), inclusive")
     date_to: Optional[date] = Field(None, description="Last capture day (UTC), inclusive")
-    show: str = Field("todo", pattern="^(todo|labeled|all)$", description="Unlabeled, labeled or all frames")
+    show: Show = Field(Show.TODO, description="Unlabeled, labeled or all frames")
 
     @classmethod
     def from_query(cls, params: Dict[str, str]) -> FrameFilter:
@@ -125,11 +138,11 @@ class FrameFilter(StrictModel):
 
     def query(self) -> Dict[str, str]:
         """The filter as query parameters, for links and redirects that keep it."""
-        return {k: str(v.value if isinstance(v, Verdict) else v) for k, v in self.model_dump().items() if v is not None}
+        return {k: str(v.value if isinstance(v, Enum) else v) for k, v in self.model_dump().items() if v is not None}
 
     def keeps(self, frame: ArchivedFrame, labeled: bool) -> bool:
         r = frame.result
-        if self.show == "todo" and labeled or self.show == "labeled" and not labeled:
+        if self.show == Show.TODO and labeled or self.show == Show.LABELED and not labeled:
             return False
         if self.verdict is not None and r.verdict != self.verdict:
             return False
