@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Callable, Dict, List, Literal, Optional
 
 import numpy as np
 from pydantic import Field
@@ -44,6 +44,15 @@ from calibration.convert import (
 )
 from calibration.evaluate import predict_bundle, predict_keras, score
 from calibration.guard import GuardError, ParityCheck, check_parity, failure_message
+from calibration.inference_choice import (
+    FlipChoice,
+    InferenceTrial,
+    TilingChoice,
+    candidates,
+    choose,
+    default_spec,
+    measure,
+)
 from calibration.operating_point import IntervalMethod, OperatingPoint, Target, choose_threshold, operating_point
 from calibration.representative import (
     DEFAULT_SIZE,
@@ -54,7 +63,7 @@ from calibration.representative import (
     load_labeled,
     resolve_root,
 )
-from inspector.bundle import BUNDLE_SUFFIX, Bundle, Manifest, Precision, Provenance
+from inspector.bundle import BUNDLE_SUFFIX, Bundle, FlipAveraging, InferenceSpec, Manifest, Precision, Provenance
 from inspector.config import StrictModel
 from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
@@ -124,6 +133,15 @@ class CalibrationOptions(StrictModel):
         None, ge=0, lt=1, description="Review band threshold +- margin on the defect score; default 0"
     )
     line: LineBudget = Field(default_factory=LineBudget, description="What the line accepts (deployability verdict)")
+    tta: FlipChoice = Field(
+        FlipChoice.NONE,
+        description="Flip averaging the bundle runs: none, hflip, vflip, hvflip, or auto (on only when it "
+        "helps on validation); the threshold is chosen on the scores it gives",
+    )
+    tiles: TilingChoice = Field(
+        TilingChoice.OFF, description="Tiled inference: off, on, or auto (on only when it helps on validation)"
+    )
+    tile_overlap: float = Field(0.25, ge=0.0, le=0.75, description="Overlap of neighbouring tiles (fraction)")
     force: bool = Field(False, description="Write the bundle even when the model is NOT DEPLOYABLE (it records why)")
     interval: IntervalMethod = Field(IntervalMethod.CLOPPER_PEARSON, description="Confidence interval method")
     data_root: Optional[str] = Field(None, description="Dataset folder if it moved since training")
@@ -175,9 +193,11 @@ class Candidate:
 
     conversion: Conversion
     bundle: Bundle
-    val_probs: np.ndarray
+    val_probs: np.ndarray  # with the bundle's inference (flip averaging, tiles)
     operating_point: OperatingPoint
     parity: ParityCheck
+    trials: List[InferenceTrial] = field(default_factory=list)  # inference variants measured on validation
+    float_val_probs: Optional[np.ndarray] = None  # the float model with the bundle's flip averaging
 
 
 @dataclass
@@ -200,6 +220,8 @@ class CalibrationResult:
     report_png: Optional[Path] = None
     message: str = ""
     verdict: Optional[DeployabilityVerdict] = None
+    root: Optional[Path] = None  # the dataset folder (tiled inference reads the image files again)
+    float_scores: Optional[FloatScores] = None
 
     @property
     def passed(self) -> bool:
@@ -251,6 +273,7 @@ def _manifest(
     decision: Optional[DecisionPolicy] = None,
     camera=None,
     metrics: Optional[dict] = None,
+    inference: Optional[InferenceSpec] = None,
 ) -> Manifest:
     info = run.manifest
     return Manifest(
@@ -263,6 +286,7 @@ def _manifest(
         input=conversion.input,
         output=conversion.output,
         decision=decision or DecisionPolicy(),
+        inference=inference or InferenceSpec(),
         camera=camera,
         metrics=metrics or {},
         provenance=Provenance(
@@ -274,43 +298,108 @@ def _manifest(
     )
 
 
+class FloatScores:
+    """The float Keras model's validation probabilities per flip-averaging mode, computed once each."""
+
+    def __init__(self, model, images: np.ndarray, plain: np.ndarray):
+        self._model, self._images = model, images
+        self._cache: Dict[FlipAveraging, np.ndarray] = {FlipAveraging.NONE: plain}
+
+    def __call__(self, tta: FlipAveraging) -> np.ndarray:
+        if tta not in self._cache:
+            self._cache[tta] = predict_keras(self._model, self._images, tta=tta)
+        return self._cache[tta]
+
+
 def _candidate(
-    conversion: Conversion, run: RunInfo, val: LabeledImages, float_val: np.ndarray, options: CalibrationOptions
+    conversion: Conversion,
+    run: RunInfo,
+    val: LabeledImages,
+    float_val: Callable[[FlipAveraging], np.ndarray],
+    options: CalibrationOptions,
+    root: Optional[Path] = None,
 ) -> Candidate:
-    bundle = Bundle.create(_manifest(run, conversion, run.spec, options), conversion.model)
-    probs = predict_bundle(bundle, val.images, options.threads)
+    """The converted model with the inference it will run (measured on validation when there is a choice),
+    its operating point on the scores that inference gives, and the guard (float and converted model with
+    the same flip averaging, on the whole frame: the float model is not tiled)."""
+    plain = Bundle.create(_manifest(run, conversion, run.spec, options), conversion.model)
     good = run.labels.index(run.good_class)
-    op = _operating_point(run, options, defect_score(probs, good), val.labels != good)
+    is_defect = val.labels != good
+
+    def pick(scores: np.ndarray, spec: InferenceSpec) -> OperatingPoint:
+        return _operating_point(run, options, scores, is_defect, spec)
+
+    default = default_spec(options.tta, options.tiles, options.tile_overlap)
+    specs = candidates(options.tta, options.tiles, options.tile_overlap)
+    trials = (
+        measure(plain, val, root, specs, pick, options.line.max_false_reject_rate, options.threads)
+        if len(specs) > 1
+        else []
+    )
+    auto = options.tta == FlipChoice.AUTO or options.tiles == TilingChoice.AUTO
+    if trials:
+        chosen = choose(trials, default, auto)
+        spec, probs, op = chosen.inference, chosen.probs, chosen.operating_point
+    else:
+        spec = default
+        probs = predict_bundle(plain, val, root, options.threads, inference=spec)
+        op = pick(defect_score(probs, good), spec)
+    bundle = Bundle.create(_manifest(run, conversion, run.spec, options, inference=spec), conversion.model)
+    float_probs = float_val(spec.tta)
+    whole = (
+        probs
+        if spec.tiling is None
+        else predict_bundle(plain, val, threads=options.threads, inference=InferenceSpec(tta=spec.tta))
+    )
     parity = check_parity(
-        float_val, probs, val.labels, good, op.policy(), options.accuracy_budget, conversion.kind, options.interval
+        float_probs, whole, val.labels, good, op.policy(), options.accuracy_budget, conversion.kind, options.interval
     )
     log.debug("%s", parity.summary())
-    return Candidate(conversion, bundle, probs, op, parity)
+    return Candidate(conversion, bundle, probs, op, parity, trials, float_probs)
 
 
 def _operating_point(
-    run: RunInfo, options: CalibrationOptions, scores: np.ndarray, is_defect: np.ndarray
+    run: RunInfo,
+    options: CalibrationOptions,
+    scores: np.ndarray,
+    is_defect: np.ndarray,
+    inference: Optional[InferenceSpec] = None,
 ) -> OperatingPoint:
     """The training run's policy (so every report and the bundle share one threshold), unless the options
-    ask for another target; then it is chosen here on the converted model's validation scores."""
+    ask for another target; then it is chosen here on the converted model's validation scores. A bundle
+    that flip-averages or tiles scores differently from the single-view float model the training run
+    chose on, so its threshold is chosen again on its own validation scores, for the run's target."""
     recorded = run.manifest.operating_point
     explicit = (options.target, options.target_rate, options.review_margin) != (None, None, None)
-    if recorded is not None and not explicit:
+    plain = inference is None or inference == InferenceSpec()
+    if recorded is not None and not explicit and plain:
         note = f"threshold from the training run, chosen on its {recorded.chosen_on}"
         note += f"; {recorded.note}" if recorded.note else ""
         return operating_point(
             scores, is_defect, recorded.policy, recorded.target, recorded.target_rate, options.interval, note=note
         )
-    return choose_threshold(
+    target = options.target or (recorded.target if recorded is not None and not explicit else Target.ESCAPE)
+    rate = options.target_rate
+    if rate is None:
+        rate = recorded.target_rate if recorded is not None and not explicit else 0.005
+    op = choose_threshold(
         scores,
         is_defect,
-        options.target or Target.ESCAPE,
-        0.005 if options.target_rate is None else options.target_rate,
+        target,
+        rate,
         options.review_margin or 0.0,
         options.interval,
         max_false_reject_rate=options.line.max_false_reject_rate,
         max_review_rate=options.line.max_review_rate,
     )
+    if recorded is not None and not explicit and inference is not None:
+        why = (
+            f"threshold chosen on the bundle's validation scores with {inference.describe()}, for the "
+            f"training run's target ({target.value} {100 * rate:g}%); the training report's threshold "
+            f"{recorded.policy.threshold:.4f} is for single-view whole-frame scores"
+        )
+        op = replace(op, note=f"{why}; {op.note}" if op.note else why)
+    return op
 
 
 def judge(result: CalibrationResult) -> DeployabilityVerdict:
@@ -368,6 +457,10 @@ def _bundle_metrics(result: CalibrationResult) -> dict:
         {
             "model_bytes_keras": result.keras_bytes,
             "operating_point": op.to_dict(),
+            "inference": {
+                "chosen": chosen.bundle.manifest.inference.model_dump(mode="json"),
+                "trials": [t.to_dict() for t in chosen.trials],
+            },
             "parity": [c.parity.to_dict() for c in result.candidates],
             "conversion": chosen.conversion.describe(),
             "representative": result.representative.to_dict() if result.representative else None,
@@ -401,9 +494,9 @@ def calibrate(
     for item in val.skipped:
         log.warning("validation: skipped %s: %s", item.path, item.reason)
     keras_model = load_keras_model(run.path / "model.keras")
-    result = CalibrationResult(
-        run, options, val, predict_keras(keras_model, val.images), [], None, commissioning=commissioning
-    )
+    plain_float = predict_keras(keras_model, val.images)
+    result = CalibrationResult(run, options, val, plain_float, [], None, commissioning=commissioning, root=root)
+    result.float_scores = FloatScores(keras_model, val.images, plain_float)
     if options.precision == Precision.INT8:
         result.representative = draw_representative(
             run.split,
@@ -414,12 +507,16 @@ def calibrate(
             recommended_min=options.representative_min,
         )
     _convert_and_guard(result, export_for_conversion(keras_model))
+    tta = FlipAveraging.NONE
+    if result.chosen is not None and result.chosen.float_val_probs is not None:
+        result.float_val_probs = result.chosen.float_val_probs  # with the bundle's flip averaging
+        tta = result.chosen.bundle.manifest.inference.tta
 
     if options.evaluate_test and run.split.splits["test"]:
         result.test = load_labeled(run.split.splits["test"], root, preprocessor, run.labels)
-        result.float_test_probs = predict_keras(keras_model, result.test.images)
+        result.float_test_probs = predict_keras(keras_model, result.test.images, tta=tta)
         if result.chosen is not None:
-            result.test_probs = predict_bundle(result.chosen.bundle, result.test.images, options.threads)
+            result.test_probs = predict_bundle(result.chosen.bundle, result.test, root, options.threads)
 
     report_dir = report_dir_for(out) if out is not None else None
     if result.chosen is None:
@@ -454,6 +551,7 @@ def calibrate(
         op.policy(),
         commissioning.reference if commissioning else None,
         _bundle_metrics(result),
+        chosen.bundle.manifest.inference,
     )
     # The station's plausibility gate compares every frame with these (training-split) model inputs.
     manifest.plausibility = PlausibilityReference.fit(
@@ -493,8 +591,9 @@ def _convert_and_guard(result: CalibrationResult, fixed) -> None:
     """Convert, measure, and apply the remedy as the options say; sets ``result.chosen`` (None = failed)."""
     options, run = result.options, result.run
     dataset = result.representative.dataset() if result.representative is not None else None
+    float_val = result.float_scores or (lambda tta: result.float_val_probs)
     first = _candidate(
-        convert(fixed, options.precision, dataset, options.io_dtype), run, result.val, result.float_val_probs, options
+        convert(fixed, options.precision, dataset, options.io_dtype), run, result.val, float_val, options, result.root
     )
     result.candidates.append(first)
     if options.remedy != Remedy.FLOAT_FALLBACK and first.parity.passed:
@@ -506,7 +605,7 @@ def _convert_and_guard(result: CalibrationResult, fixed) -> None:
     result.sensitivity = quantizer.sensitivity()
     nodes = [e.tensor for e in result.sensitivity[: options.fallback_layers]]
     second = _candidate(
-        quantizer.convert(nodes, options.fallback_ops), run, result.val, result.float_val_probs, options
+        quantizer.convert(nodes, options.fallback_ops), run, result.val, float_val, options, result.root
     )
     result.candidates.append(second)
     # The mixed model when it passes; full integer if only that passes (the fallback made it worse).

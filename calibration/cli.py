@@ -15,6 +15,7 @@ Examples:
   inspector calibrate runs/tiles --out tiles.inspector
   inspector calibrate runs/tiles --out tiles.inspector --target-rate 0.5% --review-margin 0.05 --remedy auto
   inspector calibrate runs/tiles --out tiles-fp16.inspector --precision float16
+  inspector calibrate runs/tiles --out tiles.inspector --tta auto
   inspector calibrate runs/tiles --out tiles.inspector --reference-image ref.png --auto-roi \\
       --station-yaml camera.yaml
   inspector calibrate --camera-only --reference-image ref.png --roi 120,40,400,400 --station-yaml camera.yaml
@@ -103,6 +104,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     op.add_argument("--target-rate", type=_rate, metavar="RATE", help="target rate, 0.005 or 0.5%% (default 0.005)")
     op.add_argument(
         "--review-margin", type=float, help="review band threshold +- margin on the defect score (default 0: no band)"
+    )
+    inf = parser.add_argument_group("inference (measured on validation, run by the station)")
+    inf.add_argument(
+        "--tta",
+        choices=["none", "hflip", "vflip", "hvflip", "auto"],
+        default="none",
+        help="test-time flip averaging: average the probabilities over the frame and its mirror images "
+        "(hvflip: all four); auto: on only when it helps on validation (default none)",
+    )
+    inf.add_argument(
+        "--tiles",
+        choices=["off", "on", "auto"],
+        default="off",
+        help="tiled inference: the region of interest cut into overlapping tiles of the model's input size at "
+        "native resolution, the worst tile decides; auto: on only when it helps on validation (default off)",
+    )
+    inf.add_argument(
+        "--tile-overlap", type=float, default=0.25, help="overlap of neighbouring tiles, 0-0.75 (default 0.25)"
     )
     line = parser.add_argument_group("deployability")
     line.add_argument(
@@ -235,6 +254,9 @@ def _options(args):
                 "max_review_rate": args.max_review_rate,
             },
             "force": args.force,
+            "tta": args.tta,
+            "tiles": args.tiles,
+            "tile_overlap": args.tile_overlap,
             "interval": args.interval,
             "data_root": args.data_root,
             "name": args.name,
@@ -287,6 +309,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: {warning}")
     for candidate in result.candidates:
         print(f"guard: {candidate.parity.summary()} -> {'pass' if candidate.parity.passed else 'FAIL'}")
+    chosen = result.chosen
+    if chosen.trials:
+        from calibration.inference_choice import format_trials
+
+        picked = next(t for t in chosen.trials if t.inference == bundle.manifest.inference)
+        print(format_trials(chosen.trials, picked))
+    print(f"inference: {bundle.manifest.inference.describe()}")
     op = result.chosen.operating_point
     if op.note:
         print(f"note: {op.note}")

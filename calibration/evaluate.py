@@ -31,13 +31,15 @@ import numpy as np
 
 from calibration.operating_point import IntervalMethod, rates_at
 from calibration.representative import LabeledImages, load_labeled
-from inspector.bundle import Bundle
+from inspector.bundle import Bundle, FlipAveraging, InferenceSpec
 from inspector.dataset import Skipped, SplitManifest, scan_folder
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, assess, no_usable_images
+from inspector.imageio import load_image
+from inspector.inference import flip_views
 from inspector.metrics import classification_report
 from inspector.operating_point import outcomes
-from inspector.preprocess import Preprocessor
+from inspector.preprocess import ChannelOrder, Preprocessor
 from inspector.runfolder import RunFolder
 
 
@@ -49,26 +51,46 @@ class NothingToEvaluate(ValueError):
         self.verdict = verdict
 
 
-def predict_keras(model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Probabilities of the float Keras model for prepared uint8 images (fed as raw 0-255 float32)."""
+def predict_keras(
+    model, images: np.ndarray, batch_size: int = 32, tta: FlipAveraging = FlipAveraging.NONE
+) -> np.ndarray:
+    """Probabilities of the float Keras model for prepared uint8 images (fed as raw 0-255 float32),
+    averaged over the flip views ``tta`` like the bundle's classifier averages them."""
     if len(images) == 0:
         return np.zeros((0, int(model.output_shape[-1])), np.float32)
     from keras import ops
 
-    out = [
-        ops.convert_to_numpy(model(images[i : i + batch_size].astype(np.float32), training=False))
-        for i in range(0, len(images), batch_size)
+    views = [
+        np.concatenate(
+            [
+                ops.convert_to_numpy(model(view[i : i + batch_size].astype(np.float32), training=False))
+                for i in range(0, len(view), batch_size)
+            ]
+        )
+        for view in flip_views(images, tta)
     ]
-    return np.concatenate(out).astype(np.float32)
+    return np.mean(views, axis=0).astype(np.float32)
 
 
 def predict_bundle(
-    bundle: Bundle, images: np.ndarray, threads: Optional[int] = None, backend: str = "auto"
+    bundle: Bundle,
+    images: LabeledImages,
+    root: Optional[str | os.PathLike] = None,
+    threads: Optional[int] = None,
+    backend: str = "auto",
+    inference: Optional[InferenceSpec] = None,
 ) -> np.ndarray:
-    """Probabilities of a bundle's TFLite model, through the edge Classifier (quantize, invoke, dequantize)."""
+    """Probabilities of a bundle's TFLite model through the edge Classifier (quantize, invoke, dequantize),
+    with the bundle's inference (or ``inference``): flip-averaged prepared images, or for tiling the image
+    files under ``root`` read again, since tiles are cut from the full-resolution picture."""
     from inspector.inference import Classifier
 
-    return Classifier(bundle, backend=backend, threads=threads).predict_batch(images)
+    clf = Classifier(bundle, backend=backend, threads=threads, inference=inference)
+    if not clf.tiled:
+        return clf.predict_batch(images.images)
+    if root is None:
+        raise ValueError("tiled inference needs the image files: give the dataset folder")
+    return clf.predict_frames((load_image(Path(root) / path) for path in images.paths), ChannelOrder.RGB)
 
 
 def score(
@@ -237,12 +259,12 @@ def evaluate_bundle(
     if len(images.images) == 0:
         verdict = no_usable_images([s.reason for s in images.skipped], basis=f"evaluate {root}")
         raise NothingToEvaluate(f"{root}: no usable image to evaluate\n{verdict.summary()}", verdict)
-    probs = predict_bundle(bundle, images.images, threads, backend)
+    probs = predict_bundle(bundle, images, root, threads, backend)
     policy = policy or m.decision
     metrics = score(probs, images.labels, m.labels, m.good_class, policy, method)
     scores, is_defect, predicted = defect_score(probs, m.good_index), images.labels != m.good_index, probs.argmax(1)
     if len(others.labels):
-        other_probs = predict_bundle(bundle, others.images, threads, backend)
+        other_probs = predict_bundle(bundle, others, root, threads, backend)
         other_scores = defect_score(other_probs, m.good_index)
         metrics["unseen_defects"] = _unseen_counts(other_scores, others.labels, unseen, policy)
         scores, is_defect = np.r_[scores, other_scores], np.r_[is_defect, np.ones(len(other_scores), bool)]

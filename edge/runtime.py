@@ -489,6 +489,7 @@ class Station:
                 frame.image,
                 frame.preprocess_ms,
                 findings=frame.gate if gate is not None and frame.gate_by is gate else None,
+                order=frame.order,
             )
         except ValueError as exc:  # e.g. a region of interest that does not fit this camera's frames
             self.stats.record_error(str(exc))

@@ -32,7 +32,7 @@ from inspector.fsutil import atomic_path, sha256_bytes
 from inspector.plausibility import PlausibilityReference
 from inspector.preprocess import PreprocessSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
 BUNDLE_SUFFIX = ".inspector"
@@ -59,6 +59,34 @@ class TensorSpec(StrictModel):
     @property
     def quantized(self) -> bool:
         return self.scale != 0.0
+
+
+class FlipAveraging(str, Enum):
+    """Test-time flip averaging: the views whose probabilities are averaged into one decision."""
+
+    NONE = "none"  # the frame as it is
+    HFLIP = "hflip"  # and mirrored left-right
+    VFLIP = "vflip"  # and mirrored top-bottom
+    HVFLIP = "hvflip"  # all four: as is, left-right, top-bottom, both (180 degrees)
+
+
+class TilingSpec(StrictModel):
+    """Tiled inference: the region of interest cut into overlapping tiles of the model's input size."""
+
+    overlap: float = Field(0.25, ge=0.0, le=0.75, description="Fraction of a tile its neighbour overlaps")
+
+
+class InferenceSpec(StrictModel):
+    """How the station turns a frame into probabilities (the decision then applies ``decision``)."""
+
+    tta: FlipAveraging = Field(FlipAveraging.NONE, description="Average the probabilities over flipped views")
+    tiling: Optional[TilingSpec] = Field(
+        None, description="Score tiles at native resolution, the worst tile decides (None = the whole frame)"
+    )
+
+    def describe(self) -> str:
+        tiles = f", tiles (overlap {self.tiling.overlap:g})" if self.tiling is not None else ""
+        return f"flip averaging {self.tta.value}{tiles}"
 
 
 class Provenance(StrictModel):
@@ -88,6 +116,9 @@ class Manifest(StrictModel):
     input: TensorSpec
     output: TensorSpec
     decision: DecisionPolicy = Field(default_factory=DecisionPolicy)
+    inference: InferenceSpec = Field(
+        default_factory=InferenceSpec, description="Flip averaging and tiling (schema 1: neither)"
+    )
     camera: Optional[CameraReference] = Field(None, description="Commissioning reference of the camera")
     plausibility: Optional[PlausibilityReference] = Field(
         None,
@@ -110,6 +141,22 @@ class Manifest(StrictModel):
     @property
     def good_index(self) -> int:
         return self.labels.index(self.good_class)
+
+
+def _from_v1(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """Schema 1 had no ``inference`` section: the whole frame, one view."""
+    return {**raw, "schema_version": 2, "inference": InferenceSpec().model_dump(mode="json")}
+
+
+# Each entry turns a manifest of that version into the next version; the model bytes never change.
+_MIGRATIONS = {1: _from_v1}
+
+
+def migrate(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """A raw manifest of any readable schema version as the current version."""
+    while raw.get("schema_version") in _MIGRATIONS:
+        raw = _MIGRATIONS[raw["schema_version"]](raw)
+    return raw
 
 
 class Bundle:
@@ -189,11 +236,13 @@ class Bundle:
             raise BundleError(f"{source}: manifest.json is not valid JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise BundleError(f"{source}: manifest.json must hold an object")
-        if raw.get("schema_version") != SCHEMA_VERSION:
+        version = raw.get("schema_version")
+        if version not in _MIGRATIONS and version != SCHEMA_VERSION:
             raise BundleError(
-                f"{source}: bundle schema version {raw.get('schema_version')!r} is not supported "
-                f"(this software reads version {SCHEMA_VERSION})"
+                f"{source}: bundle schema version {version!r} is not supported "
+                f"(this software reads versions 1 to {SCHEMA_VERSION})"
             )
+        raw = migrate(raw)
         try:
             manifest = Manifest.model_validate(raw)
         except ValidationError as exc:
@@ -215,6 +264,7 @@ class Bundle:
             f"preprocess  {m.preprocess.width}x{m.preprocess.height} {m.preprocess.channel_order.value} "
             f"{m.preprocess.interpolation.value} roi={m.preprocess.roi.model_dump() if m.preprocess.roi else None}",
             f"decision    defect score = 1 - p({m.good_class}) >= {d.threshold:.4f} fails{band}",
+            f"inference   {m.inference.describe()}",
             f"camera      {'reference set' if m.camera else 'no reference'}",
             f"gate        {f'reference of {m.plausibility.images} images' if m.plausibility else 'no reference'}",
             f"provenance  dataset {m.provenance.dataset_fingerprint[:12] or '-'} split "

@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from types import ModuleType
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from inspector.bundle import Bundle
+from inspector.bundle import Bundle, FlipAveraging, InferenceSpec
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.nativelog import native_stderr_filtered
 from inspector.preprocess import ChannelOrder, Preprocessor
@@ -143,9 +143,39 @@ class Classification:
     preprocess_ms: float = 0.0
 
 
+def flip_views(image: np.ndarray, tta: FlipAveraging | str) -> List[np.ndarray]:
+    """The views flip averaging runs for one HxWx3 model input (or an NxHxWx3 batch), the original first."""
+    tta = FlipAveraging(tta)
+    views = [image]
+    if tta in (FlipAveraging.HFLIP, FlipAveraging.HVFLIP):
+        views.append(image[..., :, ::-1, :])
+    if tta in (FlipAveraging.VFLIP, FlipAveraging.HVFLIP):
+        views.append(image[..., ::-1, :, :])
+    if tta == FlipAveraging.HVFLIP:
+        views.append(image[..., ::-1, ::-1, :])
+    return [np.ascontiguousarray(v) for v in views]
+
+
+def tile_origins(length: int, tile: int, overlap: float) -> List[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` with at least ``overlap`` between
+    neighbours, spread evenly from 0 to ``length - tile`` (one tile when it fits)."""
+    if length <= tile:
+        return [0]
+    stride = max(1.0, tile * (1.0 - overlap))
+    count = int(np.ceil((length - tile) / stride)) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, length - tile, count)})
+
+
 @dataclass
 class Classifier:
-    """A bundle ready to classify frames: its preprocessing, its model, its decision policy."""
+    """A bundle ready to classify frames: its preprocessing, its model, its inference and decision policy.
+
+    The bundle's ``inference`` section is applied here and only here, so the station, ``inspector
+    predict``, ``inspector evaluate`` and calibration get the same probabilities for the same picture:
+    flip averaging runs the model on the flipped views and averages the probabilities; tiling cuts the
+    region of interest (at native resolution, enlarged only when smaller than one tile) into overlapping
+    tiles of the model's input size and reports the tile with the highest defect score.
+    """
 
     bundle: Bundle
     backend: Backend | str = Backend.AUTO
@@ -153,6 +183,7 @@ class Classifier:
     delegates: Sequence[str] = ()
     policy: Optional[DecisionPolicy] = None
     delegate_options: Optional[Dict[str, str]] = None
+    inference: Optional[InferenceSpec] = None  # default: the bundle's (calibration tries others)
     runner: ModelRunner = field(init=False)
 
     def __post_init__(self) -> None:
@@ -166,6 +197,13 @@ class Classifier:
         self.good_index = m.good_index
         if self.policy is None:
             self.policy = m.decision
+        if self.inference is None:
+            self.inference = m.inference
+
+    @property
+    def tiled(self) -> bool:
+        """True when the decision needs the camera frame (tiles), not only the prepared model input."""
+        return self.inference is not None and self.inference.tiling is not None
 
     def warm_up(self) -> Classification:
         """Run one blank model input through the interpreter: proves the model runs before it is trusted.
@@ -173,15 +211,54 @@ class Classifier:
         A blank *model input* rather than a blank frame, because the frame size is the camera's, not known here.
         """
         spec = self.bundle.manifest.preprocess
-        return self.classify_prepared(np.full((spec.height, spec.width, 3), 128, np.uint8))
+        start = time.perf_counter()
+        probs = self._averaged(np.full((spec.height, spec.width, 3), 128, np.uint8))
+        return self._classification(probs, (time.perf_counter() - start) * 1000.0, 0.0)
 
     def probabilities(self, prepared: np.ndarray) -> np.ndarray:
-        return self.runner.run(prepared)
+        """The model's probabilities for one model input, averaged over the flip views (no tiling)."""
+        return self._averaged(prepared)
 
-    def classify_prepared(self, prepared: np.ndarray, preprocess_ms: float = 0.0) -> Classification:
-        start = time.perf_counter()
-        probs = self.runner.run(prepared)
-        inference_ms = (time.perf_counter() - start) * 1000.0
+    def _averaged(self, prepared: np.ndarray) -> np.ndarray:
+        tta = self.inference.tta if self.inference is not None else FlipAveraging.NONE
+        if tta == FlipAveraging.NONE:
+            return self.runner.run(prepared)
+        views = np.stack([self.runner.run(view) for view in flip_views(prepared, tta)])
+        return np.asarray(views.mean(axis=0, dtype=np.float32), np.float32)
+
+    def tiles(self, frame: np.ndarray, order: ChannelOrder | str = ChannelOrder.BGR) -> np.ndarray:
+        """The NxHxWx3 model inputs tiled inference scores for one raw frame (region of interest first)."""
+        spec = self.bundle.manifest.preprocess
+        overlap = self.inference.tiling.overlap if self.inference and self.inference.tiling else 0.0
+        if frame.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got {frame.dtype}")
+        h, w = self.preprocessor.crop(frame).shape[:2]
+        grow = max(spec.width / w, spec.height / h, 1.0)  # smaller than one tile: enlarge just enough
+        w, h = max(spec.width, int(np.ceil(w * grow - 1e-9))), max(spec.height, int(np.ceil(h * grow - 1e-9)))
+        # The whole region through the bundle's own preprocessing (crop, channels, grayscale), at native size.
+        region = Preprocessor(self.bundle.manifest.preprocess.model_copy(update={"width": w, "height": h}))
+        image = region.prepare(frame, order)
+        return np.stack(
+            [
+                image[y : y + spec.height, x : x + spec.width]
+                for y in tile_origins(h, spec.height, overlap)
+                for x in tile_origins(w, spec.width, overlap)
+            ]
+        )
+
+    def infer(
+        self, prepared: np.ndarray, frame: Optional[np.ndarray] = None, order: ChannelOrder | str = ChannelOrder.BGR
+    ) -> np.ndarray:
+        """The bundle's probabilities for one frame: of ``prepared`` (flip-averaged), or with tiling of the
+        tile of ``frame`` with the highest defect score."""
+        if not self.tiled:
+            return self._averaged(prepared)
+        if frame is None:
+            raise ValueError("this bundle scores tiles of the camera frame: give the frame, not only the model input")
+        per_tile = np.stack([self._averaged(tile) for tile in self.tiles(frame, order)])
+        return np.asarray(per_tile[int(np.argmax(defect_score(per_tile, self.good_index)))], np.float32)
+
+    def _classification(self, probs: np.ndarray, inference_ms: float, preprocess_ms: float) -> Classification:
         score = float(defect_score(probs, self.good_index))
         top = int(np.argmax(probs))
         return Classification(
@@ -194,16 +271,37 @@ class Classifier:
             preprocess_ms=preprocess_ms,
         )
 
+    def classify_prepared(
+        self,
+        prepared: np.ndarray,
+        preprocess_ms: float = 0.0,
+        frame: Optional[np.ndarray] = None,
+        order: ChannelOrder | str = ChannelOrder.BGR,
+    ) -> Classification:
+        """Classify a prepared model input; a tiled bundle also needs the raw ``frame`` in channel ``order``
+        (cutting its tiles counts as inference time)."""
+        start = time.perf_counter()
+        probs = self.infer(prepared, frame, order)
+        return self._classification(probs, (time.perf_counter() - start) * 1000.0, preprocess_ms)
+
     def classify(self, frame: np.ndarray, order: ChannelOrder | str = ChannelOrder.BGR) -> Classification:
         """Preprocess a raw frame (BGR from a camera by default) and classify it."""
         start = time.perf_counter()
         prepared = self.preprocessor.prepare(frame, order)
-        return self.classify_prepared(prepared, (time.perf_counter() - start) * 1000.0)
+        return self.classify_prepared(prepared, (time.perf_counter() - start) * 1000.0, frame, order)
 
     def predict_batch(self, prepared: np.ndarray) -> np.ndarray:
-        """Probabilities for an NxHxWx3 batch of prepared images (one invoke each: batch size is 1)."""
+        """Probabilities for an NxHxWx3 batch of prepared images (one invoke per view: batch size is 1).
+        A tiled bundle needs the frames: :meth:`predict_frames`."""
+        if self.tiled:
+            raise ValueError("this bundle scores tiles of the frames: use predict_frames")
         return (
-            np.stack([self.runner.run(image) for image in prepared])
+            np.stack([self._averaged(image) for image in prepared])
             if len(prepared)
             else np.zeros((0, len(self.labels)), np.float32)
         )
+
+    def predict_frames(self, frames: Iterable[np.ndarray], order: ChannelOrder | str = ChannelOrder.RGB) -> np.ndarray:
+        """Probabilities for raw frames (image files load as RGB), exactly as :meth:`classify` computes them."""
+        probs = [self.infer(self.preprocessor.prepare(frame, order), frame, order) for frame in frames]
+        return np.stack(probs) if probs else np.zeros((0, len(self.labels)), np.float32)

@@ -7,7 +7,7 @@ station prepares frames ahead on its capture thread.
 Example:
     >>> gate = bundle_gate(clf.bundle.manifest)                               # doctest: +SKIP
     >>> prepared = clf.preprocessor.prepare(image, "rgb")                     # doctest: +SKIP
-    >>> decide_frame(clf, gate, prepared, image).verdict                      # doctest: +SKIP
+    >>> decide_frame(clf, gate, prepared, image, order="rgb").verdict            # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from inspector.bundle import Manifest
 from inspector.inference import Classification, Classifier
 from inspector.plausibility import GateReport, GateSettings, PlausibilityGate
+from inspector.preprocess import ChannelOrder
 from inspector.protocol.enums import Verdict
 
 
@@ -61,11 +62,16 @@ def decide_frame(
     frame: Optional[np.ndarray] = None,
     preprocess_ms: float = 0.0,
     findings: Optional[GateReport] = None,
+    order: ChannelOrder | str = ChannelOrder.BGR,
 ) -> FrameDecision:
-    """Classify one model input and apply the gate; ``findings`` are the gate's, when already checked."""
+    """Classify one model input and apply the gate; ``findings`` are the gate's, when already checked.
+
+    ``frame`` (in channel ``order``) is the picture ``prepared`` was made from: the gate looks at it, and a
+    bundle with tiled inference scores its tiles (the bundle's inference runs in ``Classifier``).
+    """
     if gate is not None and findings is None:
         findings = gate.check(prepared, frame)
-    c = clf.classify_prepared(prepared, preprocess_ms)
+    c = clf.classify_prepared(prepared, preprocess_ms, frame, order)
     findings = findings if gate is not None else None
     verdict = (
         gate.apply(c.verdict, findings) if gate is not None and findings is not None and not findings.ok else c.verdict

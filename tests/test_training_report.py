@@ -3,6 +3,8 @@ with the saved model's own predictions on the saved split."""
 
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,30 @@ def test_report_files_written(trained_run):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f'src="{name}"' in html
     assert "escape rate" in html and "false-reject rate" in html and "oversample" in html
+
+
+def test_report_names_the_test_images_to_look_at(trained_run):
+    """Escapes, false rejects and class mistakes are shown as model inputs with their file names relative to
+    the data folder (the file a person relabels); the counts follow from predictions.json."""
+    html = (trained_run / "report.html").read_text()
+    run = json.loads((trained_run / "run.json").read_text())
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    test = json.loads((trained_run / "predictions.json").read_text())["test"]
+    probs, labels = np.array(test["probabilities"]), np.array(test["labels"])
+    wrong = int((probs.argmax(1) != labels).sum())
+    d = metrics["test"]["decision"]
+
+    def tiles(heading):
+        section = html[html.index(f"<h2>{heading}</h2>") :]
+        return re.findall(r"<code class='name'>([^<]+)</code>", section[: section.index("</section>")])
+
+    shown = tiles("Misclassified test images")
+    assert len(shown) == min(8, wrong) and f"{wrong} of {len(labels)} test images got the wrong class" in html
+    gated = tiles("Escapes and false rejects (test)")
+    assert len(gated) == min(8, d["escapes"]) + min(8, d["false_rejects"])
+    for name in shown + gated:
+        assert name in test["paths"] and (Path(run["dataset_root"]) / name).is_file()
+    assert "misclassified.png" not in html and "{" not in html[html.index("<body>") :]
 
 
 def test_metrics_consistent_with_confusion_matrix(trained_run):

@@ -1,15 +1,16 @@
 """The run report: PNG plots and one HTML page next to metrics.json.
 
 Plots: training curves (stage boundaries marked), test confusion matrix, per-class precision/recall/F1,
-the pass/fail ROC curve with the operating point, and a grid of the most confident test mistakes. The
-page shows them with the numbers a line engineer asks first: escape rate and false-reject rate. Page,
-tables and the shared plots come from :mod:`inspector.reporting`; the plots only training draws are here,
-in its matplotlib convention.
+the pass/fail ROC curve with the operating point. The page shows them with the numbers a line engineer
+asks first, escape rate and false-reject rate, and the test images behind them: the escapes, the false
+rejects and the most confident class mistakes, each as the model input (the region of interest) with its
+file name relative to the data folder, so it can be found and relabelled. Page, tables, image grids and
+the shared plots come from :mod:`inspector.reporting`; the plots only training draws are here, in its
+matplotlib convention.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 from markupsafe import Markup
 
 from inspector import reporting
-from inspector.decision import defect_score
+from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict
 from inspector.metrics import misclassified
 from inspector.reporting import Section, plots
@@ -28,7 +29,6 @@ PLOTS = {
     "confusion": "confusion_matrix.png",
     "per_class": "per_class.png",
     "roc": "roc.png",
-    "misclassified": "misclassified.png",
 }
 
 
@@ -91,24 +91,38 @@ def plot_roc(scores: np.ndarray, is_defect: np.ndarray, threshold: float, path: 
     plots.save(fig, path)
 
 
-def plot_misclassified(
-    images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], limit: int, path: Path
-) -> int:
-    """Grid of the most confident mistakes; returns how many images are shown."""
-    wrong = misclassified(probs, y_true)[:limit]
-    cols = max(1, min(6, len(wrong)))
-    rows = max(1, math.ceil(len(wrong) / cols))
-    fig, axes = plots.new_figure(cols, rows, panel=(2.2, 2.4))
-    for ax in axes:
-        ax.axis("off")
-    if not wrong:
-        axes[0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
-    for ax, i in zip(axes, wrong):
-        pred = int(probs[i].argmax())
-        ax.imshow(images[i])
-        ax.set_title(f"{labels[y_true[i]]} -> {labels[pred]}\np={probs[i, pred]:.2f}", fontsize=8)
-    plots.save(fig, path)
-    return len(wrong)
+def image_sections(
+    test_data, probs: np.ndarray, labels: Sequence[str], good: str, policy: DecisionPolicy, limit: int
+) -> List[Section]:
+    """The test images behind the numbers: escapes and false rejects at the operating point, then the most
+    confident class mistakes (at most ``limit``), each captioned with its file name."""
+    good_index = labels.index(good)
+    scores = np.asarray(defect_score(probs, good_index)) if len(probs) else np.zeros(0)
+
+    def tile(i: int) -> reporting.Tile:
+        predicted = int(probs[i].argmax())
+        return reporting.Tile(
+            test_data.images[i],
+            str(test_data.paths[i]),
+            (
+                f"{labels[test_data.labels[i]]} → {labels[predicted]} (p {probs[i, predicted]:.2f})",
+                f"defect score {scores[i]:.3f}",
+            ),
+        )
+
+    mistakes = reporting.pass_fail_mistakes(scores, test_data.labels != good_index, policy)
+    wrong = misclassified(probs, test_data.labels) if len(probs) else []
+    return [
+        Section("Escapes and false rejects (test)", reporting.mistake_grids(mistakes, tile, limit=limit)),
+        Section(
+            "Misclassified test images",
+            [
+                f"{len(wrong)} of {len(test_data.labels)} test images got the wrong class"
+                + (f"; the {min(limit, len(wrong))} most confident shown." if wrong else "."),
+                reporting.image_grid([tile(i) for i in wrong[:limit]]),
+            ],
+        ),
+    ]
 
 
 def warm_start_sections(comparison: Optional[dict]) -> List[Section]:
@@ -163,14 +177,6 @@ def write_report(
     plot_per_class(test["per_class"], run_dir / PLOTS["per_class"])
     scores = np.asarray(defect_score(test_probs, labels.index(good))) if len(test_probs) else np.zeros(0)
     plot_roc(scores, test_data.labels != labels.index(good), pf["threshold"], run_dir / PLOTS["roc"])
-    shown = plot_misclassified(
-        test_data.images,
-        test_data.labels,
-        test_probs,
-        labels,
-        config.report.max_misclassified,
-        run_dir / PLOTS["misclassified"],
-    )
 
     training = metrics["training"]
     pass_fail_rows = [
@@ -229,7 +235,6 @@ def write_report(
                 ("confusion", "Test confusion matrix"),
                 ("per_class", "Per-class precision, recall, F1 (test)"),
                 ("roc", "Pass/fail ROC (test)"),
-                ("misclassified", f"Misclassified test images ({shown} shown, most confident first)"),
             )
         ],
     )
@@ -248,6 +253,14 @@ def write_report(
         ],
         sections=[
             Section("Pass / fail (test)", [reporting.table(["metric", "value"], pass_fail_rows)]),
+            *image_sections(
+                test_data,
+                test_probs,
+                labels,
+                good,
+                DecisionPolicy.model_validate(policy),
+                config.report.max_misclassified,
+            ),
             Section(
                 "Per class (test)",
                 [

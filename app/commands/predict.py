@@ -240,7 +240,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             start = time.perf_counter()
             prepared = clf.preprocessor.prepare(item.image, item.order)
-            decision = decide_frame(clf, gate, prepared, item.image, (time.perf_counter() - start) * 1000.0)
+            decision = decide_frame(
+                clf, gate, prepared, item.image, (time.perf_counter() - start) * 1000.0, order=item.order
+            )
         except ValueError as exc:  # e.g. the bundle's region of interest does not fit this picture
             tally.skipped.append(Skipped(item.name, str(exc)))
             continue
