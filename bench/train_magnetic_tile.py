@@ -78,7 +78,8 @@ def score_block(probs: np.ndarray, labels: np.ndarray, good_index: int, policy) 
     }
 
 
-def run_one(data: Path, seed: int, run_dir: Path, extra: Sequence[str]) -> dict:
+def run_one(data: Path, seed: int, run_dir: Path, extra: Sequence[str], good_class: str = GOOD) -> dict:
+    """Train with the plain default command and calibrate; the ``test`` block, verdicts and wall times."""
     cmd = [
         sys.executable,
         "-m",
@@ -86,7 +87,7 @@ def run_one(data: Path, seed: int, run_dir: Path, extra: Sequence[str]) -> dict:
         "train",
         str(data),
         "--good-class",
-        GOOD,
+        good_class,
         "--out",
         str(run_dir),
         "--weights",
