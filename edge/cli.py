@@ -14,7 +14,8 @@ Examples:
 Exit codes:
   0 stopped by SIGTERM/SIGINT, or a replay source ended with every result delivered
   1 unexpected internal error            2 bad command line or configuration
-  3 the model bundle cannot be loaded    4 the frame source cannot work / stayed lost too long
+  3 the model bundle cannot be loaded, or no TFLite runtime (the message says what to install)
+  4 the frame source cannot work / stayed lost too long
   5 the outbox database cannot be used   6 a replay ended with results still queued
   7 the MQTT network thread died (the station went offline; restart)
   8 the broker refused results (ACL); they stay in the outbox as rejected
@@ -79,6 +80,35 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def runtime_advice(machine: str, python: tuple) -> str:
+    """What to install when no TFLite runtime imports, for this board (docs/deployment.md, 1. Devices)."""
+    if machine in ("armv7l", "armv6l"):
+        if python >= (3, 11):
+            return (
+                "this is 32-bit ARM with Python {}.{}: no TFLite runtime is published for it (tflite-runtime "
+                "stops at Python 3.10, ai-edge-litert is 64-bit only). Install the 64-bit Raspberry Pi OS "
+                "(recommended), or run the station in a Python 3.9/3.10 venv with: pip install tflite-runtime "
+                '"numpy<2" (docs/deployment.md, 32-bit Raspberry Pi OS)'.format(*python[:2])
+            )
+        return 'install one: pip install tflite-runtime "numpy<2" (32-bit ARM; docs/deployment.md)'
+    return "install one: pip install ai-edge-litert (or: pip install .[edge] in the project folder)"
+
+
+def _check_runtime(backend: str) -> str | None:
+    """None when a TFLite runtime imports, else the plain message for the operator."""
+    import platform
+    import sys
+
+    from inspector.inference import BackendError, load_backend
+
+    try:
+        load_backend(backend)
+    except BackendError as exc:
+        found = str(exc).split(". Install one:")[0]
+        return f"{found}.\n{runtime_advice(platform.machine(), tuple(sys.version_info[:2]))}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import signal
     import sys
@@ -98,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
         return int(ExitCode.OK)
+    problem = _check_runtime(cfg.inference.backend)
+    if problem is not None:  # before logging is set up: plain text, not a JSON log line
+        print(f"inspector run: cannot run the model: {problem}", file=sys.stderr)
+        return int(ExitCode.MODEL)
     logs.configure("debug" if getattr(args, "verbose", False) else cfg.log.level, cfg.log.format)
     station = Station(cfg)
     station.echo = bool(getattr(args, "verbose", False)) or sys.stdout.isatty()

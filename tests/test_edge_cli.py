@@ -274,3 +274,30 @@ def test_every_frame_skipped_exits_non_zero_and_an_absent_broker_is_named(tmp_pa
     done = _run_verbose(config)
     assert done.returncode == 6, done.stderr  # a replay that ended with its result still queued
     assert f"waiting for broker 127.0.0.1:{port}" in done.stderr and "1 part(s)" in done.stdout
+
+
+def test_no_tflite_runtime_is_said_plainly_with_what_to_install(tmp_path):
+    """The station checks its runtime before anything else: exit 3 and a plain message, not a JSON log line."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "run", "--bundle", "m.inspector", "--source", str(tmp_path)]
+        + ["--set", "inference.backend=tflite_runtime", "--set", "log.format=json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("inspector run: cannot run the model: no TFLite runtime could be imported"), proc.stderr
+    assert "pip install" in proc.stderr
+
+
+def test_runtime_advice_names_what_exists_for_the_board():
+    from edge.cli import runtime_advice
+
+    bookworm32 = runtime_advice("armv7l", (3, 11))
+    assert "64-bit Raspberry Pi OS" in bookworm32 and "Python 3.11" in bookworm32
+    assert 'tflite-runtime "numpy<2"' in runtime_advice("armv7l", (3, 9))
+    assert "ai-edge-litert" in runtime_advice("aarch64", (3, 10))
