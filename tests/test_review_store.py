@@ -327,3 +327,21 @@ def test_cli_errors_name_the_wrong_option(setup, capsys, monkeypatch):
     assert "give --token or set INSPECTOR_REVIEW_TOKEN" in capsys.readouterr().err
     assert main(["review", str(data), "--archive", str(tmp_path / "a1"), "--run", str(tmp_path)]) == 1
     assert "not a training run (no split.json)" in capsys.readouterr().err
+
+
+def test_docs_review_commands_parse_and_name_every_option():
+    import re
+    import shlex
+
+    from app.cli import build_parser
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "review.md").read_text()
+    commands = [line.split("  #")[0].strip() for line in text.splitlines() if line.startswith("inspector review ")]
+    assert len(commands) >= 2
+    parser = build_parser()
+    for command in commands:
+        parser.parse_args(shlex.split(command)[1:])
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    options = {s for a in sub.choices["review"]._actions for s in a.option_strings if s.startswith("--")}
+    documented = set(re.findall(r"`(--[a-z-]+)", text))
+    assert options - {"--help", "--verbose"} <= documented, options - documented
