@@ -285,6 +285,7 @@ def _manifest(
         preprocess=spec,
         input=conversion.input,
         output=conversion.output,
+        class_map=conversion.class_map,
         decision=decision or DecisionPolicy(),
         inference=inference or InferenceSpec(),
         camera=camera,

@@ -59,6 +59,7 @@ class Conversion:
     float_nodes: List[str] = field(default_factory=list)  # layers kept float on request
     float_op_types: List[str] = field(default_factory=list)  # op types kept float on request
     seconds: float = 0.0
+    class_map: Optional[TensorSpec] = None  # the second output, per-cell class logits (training.cam)
 
     @property
     def mixed(self) -> bool:
@@ -78,6 +79,7 @@ class Conversion:
             "bytes": len(self.model),
             "input": self.input.model_dump(),
             "output": self.output.model_dump(),
+            "class_map": self.class_map.model_dump() if self.class_map is not None else None,
             "ops": self.ops,
             "float_ops": self.float_ops,
             "float_nodes": self.float_nodes,
@@ -113,11 +115,14 @@ def load_keras_model(path: str | os.PathLike):
         raise ConversionError(f"{path}: cannot load the Keras model: {exc}") from None
 
 
-def export_for_conversion(model):
-    """The model with a fixed (1, H, W, 3) float32 input, as training defines it for TFLite."""
+def export_for_conversion(model, class_map: bool = True):
+    """The model with a fixed (1, H, W, 3) float32 input, as training defines it for TFLite, and (by
+    default) the class activation map as a second output (``training.cam``): where the defect is."""
+    from training.cam import with_class_map
     from training.model import export_model
 
-    return export_model(model)
+    fixed = export_model(model)
+    return with_class_map(fixed) if class_map else fixed
 
 
 def _converter(fixed_model):
@@ -196,7 +201,7 @@ def _conversion(
 ) -> Conversion:
     check_static(model)
     ops, float_ops = op_census(model)
-    inp, out = tensor_specs(model)
+    inp, out, class_map = tensor_specs(model)
     return Conversion(
         bytes(model),
         precision,
@@ -207,6 +212,7 @@ def _conversion(
         list(float_nodes),
         list(float_op_types),
         time.perf_counter() - start,
+        class_map,
     )
 
 
@@ -326,20 +332,25 @@ def op_census(model: bytes) -> Tuple[Dict[str, int], Dict[str, int]]:
     return dict(sorted(ops.items())), dict(sorted(float_ops.items()))
 
 
-def tensor_specs(model: bytes) -> Tuple[TensorSpec, TensorSpec]:
-    """Input and output TensorSpec as the shared interpreter (``inspector.inference.ModelRunner``) reads them."""
-    from inspector.inference import ModelRunner
+def tensor_specs(model: bytes) -> Tuple[TensorSpec, TensorSpec, Optional[TensorSpec]]:
+    """Input, probabilities and class map (None without it) TensorSpecs, the outputs told apart as the
+    shared interpreter (``inspector.inference.ModelRunner``) tells them apart: by rank, not by position."""
+    from inspector.inference import ModelRunner, split_outputs
 
     runner = ModelRunner(model, threads=1)
-    specs = []
-    for detail in (runner.interpreter.get_input_details()[0], runner.interpreter.get_output_details()[0]):
+    probabilities, class_map = split_outputs(runner.interpreter.get_output_details())
+
+    def spec(detail) -> TensorSpec:
         scale, zero_point = detail["quantization"]
-        specs.append(
-            TensorSpec(
-                dtype=np.dtype(detail["dtype"]).name,
-                shape=[int(d) for d in detail["shape"]],
-                scale=float(scale),
-                zero_point=int(zero_point),
-            )
+        return TensorSpec(
+            dtype=np.dtype(detail["dtype"]).name,
+            shape=[int(d) for d in detail["shape"]],
+            scale=float(scale),
+            zero_point=int(zero_point),
         )
-    return specs[0], specs[1]
+
+    return (
+        spec(runner.interpreter.get_input_details()[0]),
+        spec(probabilities),
+        spec(class_map) if class_map is not None else None,
+    )

@@ -1,7 +1,11 @@
 """Frames kept for the retraining loop: failed and review parts (and a sample of passes), on a disk budget.
 
 Layout: ``<archive>/<predicted class>/<verdict>/<YYYY-MM-DD>/<station>_<seq>_<id8>.png`` with a JSON
-sidecar of the same name (the full result: scores, threshold, model version, capture time). The top level
+sidecar of the same name (the full result: scores, threshold, model version, capture time, ``where``).
+When the result has a ``where`` (a bundle with a class map, a failed or review frame), a heatmap overlay
+(:func:`inspector.localization.render_overlay`) is written beside it as ``.<name>.heatmap.png`` and named
+in the sidecar's ``heatmap``: hidden, because the dataset scanner skips dot files and an overlay must never
+train as a part image. The top level
 is the predicted class on purpose: ``inspector train`` reads ``root/<class>/**`` images, so relabeling is
 moving a file into the right class folder, and the archive (or a copy of it) trains as it is. Sidecars are
 not images and are ignored by the dataset scanner.
@@ -28,6 +32,7 @@ from edge.config import ArchiveConfig
 from edge.sources import Frame
 from inspector.fsutil import atomic_write_json
 from inspector.imageio import save_image
+from inspector.localization import Heatmap, render_overlay
 from inspector.preprocess import ChannelOrder
 from inspector.protocol.enums import Verdict
 
@@ -39,6 +44,11 @@ def to_rgb(frame: Frame) -> np.ndarray:
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     return np.ascontiguousarray(image[:, :, ::-1]) if frame.order == ChannelOrder.BGR else image
+
+
+def overlay_path(image: Path) -> Path:
+    """Where the heatmap overlay of an archived image goes: a hidden PNG beside it."""
+    return image.with_name(f".{image.stem}.heatmap.png")
 
 
 class Archive:
@@ -102,28 +112,37 @@ class Archive:
         name = f"{self.station}_{seq:08d}_{result_id[:8]}.{self.cfg.format}"
         return self.root / top_class / verdict.value / day / name
 
-    def submit(self, path: Path, frame: Frame, sidecar: dict) -> None:
-        """Queue a reserved write (only the inspection loop submits, so reserve() guaranteed room)."""
-        self._queue.put_nowait((path, frame, sidecar))
+    def submit(self, path: Path, frame: Frame, sidecar: dict, heat: Optional[Heatmap] = None) -> None:
+        """Queue a reserved write (only the inspection loop submits, so reserve() guaranteed room); with
+        ``heat``, the heatmap overlay is rendered in the writer thread, off the inspection loop."""
+        self._queue.put_nowait((path, frame, sidecar, heat))
 
     def _writer(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            path, frame, sidecar = item
+            path, frame, sidecar, heat = item
             try:
-                self.write(path, frame, sidecar)
+                self.write(path, frame, sidecar, heat)
             except Exception as exc:  # disk full, permissions: keep inspecting, report in the log
                 self.skipped += 1
                 log.error("cannot archive %s: %s", path, exc)
 
-    def write(self, path: Path, frame: Frame, sidecar: dict) -> None:
-        """Write the image and its sidecar now, then enforce the budget."""
-        save_image(path, to_rgb(frame))
+    def write(self, path: Path, frame: Frame, sidecar: dict, heat: Optional[Heatmap] = None) -> None:
+        """Write the image, its heatmap overlay (with ``heat``) and its sidecar (last, so a reader that finds
+        the sidecar finds the rest) now, then enforce the budget."""
+        rgb = to_rgb(frame)
+        save_image(path, rgb)
+        written = [path]
+        if heat is not None:
+            overlay = overlay_path(path)
+            save_image(overlay, render_overlay(rgb, heat))
+            sidecar = {**sidecar, "heatmap": overlay.name}
+            written.append(overlay)
         side = path.with_suffix(".json")
         atomic_write_json(side, sidecar, default=str)
-        for p in (path, side):
+        for p in (*written, side):
             size = p.stat().st_size
             self._files.append((p, size))
             self._total += size

@@ -51,6 +51,7 @@ from inspector.decision import DecisionPolicy
 from inspector.fsutil import sha256_bytes
 from inspector.inference import BackendError, Classifier
 from inspector.inspection import bundle_gate, decide_frame
+from inspector.localization import locate
 from inspector.plausibility import PlausibilityGate
 from inspector.protocol.commands import (
     CommandChannel,
@@ -65,7 +66,7 @@ from inspector.protocol.commands import (
     parse_command,
     resolve_bundle_path,
 )
-from inspector.protocol.enums import CameraState, EventType, Severity
+from inspector.protocol.enums import CameraState, EventType, Severity, Verdict
 from inspector.protocol.payloads import Event, ModelRef, Result
 from inspector.protocol.topics import StationTopics
 from inspector.sdnotify import Notifier
@@ -503,6 +504,12 @@ class Station:
         if decision.gated and findings is not None:
             self.stats.record_gate(findings.codes)
         image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
+        # Where the defect is, for the frames someone will look at (the map came with the invoke: no cost).
+        heat = (
+            locate(c.class_map, clf.labels, clf.good_index, clf.preprocessor.spec, frame.image.shape)
+            if c.class_map is not None and verdict != Verdict.PASS
+            else None
+        )
         result = Result(
             id=result_id,
             seq=seq,
@@ -525,11 +532,12 @@ class Station:
             source_key=frame.key,
             gate=None if findings is None or findings.ok else findings.reasons,
             appearance=None if findings is None or findings.appearance is None else round(findings.appearance, 3),
+            where=heat.where() if heat is not None else None,
         )
         self.writer.submit(result_id, seq, self.topics.result, result.to_json())
         self.capture.source.done(frame)
         if image is not None:
-            self.archive.submit(image, frame, result.model_dump(mode="json", by_alias=True))
+            self.archive.submit(image, frame, result.model_dump(mode="json", by_alias=True), heat)
         self.stats.record(verdict, c.inference_ms)
         if self.echo:
             print(decision.line(frame.ref or str(frame.index)), flush=True)

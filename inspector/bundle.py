@@ -115,6 +115,11 @@ class Manifest(StrictModel):
     preprocess: PreprocessSpec
     input: TensorSpec
     output: TensorSpec
+    class_map: Optional[TensorSpec] = Field(
+        None,
+        description="Second model output: per-cell class logits (1, cells_y, cells_x, classes) whose spatial "
+        "mean is the logits, for where the defect is (None: a model without it)",
+    )
     decision: DecisionPolicy = Field(default_factory=DecisionPolicy)
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Flip averaging and tiling (schema 1: neither)"
@@ -261,6 +266,9 @@ class Bundle:
             f"labels      {', '.join(m.labels)} (good: {m.good_class})",
             f"input       {m.input.dtype} {m.input.shape} scale={m.input.scale:g} zp={m.input.zero_point}",
             f"output      {m.output.dtype} {m.output.shape} scale={m.output.scale:g} zp={m.output.zero_point}",
+            f"class map   {m.class_map.dtype} {m.class_map.shape} scale={m.class_map.scale:g} zp={m.class_map.zero_point}"
+            if m.class_map
+            else "class map   none (no where-the-defect-is output)",
             f"preprocess  {m.preprocess.width}x{m.preprocess.height} {m.preprocess.channel_order.value} "
             f"{m.preprocess.interpolation.value} roi={m.preprocess.roi.model_dump() if m.preprocess.roi else None}",
             f"decision    defect score = 1 - p({m.good_class}) >= {d.threshold:.4f} fails{band}",

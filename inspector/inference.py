@@ -77,7 +77,8 @@ def _load_delegate(module: ModuleType, library: str, options: Optional[Dict[str,
 
 
 class ModelRunner:
-    """A TFLite model in one interpreter: quantize in, invoke, dequantize out. Not thread-safe."""
+    """A TFLite model in one interpreter: quantize in, invoke, dequantize out (the probabilities, and the
+    class activation map when the model has one: :func:`split_outputs`). Not thread-safe."""
 
     def __init__(
         self,
@@ -99,13 +100,13 @@ class ModelRunner:
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.backend.value} cannot load the model: {exc}") from None
         self._in = self.interpreter.get_input_details()[0]
-        self._out = self.interpreter.get_output_details()[0]
+        self._out, self._map = split_outputs(self.interpreter.get_output_details())
         self.input_dtype = np.dtype(self._in["dtype"])
         self.input_shape = tuple(int(d) for d in self._in["shape"])
         in_scale, in_zero = self._in["quantization"]
         self._in_q = (float(in_scale), int(in_zero)) if in_scale else None
-        out_scale, out_zero = self._out["quantization"]
-        self._out_q = (float(out_scale), int(out_zero)) if out_scale else None
+        self._out_q = _quantization(self._out)
+        self._map_q = _quantization(self._map) if self._map is not None else None
         # uint8 input with scale 1 / zero point 0 takes camera pixels as they are.
         self._passthrough = self.input_dtype == np.uint8 and self._in_q in (None, (1.0, 0))
 
@@ -123,11 +124,50 @@ class ModelRunner:
         """One preprocessed HxWx3 uint8 image in, the dequantized output vector (float32) out."""
         self.interpreter.set_tensor(self._in["index"], self._quantize(image[np.newaxis]))
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self._out["index"])[0]
-        if self._out_q is not None:
-            scale, zero = self._out_q
-            return np.asarray((out.astype(np.float32) - zero) * scale, dtype=np.float32)
-        return np.asarray(out, dtype=np.float32)
+        return _dequantize(self.interpreter.get_tensor(self._out["index"])[0], self._out_q)
+
+    @property
+    def has_class_map(self) -> bool:
+        """True when the model has the class activation map output (bundles calibrated since it exists)."""
+        return self._map is not None
+
+    def class_map(self) -> Optional[np.ndarray]:
+        """The per-cell class logits (cells_y x cells_x x classes, float32) of the last :meth:`run`, or None
+        for a model without the map. Reading it is a copy of a few hundred bytes: no second invoke."""
+        if self._map is None:
+            return None
+        return _dequantize(self.interpreter.get_tensor(self._map["index"])[0], self._map_q)
+
+
+def split_outputs(details: Sequence[Dict[str, Any]]) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """(probabilities, class map or None) among a model's output details.
+
+    TFLite does not keep the Keras output order, so the outputs are told apart by rank: the
+    probabilities are (1, classes), the class activation map (1, cells_y, cells_x, classes). A model with
+    one output is a classifier without the map, whatever that output's shape.
+    """
+    if len(details) == 1:
+        return details[0], None
+    by_rank = {len(d["shape"]): d for d in details}
+    if len(details) != 2 or set(by_rank) != {2, 4} or by_rank[2]["shape"][-1] != by_rank[4]["shape"][-1]:
+        shapes = ", ".join(str([int(v) for v in d["shape"]]) for d in details)
+        raise BackendError(
+            f"model outputs {shapes}: expected the probabilities (1, classes) and optionally the class map "
+            "(1, cells_y, cells_x, classes)"
+        )
+    return by_rank[2], by_rank[4]
+
+
+def _quantization(detail: Dict[str, Any]) -> Optional[Tuple[float, int]]:
+    scale, zero = detail["quantization"]
+    return (float(scale), int(zero)) if scale else None
+
+
+def _dequantize(values: np.ndarray, quantization: Optional[Tuple[float, int]]) -> np.ndarray:
+    if quantization is None:
+        return np.asarray(values, dtype=np.float32)
+    scale, zero = quantization
+    return np.asarray((values.astype(np.float32) - zero) * scale, dtype=np.float32)
 
 
 @dataclass
@@ -141,6 +181,9 @@ class Classification:
     scores: Dict[str, float]
     inference_ms: float
     preprocess_ms: float = 0.0
+    # Per-cell class logits of the model input (cells_y x cells_x x classes), for inspector.localization;
+    # None without the model's map output, with flip averaging or with tiling.
+    class_map: Optional[np.ndarray] = None
 
 
 def flip_views(image: np.ndarray, tta: FlipAveraging | str) -> List[np.ndarray]:
@@ -282,7 +325,10 @@ class Classifier:
         (cutting its tiles counts as inference time)."""
         start = time.perf_counter()
         probs = self.infer(prepared, frame, order)
-        return self._classification(probs, (time.perf_counter() - start) * 1000.0, preprocess_ms)
+        c = self._classification(probs, (time.perf_counter() - start) * 1000.0, preprocess_ms)
+        if self.inference is not None and self.inference.tta == FlipAveraging.NONE and not self.tiled:
+            c.class_map = self.runner.class_map()  # the last invoke was ``prepared`` itself
+        return c
 
     def classify(self, frame: np.ndarray, order: ChannelOrder | str = ChannelOrder.BGR) -> Classification:
         """Preprocess a raw frame (BGR from a camera by default) and classify it."""

@@ -29,6 +29,26 @@ class ModelRef(_Message):
     sha256: str = Field(description="First 12 hex digits of model.tflite's SHA-256")
 
 
+class Where(_Message):
+    """Where the defect evidence of a frame is, in frame pixels, from the model's class activation map.
+
+    The map has one cell per 32 model-input pixels, so ``box`` is a coarse region (whole cells), not an
+    outline; see :mod:`inspector.localization`.
+    """
+
+    label: str = Field(description="Defect class the map is for: the most probable defect class")
+    x: int = Field(description="Centre of the peak cell, frame pixels")
+    y: int = Field(description="Centre of the peak cell, frame pixels")
+    box: List[int] = Field(
+        description="x, y, width, height in frame pixels: the cells joined to the peak whose evidence is at "
+        "least halfway from the map's median to the peak"
+    )
+    strength: float = Field(
+        description="Defect evidence of the peak cell in logits: the log-odds of label against the good class "
+        "for a part that looked like that cell everywhere (the cells' mean is the frame's log-odds)"
+    )
+
+
 class Result(_Message):
     """One inspected part. ``id`` is unique; consumers drop repeats (delivery is at-least-once)."""
 
@@ -63,6 +83,11 @@ class Result(_Message):
     )
     appearance: Optional[float] = Field(
         None, description="Appearance distance to the calibration images / the bundle's threshold (gate)"
+    )
+    where: Optional[Where] = Field(
+        None,
+        description="Where the defect is (failed and review frames of a bundle with a class map); None for "
+        "passes, older bundles, flip averaging and tiling",
     )
 
     def names_other_sender(self, line: str, station: str) -> bool:
