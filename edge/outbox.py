@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 PENDING = 0
 REJECTED = 1
 DEFAULT_GROUP_COMMIT_S = 0.05  # the power-cut window: commits wait at most this long for their disk sync
-_BACKSTOP_CHECKPOINT_PAGES = 4000  # a writer checkpoints only if the sync thread's checkpoints fall behind
+_BACKSTOP_CHECKPOINT_PAGES = 10_000  # a writer checkpoints only if the sync thread's checkpoints fall behind
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -312,10 +312,13 @@ class _Syncer:
     The WAL is synced through a file descriptor of its own (``fdatasync``), without any SQLite lock, so
     writers keep appending while the disk works; a commit counts as synced when it completed before the
     sync started. SQLite's checkpoints (which sync twice and copy pages into the database) run here too,
-    at most every ``CHECKPOINT_EVERY_S``, instead of in a writer's commit.
+    every ``CHECKPOINT_COMMITS`` commits (a WAL of about 25 MB), instead of in a writer's commit. What stays
+    in the writer: after a complete checkpoint, SQLite restarts the WAL from its start and syncs the new
+    WAL header in the next commit (its protection against out-of-order writes), one sync per WAL cycle;
+    checkpointing rarely keeps that rare.
     """
 
-    CHECKPOINT_EVERY_S = 1.0
+    CHECKPOINT_COMMITS = 1500
 
     def __init__(self, outbox: Outbox):
         self._outbox = outbox
@@ -331,7 +334,7 @@ class _Syncer:
         self._one_at_a_time = threading.Lock()  # the thread and close() never sync at once
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._checkpointed = time.monotonic()
+        self._checkpointed = 0  # commits at the last checkpoint
         try:
             self._checkpoint_db = outbox._connect()
         except sqlite3.Error as exc:
@@ -400,7 +403,7 @@ class _Syncer:
                 if since is not None:
                     self._stop.wait(max(since + self._outbox.group_commit_s - time.monotonic(), 0.0))
                     self.sync()
-                if time.monotonic() - self._checkpointed >= self.CHECKPOINT_EVERY_S:
+                if self._commits - self._checkpointed >= self.CHECKPOINT_COMMITS:
                     self._checkpoint()
         except OutboxError as exc:
             log.error("%s", exc)
@@ -410,11 +413,11 @@ class _Syncer:
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database (PASSIVE: never blocks a writer) so the WAL stays small."""
-        self._checkpointed = time.monotonic()
+        self._checkpointed = self._commits
         try:
             self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
-            log.warning("outbox checkpoint failed (retried in %g s): %s", self.CHECKPOINT_EVERY_S, exc)
+            log.warning("outbox checkpoint failed (retried after %d commits): %s", self.CHECKPOINT_COMMITS, exc)
 
     def close(self) -> None:
         self._stop.set()
