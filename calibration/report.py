@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from markupsafe import Markup
@@ -72,6 +72,33 @@ def _decision_rows(named: Sequence[Tuple[str, dict]]) -> Markup:
 
 def _skipped(skipped) -> Markup:
     return reporting.table(["skipped image", "reason"], [[s.path, s.reason] for s in skipped])
+
+
+def _mistakes(
+    heading: str,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    paths: Sequence[str],
+    image: Callable[[int], np.ndarray],
+    names: Sequence[str],
+    good_index: int,
+    policy: DecisionPolicy,
+    what: str,
+) -> Section:
+    """The escaped and falsely rejected images at ``policy``, as model inputs with their file names;
+    ``image(i)`` gives image ``i`` (only the shown ones are asked for)."""
+    scores = np.asarray(defect_score(probs, good_index))
+
+    def tile(i: int) -> reporting.Tile:
+        predicted = int(probs[i].argmax())
+        return reporting.Tile(
+            image(i),
+            str(paths[i]),
+            (f"{names[labels[i]]} → {names[predicted]}", f"defect score {scores[i]:.3f}"),
+        )
+
+    mistakes = reporting.pass_fail_mistakes(scores, labels != good_index, policy)
+    return Section(heading, reporting.mistake_grids(mistakes, tile, what=what))
 
 
 def _inference_section(candidate) -> Section:
@@ -241,6 +268,24 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     if "test" in metrics:
         named.append((f"{kind}, test", metrics["test"]))
     sections.append(Section("Metrics at the operating point", [_decision_rows(named)]))
+    images, probs, split = (
+        (result.test, result.test_probs, "test split")
+        if result.test is not None and result.test_probs is not None and len(result.test.labels)
+        else (result.val, shown.val_probs, "validation split")
+    )
+    sections.append(
+        _mistakes(
+            f"Escapes and false rejects ({split}, {kind} model)",
+            probs,
+            images.labels,
+            images.paths,
+            lambda i: images.images[i],
+            run.labels,
+            good,
+            policy,
+            split,
+        )
+    )
     columns = [("float", metrics["validation_float"])] + (
         [("converted", metrics["validation"])] if "validation" in metrics else []
     )
@@ -300,6 +345,37 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     return page, png
 
 
+def _evaluation_mistakes(evaluation, good_index: int, policy: DecisionPolicy) -> Section:
+    """Escapes and false rejects of an evaluation: the shown images are read again from the data folder and
+    prepared by the bundle's preprocessing (region of interest, resize), so they are what the model saw."""
+    from inspector.bundle import Bundle
+    from inspector.imageio import load_image
+    from inspector.preprocess import Preprocessor
+
+    manifest = Bundle.load(evaluation.bundle).manifest
+    prepare = Preprocessor(manifest.preprocess).prepare
+    root = Path(evaluation.data_root)
+    section = _mistakes(
+        "Escapes and false rejects",
+        evaluation.probs,
+        evaluation.labels,
+        evaluation.paths,
+        lambda i: prepare(load_image(root / evaluation.paths[i])),
+        manifest.labels,
+        good_index,
+        policy,
+        f"images of the bundle's classes ({', '.join(manifest.labels)})",
+    )
+    unseen = evaluation.metrics.get("unseen_defects")
+    if unseen:
+        section.add(
+            "Defect kinds the bundle was never trained on (counted as defects: passed = escaped; their images "
+            "are not shown above):",
+            reporting.keyed_records_table(unseen, "unseen defect kind", ["support", "passed", "review", "failed"]),
+        )
+    return section
+
+
 def write_evaluation_report(
     evaluation,
     good_index: int,
@@ -323,6 +399,7 @@ def write_evaluation_report(
     ]
     sections = [
         Section("Metrics at the bundle's operating point", [_decision_rows([("bundle", evaluation.metrics)])]),
+        _evaluation_mistakes(evaluation, good_index, policy),
         Section("Per class", [_per_class([("bundle", evaluation.metrics)])]),
     ]
     if evaluation.skipped:

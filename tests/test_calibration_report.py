@@ -1,10 +1,13 @@
 """Calibration and evaluation reports: a PNG with the three plots and an HTML page with the tables."""
 
+import re
+import shutil
+
 import numpy as np
 
-from calibration.evaluate import EvaluationResult, score
 from calibration.report import write_evaluation_report
-from inspector.decision import DecisionPolicy
+from inspector.imageio import save_image
+from inspector.synth import render
 
 
 def _png_size(data: bytes):
@@ -32,15 +35,49 @@ def test_calibration_report(calibrated):
     assert calibrated.report_png.parent == calibrated.report_html.parent
 
 
-def test_evaluation_report(tmp_path):
+def _tiles(page: str, heading: str) -> list:
+    """(name, width, height) of each image tile in the section under ``heading``."""
+    section = page[page.index(heading) :]
+    section = section[: section.index("</section>")]
+    return re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)" width="(\d+)" height="(\d+)">', section)
+
+
+def test_calibration_report_shows_escaped_and_falsely_rejected_test_images(calibrated):
+    page = calibrated.report_html.read_text()
+    kind = calibrated.chosen.conversion.kind
+    tiles = _tiles(page, f"<h2>Escapes and false rejects (test split, {kind} model)</h2>")
+    test = calibrated.metrics(calibrated.chosen.operating_point.policy())["test"]["decision"]
+    wrong = min(24, test["escape"]["count"]) + min(24, test["false_reject"]["count"])
+    assert len(tiles) == wrong
+    assert {name for name, *_ in tiles} <= set(calibrated.test.paths)  # file names relative to the data folder
+    assert all(f"<code class='name'>{name}</code>" in page for name, *_ in tiles)
+
+
+def test_evaluation_report_shows_the_images_behind_its_numbers(int8_bundle, synth_root, tmp_path):
+    from calibration.evaluate import evaluate_bundle
+    from inspector.bundle import Bundle
+
+    manifest = Bundle.load(int8_bundle).manifest
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, 60)
-    probs = rng.dirichlet(np.ones(3), 60)
-    policy = DecisionPolicy(threshold=0.6, review_low=0.5, review_high=0.7)
-    metrics = score(probs, labels, ["good", "dent", "scratch"], "good", policy)
-    result = EvaluationResult("b.inspector", "data", None, metrics, probs, labels, [f"{i}.png" for i in range(60)])
-    page, png = write_evaluation_report(result, 0, policy, tmp_path / "r", "Eval")
+    for i in range(3):  # a defect kind the bundle never saw
+        save_image(data / "dent" / f"dent_{i}.png", render(rng, "dent", (64, 64)))
+    evaluation = evaluate_bundle(int8_bundle, data)
+    page, png = write_evaluation_report(
+        evaluation, manifest.good_index, manifest.decision, tmp_path / "r", "Eval", evaluation.verdict
+    )
     text = page.read_text()
-    assert "<title>Eval</title>" in text and "<td>scratch</td>" in text and "review" in text
+    assert "<title>Eval</title>" in text and "review" in text
+    for label in manifest.labels:
+        assert f"<td>{label}</td>" in text
     width, height = _png_size(png.read_bytes())
     assert width > 1.5 * height
+    tiles = _tiles(text, "<h2>Escapes and false rejects</h2>")
+    decision = evaluation.metrics["decision"]
+    assert len(tiles) == min(24, decision["escape"]["count"]) + min(24, decision["false_reject"]["count"])
+    for name, w, h in tiles:
+        assert (data / name).is_file() and (int(w), int(h)) == (128, 128)  # 64x64 model input, shown at 128
+    dent = evaluation.metrics["unseen_defects"]["dent"]
+    assert "<th>unseen defect kind</th>" in text
+    assert f"<td>dent</td><td>3</td><td>{dent['passed']}</td><td>{dent['review']}</td><td>{dent['failed']}</td>" in text
