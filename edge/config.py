@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
 from edge.homeassistant import HomeAssistantConfig
+from edge.outbox import DEFAULT_GROUP_COMMIT_S
 from inspector.camera import CameraReference
 from inspector.config import ConfigError, StrictModel, load_yaml, set_dotted, validate
 from inspector.decision import DecisionPolicy
@@ -210,7 +211,7 @@ class OutboxConfig(StrictModel):
         "a crash of the process, and neither makes a result wait for the disk before it is published",
     )
     group_commit_s: float = Field(
-        0.05,
+        DEFAULT_GROUP_COMMIT_S,
         gt=0,
         le=10,
         description="synchronous=full: the disk sync runs at most this long after the oldest unsynced "

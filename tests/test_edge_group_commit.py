@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from edge.outbox import read_pending_ids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +118,16 @@ def test_sigkill_after_publishing_but_before_the_sync_loses_nothing(mqtt_broker,
     assert [m["seq"] for m in unique] == list(range(1, 12))  # numbering continued after the kill
     assert read_pending_ids(path) == []
     rec.close()
+
+
+def test_the_group_commit_interval_is_a_typed_key_with_a_bounded_value(tmp_path):
+    from edge.config import load_station_config
+    from edge.outbox import DEFAULT_GROUP_COMMIT_S
+    from inspector.config import ConfigError
+
+    base = {"bundle": "model.inspector", "source": {"type": "folder", "path": str(tmp_path)}}
+    assert load_station_config(None, base).outbox.group_commit_s == DEFAULT_GROUP_COMMIT_S == 0.05
+    assert load_station_config(None, {**base, "outbox.group_commit_s": 0.2}).outbox.group_commit_s == 0.2
+    for bad in (0, -1, 11, "soon"):
+        with pytest.raises(ConfigError, match=r"outbox\.group_commit_s"):
+            load_station_config(None, {**base, "outbox.group_commit_s": bad})
