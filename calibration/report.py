@@ -20,6 +20,7 @@ from markupsafe import Markup
 from inspector import reporting
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict
+from inspector.inference import Classifier
 from inspector.reporting import Section, plots
 
 
@@ -79,22 +80,24 @@ def _mistakes(
     probs: np.ndarray,
     labels: np.ndarray,
     paths: Sequence[str],
-    image: Callable[[int], np.ndarray],
+    image: Callable[[int], Tuple[np.ndarray, Optional[np.ndarray]]],
     names: Sequence[str],
     good_index: int,
     policy: DecisionPolicy,
     what: str,
 ) -> Section:
-    """The escaped and falsely rejected images at ``policy``, as model inputs with their file names;
-    ``image(i)`` gives image ``i`` (only the shown ones are asked for)."""
+    """The escaped and falsely rejected images at ``policy`` with their file names; ``image(i)`` gives image
+    ``i`` as the model saw it and its heatmap overlay or None (only the shown ones are asked for)."""
     scores = np.asarray(defect_score(probs, good_index))
 
     def tile(i: int) -> reporting.Tile:
         predicted = int(probs[i].argmax())
+        crop, overlay = image(i)
         return reporting.Tile(
-            image(i),
+            crop,
             str(paths[i]),
             (f"{names[labels[i]]} → {names[predicted]}", f"defect score {scores[i]:.3f}"),
+            overlay,
         )
 
     mistakes = reporting.pass_fail_mistakes(scores, labels != good_index, policy)
@@ -268,6 +271,7 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     if "test" in metrics:
         named.append((f"{kind}, test", metrics["test"]))
     sections.append(Section("Metrics at the operating point", [_decision_rows(named)]))
+    classifier = Classifier(shown.bundle)
     images, probs, split = (
         (result.test, result.test_probs, "test split")
         if result.test is not None and result.test_probs is not None and len(result.test.labels)
@@ -279,7 +283,7 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
             probs,
             images.labels,
             images.paths,
-            lambda i: images.images[i],
+            lambda i: (images.images[i], reporting.heatmap_overlay(classifier, images.images[i], model_input=True)),
             run.labels,
             good,
             policy,
@@ -347,20 +351,24 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
 
 def _evaluation_mistakes(evaluation, good_index: int, policy: DecisionPolicy) -> Section:
     """Escapes and false rejects of an evaluation: the shown images are read again from the data folder and
-    prepared by the bundle's preprocessing (region of interest, resize), so they are what the model saw."""
+    cut to the bundle's region of interest (at the file's resolution), with the heatmap overlay."""
     from inspector.bundle import Bundle
     from inspector.imageio import load_image
-    from inspector.preprocess import Preprocessor
 
-    manifest = Bundle.load(evaluation.bundle).manifest
-    prepare = Preprocessor(manifest.preprocess).prepare
+    bundle = Bundle.load(evaluation.bundle)
+    manifest, classifier = bundle.manifest, Classifier(bundle)
     root = Path(evaluation.data_root)
+
+    def image(i: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        frame = load_image(root / evaluation.paths[i])
+        return classifier.preprocessor.crop(frame), reporting.heatmap_overlay(classifier, frame)
+
     section = _mistakes(
         "Escapes and false rejects",
         evaluation.probs,
         evaluation.labels,
         evaluation.paths,
-        lambda i: prepare(load_image(root / evaluation.paths[i])),
+        image,
         manifest.labels,
         good_index,
         policy,

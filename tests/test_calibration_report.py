@@ -48,9 +48,10 @@ def test_calibration_report_shows_escaped_and_falsely_rejected_test_images(calib
     tiles = _tiles(page, f"<h2>Escapes and false rejects (test split, {kind} model)</h2>")
     test = calibrated.metrics(calibrated.chosen.operating_point.policy())["test"]["decision"]
     wrong = min(24, test["escape"]["count"]) + min(24, test["false_reject"]["count"])
-    assert len(tiles) == wrong
-    assert {name for name, *_ in tiles} <= set(calibrated.test.paths)  # file names relative to the data folder
-    assert all(f"<code class='name'>{name}</code>" in page for name, *_ in tiles)
+    names = [name for name, *_ in tiles if not name.endswith(" heatmap")]
+    assert len(names) == wrong and len(tiles) == 2 * wrong  # each crop with its heatmap (the bundle has the map)
+    assert set(names) <= set(calibrated.test.paths)  # file names relative to the data folder
+    assert all(f"<code class='name'>{name}</code>" in page for name in names)
 
 
 def test_evaluation_report_shows_the_images_behind_its_numbers(int8_bundle, synth_root, tmp_path):
@@ -75,9 +76,11 @@ def test_evaluation_report_shows_the_images_behind_its_numbers(int8_bundle, synt
     assert width > 1.5 * height
     tiles = _tiles(text, "<h2>Escapes and false rejects</h2>")
     decision = evaluation.metrics["decision"]
-    assert len(tiles) == min(24, decision["escape"]["count"]) + min(24, decision["false_reject"]["count"])
-    for name, w, h in tiles:
-        assert (data / name).is_file() and (int(w), int(h)) == (128, 128)  # 64x64 model input, shown at 128
+    assert len(tiles) == 2 * (min(24, decision["escape"]["count"]) + min(24, decision["false_reject"]["count"]))
+    names = [name for name, *_ in tiles if not name.endswith(" heatmap")]
+    assert [f"{n} heatmap" for n in names] == [n for n, *_ in tiles if n.endswith(" heatmap")]
+    assert all((int(w), int(h)) == (128, 128) for _, w, h in tiles)  # 64x64 images (no ROI), shown at 128
+    assert all((data / name).is_file() for name in names)
     dent = evaluation.metrics["unseen_defects"]["dent"]
     assert "<th>unseen defect kind</th>" in text
     assert f"<td>dent</td><td>3</td><td>{dent['passed']}</td><td>{dent['review']}</td><td>{dent['failed']}</td>" in text

@@ -20,6 +20,7 @@ from inspector.bundle import Bundle
 from inspector.decision import DecisionPolicy
 from inspector.deployability import DeployabilityVerdict
 from inspector.imageio import load_image
+from inspector.inference import Classifier
 from inspector.preprocess import Preprocessor, PreprocessSpec
 from inspector.reporting import Section, plots
 
@@ -125,9 +126,12 @@ def _archived(out: Path, result: dict) -> Optional[Path]:
     return image if image.exists() else None
 
 
-def _part_grid(out: Path, parts: List[dict], crop: Callable[[np.ndarray], np.ndarray]) -> List[reporting.page.Block]:
-    """Tiles of the parts' archived frames cut to the region of interest the station fed the model; parts
-    without an archived frame (a timeout, the archive off) are named below the grid."""
+def _part_grid(
+    out: Path, parts: List[dict], crop: Callable[[np.ndarray], np.ndarray], classifier: Optional[Classifier]
+) -> List[reporting.page.Block]:
+    """Tiles of the parts' archived frames cut to the region of interest the station fed the model, with the
+    bundle's heatmap overlay beside each; parts without an archived frame (a timeout, the archive off) are
+    named below the grid."""
     tiles, missing = [], []
     for part in parts:
         image = _archived(out, part["result"])
@@ -135,15 +139,17 @@ def _part_grid(out: Path, parts: List[dict], crop: Callable[[np.ndarray], np.nda
             missing.append(f"{part['part_id']} ({part['reason']})")
             continue
         rel = image.relative_to(out) if image.is_relative_to(out) else image
+        frame = load_image(image)
         tiles.append(
             reporting.Tile(
-                crop(load_image(image)),
+                crop(frame),
                 part["part_id"],
                 (
                     f"{part['truth']} → {part['action']} ({part['reason']})",
                     f"score {part['result']['defect_score']:.3f}, top class {part['result'].get('top_class', '?')}",
                     str(rel),
                 ),
+                reporting.heatmap_overlay(classifier, frame) if classifier is not None else None,
             )
         )
     blocks: List[reporting.page.Block] = [reporting.image_grid(tiles)]
@@ -177,6 +183,7 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
     _plot_scores(record, truth, good_class, _policy(bundle, record), out / "scores.png")
     roi = bundle.manifest.preprocess.roi if bundle is not None else video.roi
     crop = Preprocessor(PreprocessSpec(width=1, height=1, roi=roi)).crop
+    classifier = Classifier(bundle) if bundle is not None else None
     rows, marks = [], []
     groups: Dict[str, List[dict]] = {"escape": [], "false reject": [], "caught": []}
     for d in sorted(record.decisions, key=lambda d: d.get("part_id") or ""):
@@ -225,14 +232,16 @@ def write_report(out: Path, summary: dict, record: LineRecord, video: LineVideo)
                 ],
             ),
             Section(
-                f"Escapes: {len(groups['escape'])} defective parts accepted", _part_grid(out, groups["escape"], crop)
+                f"Escapes: {len(groups['escape'])} defective parts accepted",
+                _part_grid(out, groups["escape"], crop, classifier),
             ),
             Section(
                 f"False rejects: {len(groups['false reject'])} good parts rejected",
-                _part_grid(out, groups["false reject"], crop),
+                _part_grid(out, groups["false reject"], crop, classifier),
             ),
             Section(
-                f"Caught: {len(groups['caught'])} defective parts rejected", _part_grid(out, groups["caught"], crop)
+                f"Caught: {len(groups['caught'])} defective parts rejected",
+                _part_grid(out, groups["caught"], crop, classifier),
             ),
             Section(
                 "Every part",

@@ -8,7 +8,14 @@ than one of them with :mod:`inspector.reporting.plots` and show the images a per
 plot drawn, so the station never loads them.
 """
 
-from inspector.reporting.gallery import Mistakes, Tile, image_grid, mistake_grids, pass_fail_mistakes
+from inspector.reporting.gallery import (
+    Mistakes,
+    Tile,
+    heatmap_overlay,
+    image_grid,
+    mistake_grids,
+    pass_fail_mistakes,
+)
 from inspector.reporting.page import (
     Section,
     figure,
@@ -32,6 +39,7 @@ __all__ = [
     "Section",
     "Tile",
     "figure",
+    "heatmap_overlay",
     "image_grid",
     "keyed_records_table",
     "links",

@@ -5,7 +5,7 @@ they reach the customer, then false rejects (good parts failed), then other mist
 region of interest the model was fed (not the whole frame: a defect is a few pixels of it), captioned with
 the image's file name relative to the data folder (or the part id on a line), so the file can be found and
 relabelled, and the truth, the decision and the score. A tile may carry a second image, the class-activation
-heatmap overlay of :mod:`inspector.localization`, shown beside the crop.
+heatmap overlay of :mod:`inspector.localization` (:func:`heatmap_overlay`), shown beside the crop.
 
 Images are embedded in the page as PNG (``data:`` URLs), so a report stands alone when mailed or moved.
 Small crops are scaled up in the browser without smoothing, so pixels stay pixels.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -25,6 +25,9 @@ from markupsafe import Markup
 from inspector.decision import DecisionPolicy
 from inspector.operating_point import outcomes
 from inspector.reporting.page import Block, paragraph, rate
+
+if TYPE_CHECKING:
+    from inspector.inference import Classifier
 
 TILE_HEIGHT = 128  # pixels a tile's image is shown at (scaled up or down in the browser)
 LIMIT = 24  # tiles per grid unless a report asks for another number
@@ -71,6 +74,31 @@ def image_grid(tiles: Sequence[Tile], *, height: int = TILE_HEIGHT, empty: str =
         caption = Markup("<br>").join([Markup("<code class='name'>{}</code>").format(tile.name), *tile.lines])
         figures.append(Markup("<figure class='tile'>{}<figcaption>{}</figcaption></figure>").format(images, caption))
     return Markup("<div class='grid'>{}</div>").format(Markup("").join(figures))
+
+
+def heatmap_overlay(classifier: Classifier, image: np.ndarray, *, model_input: bool = False) -> Optional[np.ndarray]:
+    """The class-activation heatmap (:mod:`inspector.localization`) over an RGB ``image``, cut to the region
+    of interest like the crop shown beside it; None for a bundle without the class map.
+
+    ``image`` is a camera frame or an image file (the bundle's preprocessing applies), or with
+    ``model_input`` an already prepared model input. The map is the plain single view's (one invoke, no
+    flip averaging or tiles): where the model looks, not the bundle's averaged decision.
+    """
+    from inspector.localization import locate, render_overlay
+    from inspector.preprocess import ChannelOrder, Preprocessor
+
+    spec = classifier.preprocessor.spec
+    if model_input:
+        spec = spec.model_copy(update={"roi": None})
+    if not classifier.runner.has_class_map:
+        return None
+    prep = Preprocessor(spec)
+    classifier.runner.run(prep.prepare(image, ChannelOrder.RGB))
+    class_map = classifier.runner.class_map()
+    if class_map is None:
+        return None
+    heat = locate(class_map, classifier.labels, classifier.good_index, spec, image.shape)
+    return prep.crop(render_overlay(image, heat))
 
 
 @dataclass(frozen=True)
