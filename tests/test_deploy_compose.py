@@ -104,6 +104,17 @@ def test_dockerfile_copies_existing_files_that_the_dockerignore_lets_through(doc
     assert (DEPLOY / "docker" / "constraints.txt").read_text().count("numpy<2") == 1
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_station_state_dir_is_the_volume(dockerfile):
+    """Outbox and archive must land on the volume, not in the container's home (lost on re-creation)."""
+    from edge.config import default_state_dir
+
+    instructions = list(_instructions(dockerfile))
+    volume = dict(instructions)["VOLUME"]
+    env = dict(rest.split("=", 1) for keyword, rest in instructions if keyword == "ENV" and "=" in rest)
+    assert default_state_dir("line1", "cam1", env) == Path("/var/lib/inspector") and "/var/lib/inspector" in volume
+
+
 def test_every_package_directory_the_product_needs_on_a_device_is_copied():
     assert [p.name for p in DOCKERFILES] == ["Dockerfile.jetson", "Dockerfile.rpi"]
     copied = set()
