@@ -3,13 +3,16 @@
 For MobileNetV3 Small and Large, each input size and INT8 / float16 / float32 exports of the same
 random-init model (see :mod:`bench.models`), a fresh TensorFlow-free process (:mod:`bench.probe`)
 times set-input + invoke + get-output with the edge's backend at 1 and 2 threads (interleaved blocks),
-and records the model size on disk and the process memory with one interpreter loaded.
+and records the model size on disk, the process memory with one interpreter loaded, and how the model
+is split between the XNNPACK delegate and TFLite's own kernels (:mod:`inspector.delegation`: partitions,
+and the ops left outside them). A full-integer INT8 model is fast only as one partition.
 
 Full: sizes 224, 160, 128, 96 and 300 invocations per thread count. Quick: size 224 only, 100 invocations.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -54,12 +57,15 @@ def run(quick: bool, out_dir: Path) -> Path:
                     "model_memory_mb",
                 )
             },
+            "delegation": probe["delegation"],
+            "load_average": [round(x, 2) for x in os.getloadavg()],  # after the probe: shared machine
             "threads": probe["threads"],
         }
         rows.append(row)
         t1, t2 = probe["threads"]["1"]["latency_ms"], probe["threads"]["2"]["latency_ms"]
         log(
             f"{v}: 1 thread p50 {t1['p50']:.2f} ms p99 {t1['p99']:.2f}; 2 threads p50 {t2['p50']:.2f} ms "
-            f"p99 {t2['p99']:.2f}; {row['model_mb']:.2f} MB, peak RSS {row['peak_rss_one_interpreter_mb']} MB"
+            f"p99 {t2['p99']:.2f}; {row['model_mb']:.2f} MB, peak RSS {row['peak_rss_one_interpreter_mb']} MB; "
+            f"{probe['delegation']['partitions']} XNNPACK partition(s), outside: {probe['delegation']['outside']}"
         )
     return write_result(out_dir, NAME, ctx, {"built_this_run": built, "reps": reps, "rows": rows}, started)

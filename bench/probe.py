@@ -47,6 +47,7 @@ def _frame(spec):
 def latency(bundle_path: str, threads: List[int], reps: int, warmup: int = 10) -> dict:
     from bench.common import summary
     from inspector.bundle import Bundle
+    from inspector.delegation import delegation
     from inspector.inference import ModelRunner
 
     before = _rss_mb()
@@ -86,6 +87,7 @@ def latency(bundle_path: str, threads: List[int], reps: int, warmup: int = 10) -
     }
     for n in threads:
         out["threads"][str(n)] = {"latency_ms": summary(times[n]), "throughput_fps": round(len(times[n]) / busy[n], 2)}
+    out["delegation"] = delegation(bundle.model).describe()  # after the memory figures: it loads the model again
     return out
 
 
