@@ -174,22 +174,78 @@ def pipeline_section(doc: dict) -> List[str]:
 
 def outbox_section(doc: dict) -> List[str]:
     res = doc["results"]
+    alone = [
+        [
+            a["mode"],
+            a["results"],
+            _f(a["results_per_s"], 0),
+            a["syncs"],
+            _f(a["power_cut_window_ms"]),
+            _f(a["max_sync_ms"]),
+            a["load_average"]["start"][0],
+        ]
+        for a in res.get("alone", [])
+    ]
     rows = [
         [
             t["synchronous"],
             t["results"],
             _f(t["add_per_s"], 0),
             _f(t["acked_per_s"], 0),
+            _f(t.get("power_cut_window_ms")),
             f"{t['received_unique']}/{t['sent']}",
             t["duplicates"],
         ]
         for t in res["throughput"]
     ]
+    paced = [
+        [
+            p["publish"],
+            _f(p["rate_per_s"], 0),
+            " / ".join(_f(p["submit_to_publish_ms"][k]) for k in ("p50", "p90", "p99")),
+            " / ".join(_f(p["submit_to_subscriber_ms"][k]) for k in ("p50", "p90", "p99")),
+            _f(p["power_cut_window_ms"]),
+            f"{p['received_unique']}/{p['sent']}",
+        ]
+        for p in res.get("paced", [])
+    ]
     o = res["outage"]
     return (
         ["### 4. Outbox and MQTT (QoS 1, 20 in flight)", "", _ctx(doc), ""]
         + _table(
-            ["outbox synchronous", "results", "added/s", "through to PUBACK/s", "received (by id)", "duplicates"], rows
+            [
+                "outbox alone",
+                "results",
+                "results/s written, acknowledged, synced",
+                "syncs",
+                "power-cut window ms",
+                "longest sync ms",
+                "load average",
+            ],
+            alone,
+        )
+        + _table(
+            [
+                "to Mosquitto: synchronous",
+                "results",
+                "submitted/s",
+                "through to PUBACK/s",
+                "power-cut window ms",
+                "received (by id)",
+                "duplicates",
+            ],
+            rows,
+        )
+        + _table(
+            [
+                "paced: publish",
+                "results/s",
+                "submit to publish p50 / p90 / p99 ms",
+                "submit to subscriber p50 / p90 / p99 ms",
+                "power-cut window ms",
+                "received (by id)",
+            ],
+            paced,
         )
         + _table(
             [
