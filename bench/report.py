@@ -55,6 +55,7 @@ def interpreter_section(doc: dict) -> List[str]:
                 _f(t2["throughput_fps"]),
                 _f(r["peak_rss_one_interpreter_mb"], 0),
                 _f(r["model_memory_mb"], 0),
+                _partitions(r.get("delegation")),
             ]
         )
     return [
@@ -73,9 +74,18 @@ def interpreter_section(doc: dict) -> List[str]:
             "fps 2t",
             "peak RSS MB",
             "model RSS MB",
+            "XNNPACK partitions (ops outside)",
         ],
         rows,
     )
+
+
+def _partitions(delegation: Optional[dict]) -> str:
+    """``1 (QUANTIZE 2, SOFTMAX 1)``; empty for results measured before the count existed."""
+    if not delegation:
+        return ""
+    outside = ", ".join(f"{name} {count}" for name, count in delegation["outside"].items())
+    return f"{delegation['partitions']} ({outside or 'none'})"
 
 
 def pipeline_section(doc: dict) -> List[str]:

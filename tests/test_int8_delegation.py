@@ -22,6 +22,16 @@ def test_int8_bundle_is_one_partition(int8_bundle):
     assert set(d.outside) <= ENDS, str(d)
 
 
+def test_bundle_verify_reports_the_partitions(int8_bundle, capsys):
+    import json
+
+    from app.cli import main
+
+    assert main(["bundle", "verify", str(int8_bundle), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["delegation"]["partitions"] == 1
+
+
 @pytest.fixture(scope="module")
 def hard_swish_model(synth_root):
     """(Keras MobileNetV3Small + SE with hard-swish, prepared uint8 synthetic images)."""

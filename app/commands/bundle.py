@@ -1,7 +1,8 @@
 """Inspect or verify a model bundle (.inspector zip or directory).
 
 `inspect` prints the manifest summary; `verify` also loads the model in the edge interpreter and runs one
-blank frame through it, which is what a device does before it accepts a new model.
+blank frame through it, which is what a device does before it accepts a new model, and says how the model
+is split between the XNNPACK delegate and TFLite's own kernels (one partition is the fast path).
 
 Example:
   inspector bundle inspect model.inspector
@@ -29,10 +30,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "inspect":
         print(bundle.manifest_json() if args.json else bundle.summary())
         return 0
+    from inspector.delegation import delegation
     from inspector.inference import Classifier
 
     clf = Classifier(bundle)
     result = clf.warm_up()
+    split = delegation(bundle.model)
     if args.json:
         print(
             json.dumps(
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
                     "backend": clf.runner.backend.value,
                     "verdict": result.verdict.value,
                     "inference_ms": round(result.inference_ms, 3),
+                    "delegation": split.describe(),
                     "manifest": json.loads(bundle.manifest_json()),
                 }
             )
@@ -49,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     print(bundle.summary())
     print(
         f"verified: checksum ok, loads in {clf.runner.backend.value}, "
-        f"test frame -> {result.verdict.value} ({result.inference_ms:.1f} ms)"
+        f"test frame -> {result.verdict.value} ({result.inference_ms:.1f} ms); {split}"
     )
     return 0
