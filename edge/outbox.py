@@ -143,6 +143,8 @@ class Outbox:
             row = self._db.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
             stored_max = self._db.execute("SELECT MAX(seq) FROM results").fetchone()[0] or 0
             self._last_seq = max(row[0] if row else 0, stored_max)
+            self._reader = self._connect()
+            self._read_lock = threading.Lock()
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"{self.path}: cannot open the outbox: {exc}") from None
         self._syncer = _Syncer(self) if synchronous == "full" else None
@@ -214,10 +216,11 @@ class Outbox:
             return Enqueued(len(keep) == len(items), deleted + len(items) - len(keep), self._depth)
 
     def pending(self, after: int = 0, limit: int = 100) -> List[Row]:
-        """Queued results with ``rowid > after``, oldest first."""
-        with self._lock:
+        """Queued results with ``rowid > after``, oldest first (read on a connection of its own: WAL lets it
+        run while a writer commits, so the drain never waits for a commit to publish the previous one)."""
+        with self._read_lock:
             try:
-                rows = self._db.execute(
+                rows = self._reader.execute(
                     "SELECT rowid, result_id, seq, topic, payload FROM results WHERE state=0 AND rowid>? "
                     "ORDER BY rowid LIMIT ?",
                     (after, limit),
@@ -298,6 +301,8 @@ class Outbox:
         """Sync what was written, checkpoint the WAL into the database, close the file."""
         if self._syncer is not None:
             self._syncer.close()
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

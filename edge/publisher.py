@@ -305,8 +305,19 @@ class Publisher:
                 self._stopping.wait(0.5)
 
     def _drain_once(self, inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]], state: _DrainState) -> None:
-        """Harvest acknowledgements, send events, then hand paho the results written since ``state.cursor``."""
-        self._harvest(inflight)
+        """Harvest acknowledgements, send events, hand paho the results written since ``state.cursor``, then
+        delete the acknowledged rows (after the publish: a new result never waits for that transaction)."""
+        acked = self._harvest(inflight)
+        try:
+            self._send_results(inflight, state)
+        finally:
+            self.acknowledged += len(acked)
+            # One transaction for every PUBACK harvested at this wake, made durable by the outbox's next
+            # group sync; if it fails, the rows stay queued and go out again at the next start.
+            self.outbox.ack(acked)
+
+    def _send_results(self, inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]], state: _DrainState) -> None:
+        """Connected only: queued events, then new results up to ``max_inflight`` (after paho's resends)."""
         with self._state:
             connected = self._connected
             if self._reconnected:
@@ -360,11 +371,12 @@ class Publisher:
                 return True
         return any(not info.is_published() for info in list(self._event_infos))
 
-    def _harvest(self, inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]) -> None:
+    def _harvest(self, inflight: OrderedDict[int, Tuple[Row, mqtt.MQTTMessageInfo]]) -> List[int]:
+        """Take the results the broker answered out of ``inflight``; returns the rowids it accepted."""
         done = [rowid for rowid, (_, info) in inflight.items() if info.is_published()]
+        acked: List[int] = []
         if not done:
-            return
-        acked = []
+            return acked
         now = time.monotonic()
         with self._state:
             refused = {rowid: self._refused.pop(inflight[rowid][1].mid, None) for rowid in done}
@@ -377,10 +389,7 @@ class Publisher:
                 acked.append(rowid)
             else:
                 self._reject(row, f"broker refused the result: {reason[0]}")
-        self.acknowledged += len(acked)
-        # One transaction for every PUBACK harvested since the last wake, made durable by the outbox's
-        # next group sync; if it fails, the rows stay queued and go out again at the next start.
-        self.outbox.ack(acked)
+        return acked
 
     def _reject(self, row: Row, reason: str) -> None:
         log.error("result %s (seq %d) rejected: %s", row.result_id, row.seq, reason)
