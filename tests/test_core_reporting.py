@@ -192,3 +192,18 @@ def test_mistakes_are_escapes_and_false_rejects_worst_first():
     assert "img0.png" in blocks[1] and "img2.png" not in blocks[1]
     assert blocks[2].startswith("<p>False rejects (good parts failed), test split: 66.67% (2 of 3)")
     assert built == [0, 1]  # only the shown tiles are built (a report loads no more images than it shows)
+
+
+def test_render_heatmap_over_a_model_input_and_over_a_frame_cut_to_its_roi():
+    from inspector.preprocess import PreprocessSpec, Roi
+
+    class_map = np.zeros((2, 2, 2), np.float32)  # cells_y x cells_x x (good, crack)
+    class_map[1, 0, 1] = 4.0  # crack evidence in the bottom-left cell only
+    model_input = np.full((64, 64, 3), 100, np.uint8)
+    drawn = reporting.render_heatmap(model_input, class_map, ["good", "crack"], 0)
+    assert drawn.shape == (256, 256, 3)  # drawn large enough that its text stays small next to the part
+    red = drawn[..., 0].astype(int) - drawn[..., 2].astype(int)
+    assert red[160:250, 10:100].mean() > 50 and abs(red[10:100, 160:250].mean()) < 5  # the hot cell, not the rest
+    frame = np.full((240, 320, 3), 100, np.uint8)
+    spec = PreprocessSpec(width=64, height=64, roi=Roi(x=96, y=56, width=128, height=128))
+    assert reporting.render_heatmap(frame, class_map, ["good", "crack"], 0, spec).shape == (128, 128, 3)

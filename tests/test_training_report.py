@@ -42,6 +42,7 @@ def test_report_names_the_test_images_to_look_at(trained_run):
     assert len(gated) == min(8, d["escapes"]) + min(8, d["false_rejects"])
     for name in shown + gated:
         assert name in test["paths"] and (Path(run["dataset_root"]) / name).is_file()
+    assert len(re.findall(r'alt="[^"]+ heatmap"', html)) == len(shown + gated)  # each beside its image
     assert "misclassified.png" not in html and "{" not in html[html.index("<body>") :]
 
 

@@ -12,7 +12,7 @@ matplotlib convention.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 from markupsafe import Markup
@@ -91,11 +91,33 @@ def plot_roc(scores: np.ndarray, is_defect: np.ndarray, threshold: float, path: 
     plots.save(fig, path)
 
 
+def heatmaps(model, images: np.ndarray, labels: Sequence[str], good_index: int) -> Callable[[int], np.ndarray]:
+    """``overlay(i)``: the class-activation heatmap over model input ``images[i]``, from the float model with
+    the map head the bundle gets (:mod:`training.cam`), drawn as the station draws it."""
+    from training.cam import with_class_map
+    from training.model import export_model
+
+    mapped = with_class_map(export_model(model))
+
+    def overlay(i: int) -> np.ndarray:
+        _, cells = mapped([images[i][np.newaxis].astype(np.float32)], training=False)  # the inputs as a list, as built
+        return reporting.render_heatmap(images[i], np.asarray(cells)[0], labels, good_index)
+
+    return overlay
+
+
 def image_sections(
-    test_data, probs: np.ndarray, labels: Sequence[str], good: str, policy: DecisionPolicy, limit: int
+    test_data,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    good: str,
+    policy: DecisionPolicy,
+    limit: int,
+    overlay: Optional[Callable[[int], np.ndarray]] = None,
 ) -> List[Section]:
     """The test images behind the numbers: escapes and false rejects at the operating point, then the most
-    confident class mistakes (at most ``limit``), each captioned with its file name."""
+    confident class mistakes (at most ``limit``), each captioned with its file name and, with ``overlay``,
+    its heatmap beside it."""
     good_index = labels.index(good)
     scores = np.asarray(defect_score(probs, good_index)) if len(probs) else np.zeros(0)
 
@@ -108,6 +130,7 @@ def image_sections(
                 f"{labels[test_data.labels[i]]} → {labels[predicted]} (p {probs[i, predicted]:.2f})",
                 f"defect score {scores[i]:.3f}",
             ),
+            overlay(i) if overlay is not None else None,
         )
 
     mistakes = reporting.pass_fail_mistakes(scores, test_data.labels != good_index, policy)
@@ -166,8 +189,10 @@ def write_report(
     test_data,
     test_probs: np.ndarray,
     verdict: DeployabilityVerdict,
+    model=None,
 ) -> Path:
-    """Write the PNGs and ``report.html`` into ``run_dir`` (the verdict at the top); returns the HTML path."""
+    """Write the PNGs and ``report.html`` into ``run_dir`` (the verdict at the top); returns the HTML path.
+    With the final Keras ``model``, the test images shown get their heatmap overlay."""
     run_dir = Path(run_dir)
     labels, good = metrics["labels"], metrics["good_class"]
     test = metrics["test"]
@@ -260,6 +285,7 @@ def write_report(
                 good,
                 DecisionPolicy.model_validate(policy),
                 config.report.max_misclassified,
+                heatmaps(model, test_data.images, labels, labels.index(good)) if model is not None else None,
             ),
             Section(
                 "Per class (test)",

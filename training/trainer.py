@@ -522,7 +522,7 @@ def _finish(
                 for name in ("val", "test")
             },
         )
-        write_report(folder.root, config, metrics, history, data["test"], probs["test"], verdict)
+        write_report(folder.root, config, metrics, history, data["test"], probs["test"], verdict, model=model)
         RunManifest(
             labels=labels,
             good_class=good_class,

@@ -15,6 +15,7 @@ from inspector.reporting.gallery import (
     image_grid,
     mistake_grids,
     pass_fail_mistakes,
+    render_heatmap,
 )
 from inspector.reporting.page import (
     Section,
@@ -52,6 +53,7 @@ __all__ = [
     "preformatted",
     "rate",
     "records_table",
+    "render_heatmap",
     "render_page",
     "table",
     "verdict_banner",

@@ -5,7 +5,8 @@ they reach the customer, then false rejects (good parts failed), then other mist
 region of interest the model was fed (not the whole frame: a defect is a few pixels of it), captioned with
 the image's file name relative to the data folder (or the part id on a line), so the file can be found and
 relabelled, and the truth, the decision and the score. A tile may carry a second image, the class-activation
-heatmap overlay of :mod:`inspector.localization` (:func:`heatmap_overlay`), shown beside the crop.
+heatmap overlay of :mod:`inspector.localization` (:func:`render_heatmap`, :func:`heatmap_overlay` for a
+bundle), shown beside the crop.
 
 Images are embedded in the page as PNG (``data:`` URLs), so a report stands alone when mailed or moved.
 Small crops are scaled up in the browser without smoothing, so pixels stay pixels.
@@ -24,6 +25,7 @@ from markupsafe import Markup
 
 from inspector.decision import DecisionPolicy
 from inspector.operating_point import outcomes
+from inspector.preprocess import ChannelOrder, Preprocessor, PreprocessSpec
 from inspector.reporting.page import Block, paragraph, rate
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 TILE_HEIGHT = 128  # pixels a tile's image is shown at (scaled up or down in the browser)
 LIMIT = 24  # tiles per grid unless a report asks for another number
+OVERLAY_SIDE = 256  # a model input's heatmap is drawn at least this wide (its text stays small)
 
 
 @dataclass(frozen=True)
@@ -76,29 +79,45 @@ def image_grid(tiles: Sequence[Tile], *, height: int = TILE_HEIGHT, empty: str =
     return Markup("<div class='grid'>{}</div>").format(Markup("").join(figures))
 
 
-def heatmap_overlay(classifier: Classifier, image: np.ndarray, *, model_input: bool = False) -> Optional[np.ndarray]:
-    """The class-activation heatmap (:mod:`inspector.localization`) over an RGB ``image``, cut to the region
-    of interest like the crop shown beside it; None for a bundle without the class map.
-
-    ``image`` is a camera frame or an image file (the bundle's preprocessing applies), or with
-    ``model_input`` an already prepared model input. The map is the plain single view's (one invoke, no
-    flip averaging or tiles): where the model looks, not the bundle's averaged decision.
-    """
+def render_heatmap(
+    image: np.ndarray,
+    class_map: np.ndarray,
+    labels: Sequence[str],
+    good_index: int,
+    spec: Optional[PreprocessSpec] = None,
+) -> np.ndarray:
+    """A model's class map (:mod:`inspector.localization`) drawn over an RGB ``image``: a frame the bundle's
+    ``spec`` prepares (the overlay is cut to its region of interest, like the crop beside it), or without
+    ``spec`` the model input itself, drawn at least :data:`OVERLAY_SIDE` pixels wide so that the class and
+    strength written on it stay small next to the part."""
     from inspector.localization import locate, render_overlay
-    from inspector.preprocess import ChannelOrder, Preprocessor
 
-    spec = classifier.preprocessor.spec
-    if model_input:
-        spec = spec.model_copy(update={"roi": None})
+    if spec is not None:
+        heat = locate(class_map, list(labels), good_index, spec, image.shape)
+        return Preprocessor(spec).crop(render_overlay(image, heat))
+    h, w = image.shape[:2]
+    scale = max(1, -(-OVERLAY_SIDE // max(h, w)))
+    larger = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)  # nearest neighbour: pixels stay pixels
+    heat = locate(class_map, list(labels), good_index, PreprocessSpec(width=w, height=h), larger.shape)
+    return render_overlay(larger, heat)
+
+
+def heatmap_overlay(classifier: Classifier, image: np.ndarray, *, model_input: bool = False) -> Optional[np.ndarray]:
+    """:func:`render_heatmap` of a bundle's class map for an RGB ``image`` (a camera frame or an image file,
+    or with ``model_input`` an already prepared model input); None for a bundle without the map.
+
+    The map is the plain single view's (one invoke, no flip averaging or tiles): where the model looks, not
+    the bundle's averaged decision.
+    """
     if not classifier.runner.has_class_map:
         return None
-    prep = Preprocessor(spec)
-    classifier.runner.run(prep.prepare(image, ChannelOrder.RGB))
+    spec = classifier.preprocessor.spec
+    prepared = Preprocessor(spec.model_copy(update={"roi": None})) if model_input else classifier.preprocessor
+    classifier.runner.run(prepared.prepare(image, ChannelOrder.RGB))
     class_map = classifier.runner.class_map()
     if class_map is None:
         return None
-    heat = locate(class_map, classifier.labels, classifier.good_index, spec, image.shape)
-    return prep.crop(render_overlay(image, heat))
+    return render_heatmap(image, class_map, classifier.labels, classifier.good_index, None if model_input else spec)
 
 
 @dataclass(frozen=True)
