@@ -339,23 +339,35 @@ def _candidate(
     )
     auto = options.tta == FlipChoice.AUTO or options.tiles == TilingChoice.AUTO
     if trials:
-        chosen = choose(trials, default, auto)
-        spec, probs, op = chosen.inference, chosen.probs, chosen.operating_point
+        # auto's pick first; should it fail the guard where the default passes, the default is kept
+        picks = list({id(t): t for t in (choose(trials, default, auto), choose(trials, default, False))}.values())
+        tried = [(t.inference, t.probs, t.operating_point) for t in picks]
     else:
-        spec = default
-        probs = predict_bundle(plain, val, root, options.threads, inference=spec)
-        op = pick(defect_score(probs, good), spec)
+        probs = predict_bundle(plain, val, root, options.threads, inference=default)
+        tried = [(default, probs, pick(defect_score(probs, good), default))]
+    for spec, probs, op in tried:
+        float_probs = float_val(spec.tta)
+        whole = (
+            probs
+            if spec.tiling is None
+            else predict_bundle(plain, val, threads=options.threads, inference=InferenceSpec(tta=spec.tta))
+        )
+        parity = check_parity(
+            float_probs,
+            whole,
+            val.labels,
+            good,
+            op.policy(),
+            options.accuracy_budget,
+            conversion.kind,
+            options.interval,
+        )
+        log.debug("%s", parity.summary())
+        if parity.passed:
+            break
+        if spec != tried[-1][0]:
+            log.warning("%s fails the accuracy guard; keeping %s", spec.describe(), tried[-1][0].describe())
     bundle = Bundle.create(_manifest(run, conversion, run.spec, options, inference=spec), conversion.model)
-    float_probs = float_val(spec.tta)
-    whole = (
-        probs
-        if spec.tiling is None
-        else predict_bundle(plain, val, threads=options.threads, inference=InferenceSpec(tta=spec.tta))
-    )
-    parity = check_parity(
-        float_probs, whole, val.labels, good, op.policy(), options.accuracy_budget, conversion.kind, options.interval
-    )
-    log.debug("%s", parity.summary())
     return Candidate(conversion, bundle, probs, op, parity, trials, float_probs)
 
 

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     for item in result.skipped:
         print(f"skipped {item.path}: {item.reason}")
     where = f"{args.data_root}" + (f" (split {args.split} of {args.split_file})" if args.split_file else "")
-    print(format_metrics(result.metrics, f"bundle {args.bundle} on {where}"))
+    inference = Bundle.load(args.bundle).manifest.inference.describe()
+    print(format_metrics(result.metrics, f"bundle {args.bundle} ({inference}) on {where}"))
     name = Path(args.bundle.rstrip("/")).name
     stem = name[: -len(BUNDLE_SUFFIX)] if name.endswith(BUNDLE_SUFFIX) else Path(name).stem
     out = result.save(args.out or f"{stem}_evaluation.json")

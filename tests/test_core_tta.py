@@ -168,6 +168,7 @@ def test_predict_decides_like_evaluate(tmp_path, int8_bundle, large_parts):
         )
 
 
+@pytest.mark.slow
 def test_calibrate_chooses_the_threshold_on_the_flip_averaged_scores(trained_run):
     from calibration.calibrate import RunInfo, calibrate
     from inspector.operating_point import choose_policy
