@@ -33,6 +33,11 @@ COMMANDS = [
     ("run", "edge.cli", "run an inspection station: camera -> model -> pass/fail over MQTT"),
     ("controller", "controller.cli", "run the reference line controller"),
     ("monitor", "controller.monitor_cli", "live terminal view of the stations on a broker"),
+    (
+        "send",
+        "app.commands.send",
+        "send a command (reload, set_threshold, trigger, ...) to a station and wait for its answer",
+    ),
     ("review", "review.cli", "review archived frames in a browser and label them into the dataset folders"),
     ("bench", "bench.cli", "run the benchmarks (source checkout only)"),
     ("demo", "app.commands.demo", "run the whole line on this machine"),

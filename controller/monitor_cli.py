@@ -20,14 +20,11 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help="take the broker settings (mqtt section) from a line or station config")
-    parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker (default localhost:1883, or the config's)")
+    from inspector.mqtt import add_broker_arguments
+
+    add_broker_arguments(parser)
     parser.add_argument("--host", help=argparse.SUPPRESS)  # before --broker; kept so old scripts still run
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--username", help="broker user (a read-only dashboard user is enough)")
-    parser.add_argument("--password-env", help="environment variable holding the password")
-    parser.add_argument("--prefix", help="topic prefix (default inspector, or the config's)")
-    parser.add_argument("--protocol", choices=["5", "3.1.1"], help="MQTT version (default 5, or the config's)")
     parser.add_argument("--line", default="+", help="only this line (default: all lines)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between repaints (default 1)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds over which results/min is counted")
@@ -35,29 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", type=float, default=2.0, help="with --once: how long to collect (default 2)")
     parser.add_argument("--duration", type=float, help="exit after this many seconds")
     parser.add_argument("--no-color", action="store_true", help="no ANSI colours")
-
-
-def _mqtt_config(args: argparse.Namespace):
-    from inspector.config import load_yaml
-    from inspector.mqtt import MqttConfig, parse_broker
-
-    data = {}
-    if args.config:
-        loaded = load_yaml(args.config) or {}
-        data = dict(loaded.get("mqtt") or {}) if isinstance(loaded, dict) else {}
-    host, port = parse_broker(args.broker) if args.broker else (args.host, args.port)
-    for key, value in (
-        ("host", host),
-        ("port", port),
-        ("username", args.username),
-        ("password_env", args.password_env),
-        ("prefix", args.prefix),
-        ("protocol", args.protocol),
-    ):
-        if value is not None:
-            data[key] = value
-    data.pop("client_id", None)  # never take over a station's or the controller's session
-    return MqttConfig.model_validate(data)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     import uuid
 
     from controller.monitor import CLEAR, LineMonitor, render
-    from inspector.mqtt import BrokerClient
+    from inspector.mqtt import BrokerClient, mqtt_config_from_arguments
 
     if not getattr(args, "verbose", False):  # the screen is the output: no "connected" lines on stderr
         logging.getLogger().setLevel(logging.WARNING)
-    cfg = _mqtt_config(args)
+    cfg = mqtt_config_from_arguments(args)
     monitor = LineMonitor(window_s=args.window, started=time.monotonic())
     client = BrokerClient(cfg, f"inspector-monitor-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     client.on_connect(lambda _: client.client.subscribe(monitor.subscriptions(cfg.prefix, args.line)))

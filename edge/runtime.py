@@ -643,6 +643,7 @@ class Station:
         if retained:
             self._reject("retained commands are ignored; publish commands with retain=false", payload=payload)
             return
+        cmd: Optional[StationCommand] = None
         try:
             cmd = parse_command(payload, channel)
             if isinstance(cmd, ReloadCommand):  # resolved here, once: the loader opens exactly this path
@@ -652,8 +653,8 @@ class Station:
                     )
                 )
                 return
-        except CommandError as exc:
-            self._reject(str(exc), payload=payload)
+        except CommandError as exc:  # a valid reload of an unusable path still answers its request_id
+            self._reject(str(exc), cmd.request_id if cmd is not None else None, payload=payload)
             return
         if isinstance(cmd, TriggerCommand):
             if self.cfg.mode.type != "triggered":

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import ssl
@@ -31,7 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field, field_validator, model_validator
 
-from inspector.config import ConfigError, StrictModel
+from inspector.config import ConfigError, StrictModel, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,42 @@ def parse_broker(text: str) -> Tuple[str, Optional[Union[int, str]]]:
     if not sep:
         return text, None
     return host, int(port) if port.isdigit() else port
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The broker options of the commands that only talk to a broker (monitor, send), spelled one way."""
+    parser.add_argument("-c", "--config", help="take the broker settings (mqtt section) from a line or station config")
+    parser.add_argument("--broker", metavar="HOST[:PORT]", help="MQTT broker (default localhost:1883, or the config's)")
+    parser.add_argument("--username", help="broker user")
+    parser.add_argument("--password-env", help="environment variable holding the password")
+    parser.add_argument("--prefix", help="topic prefix (default inspector, or the config's)")
+    parser.add_argument("--protocol", choices=["5", "3.1.1"], help="MQTT version (default 5, or the config's)")
+
+
+def mqtt_config_from_arguments(args: argparse.Namespace) -> MqttConfig:
+    """:class:`MqttConfig` from :func:`add_broker_arguments`' options over the config file's ``mqtt`` section.
+
+    The config's ``client_id`` is dropped: a tool must never take over a station's or the controller's session.
+    """
+    data: Dict[str, Any] = {}
+    if args.config:
+        loaded = load_yaml(args.config) or {}
+        data = dict(loaded.get("mqtt") or {}) if isinstance(loaded, dict) else {}
+    host, port = (
+        parse_broker(args.broker) if args.broker else (getattr(args, "host", None), getattr(args, "port", None))
+    )
+    for key, value in (
+        ("host", host),
+        ("port", port),
+        ("username", args.username),
+        ("password_env", args.password_env),
+        ("prefix", args.prefix),
+        ("protocol", args.protocol),
+    ):
+        if value is not None:
+            data[key] = value
+    data.pop("client_id", None)
+    return MqttConfig.model_validate(data)
 
 
 def _path(value: Optional[Path]) -> Optional[str]:
