@@ -78,7 +78,9 @@ def score_block(probs: np.ndarray, labels: np.ndarray, good_index: int, policy) 
     }
 
 
-def run_one(data: Path, seed: int, run_dir: Path, extra: Sequence[str], good_class: str = GOOD) -> dict:
+def run_one(
+    data: Path, seed: int, run_dir: Path, extra: Sequence[str], good_class: str = GOOD, reuse: bool = False
+) -> dict:
     """Train with the plain default command and calibrate; the ``test`` block, verdicts and wall times."""
     cmd = [
         sys.executable,
@@ -98,15 +100,23 @@ def run_one(data: Path, seed: int, run_dir: Path, extra: Sequence[str], good_cla
     for item in extra:
         cmd += ["--set", item]
     started = time.time()
-    subprocess.run(cmd, check=True, cwd=REPO)
-    train_s = time.time() - started
+    if reuse and (run_dir / "run.json").is_file():
+        train_s = None  # trained earlier (--reuse): its time is in the earlier result, not measured again
+    else:
+        subprocess.run(cmd, check=True, cwd=REPO)
+        train_s = time.time() - started
 
     from calibration.calibrate import CalibrationOptions, calibrate
+    from calibration.guard import GuardError
     from inspector.runfolder import RunFolder, RunManifest
 
-    manifest = RunManifest.load(RunFolder(run_dir))
+    folder = RunFolder(run_dir)
+    manifest = RunManifest.load(folder)
     started = time.time()
-    result = calibrate(run_dir, run_dir / "model.inspector", CalibrationOptions(force=True))
+    try:
+        result = calibrate(run_dir, run_dir / "model.inspector", CalibrationOptions(force=True))
+    except GuardError as exc:  # no bundle: record the float model and why INT8 was refused
+        return guard_failed_run(seed, cmd, run_dir, manifest, folder, str(exc), train_s, time.time() - started)
     calibrate_s = time.time() - started
     policy = result.chosen.operating_point.policy()
     labels = np.asarray(result.test.labels)
@@ -130,15 +140,46 @@ def run_one(data: Path, seed: int, run_dir: Path, extra: Sequence[str], good_cla
             "int8_accuracy_drop_pp": round(100 * (floats["accuracy"] - int8["accuracy"]), 2),
         },
         "seconds": {
-            "train": round(train_s, 1),
+            "train": None if train_s is None else round(train_s, 1),
             "calibrate": round(calibrate_s, 1),
-            "total": round(train_s + calibrate_s, 1),
+            "total": None if train_s is None else round(train_s + calibrate_s, 1),
+        },
+    }
+
+
+def guard_failed_run(seed, cmd, run_dir, manifest, folder, message: str, train_s: float, calibrate_s: float) -> dict:
+    """A run whose INT8 conversion failed the accuracy guard: the float test block from the run's own
+    predictions at its operating point, ``int8`` None and the guard's message."""
+    predictions = json.loads(folder.predictions.read_text())["test"]
+    probs = np.asarray(predictions["probabilities"], dtype=np.float64)
+    labels = np.asarray(predictions["labels"])
+    floats = score_block(probs, labels, manifest.good_index, manifest.operating_point.policy)
+    return {
+        "split_seed": seed,
+        "command": " ".join(["inspector", *cmd[3:]]),
+        "run_dir": str(run_dir),
+        "input_size": list(manifest.input_size),
+        "grayscale": manifest.preprocess.grayscale,
+        "epochs": manifest.epochs,
+        "best_epoch": manifest.best_epoch,
+        "train_verdict": manifest.deployability,
+        "calibrate_verdict": {"deployable": False, "summary": "no bundle: " + message.splitlines()[0]},
+        "guard_failed": message,
+        "test": {"samples": int(len(labels)), "float": floats, "int8": None, "int8_accuracy_drop_pp": None},
+        "seconds": {
+            "train": None if train_s is None else round(train_s, 1),
+            "calibrate": round(calibrate_s, 1),
+            "total": None if train_s is None else round(train_s + calibrate_s, 1),
         },
     }
 
 
 def summarize(runs: List[dict]) -> Dict[str, dict]:
-    def stat(values: List[float]) -> dict:
+    bundled = [r for r in runs if r["test"]["int8"] is not None]
+
+    def stat(values: List[float]) -> Optional[dict]:
+        if not values:
+            return None
         arr = np.asarray(values, dtype=float)
         return {
             "mean": round(float(arr.mean()), 4),
@@ -149,11 +190,39 @@ def summarize(runs: List[dict]) -> Dict[str, dict]:
 
     return {
         "float_roc_auc": stat([r["test"]["float"]["roc_auc"] for r in runs]),
-        "int8_roc_auc": stat([r["test"]["int8"]["roc_auc"] for r in runs]),
-        "int8_escape_rate_at_5pct_fr": stat([r["test"]["int8"]["at_5pct_false_reject"]["escape_rate"] for r in runs]),
-        "int8_accuracy_drop_pp": stat([r["test"]["int8_accuracy_drop_pp"] for r in runs]),
-        "seconds_per_run": stat([r["seconds"]["total"] for r in runs]),
+        "float_escape_rate_at_5pct_fr": stat([r["test"]["float"]["at_5pct_false_reject"]["escape_rate"] for r in runs]),
+        "int8_roc_auc": stat([r["test"]["int8"]["roc_auc"] for r in bundled]),
+        "int8_escape_rate_at_5pct_fr": stat(
+            [r["test"]["int8"]["at_5pct_false_reject"]["escape_rate"] for r in bundled]
+        ),
+        "int8_accuracy_drop_pp": stat([r["test"]["int8_accuracy_drop_pp"] for r in bundled]),
+        "runs_without_bundle": len(runs) - len(bundled),
+        "seconds_per_run": stat([r["seconds"]["total"] for r in runs if r["seconds"]["total"] is not None]),
     }
+
+
+def write_result(args: argparse.Namespace, runs: List[dict]) -> Dict[str, dict]:
+    from bench.common import repo_relative
+    from inspector.fsutil import atomic_write_json
+
+    summary = summarize(runs)
+    result = {
+        "benchmark": "train_magnetic_tile",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "dataset": str(args.data),
+        "overrides": args.set,
+        "aim": AIM,
+        "summary": summary,
+        "runs": sorted(runs, key=lambda r: r["split_seed"]),
+    }
+    atomic_write_json(args.out, repo_relative(result))
+    return summary
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -174,50 +243,39 @@ def main(argv: Optional[List[str]] = None) -> int:
         action="store_true",
         help="keep the runs already in --out for other seeds (a seed measured again replaces its old run)",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="a seed whose run folder under --runs-dir is complete is not trained again, only calibrated",
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"dataset not found at {args.data}; pass --data", file=sys.stderr)
         return 2
     runs_dir = args.runs_dir or REPO / "runs" / "bench" / f"train_magnetic_tile-{time.strftime('%Y%m%d-%H%M%S')}"
-    from bench.common import repo_relative
-    from inspector.fsutil import atomic_write_json
-
     runs: List[dict] = []
     if args.append and args.out.is_file():
         kept = json.loads(args.out.read_text())["runs"]
         runs = [r for r in kept if r.get("split_seed") not in args.seeds]
     for seed in args.seeds:
-        runs.append(run_one(args.data, seed, runs_dir / f"seed{seed}", args.set))
+        runs.append(run_one(args.data, seed, runs_dir / f"seed{seed}", args.set, reuse=args.reuse))
         t = runs[-1]["test"]
+        int8 = t["int8"]
         print(
-            f"seed {seed}: AUC float {t['float']['roc_auc']:.4f} int8 {t['int8']['roc_auc']:.4f}, int8 escapes at 5% FR "
-            f"{t['int8']['at_5pct_false_reject']['escapes']}/{t['int8']['at_5pct_false_reject']['defects']}, "
-            f"drop {t['int8_accuracy_drop_pp']:+.2f} pp, {runs[-1]['seconds']['total']:.0f} s",
+            f"seed {seed}: AUC float {t['float']['roc_auc']:.4f}, "
+            + (
+                f"int8 {int8['roc_auc']:.4f}, int8 escapes at 5% FR {int8['at_5pct_false_reject']['escapes']}/"
+                f"{int8['at_5pct_false_reject']['defects']}, drop {t['int8_accuracy_drop_pp']:+.2f} pp"
+                if int8
+                else "no INT8 bundle (accuracy guard failed)"
+            )
+            + f", {runs[-1]['seconds']['total'] or 0:.0f} s",
             flush=True,
         )
-    summary = summarize(runs)
-    result = repo_relative(
-        {
-            "benchmark": "train_magnetic_tile",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                "python": platform.python_version(),
-                "cpu": platform.processor() or platform.machine(),
-                "cores": os.cpu_count(),
-                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-            },
-            "dataset": str(args.data),
-            "overrides": args.set,
-            "aim": AIM,
-            "summary": summary,
-            "runs": runs,
-        }
-    )
-    atomic_write_json(args.out, result)
-    print(
-        f"train_magnetic_tile: int8 AUC {summary['int8_roc_auc']['mean']:.4f} +- {summary['int8_roc_auc']['std']:.4f}, "
-        f"escapes at 5% FR {100 * summary['int8_escape_rate_at_5pct_fr']['mean']:.1f}% -> {args.out}"
-    )
+        write_result(args, runs)  # after every seed: a later failure keeps the finished runs
+    summary = write_result(args, runs)
+    auc = summary["float_roc_auc"]
+    print(f"train_magnetic_tile: float AUC {auc['mean']:.4f} +- {auc['std']:.4f} over {len(runs)} runs -> {args.out}")
     return 0
 
 
