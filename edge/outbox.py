@@ -11,8 +11,9 @@ Group commit: a commit is a ``write()`` into the WAL file (``PRAGMA synchronous=
 process crash (SIGKILL, OOM kill) cannot undo: the data is in the operating system. Only a power cut
 needs the disk sync, so results (and acknowledgements) are not made to wait for it. With
 ``synchronous="full"`` a background thread syncs the WAL at most ``group_commit_s`` after the oldest
-unsynced commit, one sync for everything written meanwhile, and runs SQLite's checkpoints, so no writer
-waits for the disk. A power cut can lose only the commits of the last group (at most ``group_commit_s``
+unsynced commit, one sync for everything written meanwhile, and runs SQLite's checkpoints, so a writer
+waits for the disk only once per WAL cycle (SQLite syncs the new WAL header in the first commit after a
+checkpoint, every ``_Syncer.CHECKPOINT_COMMITS`` commits). A power cut can lose only the commits of the last group (at most ``group_commit_s``
 plus one sync): results that were published but neither acknowledged nor synced, whose parts the line
 controller rejects at its deadline. :meth:`Outbox.durability` reports how long commits actually stayed
 unsynced (the power-cut window). ``synchronous="normal"`` leaves syncing to SQLite's checkpoints.
