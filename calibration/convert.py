@@ -125,6 +125,12 @@ def export_for_conversion(model, class_map: bool = True):
     return with_class_map(fixed) if class_map else fixed
 
 
+def _int8_graph(fixed_model):
+    from training.export_graph import split_hard_swish
+
+    return split_hard_swish(fixed_model)
+
+
 def _converter(fixed_model):
     _quiet_tf()
     import tensorflow as tf
@@ -169,13 +175,18 @@ def convert(
     io_dtype: str = "uint8",
     float_nodes: Sequence[str] = (),
     float_op_types: Sequence[str] = (),
+    split_hard_swish: bool = True,
 ) -> Conversion:
     """Convert a fixed-batch Keras model (see :func:`export_for_conversion`).
 
     ``float_nodes`` / ``float_op_types`` (INT8 only) keep those layers / TFLite op types in float: the
-    result is a mixed model (see the module docstring and :class:`FallbackQuantizer`).
+    result is a mixed model (see the module docstring and :class:`FallbackQuantizer`). At INT8, hard-swish
+    is written in ops XNNPACK takes so the model runs in one partition (``training.export_graph``, same
+    function); ``split_hard_swish=False`` keeps the fused HARD_SWISH, for comparison only.
     """
     precision = Precision(precision)
+    if precision == Precision.INT8 and split_hard_swish:
+        fixed_model = _int8_graph(fixed_model)
     if float_nodes or float_op_types:
         if precision != Precision.INT8:
             raise ConversionError("float fallback only applies to INT8 conversion")
@@ -235,7 +246,7 @@ class FallbackQuantizer:
         if representative is None:
             raise ConversionError("INT8 conversion needs a representative sample")
         start = time.perf_counter()
-        self.tf, converter = _converter(fixed_model)
+        self.tf, converter = _converter(_int8_graph(fixed_model))
         self.io_dtype = io_dtype
         _configure_int8(self.tf, converter, representative, io_dtype, allow_float=True)
         with _quiet_conversion():

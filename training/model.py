@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import keras
 
 from training.config import ModelConfig
-from training.export_graph import delegate_friendly_config
 from training.se import SqueezeExcite
 
 BACKBONE = "backbone"
@@ -172,14 +171,9 @@ def _rewrite_config(node: Any, batch_size: Optional[int]) -> Any:
     return out
 
 
-def rebuild_float32(
-    model: keras.Model, batch_size: Optional[int] = None, rewrite: Callable[[Any], Any] = lambda config: config
-) -> keras.Model:
-    """An uncompiled copy with float32 compute and the given input batch size, same weights.
-
-    ``rewrite`` may change the config further, as long as the weight list stays the same.
-    """
-    config = rewrite(_rewrite_config(copy.deepcopy(model.get_config()), batch_size))
+def rebuild_float32(model: keras.Model, batch_size: Optional[int] = None) -> keras.Model:
+    """An uncompiled copy with float32 compute and the given input batch size, same weights."""
+    config = _rewrite_config(copy.deepcopy(model.get_config()), batch_size)
     copy_ = model.__class__.from_config(config)
     copy_.set_weights(model.get_weights())
     return copy_
@@ -189,9 +183,8 @@ def export_model(model: keras.Model) -> keras.Model:
     """The same layers and weights with input shape (1, H, W, 3) and float32 compute, for TFLite.
 
     A fixed batch of one gives the converter static shapes everywhere (no SHAPE/dynamic-reshape ops),
-    and float32 undoes a mixed-precision training policy before quantization. Hard-swish is rewritten so
-    the INT8 model stays in one XNNPACK partition (:mod:`training.export_graph`), same math, same weights.
+    and float32 undoes a mixed-precision training policy before quantization.
     """
-    fixed = rebuild_float32(model, batch_size=1, rewrite=delegate_friendly_config)
+    fixed = rebuild_float32(model, batch_size=1)
     fixed.trainable = False
     return fixed
