@@ -215,3 +215,21 @@ def test_auto_turns_flip_averaging_on_only_when_it_helps():
     assert choose(better, plain, auto=True).inference.tta == FlipAveraging.HFLIP  # as good, cheaper
     assert choose(better, plain, auto=False).inference == plain
     assert choose(worse[:1] + [_trial("vflip", 2, 0.96, 2.0)], plain, auto=True).inference.tta == "vflip"
+
+
+def test_calibrate_options_for_flip_averaging_and_tiles():
+    import argparse
+
+    from calibration.cli import _options, add_arguments
+    from calibration.inference_choice import FlipChoice, TilingChoice
+    from inspector.config import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = _options(parser.parse_args(["run", "--out", "m.inspector", "--tta", "auto", "--tiles", "on"]))
+    assert (options.tta, options.tiles, options.tile_overlap) == (FlipChoice.AUTO, TilingChoice.ON, 0.25)
+    assert _options(parser.parse_args(["run", "--out", "m.inspector"])).tta == FlipChoice.NONE  # off by default
+    with pytest.raises(ConfigError, match="tile_overlap"):
+        _options(parser.parse_args(["run", "--out", "m.inspector", "--tile-overlap", "0.9"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--tta", "rotate"])
