@@ -283,6 +283,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     options = _options(args)
+    from inspector.nativelog import import_quietly
+
+    import_quietly("tensorflow")  # after the options are validated: a typo is reported at once
     from calibration.calibrate import NotDeployableError, calibrate
     from calibration.commissioning import write_station_yaml
     from calibration.evaluate import format_metrics

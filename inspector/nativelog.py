@@ -14,10 +14,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import sys
 import tempfile
+from types import ModuleType
 from typing import Iterator
 
 CHATTER = re.compile(
@@ -62,3 +64,11 @@ def native_stderr_filtered() -> Iterator[None]:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+def import_quietly(module: str) -> ModuleType:
+    """Import ``module`` with its load-time chatter filtered: TensorFlow prints absl's pre-init notice and
+    oneDNN's banner when it loads, whatever ``TF_CPP_MIN_LOG_LEVEL`` says. Commands that will need it call
+    this once, after their arguments are validated; later imports find it loaded and print nothing."""
+    with native_stderr_filtered():
+        return importlib.import_module(module)

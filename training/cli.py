@@ -204,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
     # TensorFlow's C++ info/warning lines drown the progress output; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = None if args.resume else build_config(args)  # a typo is reported before TensorFlow loads (seconds)
+    from inspector.nativelog import import_quietly
+
+    import_quietly("tensorflow")
     from training.trainer import load_run_config, train
 
     if config is None:

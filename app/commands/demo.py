@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
         parts=args.parts,
         seed=args.seed,
     )
+    from inspector.nativelog import import_quietly
+
+    import_quietly("tensorflow")
     summary = run_demo(settings, echo=lambda line: print(line, flush=True))
     print("== summary")
     print(format_summary(summary))
