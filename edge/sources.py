@@ -117,14 +117,19 @@ class FrameSource(abc.ABC):
         self.count += 1
         return Frame(image, order, time.time(), self.count, ref, key)
 
-    def _pace(self, fps: Optional[float]) -> None:
-        """Sleep so that frames leave at ``fps``, simulating a camera when replaying files."""
+    def _pace(self, fps: Optional[float]) -> int:
+        """Sleep so that frames leave at ``fps``, simulating a camera when replaying files. Returns how many
+        whole frame periods the reader is late: frames a camera would have dropped meanwhile (a replay that
+        kept them would fall further behind real time with every late read on a loaded machine)."""
         if not fps:
-            return
-        now = time.monotonic()
+            return 0
+        now, period = time.monotonic(), 1.0 / fps
         if self._next_due > now:
             time.sleep(self._next_due - now)
-        self._next_due = max(now, self._next_due) + 1.0 / fps
+        late = int((now - self._next_due) / period) if 0 < self._next_due <= now else 0
+        # on the camera's own clock: a read that is late does not shift every later frame
+        self._next_due = self._next_due + (late + 1) * period if self._next_due else now + period
+        return late
 
 
 _REGISTRY: Dict[str, Type[FrameSource]] = {}
@@ -326,7 +331,10 @@ class VideoFile(_OpenCvSource):
     def read(self) -> Optional[Frame]:
         if self.cap is None:
             raise SourceError(f"{self.describe()} is not open")
-        self._pace(self.cfg.fps)
+        for _ in range(self._pace(self.cfg.fps)):  # frames the camera showed while the reader was late
+            if not self.cap.grab():
+                break
+            self._position += 1
         ok, image = self.cap.read()
         if not ok or image is None:
             if self._position == 0:

@@ -308,3 +308,19 @@ def test_station_restart_does_not_inspect_the_hot_folder_again(shared_broker, tm
         stat = (folder / r["frame"]).stat()
         assert r["source_key"] == f"{r['frame']}|{stat.st_size}|{stat.st_mtime_ns}"
     rec.close()
+
+
+def test_paced_video_drops_the_frames_a_late_reader_missed(tmp_path):
+    """A replay paced like a camera stays on real time: a reader that comes back late gets the frame of
+    now, not the next one in the file (the demo's station on a loaded machine fell seconds behind)."""
+    path = write_video(tmp_path / "clip.avi", 200)
+    source = create_source(C.VideoSource(path=path, fps=20))
+    source.open()
+    first = source.read()
+    time.sleep(0.33)  # about 6 frame periods
+    late = source.read()
+    on_time = source.read()
+    source.close()
+    assert first.ref == "clip.avi#0"
+    assert int(late.ref.rpartition("#")[2]) >= 5
+    assert int(on_time.ref.rpartition("#")[2]) > int(late.ref.rpartition("#")[2])
