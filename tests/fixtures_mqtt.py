@@ -16,9 +16,11 @@ configure, and ``Broker.persistent`` whether queued messages survive a restart.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Callable, List, Optional
 
 import pytest
@@ -159,6 +161,26 @@ class Recorder:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def make_certificates(folder: Path) -> Path:
+    """A test CA (``ca.crt``) and a server certificate for 127.0.0.1 and localhost signed by it (``server.crt``,
+    ``server.key``) in ``folder``, made with the openssl command line (P-256 keys: fast to generate).
+
+    The file names are the ones the shipped deploy/mosquitto/conf.d/tls.conf reads.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", *key, "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", *key, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    signed = "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext"
+    openssl(*signed.split(), "-out", "server.crt")
+    return folder
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.fixtures_mqtt import Broker, find_mosquitto, free_port
+from tests.fixtures_mqtt import Broker, find_mosquitto, free_port, make_certificates
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 PASSWORD = "s3cret-test"
@@ -63,38 +63,12 @@ class ProductionBroker(Broker):
         self.config.write_text(text)
 
 
-def _make_certs(certs: Path) -> None:
-    certs.mkdir()
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run = lambda *args: subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca")
-    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    )
-
-
 def _production_broker(work: Path, tls: bool) -> ProductionBroker:
     """The shipped configuration in ``work``, with the users of USERS (cam2 added by add-station.sh)."""
     if find_mosquitto() is None or shutil.which("mosquitto_passwd") is None:
         pytest.skip("mosquitto / mosquitto_passwd not installed")
     if tls:
-        _make_certs(work / "certs")
+        make_certificates(work / "certs")
     broker = ProductionBroker(work, tls=tls)
     passwd = work / "passwd"
     for user in USERS:

@@ -216,57 +216,13 @@ def test_a_result_the_broker_refuses_is_set_aside_not_resent(tmp_path):
         broker.stop()
 
 
-def _certificates(folder):
-    """A CA and a server certificate for 127.0.0.1, made with the openssl command line."""
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    )
-    openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"
-    )
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-    )
-
-
 @pytest.mark.skipif(
     not (shutil.which("openssl") and shutil.which("mosquitto_passwd")), reason="needs openssl and mosquitto_passwd"
 )
 def test_tls_and_password_from_the_environment(tmp_path, monkeypatch):
-    from tests.fixtures_mqtt import Broker
+    from tests.fixtures_mqtt import Broker, make_certificates
 
-    _certificates(tmp_path)
+    make_certificates(tmp_path)
     subprocess.run(
         ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "cam1", "right-pw"], check=True, capture_output=True
     )
