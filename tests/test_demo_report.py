@@ -110,3 +110,17 @@ def test_terminal_summary_uses_the_same_rows(tmp_path):
     assert "escapes            1 (defective parts accepted)" in text
     assert "time               data 1.5 s, line 20 s" in text
     assert "model              NOT DEPLOYABLE (test split)\n  - AUC near chance" in text
+
+
+def test_a_decision_on_a_neighbours_frame_is_named(tmp_path):
+    """The station's result names its frame; a frame from another part's slot (a replay that fell behind)
+    is listed and shown, so a lagging machine is not mistaken for a model's escape."""
+    _, record, video = _line(tmp_path)
+    for i, part in enumerate(record.results):
+        record.results[part]["frame"] = f"line.avi#{10 * i + 5}"  # 10 fps, slot i spans [i, i + 1) s
+    record.results["P4"]["frame"] = "line.avi#25"  # P3's slot
+    summary = summarize(record, video, "good", ["dent"], {"line_s": 20.0})
+    assert summary["wrong_frame"] == ["P4"]
+    assert "1 part(s) judged on a neighbour's frame (P4)" in format_summary(summary)
+    record.results["P4"]["frame"] = "line.avi#35"
+    assert summarize(record, video, "good", ["dent"], {"line_s": 20.0})["wrong_frame"] == []

@@ -29,6 +29,16 @@ def _percentile(values: List[float], q: float):
     return round(float(np.percentile(values, q)), 2) if values else None
 
 
+def seen_part(result: dict, video: LineVideo) -> Optional[str]:
+    """The part whose slot holds the frame the station judged (``frame`` is ``name#index``); None when the
+    result names no frame. A replay that fell behind the controller's clock judges a neighbour's frame."""
+    _, _, index = str(result.get("frame") or "").rpartition("#")
+    if not index.isdigit():
+        return None
+    at = int(index) / video.fps
+    return next((s.part_id for s in video.slots if s.start_s <= at < s.end_s), None)
+
+
 def summarize(record: LineRecord, video: LineVideo, good_class: str, unseen: List[str], timings: Dict) -> dict:
     truth = {s.part_id: s.label for s in video.slots}
     decided = {d["part_id"]: d for d in record.decisions if d.get("part_id") in truth}
@@ -60,6 +70,9 @@ def summarize(record: LineRecord, video: LineVideo, good_class: str, unseen: Lis
             counts["unseen_defects"] += 1
             counts["unseen_caught"] += action == "reject"
     results = list(record.results.values())
+    # Parts decided on another part's frame: not the model's errors but the replay lagging (a loaded machine);
+    # they still count above, as the gate acted on them.
+    wrong_frame = sorted(p for p, r in record.results.items() if p in truth and seen_part(r, video) not in (None, p))
     inference = [r["inference_ms"] for r in results]
     waits = [d["wait_ms"] for d in decided.values() if d.get("wait_ms") is not None]
     stats = record.stats or {}
@@ -74,6 +87,7 @@ def summarize(record: LineRecord, video: LineVideo, good_class: str, unseen: Lis
         "inference_ms_p99": _percentile(inference, 99),
         "trigger_to_decision_ms_p50": _percentile(waits, 50),
         "trigger_to_decision_ms_p99": _percentile(waits, 99),
+        "wrong_frame": wrong_frame,
         "station_exit_code": record.station_exit,
         "events": sorted({e.get("type", "?") for e in record.events}),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
@@ -95,6 +109,32 @@ def summary_rows(summary: dict) -> List[Tuple[str, str]]:
         ("inference", f"p50 {s['inference_ms_p50']} ms, p99 {s['inference_ms_p99']} ms"),
         ("trigger->decision", f"p50 {s['trigger_to_decision_ms_p50']} ms, p99 {s['trigger_to_decision_ms_p99']} ms"),
         ("time", timings),
+        *_wrong_frame_rows(s.get("wrong_frame")),
+        *_clock_rows(s.get("clock")),
+    ]
+
+
+def _wrong_frame_rows(wrong: Optional[List[str]]) -> List[Tuple[str, str]]:
+    if not wrong:
+        return []
+    return [
+        (
+            "WRONG FRAME",
+            f"{len(wrong)} part(s) judged on a neighbour's frame ({', '.join(wrong[:5])}{', ...' if len(wrong) > 5 else ''}): "
+            "the video replay fell behind the controller's clock (a loaded machine); their counts above are not the model's",
+        )
+    ]
+
+
+def _clock_rows(clock: Optional[dict]) -> List[Tuple[str, str]]:
+    """CPU seconds per stage and the load average: on a shared machine the wall times above are inflated."""
+    if not clock:
+        return []
+    cpu = ", ".join(f"{stage} {seconds:g} s" for stage, seconds in clock["cpu_s"].items())
+    load = clock["load_average"]
+    return [
+        ("cpu", f"{cpu} (this process and the station)"),
+        ("load average", f"{load['start'][0]:g} at start, {load.get('end', ['?'])[0]} at end (1 min, all cores)"),
     ]
 
 

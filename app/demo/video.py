@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from inspector.preprocess import Roi
-from inspector.synth import render
+from inspector.synth import DEFAULT_STYLE, DefectStyle, render
 
 MOVE_IN, DWELL = 0.3, 0.4
 
@@ -97,11 +97,13 @@ def render_line_video(
     frame_size: Tuple[int, int] = (320, 240),
     part_size: Tuple[int, int] = (128, 128),
     images: Optional[Sequence[np.ndarray]] = None,
+    style: DefectStyle = DEFAULT_STYLE,
 ) -> LineVideo:
     """Write an MJPG AVI with one part per slot; returns the slots (ground truth) and the ROI.
 
     Parts are synthetic renders of ``labels``, or, when ``images`` (RGB) are given, those images resized to
-    ``part_size`` with ``labels`` as their ground truth (held-out images of a user's own dataset).
+    ``part_size`` with ``labels`` as their ground truth (held-out images of a user's own dataset). ``style``
+    renders the defects as the training set did.
     """
     width, height = frame_size
     pw, ph = part_size
@@ -117,7 +119,7 @@ def render_line_video(
     try:
         for i, label in enumerate(labels):
             if images is None:
-                part_bgr = render(rng, label, part_size)[:, :, ::-1]
+                part_bgr = render(rng, label, part_size, style=style)[:, :, ::-1]
             else:
                 part_bgr = cv2.resize(images[i], part_size, interpolation=cv2.INTER_AREA)[:, :, ::-1]
             start = frame_index / fps
