@@ -65,14 +65,16 @@ DATASETS: Dict[str, SynthSet] = {
 }
 
 
-def measure(name: str, spec: SynthSet, work: Path, good: int, defect: int, seed: int, extra: List[str]) -> dict:
+def measure(
+    name: str, spec: SynthSet, work: Path, good: int, defect: int, seed: int, extra: List[str], reuse: bool = False
+) -> dict:
     data = work / name / "data"
     started = time.time()
     load_start = os.getloadavg()
     per_class = {GOOD: good, **{label: defect for label in DEFECTS}}
     generate(data, per_class=per_class, size=spec.size, seed=seed, surfaces=spec.surfaces, style=spec.style)
     generate_s = time.time() - started
-    run = run_one(data, seed, work / name / "run", extra, good_class=GOOD)
+    run = run_one(data, seed, work / name / "run", extra, good_class=GOOD, reuse=reuse)
     run["seconds"]["generate"] = round(generate_s, 1)
     return {
         "dataset": name,
@@ -84,6 +86,39 @@ def measure(name: str, spec: SynthSet, work: Path, good: int, defect: int, seed:
         },
         **run,
     }
+
+
+def _line(run: dict) -> str:
+    t = run["test"]
+    seconds = run["seconds"]["total"]
+    took = f"{seconds:.0f} s" if seconds is not None else "reused run"
+    head = f"input {run['input_size']}, AUC float {t['float']['roc_auc']:.4f}"
+    if t["int8"] is None:
+        return f"{head}, INT8 refused by the accuracy guard, {took} at load {run['load_average']['end'][0]}"
+    fr5 = t["int8"]["at_5pct_false_reject"]
+    return (
+        f"{head} int8 {t['int8']['roc_auc']:.4f}, int8 escapes at 5% FR {fr5['escapes']}/{fr5['defects']}, "
+        f"drop {t['int8_accuracy_drop_pp']:+.2f} pp, {took} at load {run['load_average']['end'][0]}"
+    )
+
+
+def write_result(out: Path, runs: List[dict], overrides: List[str]) -> None:
+    from bench.common import repo_relative
+    from inspector.fsutil import atomic_write_json
+
+    result = {
+        "benchmark": "train_synthetic",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+        },
+        "overrides": overrides,
+        "aim": AIM,
+        "runs": runs,
+    }
+    atomic_write_json(out, repo_relative(result))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -102,40 +137,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--work", type=Path, help="data and run folders (default runs/bench/<time>)")
     parser.add_argument("--out", type=Path, default=RESULT, help=f"result JSON (default {RESULT})")
     parser.add_argument("--append", action="store_true", help="keep the result's runs of the other data sets")
+    parser.add_argument(
+        "--reuse", action="store_true", help="calibrate complete run folders in --work again without retraining"
+    )
     args = parser.parse_args(argv)
     work = args.work or REPO / "runs" / "bench" / f"train_synthetic-{time.strftime('%Y%m%d-%H%M%S')}"
-    from bench.common import repo_relative
-    from inspector.fsutil import atomic_write_json
-
     runs: List[dict] = []
     if args.append and args.out.is_file():
         runs = [r for r in json.loads(args.out.read_text())["runs"] if r["dataset"] not in args.datasets]
     for name in args.datasets:
-        run = measure(name, DATASETS[name], work, args.good, args.defect, args.seed, args.set)
+        run = measure(name, DATASETS[name], work, args.good, args.defect, args.seed, args.set, args.reuse)
         runs.append(run)
-        t = run["test"]
-        fr5 = t["int8"]["at_5pct_false_reject"]
-        print(
-            f"{name}: input {run['input_size']}, AUC float {t['float']['roc_auc']:.4f} int8 {t['int8']['roc_auc']:.4f}, "
-            f"int8 escapes at 5% FR {fr5['escapes']}/{fr5['defects']}, drop {t['int8_accuracy_drop_pp']:+.2f} pp, "
-            f"{run['seconds']['total']:.0f} s at load {run['load_average']['end'][0]}",
-            flush=True,
-        )
-    result = repo_relative(
-        {
-            "benchmark": "train_synthetic",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                "python": platform.python_version(),
-                "cpu": platform.processor() or platform.machine(),
-                "cores": os.cpu_count(),
-            },
-            "overrides": args.set,
-            "aim": AIM,
-            "runs": runs,
-        }
-    )
-    atomic_write_json(args.out, result)
+        print(f"{name}: {_line(run)}", flush=True)
+        write_result(args.out, runs, args.set)  # after every data set: a long run that stops keeps what it measured
     print(f"train_synthetic: {len(runs)} data set(s) -> {args.out}")
     return 0
 
