@@ -10,6 +10,13 @@ In each round, for each bundle, three measurements run one after the other on th
   a subscriber counting results by arrival;
 * **naive loop** - :mod:`bench.naive`: read, preprocess, invoke, publish and wait for the PUBACK.
 
+**Triggered** (once per bundle, at the first thread count, after the rounds): the station in triggered
+mode on the same video paced like a camera (``source.fps``), and triggers published as commands at
+random moments (gaps uniform in 2-4 frame intervals, so they land at every phase of the frame clock); for
+each trigger the time from its publish to the result's receipt (the decision point of a line controller:
+two broker hops, as in the demo line), split into the wait for the frame (``capture_ts`` minus the
+trigger) and frame to receipt. The goal is p99 <= one frame interval + the inference time + 10 ms.
+
 After a warm-up, each is measured over the same window: results arriving per second at the subscriber,
 capture-to-arrival latency (``capture_ts`` in the payload to the subscriber's receipt, the same machine
 clock; the broker acknowledges the publisher while it forwards, so this is capture-to-broker-ack plus one
@@ -19,16 +26,24 @@ hits all of them; the reported ratio is the median over rounds of station fps / 
 cost of each stage alone (video decode, preprocessing, model, result JSON; :mod:`bench.probe` ``stages``)
 is measured once per bundle and thread count, to show where a frame's time goes.
 
+``compare_with`` (a setting: a git revision) also runs that revision's station (``git archive`` into the
+work folder) in every round and triggered measurement, for a before/after under the same load;
+``revision`` runs the measured station from a revision too instead of the working tree (so that other
+uncommitted work in a shared tree is not measured with it).
+
 The frame archive is disabled: what it writes depends on how many parts fail, which with random-init
 weights means nothing.
 
 Full: bundles small:224:int8, small:224:float32, large:224:int8; 1 and 2 interpreter threads; 4 rounds of
-8 s windows. Quick: small:224:int8 at 1 and 2 threads, 3 rounds of 5 s.
+8 s windows; triggered at 10 and 30 fps, 100 triggers each. Quick: small:224:int8 at 1 and 2 threads, 3
+rounds of 5 s; triggered at 10 fps, 40 triggers. The load average is recorded per round.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import signal
 import subprocess
@@ -40,6 +55,7 @@ from typing import Dict, List, Optional
 
 from bench.broker import Counter, ProductionBroker
 from bench.common import (
+    REPO,
     WORK,
     child_env,
     context,
@@ -62,8 +78,18 @@ FULL = {
     "rounds": 4,
     "window_s": 8.0,
     "warmup_s": 2.0,
+    "trigger_fps": [10.0, 30.0],
+    "triggers": 100,
 }
-QUICK = {"bundles": ["small:224:int8"], "threads": [1, 2], "rounds": 3, "window_s": 5.0, "warmup_s": 2.0}
+QUICK = {
+    "bundles": ["small:224:int8"],
+    "threads": [1, 2],
+    "rounds": 3,
+    "window_s": 5.0,
+    "warmup_s": 2.0,
+    "trigger_fps": [10.0],
+    "triggers": 40,
+}
 VIDEO = WORK / "video" / "vga-120.avi"
 
 
@@ -119,6 +145,28 @@ def _window(
     }
 
 
+def _start_station(cfg_path: Path, log_file, code: Optional[Path] = None) -> subprocess.Popen:
+    """``inspector run`` in its own process: of this checkout, or of ``code`` (another revision's tree)."""
+    env = child_env()
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=code,
+    )
+
+
+def export_revision(rev: str, into: Path) -> Path:
+    """The tree of git revision ``rev`` in ``into`` (``git archive``; the working tree is not touched)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 def run_station(
     bundle: Path,
     video: Path,
@@ -129,6 +177,7 @@ def run_station(
     warmup_s: float,
     window_s: float,
     overrides: Optional[Dict[str, object]] = None,
+    code: Optional[Path] = None,
 ) -> dict:
     from inspector.config import set_dotted
 
@@ -139,12 +188,7 @@ def run_station(
         set_dotted(cfg, key, value)
     cfg_path.write_text(json.dumps(cfg))
     log_file = open(workdir / f"{station}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=child_env(),
-    )
+    proc = _start_station(cfg_path, log_file, code)
     try:
         m = _window(proc.pid, broker.pid, counter, _topic(station), warmup_s, window_s)
     finally:
@@ -166,6 +210,71 @@ def run_station(
     )
     if proc.returncode != 0:
         log(f"station exited with {proc.returncode}; log: {(workdir / f'{station}.log').read_text()[-2000:]}")
+    return m
+
+
+def run_triggered(
+    bundle: Path,
+    video: Path,
+    broker,
+    counter: Counter,
+    workdir: Path,
+    threads: int,
+    fps: float,
+    triggers: int,
+    code: Optional[Path] = None,
+) -> dict:
+    """The station in triggered mode on the video paced at ``fps``: trigger publish to result receipt."""
+    station = f"tr-{uuid.uuid4().hex[:6]}"
+    cfg = station_config(bundle, video, broker, station, workdir, threads)
+    cfg["source"]["fps"] = fps
+    cfg["mode"] = {"type": "triggered", "trigger_timeout_s": 2.0}
+    cfg_path = workdir / f"{station}.json"
+    cfg_path.write_text(json.dumps(cfg))
+    log_file = open(workdir / f"{station}.log", "wb")
+    proc = _start_station(cfg_path, log_file, code)
+    sent: Dict[str, float] = {}
+    rng = random.Random(0)
+    interval = 1.0 / fps
+    try:
+        if not counter.wait_count(_topic(station, "event"), 1, 120.0):  # the ``started`` event
+            raise RuntimeError(f"station {station} did not start")
+        time.sleep(1.0)
+        load = os.getloadavg()[0]
+        for i in range(triggers):
+            part = f"part-{i}"
+            sent[part] = time.time()
+            counter.client.publish(_topic(station, "cmd"), json.dumps({"cmd": "trigger", "part_id": part}), qos=1)
+            time.sleep(rng.uniform(2 * interval, 4 * interval))
+        counter.wait_count(_topic(station), triggers, 5.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+    results = {p["part_id"]: (t, p) for t, p in counter.messages(_topic(station)) if p.get("part_id") in sent}
+    total = [t - sent[part] for part, (t, _) in results.items()]
+    wait = [p["capture_ts"] - sent[part] for part, (_, p) in results.items()]
+    after = [t - p["capture_ts"] for t, p in results.values()]
+    inference = [p["inference_ms"] / 1000 for _, p in results.values()]
+    m = {
+        "fps": fps,
+        "frame_interval_ms": round(1000 * interval, 1),
+        "triggers": triggers,
+        "decided": len(results),
+        "load_average_1min": round(load, 2),
+        "trigger_to_decision_ms": summary(total),
+        "trigger_to_frame_ms": summary(wait),
+        "frame_to_decision_ms": summary(after),
+        "inference_ms": summary(inference),
+        "exit_code": proc.returncode,
+    }
+    budget = 1000 * interval + m["inference_ms"].get("p50", 0.0) + 10.0
+    m["budget_ms"] = round(budget, 2)
+    m["goal_met"] = bool(total) and m["trigger_to_decision_ms"]["p99"] <= budget and len(results) == triggers
     return m
 
 
@@ -216,6 +325,17 @@ def _aggregate(rounds: List[dict]) -> dict:
         if kind != "interpreter":
             agg["inference_ms_p50"] = round(median([i["inference_ms"].get("p50") for i in items]), 3)
         out[kind] = agg
+    if all("station_before" in r for r in rounds):
+        before = [r["station_before"]["fps"] / r["interpreter"]["fps"] for r in rounds]
+        out["station_before"] = {
+            "fps": round(median([r["station_before"]["fps"] for r in rounds]), 2),
+            "latency_ms": summary([x for r in rounds for x in r["station_before"]["_latencies"]]),
+            "cpu_ms_per_frame": median([r["station_before"].get("cpu_ms_per_frame") or 0.0 for r in rounds]),
+        }
+        out["station_before_over_interpreter"] = {
+            "per_round": [round(x, 3) for x in before],
+            "median": round(median(before), 3),
+        }
     ratios = [r["station"]["fps"] / r["interpreter"]["fps"] for r in rounds]
     naive_ratios = [r["naive"]["fps"] / r["interpreter"]["fps"] for r in rounds]
     out["station_over_interpreter"] = {"per_round": [round(x, 3) for x in ratios], "median": round(median(ratios), 3)}
@@ -249,6 +369,9 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
     broker.start()
     counter = Counter(broker, [f"{PREFIX}/#"]).start()
     raw: Dict[str, List[dict]] = {}
+    before = export_revision(s["compare_with"], workdir / "before") if s.get("compare_with") else None
+    after = export_revision(s["revision"], workdir / "after") if s.get("revision") else None
+    triggered: Dict[str, List[dict]] = {}
     try:
         for r in range(s["rounds"]):
             for v in variants:
@@ -276,13 +399,34 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
                         s["warmup_s"],
                         s["window_s"],
                         s.get("station_set"),
+                        code=after,
                     )
                     nv = run_naive(v.path, video, broker, counter, threads, s["warmup_s"], s["window_s"])
                     raw.setdefault(key, []).append({"interpreter": interp, "station": st, "naive": nv})
+                    if before is not None:  # the same station of another revision, in the same round
+                        raw[key][-1]["station_before"] = run_station(
+                            v.path, video, broker, counter, workdir, threads, s["warmup_s"], s["window_s"], code=before
+                        )
                     log(
                         f"round {r + 1} {key}: interpreter {interp['fps']:.1f} fps, station {st['fps']:.1f} fps "
                         f"(p99 {st['latency_ms'].get('p99')} ms, dropped {st['frames_dropped']}), naive "
                         f"{nv['fps']:.1f} fps"
+                    )
+                    raw[key][-1]["load_average_1min"] = round(os.getloadavg()[0], 2)
+                    counter.clear()
+        for v in variants:
+            for fps in s.get("trigger_fps", []):
+                for code in [after] if before is None else [after, before]:
+                    tr = run_triggered(
+                        v.path, video, broker, counter, workdir, s["threads"][0], fps, s["triggers"], code
+                    )
+                    is_before = before is not None and code is before
+                    tr["code"] = s["compare_with"] if is_before else s.get("revision", "this checkout")
+                    triggered.setdefault(f"{v}@{s['threads'][0]}", []).append(tr)
+                    t = tr["trigger_to_decision_ms"]
+                    log(
+                        f"triggered {v} at {fps:g} fps ({tr['code']}): trigger to decision p50 {t.get('p50')} / "
+                        f"p99 {t.get('p99')} ms (budget {tr['budget_ms']} ms), {tr['decided']} of {tr['triggers']}"
                     )
                     counter.clear()
     finally:
@@ -305,7 +449,9 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
                 "precision": v.precision,
                 "threads": int(threads),
                 **agg,
-                "stages_ms": {k: stages[k] for k in ("decode", "preprocess", "model", "result_json")},
+                "stages_ms": {k: v for k, v in stages.items() if isinstance(v, dict)},
+                "triggered": triggered.get(key, []),
+                "load_average_per_round": [x.get("load_average_1min") for x in rounds],
                 "rounds": [_public(x) for x in rounds],
             }
         )
@@ -314,4 +460,7 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
 
 
 def _public(measurement: dict) -> dict:
-    return {kind: {k: v for k, v in m.items() if not k.startswith("_")} for kind, m in measurement.items()}
+    return {
+        kind: {k: v for k, v in m.items() if not k.startswith("_")} if isinstance(m, dict) else m
+        for kind, m in measurement.items()
+    }

@@ -7,7 +7,9 @@ replay inspects every image exactly once.
 
 Triggered mode: a trigger is *armed* the moment it arrives and the capture thread latches the first frame
 captured after it onto it, so a slow inspection of the previous part cannot make the station report an
-older or newer frame for this part.
+older or newer frame for this part. A frame read while a trigger is armed is also preprocessed in the
+capture thread before it is latched, so a trigger waits for the next frame plus the model, not for the
+loop to prepare it; frames no trigger wants are not preprocessed.
 
 A source that fails (open error, read errors, no frame for ``stall_timeout_s``, end of a live stream) is
 closed and reopened with exponential backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``);
@@ -74,6 +76,14 @@ class FrameSlot:
             return bool(self._armed) and self._spare is None
         return self._latest is None
 
+    def wants_prepared(self, frame: Frame) -> bool:
+        """Whether ``frame``, just read, is to be inspected: every frame in continuous mode, in triggered mode
+        only one that an armed trigger will take (:meth:`put` latches by the same rule)."""
+        with self._cond:
+            if not self.triggered:
+                return True
+            return any(t.at <= frame.captured_at for t in self._armed) if self.live else bool(self._armed)
+
     def wait_for_demand(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(self._wants, timeout)
@@ -87,7 +97,9 @@ class FrameSlot:
                     if not self.live:
                         self._spare = frame
                     return
-                latched = list(self._armed) if self.live else [self._armed[0]]
+                # Live: only triggers armed before the frame was read; one armed while it was being
+                # prepared waits for the next frame (its part may not have been in view yet).
+                latched = [t for t in self._armed if t.at <= frame.captured_at] if self.live else [self._armed[0]]
                 for trigger in latched:
                     self._armed.remove(trigger)
                     trigger.frame = frame
@@ -298,7 +310,7 @@ class Capture:
             backoff = self.cfg.reconnect_min_s
             self.last_frame_at = time.monotonic()
             self._set_state(CameraState.RUNNING, "")
-            if self._prepare is not None:
+            if self._prepare is not None and self.slot.wants_prepared(frame):
                 self._prepare(frame)
             self.slot.put(frame)
         self.source.close()

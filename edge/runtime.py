@@ -5,8 +5,9 @@ Threads and who owns what:
 * main thread - the inspection loop (this module): takes frames, runs the model, writes results to the
   outbox, applies commands between inferences (so the model is never swapped mid-inference), publishes
   stats, and on SIGTERM/SIGINT finishes the inference in flight and shuts down in order;
-* capture thread (:mod:`edge.capture`) - reads the source, keeps the latest frame, reconnects; in
-  continuous mode it also preprocesses each frame, overlapping the model's work on the previous one;
+* capture thread (:mod:`edge.capture`) - reads the source, keeps the latest frame, reconnects; it also
+  preprocesses each frame the loop will inspect (every frame in continuous mode, a frame a trigger waits
+  for in triggered mode), overlapping the model's work on the previous one;
 * the outbox writer thread (:class:`edge.outbox.OutboxWriter`) commits results in groups, and the
   outbox's sync thread makes them survive a power cut in groups, so neither the loop nor a result waits
   for a disk sync;
@@ -292,7 +293,7 @@ class Station:
             self.slot,
             self._on_camera_state,
             self._on_bad_frame,
-            prepare=self._prepare if cfg.mode.type == "continuous" else None,
+            prepare=self._prepare,
         )
         m = self.classifier.bundle.manifest
         log.info(
@@ -433,11 +434,12 @@ class Station:
     def _prepare(self, frame: Frame) -> None:
         """Capture thread: make the model input while the loop runs the previous frame through the model.
 
-        Continuous mode only (in triggered mode most frames are never inspected). With a live camera
-        faster than the model, frames replaced before the loop takes them were prepared for nothing
-        (about 2 ms of one core each for VGA to 224x224). A frame prepared for a model that a reload has
-        replaced meanwhile is prepared again by the loop, and so is one whose preprocessing failed, so
-        the loop reports the error as before.
+        In triggered mode only frames read while a trigger is armed (most frames are never inspected), so
+        a trigger waits for the next frame and the model, not also for preprocessing. With a live camera
+        faster than the model in continuous mode, frames replaced before the loop takes them were prepared
+        for nothing (about 2 ms of one core each for VGA to 224x224). A frame prepared for a model that a
+        reload has replaced meanwhile is prepared again by the loop, and so is one whose preprocessing
+        failed, so the loop reports the error as before.
         """
         if self.paused:
             return

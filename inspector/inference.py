@@ -122,8 +122,29 @@ class ModelRunner:
 
     def run(self, image: np.ndarray) -> np.ndarray:
         """One preprocessed HxWx3 uint8 image in, the dequantized output vector (float32) out."""
-        self.interpreter.set_tensor(self._in["index"], self._quantize(image[np.newaxis]))
+        self.set_input(image)
         self.interpreter.invoke()
+        return self.output()
+
+    def set_input(self, image: np.ndarray) -> None:
+        """Write one preprocessed HxWx3 image into the interpreter's input tensor, in place.
+
+        ``interpreter.tensor(index)()`` is a numpy view of the interpreter's own buffer: writing through it
+        skips ``set_tensor``'s batch and copy (and a float model's float32 temporary: the cast happens in
+        the one pass). The view is dropped before returning, because the runtime refuses ``invoke()``
+        while a view of its buffers is alive (it may reallocate them).
+        """
+        if tuple(image.shape) != self.input_shape[1:]:
+            raise ValueError(f"model input of shape {tuple(image.shape)}, the model takes {self.input_shape[1:]}")
+        view = self.interpreter.tensor(self._in["index"])()
+        if self._passthrough or self._in_q is None:
+            np.copyto(view, image[np.newaxis], casting="unsafe")  # same values as astype(input dtype)
+        else:
+            np.copyto(view, self._quantize(image[np.newaxis]))
+        del view
+
+    def output(self) -> np.ndarray:
+        """The dequantized output vector (float32) of the last invoke."""
         return _dequantize(self.interpreter.get_tensor(self._out["index"])[0], self._out_q)
 
     @property

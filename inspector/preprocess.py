@@ -113,8 +113,8 @@ class Preprocessor:
         if self.spec.grayscale:
             code = cv2.COLOR_RGB2GRAY if order == ChannelOrder.RGB else cv2.COLOR_BGR2GRAY
             return cv2.cvtColor(cv2.cvtColor(image, code), cv2.COLOR_GRAY2RGB)
-        if order != self.spec.channel_order:
-            image = image[:, :, ::-1]
+        if order != self.spec.channel_order:  # one pass into a new array, the bytes of image[:, :, ::-1]
+            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return np.ascontiguousarray(image)
 
     def prepare_batch(self, images: Iterable[np.ndarray], order: ChannelOrder | str = ChannelOrder.RGB) -> np.ndarray:

@@ -39,3 +39,24 @@ def test_roi_outside_frame_is_an_error():
     pre = Preprocessor(PreprocessSpec(width=8, height=8, roi=Roi(x=50, y=0, width=60, height=10)))
     with pytest.raises(ValueError, match="does not fit"):
         pre.prepare(np.zeros((20, 100, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "spec, shape",
+    [
+        (PreprocessSpec(width=64, height=48), (480, 640, 3)),  # resized
+        (PreprocessSpec(width=64, height=48), (48, 64, 3)),  # already the model's size
+        (PreprocessSpec(width=64, height=48), (48, 64, 4)),  # BGRA at the model's size: a strided view
+        (PreprocessSpec(width=32, height=32, roi=Roi(x=5, y=7, width=32, height=32)), (100, 100, 3)),  # crop only
+        (PreprocessSpec(width=30, height=20, roi=Roi(x=5, y=7, width=60, height=50)), (100, 100, 4)),
+    ],
+)
+def test_channel_swap_gives_the_bytes_of_the_reversed_array(spec, shape):
+    """The swap is one cvtColor pass; the model input must stay the bytes the numpy reversal gave."""
+    frame = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    region = Preprocessor(spec).crop(frame)[:, :, :3]
+    if region.shape[:2] != (spec.height, spec.width):
+        region = cv2.resize(region, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+    out = Preprocessor(spec).prepare(frame, "bgr")
+    assert np.array_equal(out, np.ascontiguousarray(region[:, :, ::-1])) and out.flags.c_contiguous
+    assert np.array_equal(Preprocessor(spec).prepare(frame, "rgb"), np.ascontiguousarray(region))

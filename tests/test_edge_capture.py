@@ -196,3 +196,52 @@ def test_misconfigured_source_fails_at_once(tmp_path):
     states.wait(CameraState.FAILED)
     capture.stop()
     assert states.seen == [(CameraState.FAILED, f"video file {cfg.path} does not exist")]
+
+
+def test_live_trigger_does_not_take_a_frame_read_before_it():
+    """A frame read before the trigger arrived (and still being prepared when it did) is not its frame."""
+    slot = FrameSlot(triggered=True, live=True)
+    early = _frame(1)
+    trigger = Trigger("A", at=early.captured_at + 0.001)
+    assert slot.arm(trigger)
+    assert not slot.wants_prepared(early)  # not prepared for nobody...
+    slot.put(early)
+    assert slot.take_triggered(0.01) is None  # ...and not latched
+    late = Frame(early.image, ChannelOrder.BGR, trigger.at + 0.001, 2, "2")
+    assert slot.wants_prepared(late)
+    slot.put(late)
+    assert slot.take_triggered(0.1).frame is late
+
+
+def test_wants_prepared_follows_the_mode():
+    continuous = FrameSlot(triggered=False, live=True)
+    assert continuous.wants_prepared(_frame(1))  # every frame may be the one inspected
+    replay = FrameSlot(triggered=True, live=False)
+    assert not replay.wants_prepared(_frame(1))
+    replay.arm(Trigger("A"))
+    assert replay.wants_prepared(_frame(2))  # a replay frame is read for the oldest armed trigger
+
+
+def test_triggered_capture_prepares_exactly_the_frames_triggers_take(tmp_path):
+    """Preprocessing runs in the capture thread for a triggered frame, before the loop gets it."""
+    write_folder(tmp_path / "imgs", 5)
+    cfg = C.FolderSource(path=tmp_path / "imgs")
+    slot = FrameSlot(triggered=True, live=cfg.live)
+    prepared = []
+
+    def prepare(frame):
+        frame.prepared = frame.image[:2, :2].copy()
+        prepared.append(frame.ref)
+
+    capture = Capture(create_source(cfg), cfg, slot, States(), prepare=prepare)
+    capture.start()
+    try:
+        taken = []
+        for part in ("A", "B", "C"):
+            assert slot.arm(Trigger(part))
+            trigger = slot.take_triggered(10.0)
+            assert trigger is not None and trigger.frame.prepared is not None
+            taken.append(trigger.frame.ref)
+    finally:
+        capture.stop()
+    assert taken == prepared == ["img_0000.png", "img_0001.png", "img_0002.png"]
