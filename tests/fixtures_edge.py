@@ -7,6 +7,7 @@ OpenCV's FFmpeg backend exactly like a camera on the network; stopping it is a c
 from __future__ import annotations
 
 import http.server
+import shutil
 import socket
 import socketserver
 import threading
@@ -39,6 +40,26 @@ def write_folder(folder: Path, count: int, start: int = 0, prefix: str = "img") 
         cv2.imwrite(str(path), level_image(10 + 10 * (i % 24)))
         paths.append(path)
     return paths
+
+
+def drop_files(paths: List[Path], folder: Path, names: Optional[List[str]] = None) -> List[Path]:
+    """Copy ``paths`` into a watched folder (under ``names`` if given), each appearing complete: written under a
+    hidden temporary name, then renamed, as a camera's FTP upload or a careful copy does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = []
+    for i, src in enumerate(paths):
+        target = folder / (names[i] if names else src.name)
+        tmp = folder / f".{target.name}.tmp"
+        shutil.copy(src, tmp)
+        tmp.rename(target)
+        targets.append(target)
+    return targets
+
+
+def watched_folder_source(folder: Path) -> dict:
+    """A ``folder`` source section that watches ``folder`` (created here) for new files, polling fast."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"type": "folder", "path": str(folder), "watch": True, "poll_s": 0.05}
 
 
 def write_video(path: Path, count: int, fps: float = 10.0) -> Path:

@@ -3,7 +3,6 @@ into an empty user directory, fed by a real station on a real Mosquitto; what it
 statuses show is compared with the station's own results and stats."""
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from inspector.localbroker import free_port
 from tests.fixtures_controller import require_mosquitto, result_payload
-from tests.fixtures_edge import StationThread, station_config
+from tests.fixtures_edge import StationThread, drop_files, station_config, watched_folder_source
 from tests.fixtures_peers import NodeProcess
 
 FLOW = Path(__file__).resolve().parents[1] / "deploy" / "monitoring" / "node-red-flow.json"
@@ -98,20 +97,11 @@ def test_shipped_flow_in_node_red_counts_what_the_station_counts(
         )
 
         hot = tmp_path / "hot"
-        hot.mkdir()
         cfg = station_config(
-            mqtt_broker,
-            tmp_path,
-            int8_bundle,
-            {"type": "folder", "path": str(hot), "watch": True, "poll_s": 0.05},
-            station=STATION,
-            overrides={"line": line},
+            mqtt_broker, tmp_path, int8_bundle, watched_folder_source(hot), station=STATION, overrides={"line": line}
         )
         station = StationThread(cfg).start()
-        for path in parts:
-            target = hot / f"{len(list(hot.iterdir())):03d}_{path.name}"
-            shutil.copy(path, hot / f".{target.name}.tmp")
-            (hot / f".{target.name}.tmp").rename(target)
+        drop_files(parts, hot, [f"{i:03d}_{path.name}" for i, path in enumerate(parts)])
         probe.wait_for(lambda r: len(r.results()) == len(parts), 120, "the station's results")
         probe.wait_for(lambda r: r.on("stats")[-1].json()["frames_inspected"] == len(parts), 30, "the final stats")
         stats = probe.on("stats")[-1].json()
