@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Literal, Optional, Union
 
 from pydantic import Field, model_validator
@@ -74,6 +75,12 @@ class SparkplugConfig(StrictModel):
     group_id: str = Field("inspection", pattern=_TOPIC_LEVEL, description="Sparkplug group id")
     edge_node_id: Optional[str] = Field(None, description="Sparkplug edge node id (None: the line name)")
     mqtt: Optional[MqttConfig] = Field(None, description="Broker of the SCADA side (None: the line's broker)")
+    state_file: Optional[Path] = Field(
+        None,
+        description="Where the bridge keeps the bdSeq of its last session, so that a restart goes on with the next "
+        "one as Sparkplug B requires. None: sparkplug-<group_id>-<edge node id>.json in $STATE_DIRECTORY (systemd "
+        "StateDirectory=), else in $XDG_STATE_HOME/inspector/<line>/sparkplug",
+    )
 
 
 class LineConfig(StrictModel):

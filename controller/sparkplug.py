@@ -5,7 +5,9 @@ on the SCADA side, with the payloads encoded and decoded by the ``pysparkplug`` 
 
 * the edge node ``spBv1.0/<group>/NBIRTH/<node>`` carries ``bdSeq`` (also in the NDEATH last will, so the
   host application can pair a death with its birth), ``Node Control/Rebirth`` and the controller's line
-  counts (``Line/*``) when a controller publishes its state;
+  counts (``Line/*``) when a controller publishes its state. ``bdSeq`` goes up by one (modulo 256) with
+  every MQTT session, across restarts too (Sparkplug 3.0 requires it of the will of each CONNECT): the
+  last one is kept in ``sparkplug.state_file`` (:class:`BdSeqFile`);
 * each station is a device: DBIRTH when it is first seen or comes back online, DDATA for changed values
   (``Stats/*`` from its stats, ``Last Result/*`` from its results), DDEATH when its status goes offline;
 * every metric of a birth has an alias, unique in the edge node (node metrics 0.., device *n*'s from
@@ -23,12 +25,16 @@ classes, all this module uses, work with paho-mqtt 2 (install it with ``pip inst
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from inspector import __version__
+from inspector.config import default_state_dir
+from inspector.fsutil import PathLike, atomic_write_json
 from inspector.mqtt import BrokerClient, MqttConfig
 from inspector.protocol.commands import (
     PauseCommand,
@@ -79,6 +85,48 @@ def _pysparkplug():
             "(see docs/deployment.md)"
         ) from None
     return pysparkplug
+
+
+class BdSeqFile:
+    """The bdSeq of the bridge's last MQTT session, in a small JSON file written atomically.
+
+    Sparkplug 3.0 wants the bdSeq of each CONNECT's will (and of the NBIRTH that follows) to be one more, modulo
+    256, than the previous CONNECT's, also after a restart: a host application pairs an NDEATH with its birth
+    by bdSeq, and a restarted edge node that began at 0 again could have its new session taken for the one
+    that died. A missing file starts at 0; an unreadable one too, with a warning (the bridge must come up).
+    """
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+
+    def last(self) -> Optional[int]:
+        """The bdSeq saved last, or None when there is none (first start, or a damaged file)."""
+        try:
+            value = json.loads(self.path.read_text())["bdSeq"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("cannot read the Sparkplug bdSeq from %s (%s): starting at 0", self.path, exc)
+            return None
+        if type(value) is not int or not 0 <= value <= 255:
+            log.warning("the Sparkplug bdSeq in %s is %r, not 0..255: starting at 0", self.path, value)
+            return None
+        return value
+
+    def next(self) -> int:
+        """The bdSeq of the next session (one more than the last, modulo 256; 0 first), saved before it is used."""
+        last = self.last()
+        value = 0 if last is None else (last + 1) % 256
+        self.save(value)
+        return value
+
+    def save(self, value: int) -> None:
+        atomic_write_json(self.path, {"bdSeq": value})
+
+
+def default_state_file(line: str, group_id: str, edge_node_id: str) -> Path:
+    """``sparkplug.state_file`` when the config names none (see :class:`controller.config.SparkplugConfig`)."""
+    return default_state_dir(line, "sparkplug") / f"sparkplug-{group_id}-{edge_node_id}.json"
 
 
 @dataclass(frozen=True)
@@ -149,6 +197,7 @@ class SparkplugBridge:
         edge_node_id: Optional[str] = None,
         sink: Optional[MqttConfig] = None,
         controller_id: str = "controller",
+        state_file: Optional[PathLike] = None,
     ):
         self.sp = _pysparkplug()
         self.prefix = source.prefix
@@ -158,7 +207,11 @@ class SparkplugBridge:
         self.controller_id = controller_id
         self._lock = threading.RLock()
         self._seq = 0
-        self.bd_seq = 0
+        self.bd_seq_file = BdSeqFile(state_file or default_state_file(line, group_id, self.node_id))
+        try:
+            self.bd_seq = self.bd_seq_file.next()
+        except OSError as exc:
+            raise RuntimeError(f"cannot write sparkplug.state_file {self.bd_seq_file.path}: {exc}") from None
         self.devices: Dict[str, Dict[str, Any]] = {}  # station -> metric name -> value
         self._device_numbers: Dict[str, int] = {}  # station -> n of its alias block, fixed for the process
         self.born: Dict[str, bool] = {}
@@ -176,7 +229,7 @@ class SparkplugBridge:
     @classmethod
     def from_line_config(cls, cfg) -> SparkplugBridge:
         sp = cfg.sparkplug
-        return cls(cfg.mqtt, cfg.line, sp.group_id, sp.edge_node_id, sp.mqtt, cfg.controller_id)
+        return cls(cfg.mqtt, cfg.line, sp.group_id, sp.edge_node_id, sp.mqtt, cfg.controller_id, sp.state_file)
 
     # -- topics and payloads ---------------------------------------------------------------------------
 
@@ -313,6 +366,10 @@ class SparkplugBridge:
         with self._lock:
             # The next connection is a new session: its NBIRTH and its will carry the next bdSeq.
             self.bd_seq = (self.bd_seq + 1) % 256
+            try:
+                self.bd_seq_file.save(self.bd_seq)
+            except OSError:  # a paho callback must not raise; the session still gets the right bdSeq
+                log.exception("cannot save the Sparkplug bdSeq to %s", self.bd_seq_file.path)
             self._set_will()
             self.born = {station: False for station in self.born}
 

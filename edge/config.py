@@ -25,7 +25,7 @@ from typing_extensions import Annotated
 from edge.homeassistant import HomeAssistantConfig
 from edge.outbox import DEFAULT_GROUP_COMMIT_S
 from inspector.camera import CameraReference
-from inspector.config import ConfigError, StrictModel, load_yaml, set_dotted, validate
+from inspector.config import ConfigError, StrictModel, default_state_dir, load_yaml, set_dotted, validate
 from inspector.decision import DecisionPolicy
 from inspector.mqtt import MqttConfig
 from inspector.plausibility import GateSettings
@@ -322,21 +322,6 @@ class StationConfig(StrictModel):
     @property
     def client_id(self) -> str:
         return self.mqtt.client_id or f"inspector-{self.line}-{self.station}"
-
-
-def default_state_dir(line: str, station: str, env: Mapping[str, str] | None = None) -> Path:
-    """Where a station keeps its files when the config names no ``state_dir``.
-
-    systemd's ``StateDirectory=`` sets ``$STATE_DIRECTORY`` (the first of a colon-separated list is the
-    unit's own); elsewhere the XDG base directory for state, per line and station so two stations on one
-    machine never share an outbox.
-    """
-    env = os.environ if env is None else env
-    given = env.get("STATE_DIRECTORY", "").split(":")[0]
-    if given:
-        return Path(given)
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "inspector" / line / station
 
 
 def source_from_text(text: str) -> Dict[str, Any]:

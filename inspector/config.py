@@ -125,3 +125,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
+
+
+def default_state_dir(line: str, name: str, env: Mapping[str, str] | None = None) -> Path:
+    """Where a service (a station, the Sparkplug bridge) keeps its own files when its config names no place.
+
+    systemd's ``StateDirectory=`` sets ``$STATE_DIRECTORY`` (the first of a colon-separated list is the
+    unit's own); elsewhere the XDG base directory for state, per line and service ``name`` so that two
+    stations on one machine never share an outbox.
+    """
+    env = os.environ if env is None else env
+    given = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if given:
+        return Path(given)
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "inspector" / line / name

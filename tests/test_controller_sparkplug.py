@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -36,12 +37,17 @@ def _of(recorder, message_type, device=None):
     return out
 
 
+def _sparkplug_config(broker, tmp_path):
+    group = f"g{uuid.uuid4().hex[:6]}"
+    return line_config(broker, sparkplug={"enabled": True, "group_id": group, "state_file": str(tmp_path / "bd.json")})
+
+
 @pytest.fixture
-def bridge_env(shared_broker):
+def bridge_env(shared_broker, tmp_path):
     from controller.sparkplug import SparkplugBridge
 
     require_mosquitto(shared_broker, AMQTT_UNRELIABLE)
-    cfg = line_config(shared_broker, sparkplug={"enabled": True, "group_id": f"g{uuid.uuid4().hex[:6]}"})
+    cfg = _sparkplug_config(shared_broker, tmp_path)
     group = cfg.sparkplug.group_id
     scada = shared_broker.subscriber([f"spBv1.0/{group}/#", f"inspector/{cfg.line}/+/cmd"])
     station = shared_broker.subscriber([f"inspector/{cfg.line}/none"])
@@ -154,3 +160,64 @@ def test_a_result_naming_another_station_is_not_bridged(bridge_env):
     bridged = [_metrics(p).get("Last Result/part_id") for p in _of(scada, "DDATA") + _of(scada, "DBIRTH")]
     assert "Q2" in bridged and "Q1" not in bridged
     assert bridge.sender_mismatches == 1
+
+
+def test_bd_seq_file_counts_sessions_modulo_256_and_survives_a_damaged_file(tmp_path, caplog):
+    from controller.sparkplug import BdSeqFile
+
+    store = BdSeqFile(tmp_path / "state" / "bd.json")
+    assert store.last() is None and [store.next() for _ in range(3)] == [0, 1, 2]
+    assert BdSeqFile(store.path).last() == 2  # what a restarted bridge reads
+    store.save(255)
+    assert store.next() == 0
+    for damaged in ("{not json", '{"bdSeq": 300}', '{"bdSeq": true}', "[]"):
+        store.path.write_text(damaged)
+        assert store.next() == 0, damaged
+    assert "starting at 0" in caplog.text
+    assert [p.name for p in store.path.parent.iterdir()] == ["bd.json"]  # no temporary file left behind
+
+
+def test_default_state_file_is_in_the_service_state_directory(monkeypatch, tmp_path):
+    from controller.sparkplug import default_state_file
+
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/inspector/controller")
+    assert default_state_file("line1", "inspection", "line1") == Path(
+        "/var/lib/inspector/controller/sparkplug-inspection-line1.json"
+    )
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert (
+        default_state_file("line1", "g", "n") == tmp_path / "inspector" / "line1" / "sparkplug" / "sparkplug-g-n.json"
+    )
+
+
+def test_bd_seq_goes_up_with_every_session_across_reconnects_and_restarts(mqtt_broker, tmp_path):
+    """Sparkplug 3.0: each CONNECT's will, and the NBIRTH after it, carry the previous bdSeq + 1, also after a
+    restart of the bridge (the value is kept in sparkplug.state_file)."""
+    from controller.sparkplug import BdSeqFile, SparkplugBridge
+
+    require_mosquitto(mqtt_broker, AMQTT_UNRELIABLE)
+    cfg = _sparkplug_config(mqtt_broker, tmp_path)
+    scada = mqtt_broker.subscriber([f"spBv1.0/{cfg.sparkplug.group_id}/#"])
+    births = lambda: [_metrics(p)["bdSeq"] for p in _of(scada, "NBIRTH")]  # noqa: E731
+    bridge = SparkplugBridge.from_line_config(cfg)
+    bridge.start()
+    try:
+        scada.wait_for(lambda r: births() == [0], 20, "the first NBIRTH")
+        mqtt_broker.stop()  # the session ends without an NDEATH of the bridge's own
+        mqtt_broker.start_before([scada], [bridge.sink.client, bridge.source.client])
+        scada.wait_for(lambda r: births() == [0, 1], 20, "the NBIRTH of the next session")
+        assert BdSeqFile(cfg.sparkplug.state_file).last() == 1
+    finally:
+        bridge.stop()
+    deaths = lambda: [d.bd_seq_metric.value for d in _of(scada, "NDEATH")]  # noqa: E731
+    scada.wait_for(lambda r: deaths()[-1:] == [1], 20, "the NDEATH of the second session")
+    assert set(deaths()) <= {0, 1}  # the broker may also publish the first session's will (bdSeq 0)
+
+    restarted = SparkplugBridge.from_line_config(cfg)  # a new process: only the state file remembers
+    restarted.start()
+    try:
+        scada.wait_for(lambda r: births() == [0, 1, 2], 20, "the NBIRTH after a restart")
+    finally:
+        restarted.stop()
+        scada.close()

@@ -57,6 +57,18 @@ def test_station_state_directory_is_its_default_state_dir():
     assert default_state_dir("line1", "cam1", env) == Path("/var/lib/inspector/cam1")
 
 
+@pytest.mark.parametrize("unit", ["inspector-controller.service", "inspector-sparkplug.service"])
+def test_units_that_run_the_sparkplug_bridge_keep_its_bd_seq_in_their_state_directory(unit, monkeypatch):
+    """ProtectSystem=strict leaves only the state directory writable: the bridge's default state file is in it."""
+    from controller.sparkplug import default_state_file
+
+    service = _parse(UNITS / unit)["Service"]
+    assert service["ProtectSystem"] == "strict"
+    state = Path("/var/lib") / service["StateDirectory"]
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))  # what systemd sets
+    assert default_state_file("line1", "inspection", "line1").parent == state
+
+
 @pytest.mark.parametrize("unit", [p.name for p in SERVICES])
 def test_systemd_analyze_verify(unit, tmp_path):
     if shutil.which("systemd-analyze") is None:

@@ -2,7 +2,6 @@
 (tests/peers/sparkplug_host.js) watches the bridge (``inspector controller --sparkplug-only``, as
 inspector-sparkplug.service runs it) in front of a real station on a real Mosquitto, and commands it."""
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 from tests.fixtures_controller import require_mosquitto
-from tests.fixtures_edge import StationThread, station_config
+from tests.fixtures_edge import StationThread, drop_files, station_config, watched_folder_source
 from tests.fixtures_peers import NodeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,14 +50,8 @@ def test_tahu_host_sees_births_data_deaths_and_commands_the_station(
     require_mosquitto(mqtt_broker, "is not the broker a SCADA site runs; these tests need Mosquitto")
     line, group = f"line{uuid.uuid4().hex[:6]}", "inspection"
     hot = tmp_path / "hot"
-    hot.mkdir()
     cfg = station_config(
-        mqtt_broker,
-        tmp_path,
-        int8_bundle,
-        {"type": "folder", "path": str(hot), "watch": True, "poll_s": 0.05},
-        station=STATION,
-        overrides={"line": line},
+        mqtt_broker, tmp_path, int8_bundle, watched_folder_source(hot), station=STATION, overrides={"line": line}
     )
     station_rec = mqtt_broker.subscriber([f"inspector/{line}/{STATION}/#"])
     station = StationThread(cfg).start()
@@ -74,7 +67,7 @@ def test_tahu_host_sees_births_data_deaths_and_commands_the_station(
             {
                 "line": line,
                 "mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "protocol": mqtt_broker.protocol},
-                "sparkplug": {"group_id": group},
+                "sparkplug": {"group_id": group, "state_file": str(tmp_path / "sparkplug-state.json")},
             }
         )
     )
@@ -103,9 +96,7 @@ def test_tahu_host_sees_births_data_deaths_and_commands_the_station(
         assert None not in aliases and len(aliases) == len(nbirth["metrics"]) + len(dbirth["metrics"])
 
         # Data: one DDATA per result; the host's view after it equals the station's result payload.
-        for path in parts:
-            shutil.copy(path, hot / f".{path.name}.tmp")
-            (hot / f".{path.name}.tmp").rename(hot / path.name)
+        drop_files(parts, hot)
         station_rec.wait_for(lambda r: len(r.results()) == len(parts), 120, "the station's results")
         for result in station_rec.results():
             view = host.wait_for(
@@ -183,6 +174,8 @@ def test_tahu_host_sees_births_data_deaths_and_commands_the_station(
             60,
             "NBIRTH and DBIRTH after the restart",
         )
+        # A new process, a new session: its bdSeq is the dead one's + 1 (kept in sparkplug.state_file).
+        assert _by_name(_births(host, "NBIRTH")[2])["bdSeq"]["value"] == (death["bdSeq"] + 1) % 256
         assert host.events("seq_error") == [] and host.events("unborn") == []
         assert host.events("decode_error") == [] and host.events("error") == []
     finally:
