@@ -11,6 +11,8 @@ so TensorFlow (model building, training) never shares a process with a latency m
   outbox       results/s through the durable outbox to Mosquitto, and the drain after a broker outage
   coldstart    process start to first published result; bundle load time
   training     seconds per epoch and images/s, Small/Large at 224 and 128
+  loadgen      50 stations x 20 results/s into one broker, the real line controller and monitor: decision
+               p99, loss, CPU per process; the full run raises the load step by step until it breaks
   all          every one of the above, then the README tables
   report       only rewrite the README tables from the JSON files
 
@@ -27,13 +29,14 @@ from __future__ import annotations
 
 import argparse
 
-BENCHMARKS = ("interpreter", "pipeline", "outbox", "coldstart", "training")
+BENCHMARKS = ("interpreter", "pipeline", "outbox", "coldstart", "training", "loadgen")
 MODULES = {
     "interpreter": "bench.interpreter",
     "pipeline": "bench.pipeline",
     "outbox": "bench.outbox_mqtt",
     "coldstart": "bench.coldstart",
     "training": "bench.train_speed",
+    "loadgen": "bench.loadgen",
 }
 
 
