@@ -28,6 +28,7 @@ Examples (at the repository root)::
     python -m bench.loadgen --stations 3 --rate 5 --seconds 2
     python -m bench.loadgen --ramp --out bench/results        # raise the load until p99 or loss breaks
     python -m bench loadgen --quick                           # the 50 x 20 step, 10 s, as part of `all`
+    python -m bench.loadgen --probe-fanout 20                 # one client's burst of 200 QoS 1 messages
 """
 
 from __future__ import annotations
@@ -659,6 +660,56 @@ class VariantBroker(ProductionBroker):
         self.config.write_text("\n".join(kept + self.lines) + "\n")
 
 
+def fanout_probe(messages: int = 200, inflight: int = 20, broker_lines: Sequence[str] = ()) -> Dict[str, Any]:
+    """What the controller's fan-out meets, on one connection: a paho client that, like the controller in its
+    message callback, publishes ``messages`` QoS 1 messages at once with ``inflight`` unacknowledged at most;
+    seconds until a subscriber has all of them."""
+    from inspector.mqtt import BrokerClient
+
+    workdir = WORK / NAME / f"probe-{uuid.uuid4().hex[:6]}"
+    with VariantBroker(workdir, broker_lines) as broker:
+        cfg = MqttConfig(host=broker.host, port=broker.port)
+        arrived: List[float] = []
+        done = threading.Event()
+        subscribed = threading.Event()
+
+        def on_arrival(client, userdata, msg) -> None:
+            arrived.append(time.monotonic())
+            if len(arrived) >= messages:
+                done.set()
+
+        def fan_out(client, userdata, msg) -> None:
+            for i in range(messages):
+                client.publish(f"probe/out/{i}", "x" * 60, qos=1)
+
+        rx = BrokerClient(cfg, "probe-rx")
+        rx.on_connect(lambda _: rx.client.subscribe("probe/out/#", 1))
+        rx.client.on_subscribe = lambda *a: subscribed.set()
+        rx.client.on_message = on_arrival
+        fan = BrokerClient(cfg, "probe-fan")
+        fan.client.max_inflight_messages_set(inflight)
+        fan.on_connect(lambda _: fan.client.subscribe("probe/in", 1))
+        fan.client.on_message = fan_out
+        try:
+            if not (rx.start(10.0) and fan.start(10.0) and subscribed.wait(10.0)):
+                raise RuntimeError("probe clients could not connect")
+            time.sleep(0.5)  # the fan's SUBACK
+            started = time.monotonic()
+            rx.publish("probe/in", "go", qos=1)
+            done.wait(120.0)
+        finally:
+            rx.stop()
+            fan.stop()
+    return {
+        "messages": messages,
+        "inflight": inflight,
+        "broker_lines_replaced": list(broker_lines),
+        "received": len(arrived),
+        "seconds": round(arrived[-1] - started, 3) if arrived else None,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
 # -- steps and the ramp --------------------------------------------------------------------------------
 
 
@@ -742,11 +793,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--name", default=NAME, help="result file name without .json (default loadgen)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder of loadgen.json")
+    parser.add_argument(
+        "--probe-fanout",
+        type=int,
+        metavar="INFLIGHT",
+        help="instead: one client publishing 200 QoS 1 messages at once with INFLIGHT unacknowledged (prints JSON)",
+    )
     parser.add_argument("--monitor-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--broker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.monitor_worker:
         return monitor_worker(args.broker)
+    if args.probe_fanout:
+        print(json.dumps(fanout_probe(inflight=args.probe_fanout, broker_lines=args.broker_line)))
+        return 0
     if args.steps or args.ramp:
         steps = parse_steps(args.steps or DEFAULT_STEPS)
     else:
