@@ -18,8 +18,9 @@ pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs Mosquitt
 
 
 def test_small_load_every_part_decided_and_every_result_received(mqtt_broker, tmp_path):
-    # A high fail rate so that, with this seed, both actions occur among the 10 parts (checked below).
-    load = Load(stations=3, rate_hz=5.0, seconds=2.0, fail_rate=0.1, review_rate=0.05, seed=3)
+    # A high fail rate so that, with this seed, both actions occur among the 10 parts (checked below); a
+    # deadline far beyond any scheduling delay of a busy CI machine, so that no part times out by slowness.
+    load = Load(stations=3, rate_hz=5.0, seconds=2.0, fail_rate=0.1, review_rate=0.05, seed=3, deadline_s=30.0)
     record = run_step(load, mqtt_broker, tmp_path, p99_limit_ms=float("inf"))
 
     assert record["parts_announced"] == load.parts == 10
