@@ -133,7 +133,14 @@ def default_state_file(line: str, group_id: str, edge_node_id: str) -> Path:
 class _Def:
     name: str
     datatype: str  # a pysparkplug.DataType member name
-    field: str
+    field: str  # payload field; a dotted path reads a nested model's field (where.x)
+
+    def value(self, payload: Dict[str, Any]) -> Any:
+        """The metric's value in a payload dumped to JSON types: None when absent, a list as one string."""
+        value: Any = payload
+        for part in self.field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return "; ".join(map(str, value)) if isinstance(value, list) else value
 
 
 STATS_METRICS: Tuple[_Def, ...] = tuple(
@@ -154,10 +161,11 @@ STATS_METRICS: Tuple[_Def, ...] = tuple(
         ("model_version", "STRING"),
         ("paused", "BOOLEAN"),
         ("uptime_s", "DOUBLE"),
+        ("gated", "UINT64"),
     )
 )
 RESULT_METRICS: Tuple[_Def, ...] = tuple(
-    _Def(f"Last Result/{f}", t, f)
+    _Def(f"Last Result/{f.replace('.', '/')}", t, f)
     for f, t in (
         ("id", "STRING"),
         ("seq", "INT64"),
@@ -167,6 +175,13 @@ RESULT_METRICS: Tuple[_Def, ...] = tuple(
         ("top_class", "STRING"),
         ("capture_ts", "DOUBLE"),
         ("inference_ms", "DOUBLE"),
+        ("threshold", "DOUBLE"),
+        ("gate", "STRING"),  # the plausibility gate's reasons, joined by "; "; null when it let the frame through
+        # Where the defect is (failed and review parts; null otherwise); the box stays in the JSON result.
+        ("where.label", "STRING"),
+        ("where.x", "INT64"),
+        ("where.y", "INT64"),
+        ("where.strength", "DOUBLE"),
     )
 )
 LINE_METRICS: Tuple[_Def, ...] = tuple(
@@ -178,6 +193,10 @@ LINE_METRICS: Tuple[_Def, ...] = tuple(
         ("rejected", "UINT64"),
         ("yield_pct", "DOUBLE"),
         ("pending", "UINT64"),
+        ("results", "UINT64"),
+        ("duplicates", "UINT64"),
+        ("late", "UINT64"),
+        ("sender_mismatches", "UINT64"),
     )
 )
 # Every device metric in DBIRTH order; the index is its place in the device's alias block.
@@ -421,7 +440,7 @@ class SparkplugBridge:
     def _changed(self, defs, source: Dict[str, Any], target: Dict[str, Any]) -> List[_Def]:
         changed = []
         for d in defs:
-            value = source.get(d.field)
+            value = d.value(source)
             if target.get(d.name, object()) != value:
                 target[d.name] = value
                 changed.append(d)

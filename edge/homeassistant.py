@@ -2,10 +2,11 @@
 
 A station that calls :func:`discovery_messages` once per connection (and publishes each ``(topic,
 payload)`` with QoS 1 and retain) shows up in Home Assistant as one device with sensors for pass / fail /
-review counters, yield, fps, inference latency, outbox depth, camera state, model version and the last
-verdict. Every sensor reads the station's existing ``stats`` or ``result`` topic (no extra traffic) and
-is *available* only while the station's ``status`` topic says ``online``; the broker's last will turns
-them unavailable when the station dies. :func:`removal_messages` deletes them when a station is retired.
+review counters, frames the plausibility gate stopped, yield, fps, inference latency, outbox depth, camera
+state, model version and the last verdict (with the part, its score, the gate's reasons and where the defect
+is as attributes). Every sensor reads the station's existing ``stats`` or ``result`` topic (no extra
+traffic) and is *available* only while the station's ``status`` topic says ``online``; the broker's last
+will turns them unavailable when the station dies. :func:`removal_messages` deletes them when a station is retired.
 
 Example:
     >>> from inspector.protocol.topics import StationTopics
@@ -61,6 +62,7 @@ SENSORS: Tuple[_Sensor, ...] = (
     _Sensor("passed", "Passed", "stats", "parts", state_class="total_increasing", icon="mdi:check-circle"),
     _Sensor("failed", "Failed", "stats", "parts", state_class="total_increasing", icon="mdi:close-circle"),
     _Sensor("review", "Review", "stats", "parts", state_class="total_increasing", icon="mdi:eye"),
+    _Sensor("gated", "Gated", "stats", "frames", state_class="total_increasing", icon="mdi:filter-remove"),
     _Sensor("yield_pct", "Yield", "stats", "%", state_class="measurement", icon="mdi:percent"),
     _Sensor("fps", "Inspection rate", "stats", "fps", state_class="measurement", icon="mdi:speedometer"),
     _Sensor("inference_ms_p50", "Inference latency p50", "stats", "ms", "duration", "measurement"),
@@ -121,10 +123,9 @@ def _config(sensor: _Sensor, topics: StationTopics, cfg: HomeAssistantConfig, mo
     }
     if sensor.leaf == "result":
         payload["json_attributes_topic"] = topics.result
-        payload["json_attributes_template"] = (
-            "{{ {'part_id': value_json.part_id, 'defect_score': value_json.defect_score, "
-            "'top_class': value_json.top_class, 'captured_at': value_json.captured_at} | tojson }}"
-        )
+        attributes = ("part_id", "defect_score", "top_class", "captured_at", "gate", "where")
+        pairs = ", ".join(f"'{name}': value_json.{name}" for name in attributes)
+        payload["json_attributes_template"] = f"{{{{ {{{pairs}}} | tojson }}}}"
     for key, value in (
         ("unit_of_measurement", sensor.unit),
         ("device_class", sensor.device_class),

@@ -42,6 +42,31 @@ def _sparkplug_config(broker, tmp_path):
     return line_config(broker, sparkplug={"enabled": True, "group_id": group, "state_file": str(tmp_path / "bd.json")})
 
 
+def _model_field(model, path: str):
+    """The pydantic field at a dotted ``path`` of ``model`` (None when there is none)."""
+    import typing
+
+    head, _, rest = path.partition(".")
+    field = model.model_fields.get(head)
+    if field is None or not rest:
+        return field
+    nested = [a for a in typing.get_args(field.annotation) if isinstance(a, type)] or [field.annotation]
+    return next((f for m in nested if hasattr(m, "model_fields") and (f := _model_field(m, rest))), None)
+
+
+def test_every_metric_reads_a_field_of_the_payload_it_bridges():
+    """A metric naming a field the contract does not have would stay null in SCADA forever."""
+    from controller.sparkplug import LINE_METRICS, RESULT_METRICS, STATS_METRICS
+    from inspector.protocol.payloads import ControllerState, Result, Stats
+
+    for model, defs in ((Stats, STATS_METRICS), (Result, RESULT_METRICS), (ControllerState, LINE_METRICS)):
+        for d in defs:
+            assert _model_field(model, d.field) is not None, (model.__name__, d.field)
+    assert _model_field(Result, "where.nowhere") is None and _model_field(Result, "nowhere") is None
+    names = [d.name for d in STATS_METRICS + RESULT_METRICS + LINE_METRICS]
+    assert len(names) == len(set(names))
+
+
 @pytest.fixture
 def bridge_env(shared_broker, tmp_path):
     from controller.sparkplug import SparkplugBridge
@@ -76,14 +101,19 @@ def test_births_data_commands_and_deaths_decode_with_the_library(bridge_env):
     assert "Device Control/Threshold" not in birth  # an engineering command: not SCADA's to send
     assert birth["Last Result/verdict"] is None  # declared in the birth, no value yet
 
-    station.publish(f"{base}/result", result_payload(cfg.line, "cam1", "P7", "fail"))
-    station.publish(f"{base}/stats", stats_payload(passed=90, failed=9, yield_pct=89.1), retain=True)
+    failed = json.loads(result_payload(cfg.line, "cam1", "P7", "fail"))
+    failed["gate"] = ["too dark", "blurred"]
+    failed["where"] = {"label": "crack", "x": 40, "y": 72, "box": [24, 56, 32, 32], "strength": 2.5}
+    station.publish(f"{base}/result", json.dumps(failed))
+    station.publish(f"{base}/stats", stats_payload(passed=90, failed=9, yield_pct=89.1, gated=1), retain=True)
     scada.wait_for(lambda r: len(_of(r, "DDATA", "cam1")) >= 2, 20, "DDATA")
     data = {}
     for payload in _of(scada, "DDATA", "cam1"):
         data.update(_metrics(payload))
     assert (data["Last Result/part_id"], data["Last Result/verdict"]) == ("P7", "fail")
-    assert (data["Stats/failed"], data["Stats/yield_pct"]) == (9, 89.1)
+    assert (data["Last Result/gate"], data["Last Result/threshold"]) == ("too dark; blurred", 0.5)
+    assert [data[f"Last Result/where/{k}"] for k in ("label", "x", "y", "strength")] == ["crack", 40, 72, 2.5]
+    assert (data["Stats/failed"], data["Stats/yield_pct"], data["Stats/gated"]) == (9, 89.1, 1)
     assert "Stats/passed" not in data  # DDATA carries only what changed
 
     ddata = _of(scada, "DDATA", "cam1")[0]

@@ -1,4 +1,5 @@
-"""docs/deployment.md: the files, commands and config keys it tells a technician to use exist."""
+"""docs/deployment.md: the files, commands and config keys it tells a technician to use exist; the README's topic
+table names fields of the payload models."""
 
 import re
 from pathlib import Path
@@ -45,3 +46,19 @@ def test_every_station_command_it_shows_is_valid():
             except CommandError:
                 pass
         assert len(valid_on) == 1, command
+
+
+def test_readme_topic_table_names_only_fields_of_the_payload_models():
+    """The README's MQTT topic table is what integrators read first: every field it names must exist."""
+    from inspector.protocol.payloads import ControllerState, Decision, Result, Stats, Where
+
+    models = {"result": (Result, Where), "stats": (Stats,), "state": (ControllerState,), "decision": (Decision,)}
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `inspector/<line>/[^/]+/(\w+)` \| \d \| \w+ \| (.*) \|$", readme, re.MULTILINE)
+    assert {leaf for leaf, _ in rows} >= set(models)
+    for leaf, payload in rows:
+        if leaf not in models:
+            continue
+        fields = {f.alias or n for model in models[leaf] for n, f in model.model_fields.items()}
+        named = set(re.findall(r"`(\w+)`", payload))
+        assert named and named <= fields, (leaf, named - fields)

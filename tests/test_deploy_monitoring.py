@@ -1,14 +1,17 @@
 """Telegraf, Grafana and Node-RED files: they parse, and every topic and field they use exists in the
 message contract (inspector/protocol/)."""
 
+import fnmatch
 import json
 import re
 import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from inspector.protocol.commands import parse_command
+from inspector.protocol.enums import DecisionReason
 from inspector.protocol.payloads import ControllerState, Event, Result, Stats
 from inspector.protocol.topics import StationTopics
 
@@ -18,14 +21,61 @@ MONITORING = Path(__file__).resolve().parents[1] / "deploy" / "monitoring"
 MODELS = {"stats": Stats, "result": Result, "event": Event, "state": ControllerState}
 
 
+# Keys of dict fields that a dashboard may name, and the values they can take.
+DICT_KEYS = {"reject_reasons": {reason.value for reason in DecisionReason}}
+
+
 def _fields(model) -> set:
     return {field.alias or name for name, field in model.model_fields.items()}
 
 
+def _unwrap(annotation):
+    """``Optional[X]`` -> ``X``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if typing.get_origin(annotation) is typing.Union and len(args) == 1 else annotation
+
+
+def _flattened(model, prefix: str = "") -> dict:
+    """What Telegraf's JSON parser writes for ``model``: regex of a field name -> whether it is a string.
+
+    Nested objects and lists are flattened with ``_`` (where_x, gate_0, reject_reasons_timeout); strings,
+    enums and booleans are written only when json_string_fields or tag_keys name them.
+    """
+    out = {}
+    for name, field in model.model_fields.items():
+        key, annotation = prefix + (field.alias or name), _unwrap(field.annotation)
+        origin = typing.get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out.update(_flattened(annotation, key + "_"))
+        elif origin in (list, dict):
+            item = _unwrap(typing.get_args(annotation)[-1])
+            is_string = isinstance(item, type) and issubclass(item, (str, bool))
+            out[key + (r"_\d+" if origin is list else r"_\w+")] = is_string
+        else:
+            out[key] = isinstance(annotation, type) and issubclass(annotation, (str, bool))
+    return out
+
+
 def _written_by_telegraf(model, field: str) -> bool:
-    """A payload field, or a key of a dict field that Telegraf's JSON parser flattened (reject_reasons_timeout)."""
-    dicts = [name for name, f in model.model_fields.items() if typing.get_origin(f.annotation) is dict]
-    return field in _fields(model) or any(field.startswith(f"{name}_") for name in dicts)
+    """A field Telegraf writes for ``model``; a dict key must be one the payload can hold (reject_reasons_timeout)."""
+    for name, keys in DICT_KEYS.items():
+        if field.startswith(name + "_") and name in _fields(model):
+            return field[len(name) + 1 :] in keys
+    return any(re.fullmatch(pattern, field) for pattern in _flattened(model))
+
+
+def _is_string(model, field: str) -> bool:
+    return any(is_string for pattern, is_string in _flattened(model).items() if re.fullmatch(pattern, field))
+
+
+def test_the_flattening_follows_the_payload_models():
+    """The helper itself: nested, list and dict fields of the real models, and names that do not exist."""
+    assert _written_by_telegraf(Result, "where_x") and _written_by_telegraf(Result, "where_box_3")
+    assert _written_by_telegraf(Result, "gate_0") and _is_string(Result, "gate_0") and _is_string(Result, "where_label")
+    assert not _is_string(Result, "where_strength") and _is_string(Stats, "camera_state")
+    assert _written_by_telegraf(ControllerState, "reject_reasons_duplicate_part_id")
+    for missing in ("where_z", "gated", "reject_reasons_tired", "where"):
+        assert not _written_by_telegraf(Result if "reject" not in missing else ControllerState, missing), missing
 
 
 def _topic_leaf(topic: str) -> str:
@@ -42,12 +92,17 @@ def telegraf():
 
 
 def _measurements(telegraf) -> dict:
-    """measurement name -> payload model, as Telegraf writes them."""
+    """measurement name -> (payload model, the consumer that writes it)."""
     out = {}
     for consumer in telegraf["inputs"]["mqtt_consumer"]:
         [topic] = consumer["topics"]
-        out[consumer["name_override"]] = MODELS[_topic_leaf(topic)]
+        out[consumer["name_override"]] = (MODELS[_topic_leaf(topic)], consumer)
     return out
+
+
+def _kept_as_string(consumer, field: str) -> bool:
+    globs = consumer.get("json_string_fields", []) + consumer.get("tag_keys", [])
+    return any(fnmatch.fnmatchcase(field, glob) for glob in globs)
 
 
 def test_telegraf_consumers_follow_the_topic_contract(telegraf):
@@ -58,8 +113,12 @@ def test_telegraf_consumers_follow_the_topic_contract(telegraf):
         fields = _fields(model)
         assert consumer["data_format"] == "json" and consumer["qos"] == 1
         assert consumer["json_time_key"] in fields
-        for key in consumer.get("json_string_fields", []) + consumer.get("tag_keys", []):
-            assert key in fields, (consumer["name_override"], key)
+        for key in consumer.get("tag_keys", []):
+            assert key in fields, (consumer["name_override"], key)  # tags are read from the top level only
+        names = [re.sub(r"\\d\+", "0", re.sub(r"\\w\+", "x", pattern)) for pattern in _flattened(model)]
+        for glob in consumer.get("json_string_fields", []):
+            matched = [name for name in names if fnmatch.fnmatchcase(name, glob)]
+            assert matched and all(_is_string(model, name) for name in matched), (consumer["name_override"], glob)
         [parsing] = consumer["topic_parsing"]
         assert parsing["topic"] == consumer["topics"][0] and parsing["tags"].split("/")[1] == "line"
         assert consumer["username"] == "dashboard"  # the read-only broker user
@@ -78,12 +137,19 @@ def test_grafana_queries_use_measurements_and_fields_that_telegraf_writes(telegr
     queries = [t["query"] for p in dashboard["panels"] for t in p["targets"]]
     queries += [a["query"] for a in dashboard["annotations"]["list"]]
     assert len(queries) >= 8
+    used = set()
     for query in queries:
         [measurement] = re.findall(r'FROM "(\w+)"', query)
+        model, consumer = measurements[measurement]
         for field in _influx_fields(query):
-            assert _written_by_telegraf(measurements[measurement], field), (query, field)
+            assert _written_by_telegraf(model, field), (query, field)
+            if _is_string(model, field):  # Telegraf drops a string it was not told to keep
+                assert _kept_as_string(consumer, field), (measurement, field)
+            used.add(field)
+    # What the contract added for dashboards is shown: the gate, where the defect is, the dropped results.
+    assert {"gated", "where_x", "where_label", "duplicates", "sender_mismatches"} <= used
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for needed in ("yield", "per minute", "latency", "rate", "outbox", "camera"):
+    for needed in ("yield", "per minute", "latency", "rate", "outbox", "camera", "gated", "defect location"):
         assert needed in titles, needed
     assert {v["name"] for v in dashboard["templating"]["list"]} == {"line", "station"}
     ids = [p["id"] for p in dashboard["panels"]]
@@ -110,6 +176,9 @@ def test_node_red_flow_is_wired_and_speaks_the_contract():
             fields = _fields(MODELS[topic.rsplit("/", 1)[1]])
             used = set(re.findall(r"msg\.payload\.(\w+)", node["func"])) | set(re.findall(r"\bs\.(\w+)", node["func"]))
             assert used and used <= fields, (node["name"], used - fields)
+        if node["type"] == "switch" and node["property"].startswith("payload."):  # e.g. payload.verdict
+            topic = next(n["topic"] for n in inputs if node["id"] in n["wires"][0])
+            assert node["property"].split(".", 1)[1] in _fields(MODELS[topic.rsplit("/", 1)[1]]), node["property"]
     commands = [n for n in nodes if n["type"] == "inject"]
     assert commands
     for node in commands:
@@ -142,7 +211,7 @@ console.log(JSON.stringify({outputs, lastStatus}));
 """
     cases = {
         "fn_counts": [{"topic": "inspector/line1/cam1/result", "payload": r} for r in results],
-        "fn_stats": [{"topic": "inspector/line1/cam1/stats", "payload": json.loads(stats_payload(fps=9.5))}],
+        "fn_stats": [{"topic": "inspector/line1/cam1/stats", "payload": json.loads(stats_payload(fps=9.5, gated=3))}],
     }
     outs = {}
     for node_id, inputs in cases.items():
@@ -164,5 +233,5 @@ console.log(JSON.stringify({outputs, lastStatus}));
         "last_score": 0.04,
     }
     stats = outs["fn_stats"]["outputs"][0]["payload"]
-    assert (stats["fps"], stats["camera_state"]) == (9.5, "running")
+    assert (stats["fps"], stats["camera_state"], stats["gated"]) == (9.5, "running", 3)
     assert "9.5 fps" in outs["fn_stats"]["lastStatus"]["text"]

@@ -3,6 +3,8 @@
 import json
 import re
 
+import pytest
+
 from edge.homeassistant import SENSORS, HomeAssistantConfig, discovery_messages, node_id, removal_messages
 from inspector.protocol.payloads import Result, Stats
 from inspector.protocol.topics import StationTopics
@@ -40,17 +42,35 @@ def test_every_message_is_valid_json_with_the_required_keys():
     assert len(set(unique_ids)) == len(unique_ids)
 
 
-def test_value_templates_read_fields_that_the_payload_models_have():
+def test_value_and_attribute_templates_read_fields_that_the_payload_models_have():
     fields = {TOPICS.stats: set(Stats.model_fields), TOPICS.result: set(Result.model_fields)}
+    attributes = set()
     for _, payload in discovery_messages(TOPICS):
         config = json.loads(payload)
         [field] = re.findall(r"value_json\.(\w+)", config["value_template"])
         assert field in fields[config["state_topic"]], field
+        if "json_attributes_template" in config:
+            assert config["json_attributes_topic"] in fields
+            read = set(re.findall(r"value_json\.(\w+)", config["json_attributes_template"]))
+            assert read and read <= fields[config["json_attributes_topic"]], (
+                read - fields[config["json_attributes_topic"]]
+            )
+            attributes |= read
+    assert {"part_id", "defect_score", "gate", "where"} <= attributes  # why the gate stopped it, where the defect is
 
 
 def test_required_dashboard_sensors_are_present():
     objects = {t.split("/")[3] for t, _ in discovery_messages(TOPICS)}
-    assert {"passed", "failed", "yield_pct", "fps", "inference_ms_p50", "camera_state", "model_version"} <= objects
+    assert {
+        "passed",
+        "failed",
+        "gated",
+        "yield_pct",
+        "fps",
+        "inference_ms_p50",
+        "camera_state",
+        "model_version",
+    } <= objects
 
 
 def test_node_id_replaces_characters_home_assistant_forbids():
@@ -130,3 +150,29 @@ def test_station_publisher_sends_discovery_retained_on_connect(shared_broker, tm
         rec.close()
     finally:
         pub.stop()
+
+
+def test_templates_render_a_real_result_and_stats_with_jinja2():
+    """Home Assistant renders these templates with Jinja2: the last verdict's attributes come out as JSON with
+    the gate's reasons and where the defect is; every state reads a value."""
+    jinja2 = pytest.importorskip("jinja2")
+    from tests.fixtures_controller import result_payload, stats_payload
+
+    result = json.loads(result_payload("line1", "cam-1.a", "P9", "fail"))
+    result.update(
+        gate=["too dark"], where={"label": "crack", "x": 40, "y": 72, "box": [24, 56, 32, 32], "strength": 2.5}
+    )
+    payloads = {TOPICS.result: result, TOPICS.stats: json.loads(stats_payload(gated=3))}
+    env = jinja2.Environment()
+    for _, payload in discovery_messages(TOPICS):
+        config = json.loads(payload)
+        state = env.from_string(config["value_template"]).render(value_json=payloads[config["state_topic"]])
+        assert state not in ("", "None"), config["unique_id"]
+        if "json_attributes_template" in config:
+            rendered = env.from_string(config["json_attributes_template"]).render(value_json=result)
+            attributes = json.loads(rendered)
+            assert (attributes["part_id"], attributes["gate"], attributes["where"]) == (
+                "P9",
+                ["too dark"],
+                result["where"],
+            )
