@@ -52,7 +52,6 @@ from inspector.decision import DecisionPolicy
 from inspector.fsutil import sha256_bytes
 from inspector.inference import BackendError, Classifier
 from inspector.inspection import bundle_gate, decide_frame
-from inspector.localization import locate
 from inspector.plausibility import PlausibilityGate
 from inspector.protocol.commands import (
     CommandChannel,
@@ -507,11 +506,7 @@ class Station:
             self.stats.record_gate(findings.codes)
         image = self.archive.reserve(verdict, c.top_class, seq, result_id, frame.captured_at)
         # Where the defect is, for the frames someone will look at (the map came with the invoke: no cost).
-        heat = (
-            locate(c.class_map, clf.labels, clf.good_index, clf.preprocessor.spec, frame.image.shape)
-            if c.class_map is not None and verdict != Verdict.PASS
-            else None
-        )
+        heat = clf.locate(c, frame.image.shape) if verdict != Verdict.PASS else None
         result = Result(
             id=result_id,
             seq=seq,

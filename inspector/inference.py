@@ -25,6 +25,7 @@ import numpy as np
 
 from inspector.bundle import Bundle, FlipAveraging, InferenceSpec
 from inspector.decision import DecisionPolicy, defect_score
+from inspector.localization import Heatmap, Rect, locate
 from inspector.nativelog import native_stderr_filtered
 from inspector.preprocess import ChannelOrder, Preprocessor
 from inspector.protocol.enums import Verdict
@@ -202,22 +203,44 @@ class Classification:
     scores: Dict[str, float]
     inference_ms: float
     preprocess_ms: float = 0.0
-    # Per-cell class logits of the model input (cells_y x cells_x x classes), for inspector.localization;
-    # None without the model's map output, with flip averaging or with tiling.
+    # Per-cell class logits (cells_y x cells_x x classes) of the model input the decision came from, for
+    # inspector.localization: the flip views' maps mirrored back and averaged like the probabilities, with
+    # tiling the deciding tile's. None without the model's map output.
     class_map: Optional[np.ndarray] = None
+    # The part of the model's region (the ROI, or the whole frame) the class map covers, as fractions
+    # (x0, y0, x1, y1) of it: the deciding tile's; None for the whole region. ``locate`` takes it as is.
+    map_window: Optional[Rect] = None
+
+
+def flips(tta: FlipAveraging | str) -> List[Tuple[bool, bool]]:
+    """(rows, columns) each view of flip averaging mirrors, the original first."""
+    tta = FlipAveraging(tta)
+    views = [(False, False)]
+    if tta in (FlipAveraging.HFLIP, FlipAveraging.HVFLIP):
+        views.append((False, True))
+    if tta in (FlipAveraging.VFLIP, FlipAveraging.HVFLIP):
+        views.append((True, False))
+    if tta == FlipAveraging.HVFLIP:
+        views.append((True, True))
+    return views
+
+
+def mirror(array: np.ndarray, rows: bool, columns: bool) -> np.ndarray:
+    """``array`` (...xHxWxC: an image, a batch, or a class map's cells) mirrored top-bottom and/or left-right.
+
+    A mirror is its own inverse, and mirroring the input mirrors the map's cells the same way (one cell per
+    32x32 input pixels), so the same call maps a view's class map back onto the original.
+    """
+    return array[..., slice(None, None, -1 if rows else 1), slice(None, None, -1 if columns else 1), :]
 
 
 def flip_views(image: np.ndarray, tta: FlipAveraging | str) -> List[np.ndarray]:
     """The views flip averaging runs for one HxWx3 model input (or an NxHxWx3 batch), the original first."""
-    tta = FlipAveraging(tta)
-    views = [image]
-    if tta in (FlipAveraging.HFLIP, FlipAveraging.HVFLIP):
-        views.append(image[..., :, ::-1, :])
-    if tta in (FlipAveraging.VFLIP, FlipAveraging.HVFLIP):
-        views.append(image[..., ::-1, :, :])
-    if tta == FlipAveraging.HVFLIP:
-        views.append(image[..., ::-1, ::-1, :])
-    return [np.ascontiguousarray(v) for v in views]
+    return [np.ascontiguousarray(mirror(image, rows, columns)) for rows, columns in flips(tta)]
+
+
+def _mean(arrays: List[np.ndarray]) -> np.ndarray:
+    return np.asarray(np.stack(arrays).mean(axis=0, dtype=np.float32), np.float32)
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> List[int]:
@@ -238,7 +261,8 @@ class Classifier:
     predict``, ``inspector evaluate`` and calibration get the same probabilities for the same picture:
     flip averaging runs the model on the flipped views and averages the probabilities; tiling cuts the
     region of interest (at native resolution, enlarged only when smaller than one tile) into overlapping
-    tiles of the model's input size and reports the tile with the highest defect score.
+    tiles of the model's input size and reports the tile with the highest defect score. The class map
+    follows the probabilities: the views' maps mirrored back and averaged, the deciding tile's map.
     """
 
     bundle: Bundle
@@ -284,14 +308,30 @@ class Classifier:
         return self._averaged(prepared)
 
     def _averaged(self, prepared: np.ndarray) -> np.ndarray:
+        return self._views(prepared, with_map=False)[0]
+
+    def _views(self, prepared: np.ndarray, with_map: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The probabilities averaged over the flip views and, ``with_map``, the views' class maps mirrored
+        back onto ``prepared`` and averaged alike (None for a model without the map)."""
         tta = self.inference.tta if self.inference is not None else FlipAveraging.NONE
+        with_map = with_map and self.runner.has_class_map
         if tta == FlipAveraging.NONE:
-            return self.runner.run(prepared)
-        views = np.stack([self.runner.run(view) for view in flip_views(prepared, tta)])
-        return np.asarray(views.mean(axis=0, dtype=np.float32), np.float32)
+            probs = self.runner.run(prepared)
+            return probs, self.runner.class_map() if with_map else None
+        runs, maps = [], []
+        for (rows, columns), view in zip(flips(tta), flip_views(prepared, tta)):
+            runs.append(self.runner.run(view))
+            class_map = self.runner.class_map() if with_map else None
+            if class_map is not None:
+                maps.append(mirror(class_map, rows, columns))
+        return _mean(runs), _mean(maps) if maps else None
 
     def tiles(self, frame: np.ndarray, order: ChannelOrder | str = ChannelOrder.BGR) -> np.ndarray:
         """The NxHxWx3 model inputs tiled inference scores for one raw frame (region of interest first)."""
+        return self._tiling(frame, order)[0]
+
+    def _tiling(self, frame: np.ndarray, order: ChannelOrder | str) -> Tuple[np.ndarray, List[Rect]]:
+        """The tiles of :meth:`tiles` and each one's window: its part of the region, as fractions (x0, y0, x1, y1)."""
         spec = self.bundle.manifest.preprocess
         overlap = self.inference.tiling.overlap if self.inference and self.inference.tiling else 0.0
         if frame.dtype != np.uint8:
@@ -302,25 +342,31 @@ class Classifier:
         # The whole region through the bundle's own preprocessing (crop, channels, grayscale), at native size.
         region = Preprocessor(self.bundle.manifest.preprocess.model_copy(update={"width": w, "height": h}))
         image = region.prepare(frame, order)
-        return np.stack(
-            [
-                image[y : y + spec.height, x : x + spec.width]
-                for y in tile_origins(h, spec.height, overlap)
-                for x in tile_origins(w, spec.width, overlap)
-            ]
-        )
+        origins = [(x, y) for y in tile_origins(h, spec.height, overlap) for x in tile_origins(w, spec.width, overlap)]
+        tiles = np.stack([image[y : y + spec.height, x : x + spec.width] for x, y in origins])
+        return tiles, [(x / w, y / h, (x + spec.width) / w, (y + spec.height) / h) for x, y in origins]
 
     def infer(
         self, prepared: np.ndarray, frame: Optional[np.ndarray] = None, order: ChannelOrder | str = ChannelOrder.BGR
     ) -> np.ndarray:
         """The bundle's probabilities for one frame: of ``prepared`` (flip-averaged), or with tiling of the
         tile of ``frame`` with the highest defect score."""
+        return self._infer(prepared, frame, order, with_map=False)[0]
+
+    def _infer(
+        self, prepared: np.ndarray, frame: Optional[np.ndarray], order: ChannelOrder | str, with_map: bool
+    ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[Rect]]:
+        """:meth:`infer`, and the class map and window of the model input that decided (see Classification)."""
         if not self.tiled:
-            return self._averaged(prepared)
+            probs, class_map = self._views(prepared, with_map)
+            return probs, class_map, None
         if frame is None:
             raise ValueError("this bundle scores tiles of the camera frame: give the frame, not only the model input")
-        per_tile = np.stack([self._averaged(tile) for tile in self.tiles(frame, order)])
-        return np.asarray(per_tile[int(np.argmax(defect_score(per_tile, self.good_index)))], np.float32)
+        tiles, windows = self._tiling(frame, order)
+        scored = [self._views(tile, with_map) for tile in tiles]
+        per_tile = np.stack([probs for probs, _ in scored])
+        worst = int(np.argmax(defect_score(per_tile, self.good_index)))
+        return np.asarray(per_tile[worst], np.float32), scored[worst][1], windows[worst]
 
     def _classification(self, probs: np.ndarray, inference_ms: float, preprocess_ms: float) -> Classification:
         score = float(defect_score(probs, self.good_index))
@@ -345,11 +391,17 @@ class Classifier:
         """Classify a prepared model input; a tiled bundle also needs the raw ``frame`` in channel ``order``
         (cutting its tiles counts as inference time)."""
         start = time.perf_counter()
-        probs = self.infer(prepared, frame, order)
+        probs, class_map, window = self._infer(prepared, frame, order, with_map=True)
         c = self._classification(probs, (time.perf_counter() - start) * 1000.0, preprocess_ms)
-        if self.inference is not None and self.inference.tta == FlipAveraging.NONE and not self.tiled:
-            c.class_map = self.runner.class_map()  # the last invoke was ``prepared`` itself
+        c.class_map, c.map_window = class_map, window
         return c
+
+    def locate(self, c: Classification, frame_shape: Sequence[int]) -> Optional[Heatmap]:
+        """Where the defect is in the frame (of array shape ``frame_shape``) ``c`` was classified from, in frame
+        pixels (None for a model without the class map): the station and ``inspector predict`` call this."""
+        if c.class_map is None:
+            return None
+        return locate(c.class_map, self.labels, self.good_index, self.preprocessor.spec, frame_shape, c.map_window)
 
     def classify(self, frame: np.ndarray, order: ChannelOrder | str = ChannelOrder.BGR) -> Classification:
         """Preprocess a raw frame (BGR from a camera by default) and classify it."""

@@ -9,7 +9,8 @@ model saw the defect; the cells joined to it that hold at least half of its evid
 median make the box.
 
 Cells are mapped back through the bundle's preprocessing (:mod:`inspector.preprocess`: region of
-interest, then a resize to the model input), so a peak and box are in the camera frame's pixels.
+interest, then a resize to the model input; with tiled inference, the deciding tile's window of the
+region), so a peak and box are in the camera frame's pixels.
 No TensorFlow here: the station computes a :class:`Heatmap` for failed and review frames and the archive
 renders :func:`render_overlay` beside them; reports call the same function.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from functools import cached_property
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -144,10 +145,20 @@ def locate(
     good_index: int,
     spec: PreprocessSpec,
     frame_shape: Sequence[int],
+    window: Optional[Rect] = None,
 ) -> Heatmap:
-    """The :class:`Heatmap` of one frame from the model's class map (see :func:`defect_evidence`)."""
+    """The :class:`Heatmap` of one frame from the model's class map (see :func:`defect_evidence`).
+
+    ``window`` is the part of the model's region the map covers, as fractions (x0, y0, x1, y1) of it: a
+    tile's, for tiled inference (``Classification.map_window``); None for the whole region.
+    """
     defect, evidence = defect_evidence(class_map, good_index)
-    return Heatmap(labels[defect], evidence, (spec.width, spec.height), input_region(spec, frame_shape))
+    region = input_region(spec, frame_shape)
+    if window is not None:
+        x0, y0, x1, y1 = region
+        w, h = x1 - x0, y1 - y0
+        region = (x0 + window[0] * w, y0 + window[1] * h, x0 + window[2] * w, y0 + window[3] * h)
+    return Heatmap(labels[defect], evidence, (spec.width, spec.height), region)
 
 
 def input_overlay(prepared: np.ndarray, class_map: np.ndarray, labels: List[str], good_index: int) -> np.ndarray:
