@@ -1,5 +1,6 @@
-"""``inspector predict`` on a real INT8 bundle: a line per picture, the gate's reasons, skipped files and why,
-annotated pictures, CSV, JSON only with --json, videos, and run folders."""
+"""``inspector predict`` on a real INT8 bundle: a line per picture, the gate's reasons, where the defect is for
+fail and review, skipped files and why, annotated pictures, CSV, JSON only with --json, videos, and run
+folders."""
 
 import csv
 import json
@@ -11,6 +12,7 @@ import pytest
 
 from app.cli import main
 from inspector.bundle import Bundle
+from inspector.decision import DecisionPolicy
 from inspector.imageio import load_image, save_image
 from inspector.inference import Classifier
 from inspector.inspection import bundle_gate, decide_frame
@@ -36,15 +38,25 @@ def _expected(bundle_path, path):
     return decide_frame(clf, bundle_gate(clf.bundle.manifest), clf.preprocessor.prepare(image, "rgb"), image)
 
 
+def _name(line):
+    """The picture's name in a per-picture line (the gate's reasons and ``where`` follow it)."""
+    return line.split("  gate:")[0].split("  where:")[0].split()[-1]
+
+
+def _bundle_with_threshold(int8_bundle, threshold, folder):
+    """The shared bundle deciding at ``threshold`` (the near-chance fixture model scores every part alike)."""
+    bundle = Bundle.load(int8_bundle)
+    manifest = bundle.manifest.model_copy(update={"decision": DecisionPolicy(threshold=threshold)})
+    return Bundle.create(manifest, bundle.model).save(folder / f"t{threshold:g}.inspector")
+
+
 def test_folder_lines_summary_save_and_csv(int8_bundle, folder, tmp_path, capsys):
     saved, table = tmp_path / "annotated", tmp_path / "out.csv"
     assert main(["predict", str(int8_bundle), str(folder), "--save", str(saved), "--csv", str(table)]) == 0
     out = capsys.readouterr().out
     pictures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     lines = {
-        line.split()[-1] if "gate:" not in line else line.split("  gate:")[0].split()[-1]: line
-        for line in out.splitlines()
-        if line.split() and line.split()[0] in ("pass", "fail", "review")
+        _name(line): line for line in out.splitlines() if line.split() and line.split()[0] in ("pass", "fail", "review")
     }
     assert sorted(lines) == pictures
     for name in pictures:  # the verdict and score are the station's decision on that picture
@@ -72,6 +84,49 @@ def test_json_prints_only_json(int8_bundle, folder, capsys):
     assert doc["summary"]["pictures"] == len(doc["results"]) == 11
     assert doc["summary"]["skipped"] == 2 and doc["summary"]["gated"] >= 1
     assert sum(doc["summary"][v] for v in ("pass", "fail", "review")) == 11
+
+
+def test_fail_and_review_say_where_in_lines_json_csv_and_pictures(int8_bundle, folder, tmp_path, capsys):
+    bundle = _bundle_with_threshold(int8_bundle, 0.0, tmp_path)  # every picture fails
+    saved, table, blended = tmp_path / "annotated", tmp_path / "out.csv", tmp_path / "overlay"
+    assert main(["predict", str(bundle), str(folder), "--json", "--save", str(saved), "--csv", str(table)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["file"]: r for r in csv.DictReader(table.open())}
+    clf = Classifier(Bundle.load(bundle))
+    assert len(doc["results"]) == 11
+    for result in doc["results"]:  # the station's where: its Classifier, the frame's pixels
+        image = load_image(folder / result["file"])
+        decision = decide_frame(clf, bundle_gate(clf.bundle.manifest), clf.preprocessor.prepare(image, "rgb"), image)
+        where = clf.locate(decision.classification, image.shape).where()
+        assert result["verdict"] == "fail" and result["where"] == where.model_dump(mode="json")
+        row = rows[result["file"]]
+        assert (row["where_label"], row["where_x"], row["where_y"]) == (where.label, str(where.x), str(where.y))
+        assert row["where_box"] == " ".join(map(str, where.box)) and float(row["where_strength"]) == where.strength
+        x, y, w, h = where.box
+        assert (load_image(saved / result["file"])[y + h - 1, x + w - 1] == 255).all()  # the box's corner, in white
+    assert {r["where_label"] for r in rows.values() if r["skipped"]} == {""}
+
+    assert main(["predict", str(bundle), str(folder), "--save", str(blended), "--overlay"]) == 0
+    lines = {_name(line): line for line in capsys.readouterr().out.splitlines() if line.startswith("fail")}
+    assert len(lines) == 11
+    for result in doc["results"]:
+        x, y, w, h = result["where"]["box"]
+        assert lines[result["file"]].endswith(f"  where: {result['where']['label']} {x},{y} {w}x{h}")
+    assert any(  # the heatmap is blended in where the evidence is above the map's median
+        not np.array_equal(load_image(blended / r["file"]), load_image(saved / r["file"])) for r in doc["results"]
+    )
+    assert main(["predict", str(bundle), str(folder), "--overlay"]) == 1
+    assert "--overlay draws on the pictures --save writes" in capsys.readouterr().err
+
+
+def test_passes_have_no_where(int8_bundle, folder, tmp_path, capsys):
+    bundle = _bundle_with_threshold(int8_bundle, 1.0, tmp_path)  # nothing fails but what the gate stops
+    assert main(["predict", str(bundle), str(folder), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert {r["verdict"] for r in results if not r["gate"]} == {"pass"}
+    assert all(r["where"] is None for r in results if r["verdict"] == "pass")
+    assert all(r["where"] is not None for r in results if r["verdict"] != "pass")  # the gated blank picture
+    assert any(r["verdict"] != "pass" for r in results)
 
 
 def test_video_frames_and_frame_limit(int8_bundle, synth_root, tmp_path, capsys):

@@ -1,13 +1,15 @@
 """Run a model on images, a folder, a video or a camera and print what it decides for each picture.
 
 Every picture goes through the station's own decision (the bundle's preprocessing, its pass/fail/review
-policy, then the plausibility gate), so a verdict here is the verdict on the line. MODEL is a bundle
+policy, then the plausibility gate), so a verdict here is the verdict on the line, and a failed or review
+picture gets the station's ``where`` (where the defect is, from a bundle with a class map). MODEL is a bundle
 (.inspector file or folder) or a training run folder holding one. SOURCE is an image, a folder (searched
 recursively), a video file, a camera index (0) or an rtsp:// / http:// stream.
 
 Examples:
   inspector predict demo-out/demo.inspector demo-out/reference.png
   inspector predict demo-out/demo.inspector demo-out/line.avi --frames 20 --save predictions/ --csv predictions.csv
+  inspector predict demo-out/demo.inspector demo-out/line.avi --frames 20 --save predictions/ --overlay
   inspector predict demo-out/demo.inspector demo-out/line.avi --frames 5 --json
   inspector predict runs/r1 data/good     # a run folder holding a bundle (calibrate --out runs/r1/r1.inspector)
   inspector predict model.inspector 0 --frames 5     # camera 0
@@ -23,13 +25,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inspector.localization import Heatmap
 
 log = logging.getLogger("inspector.predict")
 
 COLOURS = {"pass": (40, 180, 40), "fail": (220, 30, 30), "review": (240, 160, 0)}  # RGB
+# The result's ``where`` in CSV (box: "x y width height"); empty for passes and bundles without a class map.
+WHERE_COLUMNS = ["where_label", "where_x", "where_y", "where_box", "where_strength"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save",
         metavar="DIR",
         type=Path,
-        help="write each picture annotated with its verdict, defect score and region of interest",
+        help="write each picture annotated with its verdict, defect score, region of interest and, for fail "
+        "and review, the box where the defect is",
+    )
+    parser.add_argument(
+        "--overlay",
+        action="store_true",
+        help="with --save, also blend the defect evidence heatmap over failed and review pictures",
     )
     parser.add_argument("--csv", metavar="FILE", type=Path, help="write one row per picture (and per skipped file)")
     parser.add_argument("--json", action="store_true", help="print only JSON: results, skipped files, summary")
@@ -186,11 +199,20 @@ def pictures(text: str, limit: Optional[int]) -> Iterator[Union[Picture, Skipped
         raise ValueError(f"{text}: no such image, folder, video file or camera")
 
 
-def annotate(rgb: np.ndarray, row: Dict[str, Any], roi: Optional[Tuple[int, int, int, int]]) -> np.ndarray:
-    """The picture with its region of interest boxed and the verdict and score written on top."""
+def annotate(
+    rgb: np.ndarray,
+    row: Dict[str, Any],
+    roi: Optional[Tuple[int, int, int, int]],
+    heat: Optional[Heatmap] = None,
+    overlay: bool = False,
+) -> np.ndarray:
+    """The picture with its region of interest boxed and the verdict and score written on top; with ``heat``
+    also where the defect is (box, peak, class: the archive's overlay, its heatmap blended only with ``overlay``)."""
     import cv2
 
-    out = np.ascontiguousarray(rgb.copy())
+    from inspector.localization import render_overlay
+
+    out = np.ascontiguousarray(rgb.copy()) if heat is None else render_overlay(rgb, heat, 0.55 if overlay else 0.0)
     colour = COLOURS[row["verdict"]]
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 200))
@@ -207,6 +229,14 @@ def annotate(rgb: np.ndarray, row: Dict[str, Any], roi: Optional[Tuple[int, int,
     return out
 
 
+def where_text(where: Optional[Dict[str, Any]]) -> str:
+    """The per-picture line's short ``where``: class and box (x,y widthxheight, frame pixels)."""
+    if where is None:
+        return ""
+    x, y, w, h = where["box"]
+    return f"  where: {where['label']} {x},{y} {w}x{h}"
+
+
 def _saved_name(name: str) -> str:
     if "#" in name:  # a video frame, file#index
         base, index = name.rsplit("#", 1)
@@ -217,12 +247,15 @@ def _saved_name(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise ValueError("--frames must be at least 1")
+    if args.overlay and not args.save:
+        raise ValueError("--overlay draws on the pictures --save writes: give --save DIR")
     model = resolve_model(args.model)
 
     from inspector.bundle import Bundle
     from inspector.imageio import save_image
     from inspector.inference import Classifier
     from inspector.inspection import bundle_gate, decide_frame
+    from inspector.protocol.enums import Verdict
 
     clf = Classifier(Bundle.load(model), threads=args.threads)
     gate = bundle_gate(clf.bundle.manifest)
@@ -247,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
             tally.skipped.append(Skipped(item.name, str(exc)))
             continue
         c = decision.classification
+        heat = clf.locate(c, item.image.shape) if decision.verdict != Verdict.PASS else None
         row = {
             "file": item.name,
             "verdict": decision.verdict.value,
@@ -254,13 +288,14 @@ def run(args: argparse.Namespace) -> int:
             "top_class": c.top_class,
             "top_score": round(c.top_score, 6),
             "gate": decision.gate_reasons,
+            "where": heat.where().model_dump(mode="json") if heat is not None else None,
         }
         tally.results.append(row)
         if talk:
-            print(decision.line(item.name), flush=True)
+            print(decision.line(item.name) + where_text(row["where"]), flush=True)
         if args.save:
             rgb = item.image if item.order == "rgb" else item.image[..., ::-1]
-            save_image(args.save / _saved_name(item.name), annotate(rgb, row, roi))
+            save_image(args.save / _saved_name(item.name), annotate(rgb, row, roi, heat, args.overlay))
     if args.csv:
         _write_csv(args.csv, tally)
     summary = tally.summary()
@@ -285,8 +320,11 @@ def _write_csv(path: Path, tally: Tally) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "verdict", "defect_score", "top_class", "top_score", "gate", "skipped"])
+        writer.writerow(
+            ["file", "verdict", "defect_score", "top_class", "top_score", "gate", *WHERE_COLUMNS, "skipped"]
+        )
         for r in tally.results:
+            where = r["where"] or {}
             writer.writerow(
                 [
                     r["file"],
@@ -295,11 +333,16 @@ def _write_csv(path: Path, tally: Tally) -> None:
                     r["top_class"],
                     r["top_score"],
                     "; ".join(r["gate"] or []),
+                    where.get("label", ""),
+                    where.get("x", ""),
+                    where.get("y", ""),
+                    " ".join(str(v) for v in where.get("box", [])),
+                    where.get("strength", ""),
                     "",
                 ]
             )
         for s in tally.skipped:
-            writer.writerow([s.name, "", "", "", "", "", s.reason])
+            writer.writerow([s.name, "", "", "", "", "", *[""] * len(WHERE_COLUMNS), s.reason])
 
 
 def _print_summary(summary: Dict[str, Any], skipped: List[Skipped], args: argparse.Namespace) -> None:
