@@ -164,6 +164,23 @@ def migrate(raw: Dict[str, Any]) -> Dict[str, Any]:
     return raw
 
 
+def _too_new(source: str, raw: Dict[str, Any], what: str) -> BundleError:
+    """A bundle this version cannot read because newer software wrote it: ``what`` it does not know, the version
+    that wrote the bundle (``provenance.tool_version``) and so the version the station needs."""
+    provenance = raw.get("provenance")
+    writer = provenance.get("tool_version") if isinstance(provenance, dict) else None
+    if writer == __version__:
+        hint = "the manifest says this same version wrote it, so it was edited or is corrupt"
+    elif writer:
+        hint = f"it was written by inspector {writer}: update the station to inspector {writer} or newer"
+    else:
+        hint = "the manifest does not say which version wrote it: update the station to the version that calibrated it"
+    return BundleError(
+        f"{source}: {what} (inspector {__version__}, bundle schema {SCHEMA_VERSION}); {hint}, "
+        "or calibrate the model again with this version"
+    )
+
+
 class Bundle:
     """A manifest plus the TFLite model bytes, verified against each other."""
 
@@ -242,6 +259,8 @@ class Bundle:
         if not isinstance(raw, dict):
             raise BundleError(f"{source}: manifest.json must hold an object")
         version = raw.get("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise _too_new(source, raw, f"bundle schema version {version} is newer than this software reads")
         if version not in _MIGRATIONS and version != SCHEMA_VERSION:
             raise BundleError(
                 f"{source}: bundle schema version {version!r} is not supported "
@@ -251,6 +270,10 @@ class Bundle:
         try:
             manifest = Manifest.model_validate(raw)
         except ValidationError as exc:
+            unknown = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if unknown:
+                what = f"manifest key {', '.join(map(repr, unknown))} unknown to this software"
+                raise _too_new(source, raw, what) from None
             raise BundleError(f"invalid manifest:\n{format_validation_error(exc, source)}") from None
         bundle = cls(manifest, model, source)
         bundle.verify()

@@ -5,7 +5,8 @@ import zipfile
 
 import pytest
 
-from inspector.bundle import Bundle, BundleError, Manifest, TensorSpec
+from inspector import __version__
+from inspector.bundle import SCHEMA_VERSION, Bundle, BundleError, Manifest, TensorSpec
 from inspector.decision import DecisionPolicy
 from inspector.preprocess import PreprocessSpec
 
@@ -90,6 +91,33 @@ def test_unknown_schema_and_missing_files(tmp_path):
         zf.writestr("manifest.json", "{}")
     with pytest.raises(BundleError, match="missing model.tflite"):
         Bundle.load(tmp_path / "half.inspector")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"colour_map": {"dtype": "uint8"}}, "manifest key 'colour_map'"),
+        ({"inference": {"tta": "hflip", "rotate": 90}}, "manifest key 'inference.rotate'"),
+        ({"schema_version": SCHEMA_VERSION + 1}, f"bundle schema version {SCHEMA_VERSION + 1} is newer"),
+    ],
+    ids=["top-level-key", "nested-key", "schema"],
+)
+def test_bundle_of_a_newer_version_names_what_it_does_not_know_and_the_version_it_needs(tmp_path, change, named):
+    """Forward compatibility: a bundle written by a newer inspector (an optional key this version lacks, or
+    a newer schema) is refused with one sentence naming the key and the version that wrote it."""
+    path = make_bundle().save(tmp_path / "m.inspector")
+    raw = json.loads(zipfile.ZipFile(path).read("manifest.json"))
+    raw["provenance"]["tool_version"] = "9.4.0"
+    _rewrite(path, manifest=json.dumps({**raw, **change}))
+    with pytest.raises(BundleError) as err:
+        Bundle.load(path)
+    message = str(err.value)
+    assert named in message and "update the station to inspector 9.4.0 or newer" in message
+    assert f"inspector {__version__}" in message and "\n" not in message  # one line, not a validation dump
+    raw["provenance"]["tool_version"] = __version__  # this version wrote it: edited by hand, not newer
+    _rewrite(path, manifest=json.dumps({**raw, **change}))
+    with pytest.raises(BundleError, match="edited or is corrupt"):
+        Bundle.load(path)
 
 
 def test_manifest_rejects_unknown_good_class():
