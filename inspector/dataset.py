@@ -217,6 +217,29 @@ def _allocate(n: int, ratios: Sequence[float]) -> Tuple[int, int, int]:
     return n_train, n_val, n - n_train - n_val
 
 
+def _manifest(
+    scan: Scan,
+    seed: int,
+    ratios: Tuple[float, float, float],
+    splits: Dict[str, List[Sample]],
+    conflicts: List[Skipped],
+) -> SplitManifest:
+    """The manifest of ``scan`` split into ``splits``, each sorted by path (a split file diffs cleanly)."""
+    for name in SPLIT_NAMES:
+        splits[name].sort(key=lambda s: s.path)
+    return SplitManifest(
+        root=str(Path(scan.root).resolve()),
+        good_class=scan.good_class,
+        classes=list(scan.classes),
+        seed=seed,
+        ratios=ratios,
+        fingerprint=scan.fingerprint(),
+        splits=splits,
+        skipped=list(scan.skipped),
+        conflicts=conflicts,
+    )
+
+
 def make_split(scan: Scan, seed: int = 0, ratios: Sequence[float] = (0.7, 0.15, 0.15)) -> SplitManifest:
     """Deterministic stratified split that keeps byte-identical files together.
 
@@ -249,19 +272,7 @@ def make_split(scan: Scan, seed: int = 0, ratios: Sequence[float] = (0.7, 0.15, 
         parts = (shuffled[:n_train], shuffled[n_train : n_train + n_val], shuffled[n_train + n_val :])
         for name, part in zip(SPLIT_NAMES, parts):
             splits[name].extend(sample for group in part for sample in group)
-    for name in SPLIT_NAMES:
-        splits[name].sort(key=lambda s: s.path)
-    return SplitManifest(
-        root=str(Path(scan.root).resolve()),
-        good_class=scan.good_class,
-        classes=list(scan.classes),
-        seed=seed,
-        ratios=ratios,
-        fingerprint=scan.fingerprint(),
-        splits=splits,
-        skipped=list(scan.skipped),
-        conflicts=conflicts,
-    )
+    return _manifest(scan, seed, (ratios[0], ratios[1], ratios[2]), splits, conflicts)
 
 
 def extend_split(
@@ -290,19 +301,7 @@ def extend_split(
     splits: Dict[str, List[Sample]] = {name: list(fresh.splits[name]) for name in SPLIT_NAMES}
     for sample in kept.splits["train"]:
         splits[where[sample.sha256]].append(sample)
-    for name in SPLIT_NAMES:
-        splits[name].sort(key=lambda s: s.path)
-    return SplitManifest(
-        root=str(Path(scan.root).resolve()),
-        good_class=scan.good_class,
-        classes=list(scan.classes),
-        seed=seed,
-        ratios=ratios,
-        fingerprint=scan.fingerprint(),
-        splits=splits,
-        skipped=list(scan.skipped),
-        conflicts=conflicts,
-    )
+    return _manifest(scan, seed, ratios, splits, conflicts)
 
 
 def format_table(manifest: SplitManifest) -> str:
