@@ -123,6 +123,25 @@ def run_one(
     good_index = result.good_index
     floats = score_block(result.float_test_probs, labels, good_index, policy)
     int8 = score_block(result.test_probs, labels, good_index, policy)
+    return run_record(
+        seed,
+        cmd,
+        run_dir,
+        manifest,
+        train_s,
+        calibrate_s,
+        calibrate_verdict={"deployable": result.verdict.deployable, "summary": result.verdict.summary()},
+        test={
+            "samples": int(len(labels)),
+            "float": floats,
+            "int8": int8,
+            "int8_accuracy_drop_pp": round(100 * (floats["accuracy"] - int8["accuracy"]), 2),
+        },
+    )
+
+
+def run_record(seed, cmd, run_dir, manifest, train_s: Optional[float], calibrate_s: float, **blocks) -> dict:
+    """One run's entry in the result: what was run and trained, ``blocks`` (verdict, test, ...) and the times."""
     return {
         "split_seed": seed,
         "command": " ".join(["inspector", *cmd[3:]]),
@@ -132,13 +151,7 @@ def run_one(
         "epochs": manifest.epochs,
         "best_epoch": manifest.best_epoch,
         "train_verdict": manifest.deployability,
-        "calibrate_verdict": {"deployable": result.verdict.deployable, "summary": result.verdict.summary()},
-        "test": {
-            "samples": int(len(labels)),
-            "float": floats,
-            "int8": int8,
-            "int8_accuracy_drop_pp": round(100 * (floats["accuracy"] - int8["accuracy"]), 2),
-        },
+        **blocks,
         "seconds": {
             "train": None if train_s is None else round(train_s, 1),
             "calibrate": round(calibrate_s, 1),
@@ -154,24 +167,17 @@ def guard_failed_run(seed, cmd, run_dir, manifest, folder, message: str, train_s
     probs = np.asarray(predictions["probabilities"], dtype=np.float64)
     labels = np.asarray(predictions["labels"])
     floats = score_block(probs, labels, manifest.good_index, manifest.operating_point.policy)
-    return {
-        "split_seed": seed,
-        "command": " ".join(["inspector", *cmd[3:]]),
-        "run_dir": str(run_dir),
-        "input_size": list(manifest.input_size),
-        "grayscale": manifest.preprocess.grayscale,
-        "epochs": manifest.epochs,
-        "best_epoch": manifest.best_epoch,
-        "train_verdict": manifest.deployability,
-        "calibrate_verdict": {"deployable": False, "summary": "no bundle: " + message.splitlines()[0]},
-        "guard_failed": message,
-        "test": {"samples": int(len(labels)), "float": floats, "int8": None, "int8_accuracy_drop_pp": None},
-        "seconds": {
-            "train": None if train_s is None else round(train_s, 1),
-            "calibrate": round(calibrate_s, 1),
-            "total": None if train_s is None else round(train_s + calibrate_s, 1),
-        },
-    }
+    return run_record(
+        seed,
+        cmd,
+        run_dir,
+        manifest,
+        train_s,
+        calibrate_s,
+        calibrate_verdict={"deployable": False, "summary": "no bundle: " + message.splitlines()[0]},
+        guard_failed=message,
+        test={"samples": int(len(labels)), "float": floats, "int8": None, "int8_accuracy_drop_pp": None},
+    )
 
 
 def summarize(runs: List[dict]) -> Dict[str, dict]:
