@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from edge.outbox import read_pending_ids
+from tests.fixtures_edge import drop_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,11 +21,8 @@ def _images(synth_root, count):
 
 
 def _drop(images, folder: Path, first: int) -> None:
-    """Write images into a watched folder under increasing names, each appearing complete."""
-    for i, src in enumerate(images, start=first):
-        tmp = folder / f".part{i}.tmp"
-        shutil.copy(src, tmp)
-        tmp.rename(folder / f"part_{i:04d}.png")
+    """Write images into a watched folder under increasing names (part_0000.png, ...), each appearing complete."""
+    drop_files(images, folder, [f"part_{i:04d}.png" for i in range(first, first + len(images))])
 
 
 def _config(broker, tmp_path, bundle, station, source, **extra) -> Path:
