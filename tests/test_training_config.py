@@ -36,7 +36,8 @@ def test_defaults_and_round_trip(tmp_path):
     assert cfg.optim.epochs == 60 and cfg.early_stopping.monitor.value == "val_auc" and cfg.optim.ema is None
     assert cfg.model.input_size == "auto" and cfg.data.grayscale is None
     assert cfg.early_stopping.patience == 30 and cfg.optim.min_lr_ratio == 0.01
-    assert cfg.augment.hflip and cfg.augment.vflip and cfg.augment.rotation_degrees == 0 and cfg.augment.shift == 0
+    assert cfg.augment.hflip and cfg.augment.vflip and cfg.augment.rotation_degrees == 0
+    assert (cfg.augment.shift, cfg.augment.zoom) == (0.1, 0.15)
     path = cfg.save(tmp_path / "config.json")
     assert TrainConfig.model_validate_json(path.read_text()) == cfg
 

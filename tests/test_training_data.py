@@ -100,7 +100,7 @@ def test_augmentation_toggles():
     from training.config import AugmentConfig
 
     x = tf.constant(_images(n=6, size=32).images, tf.float32)
-    off = AugmentConfig(hflip=False, vflip=False, rotation_degrees=0, shift=0, brightness=0, contrast=0)
+    off = AugmentConfig(hflip=False, vflip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
     np.testing.assert_array_equal(build_augmenter(off, 0)(x).numpy(), x.numpy())
     np.testing.assert_array_equal(build_augmenter(AugmentConfig(enabled=False), 0)(x).numpy(), x.numpy())
     full = AugmentConfig(zoom=0.1, blur_probability=1.0, noise_std=5.0)
@@ -108,11 +108,11 @@ def test_augmentation_toggles():
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255 and not np.array_equal(y, x.numpy())
     # brightness/contrast keep a grey image grey (all channels changed alike)
     grey = tf.repeat(tf.constant(_images(n=4).images[..., :1], tf.float32), 3, axis=-1)
-    photometric = AugmentConfig(hflip=False, vflip=False, rotation_degrees=0, shift=0)
+    photometric = AugmentConfig(hflip=False, vflip=False, rotation_degrees=0, shift=0, zoom=0)
     out = build_augmenter(photometric, 1)(grey).numpy()
     np.testing.assert_allclose(out[..., 0], out[..., 2])
     assert not np.array_equal(out, grey.numpy())
     # flips alone only mirror: the multiset of pixel values of each image is preserved
-    flips = AugmentConfig(rotation_degrees=0, shift=0, brightness=0, contrast=0)
+    flips = AugmentConfig(rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
     flipped = build_augmenter(flips, 2)(x).numpy()
     np.testing.assert_array_equal(np.sort(flipped.reshape(6, -1), 1), np.sort(x.numpy().reshape(6, -1), 1))

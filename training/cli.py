@@ -120,7 +120,7 @@ _AUGMENT_OFF = [
     ("--no-augment", {"augment.enabled": False}, "no augmentation at all"),
     ("--no-flip", {"augment.hflip": False, "augment.vflip": False}, "no random flips"),
     ("--no-rotate", {"augment.rotation_degrees": 0}, "no random rotation"),
-    ("--no-shift", {"augment.shift": 0}, "no random shift"),
+    ("--no-shift", {"augment.shift": 0, "augment.zoom": 0}, "no random shift or zoom"),
     ("--no-color", {"augment.brightness": 0, "augment.contrast": 0}, "no brightness/contrast change"),
 ]
 
