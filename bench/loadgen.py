@@ -429,11 +429,33 @@ class CpuWatch:
 # -- one step ------------------------------------------------------------------------------------------
 
 
-def _python(*args: str) -> List[str]:
-    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", *args]
+# An experiment, not the product: every paho client of the controller process with this many QoS 1 messages
+# in flight instead of paho's default of 20 (the controller builds its client without a max_inflight).
+_INFLIGHT_PATCH = """
+import paho.mqtt.client as _paho
+_init = _paho.Client.__init__
+def _with_inflight(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self.max_inflight_messages_set({inflight})
+_paho.Client.__init__ = _with_inflight
+"""
 
 
-def run_step(load: Load, broker: LocalBroker, workdir: Path, p99_limit_ms: float = 500.0) -> Dict[str, Any]:
+def _inspector(*args: str, inflight: Optional[int] = None) -> List[str]:
+    """The command line of ``inspector <args>`` in a fresh interpreter (``inflight``: see _INFLIGHT_PATCH)."""
+    code = "import sys; from app.cli import main; sys.exit(main())"
+    if inflight:
+        code = _INFLIGHT_PATCH.format(inflight=int(inflight)) + code
+    return [sys.executable, "-c", code, *args]
+
+
+def run_step(
+    load: Load,
+    broker: LocalBroker,
+    workdir: Path,
+    p99_limit_ms: float = 500.0,
+    controller_inflight: Optional[int] = None,
+) -> Dict[str, Any]:
     """One load step against ``broker`` with a fresh controller and monitor process; returns its record."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "line.yaml"
@@ -442,7 +464,11 @@ def run_step(load: Load, broker: LocalBroker, workdir: Path, p99_limit_ms: float
     env = child_env()
     with open(workdir / "controller.log", "wb") as ctl_log, open(workdir / "monitor.log", "wb") as mon_log:
         controller = subprocess.Popen(
-            _python("controller", "--config", str(config)), stdout=subprocess.PIPE, stderr=ctl_log, env=env, cwd=REPO
+            _inspector("controller", "--config", str(config), inflight=controller_inflight),
+            stdout=subprocess.PIPE,
+            stderr=ctl_log,
+            env=env,
+            cwd=REPO,
         )
         monitor = subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen", "--monitor-worker", "--broker", f"{broker.host}:{broker.port}"],
@@ -722,6 +748,23 @@ def parse_steps(text: str) -> List[Tuple[int, float]]:
     return steps
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What a step runs against: production broker lines replaced, and the controller's in-flight window."""
+
+    label: str = "as shipped"
+    broker_lines: Tuple[str, ...] = ()
+    controller_inflight: Optional[int] = None
+
+
+# --compare: the shipped setup, then without the broker's per-change save, then also with a wider window
+COMPARE = (
+    Variant(),
+    Variant("autosave_30s", ("autosave_on_changes false", "autosave_interval 30")),
+    Variant("autosave_30s_inflight_1000", ("autosave_on_changes false", "autosave_interval 30"), 1000),
+)
+
+
 def ramp(
     steps: List[Tuple[int, float]],
     seconds: float,
@@ -729,33 +772,36 @@ def ramp(
     quick: bool,
     stop_on_break: bool = True,
     p99_limit_ms: float = 500.0,
-    broker_lines: Sequence[str] = (),
+    variants: Sequence[Variant] = (Variant(),),
     name: str = NAME,
 ) -> Dict[str, Any]:
-    """Each step on a fresh production-configured broker; stop after the first step that breaks.
-
-    ``broker_lines`` replace the production lines with the same keys (to tell one setting's cost apart)."""
+    """Each step on a fresh production-configured broker, once per variant (interleaved, so that the machine's
+    load hits them alike); stop after the first step that breaks for every variant."""
     ctx = context(quick, steps=[f"{s}x{r:g}" for s, r in steps], seconds_per_step=seconds, p99_limit_ms=p99_limit_ms)
     ctx["broker_config"] = "deploy/mosquitto/mosquitto.conf (bench/broker.py ProductionBroker)"
-    ctx["broker_lines_replaced"] = list(broker_lines)
+    ctx["variants"] = [asdict(v) for v in variants]
     started = time.monotonic()
     records: List[Dict[str, Any]] = []
     for stations, rate in steps:
         load = Load(stations=stations, rate_hz=rate, seconds=seconds)
-        workdir = WORK / NAME / f"{stations}x{rate:g}-{uuid.uuid4().hex[:6]}"
-        log(f"{stations} stations x {rate:g}/s = {load.results_per_s:.0f} results/s for {seconds:g} s")
-        with VariantBroker(workdir / "broker", broker_lines) as broker:
-            record = run_step(load, broker, workdir, p99_limit_ms)
-        records.append(record)
-        log(
-            f"  decision p50/p99 {record['decision_ms'].get('p50')}/{record['decision_ms'].get('p99')} ms, "
-            f"decided {record['parts_decided']}/{record['parts_announced']}, results "
-            f"{record['results_received_by_controller']}/{record['results_published']} (controller) "
-            f"{record['results_received_by_monitor']} (monitor), cpu {json.dumps(record['cpu'])}, "
-            f"load {record['load_average_start']}" + (f"; BROKE: {record['broke']}" if record["broke"] else "")
-        )
-        write_result(out_dir, name, ctx, records, started)
-        if record["broke"] and stop_on_break:
+        broke = []
+        for variant in variants:
+            workdir = WORK / NAME / f"{stations}x{rate:g}-{uuid.uuid4().hex[:6]}"
+            log(f"{stations} stations x {rate:g}/s = {load.results_per_s:.0f} results/s, {variant.label}")
+            with VariantBroker(workdir / "broker", variant.broker_lines) as broker:
+                record = run_step(load, broker, workdir, p99_limit_ms, variant.controller_inflight)
+            record["variant"] = asdict(variant)
+            records.append(record)
+            broke.append(bool(record["broke"]))
+            log(
+                f"  decision p50/p99 {record['decision_ms'].get('p50')}/{record['decision_ms'].get('p99')} ms, "
+                f"decided {record['parts_decided']}/{record['parts_announced']}, results "
+                f"{record['results_received_by_controller']}/{record['results_published']} (controller) "
+                f"{record['results_received_by_monitor']} (monitor), cpu {json.dumps(record['cpu'])}, "
+                f"load {record['load_average_start']}" + (f"; BROKE: {record['broke']}" if record["broke"] else "")
+            )
+            write_result(out_dir, name, ctx, records, started)
+        if all(broke) and stop_on_break:
             break
     return {"context": ctx, "results": records}
 
@@ -791,6 +837,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         metavar="'KEY VALUE'",
         help="replace the production Mosquitto line(s) of KEY, e.g. 'autosave_on_changes false' (repeatable)",
     )
+    parser.add_argument(
+        "--controller-inflight",
+        type=int,
+        metavar="N",
+        help="experiment: the controller's paho client with N messages in flight instead of 20 (patched at start)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run every step as shipped, without the per-change save, and also with 1000 in flight (interleaved)",
+    )
     parser.add_argument("--name", default=NAME, help="result file name without .json (default loadgen)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder of loadgen.json")
     parser.add_argument(
@@ -811,6 +868,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         steps = parse_steps(args.steps or DEFAULT_STEPS)
     else:
         steps = [(args.stations, args.rate)]
+    variant = Variant(
+        "as given" if args.broker_line or args.controller_inflight else "as shipped",
+        tuple(args.broker_line),
+        args.controller_inflight,
+    )
     out = ramp(
         steps,
         args.seconds,
@@ -818,7 +880,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         quick=False,
         stop_on_break=not args.keep_going,
         p99_limit_ms=args.p99_limit_ms,
-        broker_lines=args.broker_line,
+        variants=COMPARE if args.compare else (variant,),
         name=args.name,
     )
     return 0 if len(steps) > 1 or out["results"][0]["ok"] else 1
