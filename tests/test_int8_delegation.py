@@ -168,3 +168,18 @@ def test_int8_probabilities_do_not_move(int8_pair, float32_export, hard_swish_mo
     figures += f"old-float {np.abs(old - reference).max():.4f}"
     assert float(np.abs(new - old).max()) <= tolerance, figures
     assert float(np.abs(new - reference).max()) <= tolerance, figures
+
+
+def test_calibrate_retries_with_fused_hard_swish_only_where_there_is_one(hard_swish_model, trained_run):
+    """A guard failure of the one-partition model is retried with the fused op; a model without hard-swish
+    (minimalistic, like the session fixture) has nothing to retry."""
+    import keras
+
+    from calibration.calibrate import CalibrationOptions, _has_hard_swish
+    from training.model import export_model
+
+    model, _ = hard_swish_model
+    assert _has_hard_swish(model, CalibrationOptions())
+    assert not _has_hard_swish(model, CalibrationOptions(precision="float32"))
+    minimalistic = export_model(keras.models.load_model(trained_run / "model.keras"))
+    assert not _has_hard_swish(minimalistic, CalibrationOptions())
