@@ -51,4 +51,11 @@ def run(args: argparse.Namespace) -> int:
     print("== summary")
     print(format_summary(summary))
     print(f"report: {args.out / 'report.html'}")
+    data = args.data or args.out / "data"
+    print(
+        "next, the loop (docs/loop.md): label what the line archived, then retrain from this model:\n"
+        f"  inspector review {data} --archive {args.out / 'line' / 'archive'} --run {args.out / 'run'} "
+        f"--bundle {args.out / 'demo.inspector'} --good-class {args.good_class}\n"
+        f"  inspector train {data} --out {args.out / 'run2'} --init-from {args.out / 'run'}"
+    )
     return 0 if summary["decided"] == summary["parts"] else 1
