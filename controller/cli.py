@@ -8,7 +8,7 @@ it also triggers the stations itself, for tests and the demo. With sparkplug.ena
 stations into Sparkplug B as well (--sparkplug-only runs just the bridge).
 
 Example:
-  inspector controller --config deploy/line.example.yaml
+  inspector controller --config deploy/line.local.yaml     # on this machine (production: deploy/line.example.yaml)
   inspector controller --config line.yaml --trigger-rate 2 --count 20 --until-done
   inspector controller --config line.yaml --set mqtt.port=1884 --duration 60
 """
