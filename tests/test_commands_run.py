@@ -168,7 +168,6 @@ SKIP: Dict[str, str] = {
         "needs a downloaded ImageNet weights file; this machine has no internet"
     ),
     "inspector predict model.inspector 0 --frames 5": "camera index 0: no camera here",
-    "inspector run --bundle model.inspector --source 0 --print-config": "camera index 0: no camera here",
     "inspector monitor --broker 10.0.0.5": "a broker on another host",
     "inspector demo --quick": "the whole pipeline (minutes); tests/test_demo.py runs it end to end",
     "inspector demo --data data/tiles --good-class free --out demo-tiles": "trains a full-size model (minutes)",
@@ -211,6 +210,7 @@ for _command in (
     "inspector predict demo-out/demo.inspector demo-out/line.avi --frames 20 --save predictions/ --csv predictions.csv",
     "inspector predict demo-out/demo.inspector demo-out/line.avi --frames 5 --json",
     "inspector monitor --broker localhost:1884 --once",
+    "inspector run --bundle model.inspector --source 0 --print-config",  # prints the config, opens no camera
     "inspector predict demo-out/demo.inspector demo-out/line.avi --frames 20 --save predictions/ --overlay",
     "inspector run --bundle model.inspector --source images/ --broker localhost:1883 --station cam1",
 ):
