@@ -156,6 +156,8 @@ def run_record(seed, cmd, run_dir, manifest, train_s: Optional[float], calibrate
             "train": None if train_s is None else round(train_s, 1),
             "calibrate": round(calibrate_s, 1),
             "total": None if train_s is None else round(train_s + calibrate_s, 1),
+            # the epochs' own time from the run's history (recorded by the trainer): known also with --reuse
+            "epochs": round(sum(h["seconds"] for h in json.loads((Path(run_dir) / "history.json").read_text())), 1),
         },
     }
 

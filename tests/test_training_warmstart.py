@@ -59,6 +59,17 @@ def test_adopt_takes_the_previous_view_and_names_a_conflicting_key(trained_run, 
         PreviousRun.load(synth_root)
 
 
+def test_epochs_option_sets_the_warm_start_stage(trained_run, synth_root):
+    import argparse
+
+    from training.cli import add_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([str(synth_root), "--out", "x", "--init-from", str(trained_run), "--epochs", "3"])
+    assert build_config(args).warm_start.epochs == 3
+
+
 def test_transfer_weights_keeps_known_classes_and_adds_new_ones(trained_run):
     from training.model import build_model
     from training.warmstart import PreviousRun, load_previous_model, transfer_weights

@@ -67,7 +67,7 @@ _SHORTCUTS = [
         dict(
             type=int,
             help="epochs of random-init training; with pretrained weights, "
-            "the fine-tune stage's epochs (--finetune-epochs)",
+            "the fine-tune stage's epochs (--finetune-epochs); with --init-from, the warm-start stage's",
         ),
     ),
     ("--batch-size", "optim.batch_size", dict(type=int, help="batch size per replica")),
@@ -188,7 +188,9 @@ def build_config(args: argparse.Namespace):
     if "data" not in data or "root" not in data.get("data", {}):
         raise ValueError("give the dataset folder (DATA_ROOT) or data.root in --config")
     config = validate(TrainConfig, data, args.config or "command line")
-    if args.epochs is not None and config.model.pretrained:
+    if args.epochs is not None and config.warm_start.run:
+        config.warm_start.epochs = args.epochs  # one warm-start stage: --epochs is its length
+    elif args.epochs is not None and config.model.pretrained:
         # Two stages train a pretrained backbone; --epochs must not be silently ignored there.
         if args.finetune_epochs is None:
             config.finetune.epochs = args.epochs
