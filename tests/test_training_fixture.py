@@ -31,7 +31,9 @@ def test_trained_run_contract(trained_run):
         "best_epoch",
         "operating_point",
         "deployability",
+        "init_from",
     }
+    assert run["init_from"] is None  # trained from scratch, not warm-started (--init-from)
     manifest = RunManifest.load(RunFolder(trained_run))
     metrics = json.loads((trained_run / "metrics.json").read_text())
     # One threshold everywhere: run.json's policy is the one metrics.json reports at.
