@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -210,19 +209,14 @@ def summarize(runs: List[dict]) -> Dict[str, dict]:
 
 
 def write_result(args: argparse.Namespace, runs: List[dict]) -> Dict[str, dict]:
-    from bench.common import repo_relative
+    from bench.common import context, repo_relative
     from inspector.fsutil import atomic_write_json
 
     summary = summarize(runs)
     result = {
         "benchmark": "train_magnetic_tile",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": {**context(False), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "dataset": str(args.data),
         "overrides": args.set,
         "aim": AIM,

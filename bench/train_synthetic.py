@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -103,17 +102,13 @@ def _line(run: dict) -> str:
 
 
 def write_result(out: Path, runs: List[dict], overrides: List[str]) -> None:
-    from bench.common import repo_relative
+    from bench.common import context, repo_relative
     from inspector.fsutil import atomic_write_json
 
     result = {
         "benchmark": "train_synthetic",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-        },
+        "machine": {**context(False), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "overrides": overrides,
         "aim": AIM,
         "runs": runs,
