@@ -212,3 +212,13 @@ class StationThread:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+
+@pytest.fixture(scope="session")
+def part_images(synth_root, tmp_path_factory) -> list:
+    """Ten real synthetic parts (two per class) under sorted names."""
+    folder = tmp_path_factory.mktemp("parts")
+    for cls_dir in sorted(p for p in synth_root.iterdir() if p.is_dir()):
+        for src in sorted(cls_dir.glob("*.png"))[:2]:
+            shutil.copy(src, folder / f"{len(list(folder.iterdir())):03d}_{cls_dir.name}.png")
+    return sorted(folder.iterdir())

@@ -21,16 +21,6 @@ from tests.fixtures_edge import StationThread, station_config
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "edge.md"
 
 
-@pytest.fixture(scope="module")
-def part_images(synth_root, tmp_path_factory) -> list:
-    """Ten real synthetic parts (two per class) under sorted names."""
-    folder = tmp_path_factory.mktemp("parts")
-    for cls_dir in sorted(p for p in synth_root.iterdir() if p.is_dir()):
-        for src in sorted(cls_dir.glob("*.png"))[:2]:
-            shutil.copy(src, folder / f"{len(list(folder.iterdir())):03d}_{cls_dir.name}.png")
-    return sorted(folder.iterdir())
-
-
 def _copy(images, folder: Path, names=None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, src in enumerate(images):

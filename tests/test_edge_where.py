@@ -3,7 +3,6 @@ class map) and the archive keeps a heatmap overlay beside the frame, named in it
 the dataset scanner. A real station on a real broker with the shared ``int8_bundle``."""
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -26,16 +25,6 @@ from inspector.protocol.payloads import Result
 from tests.fixtures_edge import StationThread, station_config
 
 
-@pytest.fixture(scope="module")
-def parts(synth_root, tmp_path_factory) -> list:
-    """Ten real synthetic parts (two per class)."""
-    folder = tmp_path_factory.mktemp("where_parts")
-    for cls_dir in sorted(p for p in synth_root.iterdir() if p.is_dir()):
-        for src in sorted(cls_dir.glob("*.png"))[:2]:
-            shutil.copy(src, folder / f"{len(list(folder.iterdir())):03d}_{cls_dir.name}.png")
-    return sorted(folder.iterdir())
-
-
 def _bundle_with_threshold(int8_bundle, threshold: float, folder: Path) -> Path:
     """The shared bundle deciding at ``threshold`` (the near-chance fixture model scores every part alike)."""
     bundle = Bundle.load(int8_bundle)
@@ -45,23 +34,23 @@ def _bundle_with_threshold(int8_bundle, threshold: float, folder: Path) -> Path:
 
 @pytest.mark.parametrize("threshold, verdict", [(0.0, Verdict.FAIL), (1.0, Verdict.PASS)])
 def test_failed_results_say_where_and_the_archive_keeps_the_overlay(
-    shared_broker, tmp_path, int8_bundle, parts, threshold, verdict
+    shared_broker, tmp_path, int8_bundle, part_images, threshold, verdict
 ):
     bundle = _bundle_with_threshold(int8_bundle, threshold, tmp_path)
-    source = {"type": "folder", "path": str(parts[0].parent)}
+    source = {"type": "folder", "path": str(part_images[0].parent)}
     cfg = station_config(shared_broker, tmp_path, bundle, source, overrides={"gate.enabled": False})
     rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
     assert StationThread(cfg).start().wait(120) == ExitCode.OK
     rec.wait_for(lambda r: [m.text for m in r.on("status")][-1:] == ["offline"], what="offline")
     results = [Result.model_validate(r) for r in rec.results()]
     rec.close()
-    assert len(results) == len(parts) and {r.verdict for r in results} == {verdict}
+    assert len(results) == len(part_images) and {r.verdict for r in results} == {verdict}
     if verdict == Verdict.PASS:
         assert all(r.where is None and r.image is None for r in results)  # nobody looks at a pass
         return
 
     clf = Classifier(Bundle.load(bundle))
-    for path, result in zip(parts, results):
+    for path, result in zip(part_images, results):
         image = load_image(path)
         c = clf.classify(image, order="rgb")
         expected = locate(c.class_map, clf.labels, clf.good_index, clf.preprocessor.spec, image.shape).where()
