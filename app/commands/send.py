@@ -93,7 +93,6 @@ class AnswerWaiter:
         self.command = command
         self.final = final
         self.answer: Optional[dict] = None
-        self.progress: list = []
         self.done = threading.Event()
 
     def on_event(self, payload: bytes) -> None:
@@ -103,11 +102,9 @@ class AnswerWaiter:
                 return
         except (ValueError, AttributeError):
             return
-        if event.get("type") in self.final or event.get("type") in FAILURES:
+        if event.get("type") in self.final or event.get("type") in FAILURES:  # not "loading ...": still waiting
             self.answer = event
             self.done.set()
-        else:
-            self.progress.append(event)
 
     def on_result(self, payload: bytes) -> None:
         if self.command.cmd != "trigger":
