@@ -86,6 +86,8 @@ class Counter:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        from inspector.mqtt import no_delay
+
         self.broker = broker
         self.topics = topics
         self.received: List[Tuple[float, str, bytes]] = []
@@ -96,6 +98,7 @@ class Counter:
         )
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.max_inflight_messages_set(100)
+        self.client.on_socket_open = no_delay  # as the line controller's client (inspector.mqtt.make_client)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
