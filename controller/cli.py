@@ -16,6 +16,17 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What ``inspector controller`` exits with; each number means what it means for a station (docs/edge.md),
+    and the units of the controller and the bridge do not restart on CONFIG (RestartPreventExitStatus)."""
+
+    OK = 0
+    ERROR = 1  # anything else (the broker unreachable, a gate that cannot be driven): restart
+    CONFIG = 2  # bad command line or configuration (argparse's code too): fix it, restarting will not help
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +76,17 @@ def run(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    cfg = _load(args)
+    try:
+        cfg = _load(args)
+    except ValueError as exc:  # ConfigError, or a --set that does not parse: the message names the key
+        print(f"inspector controller: configuration error:\n{exc}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
     if args.until_done and not (cfg.trigger.rate_hz > 0 and cfg.trigger.count > 0):
-        raise ValueError("--until-done needs a trigger rate and a count (--trigger-rate, --count)")
+        print(
+            "inspector controller: --until-done needs a trigger rate and a count (--trigger-rate, --count)",
+            file=sys.stderr,
+        )
+        return int(ExitCode.CONFIG)
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
 
@@ -86,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             end = None if args.duration is None else time.monotonic() + args.duration
             while not stop_event.wait(0.5) and (end is None or time.monotonic() < end):
                 notifier.watchdog()
-            return 0
+            return int(ExitCode.OK)
         from controller.controller import LineController
 
         controller = LineController(cfg)
@@ -98,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             controller.stop()
         print(controller.snapshot().model_dump_json(indent=2))
-        return 0
+        return int(ExitCode.OK)
     finally:
         if bridge is not None:
             bridge.stop()

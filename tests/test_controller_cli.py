@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from app.cli import main
+from controller.cli import ExitCode
 from tests.fixtures_controller import AMQTT_UNRELIABLE, require_mosquitto, result_payload
 from tests.fixtures_mqtt import Broker
 
@@ -32,13 +33,13 @@ def test_the_shipped_example_config_is_valid():
 
 def test_unknown_key_is_an_error_naming_it(tmp_path, capsys):
     path = _write(tmp_path, {"line": "l1", "result_deadline": 2})
-    assert main(["controller", "--config", path]) == 1
+    assert main(["controller", "--config", path]) == ExitCode.CONFIG  # the unit does not restart on it
     assert "unknown key 'result_deadline'" in capsys.readouterr().err
 
 
 def test_triggers_without_stations_are_refused(tmp_path, capsys):
     path = _write(tmp_path, {"line": "l1"})
-    assert main(["controller", "--config", path, "--trigger-rate", "5"]) == 1
+    assert main(["controller", "--config", path, "--trigger-rate", "5"]) == ExitCode.CONFIG
     assert "triggers need a list of stations" in capsys.readouterr().err
 
 

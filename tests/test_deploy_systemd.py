@@ -49,6 +49,25 @@ def test_station_does_not_restart_on_exit_codes_a_restart_cannot_fix():
     assert prevented == _doc_exit_codes_not_to_restart() == {ExitCode.CONFIG, ExitCode.MODEL, ExitCode.REFUSED}
 
 
+@pytest.mark.parametrize("unit", ["inspector-controller.service", "inspector-sparkplug.service"])
+def test_controller_units_do_not_restart_on_a_configuration_error(unit, tmp_path, capsys):
+    """The unit's own command, run on a config with a misspelled key, exits with the code the unit does not
+    restart on: the controller's CONFIG, which means what a station's CONFIG means. Anything else restarts."""
+    from app.cli import main
+    from controller.cli import ExitCode
+    from edge.runtime import ExitCode as StationExitCode
+
+    service = _parse(UNITS / unit)["Service"]
+    prevented = {int(code) for code in service["RestartPreventExitStatus"].split()}
+    assert prevented == {ExitCode.CONFIG} and ExitCode.CONFIG == StationExitCode.CONFIG
+    config = tmp_path / "line.yaml"
+    config.write_text("line: line1\nresult_deadline: 2\n")  # result_deadline_s misspelled
+    argv = service["ExecStart"].replace("/etc/inspector/line.yaml", str(config)).split()
+    assert argv[0] == INSTALLED and str(config) in argv
+    assert main(argv[1:]) in prevented
+    assert "unknown key 'result_deadline'" in capsys.readouterr().err
+
+
 def test_station_state_directory_is_its_default_state_dir():
     from edge.config import default_state_dir
 
