@@ -82,10 +82,14 @@ def _train_config(settings: DemoSettings, root: Path):
 
 def _per_class(quick: bool) -> Dict[str, int]:
     """Images per class of the synthetic set: good parts dominate, as on a line, and enough of every defect
-    kind that the model learns the kind rather than its few examples (2,600 images render in seconds)."""
+    kind that the model learns the kind rather than its few examples (4,160 images render in seconds).
+
+    Measured (one run each, same seed, 2 cores): 1,000 good and 400 per defect gave test pass/fail AUC 0.989
+    and 4 of 30 good parts rejected on the belt; 1,600 and 640 gave 0.998 and 1 of 30, for 2 more minutes
+    of training."""
     if quick:
         return {label: 80 for label in (GOOD,) + DEFECTS}
-    return {GOOD: 1000, **{label: 400 for label in DEFECTS}}
+    return {GOOD: 1600, **{label: 640 for label in DEFECTS}}
 
 
 def _belt_labels(rng: np.random.Generator, n: int, defects: List[str], unseen: List[str]) -> List[str]:
