@@ -106,12 +106,16 @@ def expected_action(verdicts: List[Verdict]) -> Action:
     return Action.REJECT if any(v != Verdict.PASS for v in verdicts) else Action.ACCEPT
 
 
-def line_config(load: Load, broker: LocalBroker) -> Dict[str, Any]:
-    """The line.yaml of the controller under test: every station triggered per part, PLC topics, mqtt gate."""
+def line_config(load: Load, broker: LocalBroker, controller_inflight: Optional[int] = None) -> Dict[str, Any]:
+    """The line.yaml of the controller under test: every station triggered per part, PLC topics, mqtt gate;
+    ``controller_inflight`` sets its ``mqtt.max_inflight`` (None: the default, 20 as shipped)."""
+    mqtt: Dict[str, Any] = {"host": broker.host, "port": broker.port, "protocol": broker.protocol}
+    if controller_inflight:
+        mqtt["max_inflight"] = int(controller_inflight)
     return {
         "line": LINE,
         "controller_id": CONTROLLER_ID,
-        "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol},
+        "mqtt": mqtt,
         "stations": load.names,
         "result_deadline_s": load.deadline_s,
         "offline_policy": "reject",
@@ -429,24 +433,9 @@ class CpuWatch:
 # -- one step ------------------------------------------------------------------------------------------
 
 
-# An experiment, not the product: every paho client of the controller process with this many QoS 1 messages
-# in flight instead of paho's default of 20 (the controller builds its client without a max_inflight).
-_INFLIGHT_PATCH = """
-import paho.mqtt.client as _paho
-_init = _paho.Client.__init__
-def _with_inflight(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    self.max_inflight_messages_set({inflight})
-_paho.Client.__init__ = _with_inflight
-"""
-
-
-def _inspector(*args: str, inflight: Optional[int] = None) -> List[str]:
-    """The command line of ``inspector <args>`` in a fresh interpreter (``inflight``: see _INFLIGHT_PATCH)."""
-    code = "import sys; from app.cli import main; sys.exit(main())"
-    if inflight:
-        code = _INFLIGHT_PATCH.format(inflight=int(inflight)) + code
-    return [sys.executable, "-c", code, *args]
+def _inspector(*args: str) -> List[str]:
+    """The command line of ``inspector <args>`` in a fresh interpreter."""
+    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", *args]
 
 
 def run_step(
@@ -459,12 +448,12 @@ def run_step(
     """One load step against ``broker`` with a fresh controller and monitor process; returns its record."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "line.yaml"
-    config.write_text(json.dumps(line_config(load, broker), indent=1))  # JSON is YAML
+    config.write_text(json.dumps(line_config(load, broker, controller_inflight), indent=1))  # JSON is YAML
     cfg = MqttConfig(host=broker.host, port=broker.port, protocol=broker.protocol)  # type: ignore[arg-type]
     env = child_env()
     with open(workdir / "controller.log", "wb") as ctl_log, open(workdir / "monitor.log", "wb") as mon_log:
         controller = subprocess.Popen(
-            _inspector("controller", "--config", str(config), inflight=controller_inflight),
+            _inspector("controller", "--config", str(config)),
             stdout=subprocess.PIPE,
             stderr=ctl_log,
             env=env,
@@ -841,7 +830,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--controller-inflight",
         type=int,
         metavar="N",
-        help="experiment: the controller's paho client with N messages in flight instead of 20 (patched at start)",
+        help="the controller's mqtt.max_inflight (messages in flight) set to N instead of the default 20",
     )
     parser.add_argument(
         "--compare",

@@ -93,6 +93,15 @@ class LineController:
         self._next_state = 0.0
         if cfg.offline_policy == "stop" and cfg.stations:
             self.state, self.stop_reason = LineState.STOPPED, f"stations not online: {', '.join(sorted(cfg.stations))}"
+        fan_out = len(cfg.triggered_stations) if cfg.trigger.rate_hz > 0 or cfg.trigger.input_topic else 0
+        if fan_out > cfg.mqtt.max_inflight:
+            log.warning(
+                "each part triggers %d stations but mqtt.max_inflight is %d: the other triggers of a part wait for "
+                "the broker to acknowledge the first ones; set mqtt.max_inflight to %d or more",
+                fan_out,
+                cfg.mqtt.max_inflight,
+                fan_out,
+            )
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

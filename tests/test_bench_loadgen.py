@@ -51,6 +51,9 @@ def test_the_generated_line_config_is_a_valid_controller_config(mqtt_broker):
     cfg = LineConfig.model_validate(line_config(load, mqtt_broker))
     assert cfg.triggered_stations == ["s001", "s002", "s003", "s004"]
     assert cfg.trigger.input_topic == "plc/load/part" and cfg.actuator.type == "mqtt"
+    assert cfg.mqtt.max_inflight == 20  # as shipped
+    # --controller-inflight: the controller's own key, which its client honours (tests/test_controller_config.py)
+    assert LineConfig.model_validate(line_config(load, mqtt_broker, 1000)).mqtt.max_inflight == 1000
 
 
 def test_verdicts_are_a_fixed_function_of_seed_station_and_part():
