@@ -95,7 +95,9 @@ def test_float16_bundle_with_camera_reference(trained_run, tmp_path, station_ima
 
 
 def test_guard_failure_exits_3_without_bundle(trained_run, tmp_path, capsys):
+    """No bundle is written, so with --overwrite the bundle already at --out stays as it was (docs/calibration.md)."""
     out = tmp_path / "never.inspector"
+    out.write_bytes(b"the bundle on the line")
     rc = main(
         [
             "calibrate",
@@ -107,12 +109,13 @@ def test_guard_failure_exits_3_without_bundle(trained_run, tmp_path, capsys):
             "--accuracy-budget",
             "-100",
             "--no-test",
+            "--overwrite",
         ]
     )
     err = capsys.readouterr().err
     assert rc == 3
     assert "accuracy guard failed" in err and "what to try" in err and "--precision float16" in err
-    assert not out.exists() and (tmp_path / "never_report" / "report.html").is_file()
+    assert out.read_bytes() == b"the bundle on the line" and (tmp_path / "never_report" / "report.html").is_file()
 
 
 def test_bad_arguments(tmp_path, capsys):
