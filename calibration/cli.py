@@ -205,14 +205,10 @@ def _camera_only(args) -> int:
         mean_tolerance=args.mean_tolerance,
         clipped_max=args.clipped_max,
     )
-    ref = result.reference
     for warning in result.warnings:
         print(f"warning: {warning}")
-    print(
-        f"camera reference: roi {ref.roi.model_dump() if ref.roi else 'whole frame'}, focus {ref.focus:.1f}, "
-        f"mean {ref.mean:.1f}, clipped max {ref.clipped_max:.3f}"
-    )
-    print(f"station config fragment: {write_station_yaml(ref, args.station_yaml)}")
+    print(result.describe())
+    print(f"station config fragment: {write_station_yaml(result.reference, args.station_yaml)}")
     return 0
 
 
@@ -335,6 +331,7 @@ def run(args: argparse.Namespace) -> int:
     if result.commissioning is not None:
         for warning in result.commissioning.warnings:
             print(f"warning: camera reference: {warning}")
+        print(result.commissioning.describe())
         if args.station_yaml:
             print(f"station config fragment: {write_station_yaml(result.commissioning.reference, args.station_yaml)}")
     print(

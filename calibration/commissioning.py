@@ -108,6 +108,21 @@ class Commissioning:
             "warnings": self.warnings,
         }
 
+    def describe(self) -> str:
+        """The reference as a person reads it: where it was measured and when the station will flag a frame."""
+        ref, (w, h) = self.reference, self.frame_size
+        roi = f"x={ref.roi.x} y={ref.roi.y} w={ref.roi.width} h={ref.roi.height}" if ref.roi else "whole frame"
+        return "\n".join(
+            [
+                f"camera reference ({w}x{h} frame)",
+                f"  ROI       {roi}",
+                f"  focus     {ref.focus:.1f} (flagged below {ref.focus * ref.focus_min_ratio:.1f}, "
+                f"{ref.focus_min_ratio:.2f} x reference)",
+                f"  exposure  mean {ref.mean:.1f} (flagged outside {ref.mean - ref.mean_tolerance:.1f}-"
+                f"{ref.mean + ref.mean_tolerance:.1f}), clipped dark or bright at most {100 * ref.clipped_max:.1f}%",
+            ]
+        )
+
 
 def commission(
     frame_bgr: np.ndarray,

@@ -147,5 +147,25 @@ def test_camera_only_command(station_frame, tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "focus" in proc.stdout and out.is_file()
-    assert yaml.safe_load(out.read_text())["health"]["reference"]["roi"]["width"] > 100
+    ref = yaml.safe_load(out.read_text())["health"]["reference"]
+    assert ref["roi"]["width"] > 100
+    # read as a person reads it: the ROI and the thresholds the station flags at, no Python dict
+    lines = [line for line in proc.stdout.splitlines() if not line.startswith("warning: ")]
+    assert lines[0] == "camera reference (320x240 frame)"
+    roi = ref["roi"]
+    assert lines[1].split() == ["ROI", f"x={roi['x']}", f"y={roi['y']}", f"w={roi['width']}", f"h={roi['height']}"]
+    focus_line = (
+        f"focus {ref['focus']:.1f} (flagged below {ref['focus'] * ref['focus_min_ratio']:.1f}, 0.50 x reference)"
+    )
+    assert " ".join(lines[2].split()) == focus_line
+    low, high = ref["mean"] - ref["mean_tolerance"], ref["mean"] + ref["mean_tolerance"]
+    assert " ".join(lines[3].split()).startswith(
+        f"exposure mean {ref['mean']:.1f} (flagged outside {low:.1f}-{high:.1f})"
+    )
+    assert lines[-1] == f"station config fragment: {out}"
+    assert not any(c in proc.stdout for c in "{}'")
+
+
+def test_describe_names_the_whole_frame_without_a_region(station_frame):
+    text = commission(station_frame).describe()
+    assert text.splitlines()[1].split() == ["ROI", "whole", "frame"]
