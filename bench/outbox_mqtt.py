@@ -40,8 +40,9 @@ import shutil
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from bench.broker import Counter, ProductionBroker
 from bench.common import WORK, context, log, summary, write_result
@@ -239,23 +240,41 @@ def alone(workdir: Path, n: int, mode: str) -> dict:
     return out
 
 
-def throughput(broker, workdir: Path, n: int, synchronous: str) -> dict:
-    station = Station(broker, workdir, synchronous)
+@contextmanager
+def _subscribed_station(
+    broker, workdir: Path, synchronous: str, sync_before_publish: bool = False
+) -> Iterator[Tuple[Station, Counter, List[float]]]:
+    """A connected :class:`Station`, a persistent-session subscriber counting its results, and the load average
+    once both are up; both are stopped after the ``with`` block."""
+    station = Station(broker, workdir, synchronous, sync_before_publish=sync_before_publish)
     counter = Counter(broker, [station.topics.result], persistent=True).start()
-    station.start()
-    load_start = _load()
     try:
-        start = time.perf_counter()
-        add_s = station.add(n)
-        if not station.wait_empty(600):
-            raise RuntimeError(f"outbox still holds {station.outbox.depth()} results after 600 s")
-        total_s = time.perf_counter() - start
-        delivery = _delivery(counter, station, 60)
-        station.outbox.sync()
-        durability = _durability(station.outbox)
+        station.start()
+        yield station, counter, _load()
     finally:
         station.stop()
         counter.stop()
+
+
+def _wait_drained(station: Station, after: str = "after 600 s") -> None:
+    if not station.wait_empty(600):
+        raise RuntimeError(f"outbox still holds {station.outbox.depth()} results {after}")
+
+
+def _synced_durability(station: Station) -> dict:
+    """The power-cut window and syncs once everything acknowledged is also on disk."""
+    station.outbox.sync()
+    return _durability(station.outbox)
+
+
+def throughput(broker, workdir: Path, n: int, synchronous: str) -> dict:
+    with _subscribed_station(broker, workdir, synchronous) as (station, counter, load_start):
+        start = time.perf_counter()
+        add_s = station.add(n)
+        _wait_drained(station)
+        total_s = time.perf_counter() - start
+        delivery = _delivery(counter, station, 60)
+        durability = _synced_durability(station)
     out = {
         "synchronous": synchronous,
         "results": n,
@@ -276,23 +295,14 @@ def throughput(broker, workdir: Path, n: int, synchronous: str) -> dict:
 
 def paced(broker, workdir: Path, n: int, rate: float, sync_before_publish: bool) -> dict:
     """Results at a station's pace (below the broker's limit): how long from submit to the subscriber."""
-    station = Station(broker, workdir, "full", sync_before_publish=sync_before_publish)
-    counter = Counter(broker, [station.topics.result], persistent=True).start()
-    station.start()
-    load_start = _load()
-    try:
+    with _subscribed_station(broker, workdir, "full", sync_before_publish) as (station, counter, load_start):
         station.add(n, rate)
-        if not station.wait_empty(600):
-            raise RuntimeError(f"outbox still holds {station.outbox.depth()} results after 600 s")
+        _wait_drained(station)
         delivery = _delivery(counter, station, 60)
         arrivals = counter.messages(station.topics.result)
         latency = [t - p["capture_ts"] for t, p in arrivals]
         to_paho = [station.handed[p["id"]] - p["capture_ts"] for _, p in arrivals if p["id"] in station.handed]
-        station.outbox.sync()
-        durability = _durability(station.outbox)
-    finally:
-        station.stop()
-        counter.stop()
+        durability = _synced_durability(station)
     out = {
         "publish": "after the disk sync (before group commit)" if sync_before_publish else "when written (shipped)",
         "rate_per_s": rate,
@@ -313,11 +323,7 @@ def paced(broker, workdir: Path, n: int, rate: float, sync_before_publish: bool)
 
 
 def outage(broker, workdir: Path, n: int) -> dict:
-    station = Station(broker, workdir, "full")
-    counter = Counter(broker, [station.topics.result], persistent=True).start()
-    station.start()
-    load_start = _load()
-    try:
+    with _subscribed_station(broker, workdir, "full") as (station, counter, load_start):
         broker.stop()
         add_s = station.add(n)
         while station.outbox.last_seq < n:  # the writer has committed everything
@@ -325,14 +331,10 @@ def outage(broker, workdir: Path, n: int) -> dict:
         queued = station.outbox.depth()
         restart = time.time()
         broker.start()
-        if not station.wait_empty(600):
-            raise RuntimeError(f"outbox still holds {station.outbox.depth()} results 600 s after the restart")
+        _wait_drained(station, "600 s after the restart")
         emptied = time.time()
         delivery = _delivery(counter, station, 120)
         arrivals = sorted(t for t, _ in counter.messages(station.topics.result))
-    finally:
-        station.stop()
-        counter.stop()
     first, last = arrivals[0], arrivals[-1]
     out = {
         "queued": queued,

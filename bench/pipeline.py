@@ -50,8 +50,10 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from bench.broker import Counter, ProductionBroker
 from bench.common import (
@@ -145,18 +147,58 @@ def _window(
     }
 
 
-def _start_station(cfg_path: Path, log_file, code: Optional[Path] = None) -> subprocess.Popen:
-    """``inspector run`` in its own process: of this checkout, or of ``code`` (another revision's tree)."""
+@dataclass(frozen=True)
+class Rig:
+    """What every measured process of a run shares: the video, the broker, the subscriber counting results by
+    arrival, and the work folder (configs, outboxes, logs)."""
+
+    video: Path
+    broker: ProductionBroker
+    counter: Counter
+    workdir: Path
+
+
+@contextmanager
+def station_process(
+    rig: Rig,
+    kind: str,
+    bundle: Path,
+    threads: int,
+    overrides: Optional[Dict[str, object]] = None,
+    code: Optional[Path] = None,
+) -> Iterator[Tuple[str, subprocess.Popen]]:
+    """``inspector run`` in its own process for the ``with`` block, as station ``<kind>-<random>`` of
+    :func:`station_config` with ``overrides`` (dotted keys), from this checkout or from ``code`` (another
+    revision's tree); yields the station name and the process, then stops it with SIGTERM (killed after
+    60 s). Its config and log are ``<name>.json`` and ``<name>.log`` in the rig's work folder."""
+    from inspector.config import set_dotted
+
+    station = f"{kind}-{uuid.uuid4().hex[:6]}"
+    cfg = station_config(bundle, rig.video, rig.broker, station, rig.workdir, threads)
+    for key, value in (overrides or {}).items():
+        set_dotted(cfg, key, value)
+    cfg_path = rig.workdir / f"{station}.json"
+    cfg_path.write_text(json.dumps(cfg))
     env = child_env()
     if code is not None:
         env["PYTHONPATH"] = str(code)
-    return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=code,
-    )
+    with open(rig.workdir / f"{station}.log", "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "run", "--config", str(cfg_path)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=code,
+        )
+        try:
+            yield station, proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def export_revision(rev: str, into: Path) -> Path:
@@ -168,39 +210,18 @@ def export_revision(rev: str, into: Path) -> Path:
 
 
 def run_station(
+    rig: Rig,
     bundle: Path,
-    video: Path,
-    broker,
-    counter: Counter,
-    workdir: Path,
     threads: int,
     warmup_s: float,
     window_s: float,
     overrides: Optional[Dict[str, object]] = None,
     code: Optional[Path] = None,
 ) -> dict:
-    from inspector.config import set_dotted
-
-    station = f"st-{uuid.uuid4().hex[:6]}"
-    cfg_path = workdir / f"{station}.json"
-    cfg = station_config(bundle, video, broker, station, workdir, threads)
-    for key, value in (overrides or {}).items():
-        set_dotted(cfg, key, value)
-    cfg_path.write_text(json.dumps(cfg))
-    log_file = open(workdir / f"{station}.log", "wb")
-    proc = _start_station(cfg_path, log_file, code)
-    try:
-        m = _window(proc.pid, broker.pid, counter, _topic(station), warmup_s, window_s)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
+    with station_process(rig, "st", bundle, threads, overrides, code) as (station, proc):
+        m = _window(proc.pid, rig.broker.pid, rig.counter, _topic(station), warmup_s, window_s)
     time.sleep(0.3)  # the final retained /stats
-    stats = counter.messages(_topic(station, "stats"))
+    stats = rig.counter.messages(_topic(station, "stats"))
     final = stats[-1][1] if stats else {}
     m.update(
         exit_code=proc.returncode,
@@ -209,34 +230,18 @@ def run_station(
         frames_dropped=final.get("frames_dropped"),
     )
     if proc.returncode != 0:
-        log(f"station exited with {proc.returncode}; log: {(workdir / f'{station}.log').read_text()[-2000:]}")
+        log(f"station exited with {proc.returncode}; log: {(rig.workdir / f'{station}.log').read_text()[-2000:]}")
     return m
 
 
-def run_triggered(
-    bundle: Path,
-    video: Path,
-    broker,
-    counter: Counter,
-    workdir: Path,
-    threads: int,
-    fps: float,
-    triggers: int,
-    code: Optional[Path] = None,
-) -> dict:
+def run_triggered(rig: Rig, bundle: Path, threads: int, fps: float, triggers: int, code: Optional[Path] = None) -> dict:
     """The station in triggered mode on the video paced at ``fps``: trigger publish to result receipt."""
-    station = f"tr-{uuid.uuid4().hex[:6]}"
-    cfg = station_config(bundle, video, broker, station, workdir, threads)
-    cfg["source"]["fps"] = fps
-    cfg["mode"] = {"type": "triggered", "trigger_timeout_s": 2.0}
-    cfg_path = workdir / f"{station}.json"
-    cfg_path.write_text(json.dumps(cfg))
-    log_file = open(workdir / f"{station}.log", "wb")
-    proc = _start_station(cfg_path, log_file, code)
     sent: Dict[str, float] = {}
     rng = random.Random(0)
     interval = 1.0 / fps
-    try:
+    triggered = {"source.fps": fps, "mode": {"type": "triggered", "trigger_timeout_s": 2.0}}
+    counter = rig.counter
+    with station_process(rig, "tr", bundle, threads, triggered, code) as (station, proc):
         if not counter.wait_count(_topic(station, "event"), 1, 120.0):  # the ``started`` event
             raise RuntimeError(f"station {station} did not start")
         time.sleep(1.0)
@@ -247,14 +252,6 @@ def run_triggered(
             counter.client.publish(_topic(station, "cmd"), json.dumps({"cmd": "trigger", "part_id": part}), qos=1)
             time.sleep(rng.uniform(2 * interval, 4 * interval))
         counter.wait_count(_topic(station), triggers, 5.0)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
     results = {p["part_id"]: (t, p) for t, p in counter.messages(_topic(station)) if p.get("part_id") in sent}
     total = [t - sent[part] for part, (t, _) in results.items()]
     wait = [p["capture_ts"] - sent[part] for part, (_, p) in results.items()]
@@ -278,9 +275,7 @@ def run_triggered(
     return m
 
 
-def run_naive(
-    bundle: Path, video: Path, broker, counter: Counter, threads: int, warmup_s: float, window_s: float
-) -> dict:
+def run_naive(rig: Rig, bundle: Path, threads: int, warmup_s: float, window_s: float) -> dict:
     topic = _topic(f"naive-{uuid.uuid4().hex[:6]}")
     proc = subprocess.Popen(
         [
@@ -288,11 +283,11 @@ def run_naive(
             "-m",
             "bench.naive",
             str(bundle),
-            str(video),
+            str(rig.video),
             "--host",
-            broker.host,
+            rig.broker.host,
             "--port",
-            str(broker.port),
+            str(rig.broker.port),
             "--topic",
             topic,
             "--threads",
@@ -305,7 +300,7 @@ def run_naive(
         env=child_env(),
     )
     try:
-        return _window(proc.pid, broker.pid, counter, topic, warmup_s, window_s)
+        return _window(proc.pid, rig.broker.pid, rig.counter, topic, warmup_s, window_s)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
@@ -368,6 +363,7 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
     broker = ProductionBroker(workdir / "broker")
     broker.start()
     counter = Counter(broker, [f"{PREFIX}/#"]).start()
+    rig = Rig(video, broker, counter, workdir)
     raw: Dict[str, List[dict]] = {}
     before = export_revision(s["compare_with"], workdir / "before") if s.get("compare_with") else None
     after = export_revision(s["revision"], workdir / "after") if s.get("revision") else None
@@ -390,22 +386,13 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
                         "_latencies": probe["latencies_s"],
                     }
                     st = run_station(
-                        v.path,
-                        video,
-                        broker,
-                        counter,
-                        workdir,
-                        threads,
-                        s["warmup_s"],
-                        s["window_s"],
-                        s.get("station_set"),
-                        code=after,
+                        rig, v.path, threads, s["warmup_s"], s["window_s"], s.get("station_set"), code=after
                     )
-                    nv = run_naive(v.path, video, broker, counter, threads, s["warmup_s"], s["window_s"])
+                    nv = run_naive(rig, v.path, threads, s["warmup_s"], s["window_s"])
                     raw.setdefault(key, []).append({"interpreter": interp, "station": st, "naive": nv})
                     if before is not None:  # the same station of another revision, in the same round
                         raw[key][-1]["station_before"] = run_station(
-                            v.path, video, broker, counter, workdir, threads, s["warmup_s"], s["window_s"], code=before
+                            rig, v.path, threads, s["warmup_s"], s["window_s"], code=before
                         )
                     log(
                         f"round {r + 1} {key}: interpreter {interp['fps']:.1f} fps, station {st['fps']:.1f} fps "
@@ -417,9 +404,7 @@ def run(quick: bool, out_dir: Path, settings: Optional[Dict] = None) -> Path:
         for v in variants:
             for fps in s.get("trigger_fps", []):
                 for code in [after] if before is None else [after, before]:
-                    tr = run_triggered(
-                        v.path, video, broker, counter, workdir, s["threads"][0], fps, s["triggers"], code
-                    )
+                    tr = run_triggered(rig, v.path, s["threads"][0], fps, s["triggers"], code)
                     is_before = before is not None and code is before
                     tr["code"] = s["compare_with"] if is_before else s.get("revision", "this checkout")
                     triggered.setdefault(f"{v}@{s['threads'][0]}", []).append(tr)
