@@ -227,10 +227,10 @@ def write_result(args: argparse.Namespace, runs: List[dict]) -> Dict[str, dict]:
     return summary
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.train_magnetic_tile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATASET, help=f"dataset folder (default {DATASET})")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (default 0 1 2)")
+def add_run_arguments(parser: argparse.ArgumentParser, name: str, result: Path, runs_flag: str, unit: str) -> None:
+    """The options the training benchmarks share (this one and ``bench.train_synthetic``): TrainConfig overrides,
+    the folder of the runs (``runs_flag``, default ``runs/bench/<name>-<time>``), the result file, and --append
+    and --reuse, which keep results of other ``unit`` and run folders that are complete."""
     parser.add_argument(
         "--set",
         action="append",
@@ -238,29 +238,46 @@ def main(argv: Optional[List[str]] = None) -> int:
         metavar="KEY=VALUE",
         help="TrainConfig override (smoke runs only: the benchmark measures the defaults)",
     )
-    parser.add_argument("--runs-dir", type=Path, help="where the run folders go (default runs/bench/<time>)")
-    parser.add_argument("--out", type=Path, default=RESULT, help=f"result JSON (default {RESULT})")
+    parser.add_argument(
+        runs_flag,
+        dest="runs_dir",
+        metavar="DIR",
+        type=Path,
+        default=REPO / "runs" / "bench" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        help=f"folder of the run folders and any generated data (default runs/bench/{name}-<time>)",
+    )
+    parser.add_argument("--out", type=Path, default=result, help=f"result JSON (default {result})")
     parser.add_argument(
         "--append",
         action="store_true",
-        help="keep the runs already in --out for other seeds (a seed measured again replaces its old run)",
+        help=f"keep the runs already in --out for other {unit} (one measured again replaces its old run)",
     )
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="a seed whose run folder under --runs-dir is complete is not trained again, only calibrated",
+        help=f"a complete run folder under {runs_flag} is not trained again, only calibrated",
     )
+
+
+def kept_runs(args: argparse.Namespace, key: str, measured: Sequence) -> List[dict]:
+    """With --append, the runs already in --out whose ``key`` (seed, data set) is not measured again."""
+    if not (args.append and args.out.is_file()):
+        return []
+    return [r for r in json.loads(args.out.read_text())["runs"] if r.get(key) not in measured]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.train_magnetic_tile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATASET, help=f"dataset folder (default {DATASET})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (default 0 1 2)")
+    add_run_arguments(parser, "train_magnetic_tile", RESULT, "--runs-dir", "seeds")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"dataset not found at {args.data}; pass --data", file=sys.stderr)
         return 2
-    runs_dir = args.runs_dir or REPO / "runs" / "bench" / f"train_magnetic_tile-{time.strftime('%Y%m%d-%H%M%S')}"
-    runs: List[dict] = []
-    if args.append and args.out.is_file():
-        kept = json.loads(args.out.read_text())["runs"]
-        runs = [r for r in kept if r.get("split_seed") not in args.seeds]
+    runs = kept_runs(args, "split_seed", args.seeds)
     for seed in args.seeds:
-        runs.append(run_one(args.data, seed, runs_dir / f"seed{seed}", args.set, reuse=args.reuse))
+        runs.append(run_one(args.data, seed, args.runs_dir / f"seed{seed}", args.set, reuse=args.reuse))
         t = runs[-1]["test"]
         int8 = t["int8"]
         print(

@@ -26,7 +26,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from bench.train_magnetic_tile import AIM, REPO, run_one
+from bench.train_magnetic_tile import AIM, REPO, add_run_arguments, kept_runs, run_one
 from inspector.synth import DEFECTS, GOOD, SURFACES, DefectStyle, generate
 
 RESULT = REPO / "bench" / "results" / "train_synthetic.json"
@@ -122,26 +121,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--good", type=int, default=200, help="good images per set (default 200)")
     parser.add_argument("--defect", type=int, default=100, help="images per defect kind (default 100, 4 kinds)")
     parser.add_argument("--seed", type=int, default=0, help="generator and split seed (default 0)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="TrainConfig override (smoke runs only: the benchmark measures the defaults)",
-    )
-    parser.add_argument("--work", type=Path, help="data and run folders (default runs/bench/<time>)")
-    parser.add_argument("--out", type=Path, default=RESULT, help=f"result JSON (default {RESULT})")
-    parser.add_argument("--append", action="store_true", help="keep the result's runs of the other data sets")
-    parser.add_argument(
-        "--reuse", action="store_true", help="calibrate complete run folders in --work again without retraining"
-    )
+    add_run_arguments(parser, "train_synthetic", RESULT, "--work", "data sets")
     args = parser.parse_args(argv)
-    work = args.work or REPO / "runs" / "bench" / f"train_synthetic-{time.strftime('%Y%m%d-%H%M%S')}"
-    runs: List[dict] = []
-    if args.append and args.out.is_file():
-        runs = [r for r in json.loads(args.out.read_text())["runs"] if r["dataset"] not in args.datasets]
+    runs = kept_runs(args, "dataset", args.datasets)
     for name in args.datasets:
-        run = measure(name, DATASETS[name], work, args.good, args.defect, args.seed, args.set, args.reuse)
+        run = measure(name, DATASETS[name], args.runs_dir, args.good, args.defect, args.seed, args.set, args.reuse)
         runs.append(run)
         print(f"{name}: {_line(run)}", flush=True)
         write_result(args.out, runs, args.set)  # after every data set: a long run that stops keeps what it measured
