@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +64,30 @@ def config_from_args(args: argparse.Namespace) -> ReviewConfig:
     return validate(ReviewConfig, values, "inspector review")
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, bound here rather than inside uvicorn, which reports a port in use
+    only after the address was printed, in its own log format, by exiting from inside its event loop."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise RuntimeError(
+            f"cannot listen on {host}: {exc.strerror}; give an address of this machine with --host"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart is not kept waiting
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise RuntimeError(f"port {port} on {host} is in use; choose another with --port") from None
+        raise RuntimeError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -73,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     app = create_app(cfg)
-    print(f"inspector review: http://{cfg.host}:{cfg.port}/ (labels go to {cfg.data}; Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    with listen(cfg.host, cfg.port) as sock:
+        port = sock.getsockname()[1]  # the one the system chose for --port 0
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        print(f"inspector review: http://{host}:{port}/ (labels go to {cfg.data}; Ctrl+C stops)", flush=True)
+        try:
+            uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl+C, once the server stopped: a normal end, as uvicorn.run has it
+            pass
     return 0
