@@ -222,3 +222,17 @@ def part_images(synth_root, tmp_path_factory) -> list:
         for src in sorted(cls_dir.glob("*.png"))[:2]:
             shutil.copy(src, folder / f"{len(list(folder.iterdir())):03d}_{cls_dir.name}.png")
     return sorted(folder.iterdir())
+
+
+def send_args(broker, station: str, *command: str, timeout: float = 20.0):
+    """Parsed ``inspector send`` arguments that reach ``station`` of the ``edgetest`` line through ``broker``."""
+    import argparse
+
+    from app.commands import send
+
+    parser = argparse.ArgumentParser()
+    send.add_arguments(parser)
+    return parser.parse_args(
+        ["--broker", f"{broker.host}:{broker.port}", "--protocol", broker.protocol, "--line", "edgetest"]
+        + ["--station", station, "--timeout", str(timeout), *command]
+    )

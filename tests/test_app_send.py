@@ -8,16 +8,7 @@ import pytest
 from app.commands import send
 from edge.runtime import ExitCode
 from inspector.bundle import Bundle
-from tests.fixtures_edge import StationThread, station_config
-
-
-def _args(broker, station, *command, timeout=20.0):
-    parser = argparse.ArgumentParser()
-    send.add_arguments(parser)
-    return parser.parse_args(
-        ["--broker", f"{broker.host}:{broker.port}", "--protocol", broker.protocol, "--line", "edgetest"]
-        + ["--station", station, "--timeout", str(timeout), *command]
-    )
+from tests.fixtures_edge import StationThread, send_args, station_config
 
 
 def _copy(src, dest, version):
@@ -59,13 +50,13 @@ def test_send_reload_waits_for_the_station_and_reports_refusal(
     try:
         rec.wait_for(lambda r: r.results(), what="first results")
         assert station.station.publisher.cmd_subscribed.wait(20)
-        assert send.run(_args(shared_broker, cfg.station, "reload", "v2.inspector")) == send.EXIT_APPLIED
+        assert send.run(send_args(shared_broker, cfg.station, "reload", "v2.inspector")) == send.EXIT_APPLIED
         assert "model_reloaded" in capsys.readouterr().out
         rec.wait_for(lambda r: r.results() and r.results()[-1]["model"]["version"] == "v2", what="v2 results")
-        assert send.run(_args(shared_broker, cfg.station, "reload", "../outside.inspector")) == send.EXIT_REFUSED
+        assert send.run(send_args(shared_broker, cfg.station, "reload", "../outside.inspector")) == send.EXIT_REFUSED
         assert "refused" in capsys.readouterr().out
-        assert send.run(_args(shared_broker, cfg.station, "pause")) == send.EXIT_APPLIED
+        assert send.run(send_args(shared_broker, cfg.station, "pause")) == send.EXIT_APPLIED
     finally:
         assert station.stop() == ExitCode.OK
-    assert send.run(_args(shared_broker, cfg.station, "resume", timeout=1.0)) == send.EXIT_NO_ANSWER
+    assert send.run(send_args(shared_broker, cfg.station, "resume", timeout=1.0)) == send.EXIT_NO_ANSWER
     assert "no answer" in capsys.readouterr().err

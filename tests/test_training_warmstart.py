@@ -1,4 +1,5 @@
-"""Warm start (``inspector train --init-from``): split continuity, adopted settings, weights, comparison."""
+"""Warm start (``inspector train --init-from``): split continuity, adopted settings, weights, comparison, and the
+retrained run's bundle reloaded on a running station."""
 
 import json
 import shutil
@@ -90,22 +91,31 @@ def test_transfer_weights_keeps_known_classes_and_adds_new_ones(trained_run):
         assert bias[i] == old_bias[j]
 
 
-@pytest.mark.slow
-def test_init_from_trains_compares_and_keeps_the_old_training_images_out_of_test(trained_run, synth_root, tmp_path):
-    from inspector.dataset import SplitManifest
-    from inspector.runfolder import RunFolder, RunManifest
+@pytest.fixture(scope="module")
+def warm_run(trained_run, synth_root, tmp_path_factory):
+    """:class:`training.trainer.RunResult` of ``trained_run`` warm-started (one epoch) after adding the class ``dent``.
+
+    Module-scoped: the tests that look at the run and the one that deploys it share one training.
+    """
     from training.trainer import train
 
-    root = tmp_path / "data"
+    work = tmp_path_factory.mktemp("warm")
+    root = work / "data"
     shutil.copytree(synth_root, root)
-    generate(tmp_path / "more", per_class=6, size=(64, 64), seed=11)
+    generate(work / "more", per_class=6, size=(64, 64), seed=11)
     (root / "dent").mkdir()
-    for f in (tmp_path / "more" / "scratch").iterdir():
+    for f in (work / "more" / "scratch").iterdir():
         shutil.copy(f, root / "dent" / f.name)
     config = small_config(root, optim={"epochs": 1}, warm_start={"run": str(trained_run), "epochs": 1})
-    run_dir = tmp_path / "run2"
-    result = train(config, run_dir)
+    return train(config, work / "run2")
 
+
+@pytest.mark.slow
+def test_init_from_trains_compares_and_keeps_the_old_training_images_out_of_test(trained_run, warm_run):
+    from inspector.dataset import SplitManifest
+    from inspector.runfolder import RunFolder, RunManifest
+
+    run_dir = warm_run.run_dir
     manifest = RunManifest.load(RunFolder(run_dir))
     assert manifest.init_from == str(trained_run.resolve())
     assert "dent" in manifest.labels
@@ -118,4 +128,54 @@ def test_init_from_trains_compares_and_keeps_the_old_training_images_out_of_test
     for change in comparison["changed"]:
         assert change["old"] != change["new"]
     assert "Compared with the previous model" in (run_dir / "report.html").read_text()
-    assert result.history and {h["stage"] for h in result.history} == {"full"}
+    assert warm_run.history and {h["stage"] for h in warm_run.history} == {"full"}
+
+
+@pytest.mark.slow
+def test_warm_started_bundle_with_a_new_class_reloads_on_a_running_station(
+    warm_run, int8_bundle, shared_broker, synth_root, tmp_path
+):
+    """The loop of issue 14 end to end: a class added, warm-start retrain, INT8 bundle, ``inspector send reload``
+    to a running station, which then runs the new bundle. Nothing here depends on what the tiny model predicts."""
+    from app.commands import send
+    from calibration.calibrate import calibrate
+    from edge.runtime import ExitCode
+    from inspector.bundle import Bundle
+    from inspector.protocol.enums import EventType
+    from tests.fixtures_bundle import fixture_options
+    from tests.fixtures_edge import StationThread, send_args, station_config
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(int8_bundle, models / "old.inspector")
+    # force: the one-epoch run is NOT DEPLOYABLE by design, as the session bundle's run is.
+    new = calibrate(warm_run.run_dir, models / "dent.inspector", fixture_options(version="warm-dent")).bundle
+    old = Bundle.load(models / "old.inspector").manifest
+    assert new is not None and "dent" in new.manifest.labels and "dent" not in old.labels
+    new_ref = {"name": new.manifest.name, "version": "warm-dent", "sha256": new.manifest.model_sha256[:12]}
+    assert new_ref["sha256"] != old.model_sha256[:12]
+
+    source = {"type": "folder", "path": str(synth_root / "good"), "loop": True, "fps": 20}
+    cfg = station_config(shared_broker, tmp_path, models / "old.inspector", source)
+    rec = shared_broker.subscriber([f"inspector/edgetest/{cfg.station}/#"])
+    station = StationThread(cfg).start()
+    try:
+        rec.wait_for(lambda r: r.results(), what="first results")
+        first = rec.results()[0]
+        assert first["model"]["sha256"] == old.model_sha256[:12] and set(first["scores"]) == set(old.labels)
+        assert station.station.publisher.cmd_subscribed.wait(20)
+
+        assert send.run(send_args(shared_broker, cfg.station, "reload", "dent.inspector")) == send.EXIT_APPLIED
+
+        rec.wait_for(lambda r: r.events(EventType.MODEL_RELOADED.value), what="model_reloaded")
+        (reloaded,) = rec.events(EventType.MODEL_RELOADED.value)
+        assert reloaded["details"]["after"] == new_ref
+        rec.wait_for(lambda r: any(x["model"] == new_ref for x in r.results()), what="results of the new bundle")
+        after = [x for x in rec.results() if x["model"] == new_ref]
+        assert all(set(x["scores"]) == set(new.manifest.labels) for x in after)
+        rec.wait_for(
+            lambda r: any(m.json()["model_version"] == "warm-dent" for m in r.on("stats")), what="stats of warm-dent"
+        )
+    finally:
+        rec.close()
+        assert station.stop() == ExitCode.OK
