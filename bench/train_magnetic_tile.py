@@ -40,6 +40,8 @@ RESULT = REPO / "bench" / "results" / "train_magnetic_tile.json"
 GOOD = "free"
 FALSE_REJECT_BUDGET = 0.05
 AIM = {"roc_auc": 0.97, "escape_rate_at_5pct_fr": 0.02, "int8_accuracy_drop_pp": 0.5}
+TRAIN_FROM_WALL = "wall"  # inspector train ran and was timed in this process
+TRAIN_FROM_HISTORY = "history"  # --reuse: the epochs' times the run recorded in its history.json
 
 
 def escapes_at_false_reject(scores: np.ndarray, is_defect: np.ndarray, budget: float = FALSE_REJECT_BUDGET) -> dict:
@@ -100,7 +102,7 @@ def run_one(
         cmd += ["--set", item]
     started = time.time()
     if reuse and (run_dir / "run.json").is_file():
-        train_s = None  # trained earlier (--reuse): its time is in the earlier result, not measured again
+        train_s = None  # trained earlier (--reuse): not timed here, run_seconds takes the run's own record
     else:
         subprocess.run(cmd, check=True, cwd=REPO)
         train_s = time.time() - started
@@ -151,17 +153,59 @@ def run_record(seed, cmd, run_dir, manifest, train_s: Optional[float], calibrate
         "best_epoch": manifest.best_epoch,
         "train_verdict": manifest.deployability,
         **blocks,
-        "seconds": {
-            "train": None if train_s is None else round(train_s, 1),
-            "calibrate": round(calibrate_s, 1),
-            "total": None if train_s is None else round(train_s + calibrate_s, 1),
-            # the epochs' own time from the run's history (recorded by the trainer): known also with --reuse
-            "epochs": round(sum(h["seconds"] for h in json.loads((Path(run_dir) / "history.json").read_text())), 1),
-        },
+        "seconds": run_seconds(run_dir, train_s, calibrate_s),
     }
 
 
-def guard_failed_run(seed, cmd, run_dir, manifest, folder, message: str, train_s: float, calibrate_s: float) -> dict:
+def run_seconds(run_dir: Path, train_s: Optional[float], calibrate_s: float) -> dict:
+    """A run's times in seconds. ``train`` is the wall time of ``inspector train`` when this process ran it
+    (``train_from`` "wall"); a run reused with ``--reuse`` was not timed here, and its ``train`` is what the run
+    recorded itself (``train_from`` "history"): the sum of its epochs' times in history.json. The trainer times
+    each epoch's training steps only (not data loading, model build, the per-epoch validation scoring, the final
+    evaluation and the report), so that is less than the wall time the training took."""
+    from inspector.runfolder import RunFolder
+
+    epochs_s = sum(h["seconds"] for h in json.loads(RunFolder(run_dir).history.read_text()))
+    train = epochs_s if train_s is None else train_s
+    return {
+        "train": round(train, 1),
+        "train_from": TRAIN_FROM_HISTORY if train_s is None else TRAIN_FROM_WALL,
+        "calibrate": round(calibrate_s, 1),
+        "total": round(train + calibrate_s, 1),
+        "epochs": round(epochs_s, 1),
+    }
+
+
+def took(run: dict) -> str:
+    """A run's time for its progress line, e.g. ``1650 s`` or ``1650 s (train from the run's history)``."""
+    seconds = run["seconds"]
+    reused = " (train from the run's history)" if seconds["train_from"] == TRAIN_FROM_HISTORY else ""
+    return f"{seconds['total']:.0f} s{reused}"
+
+
+def seconds_per_run(runs: List[dict]) -> Optional[dict]:
+    """Mean and spread of the runs' total seconds, with how many runs' training was timed and how."""
+    timed = [r for r in runs if r["seconds"].get("total") is not None]  # older result files: None with --reuse
+    values = stat([r["seconds"]["total"] for r in timed])
+    if values is None:
+        return None
+    history = sum(r["seconds"].get("train_from") == TRAIN_FROM_HISTORY for r in timed)
+    measured = "calibrate: wall time; train: "
+    if history == 0:
+        measured += "wall time of `inspector train`"
+    else:
+        wall = f"wall time of `inspector train` in {len(timed) - history} run(s), " if history < len(timed) else ""
+        measured += (
+            f"{wall}the sum of the epoch times in the run's history.json in {history} reused run(s) (not timed "
+            "here; without data loading, model build, per-epoch validation and the final evaluation, so less "
+            "than the wall time)"
+        )
+    return {**values, "runs": len(timed), "train_from_history": history, "measured": measured}
+
+
+def guard_failed_run(
+    seed, cmd, run_dir, manifest, folder, message: str, train_s: Optional[float], calibrate_s: float
+) -> dict:
     """A run whose INT8 conversion failed the accuracy guard: the float test block from the run's own
     predictions at its operating point, ``int8`` None and the guard's message."""
     predictions = json.loads(folder.predictions.read_text())["test"]
@@ -181,20 +225,21 @@ def guard_failed_run(seed, cmd, run_dir, manifest, folder, message: str, train_s
     )
 
 
+def stat(values: List[float]) -> Optional[dict]:
+    """Mean, sample standard deviation, min and max (None for no values)."""
+    if not values:
+        return None
+    arr = np.asarray(values, dtype=float)
+    return {
+        "mean": round(float(arr.mean()), 4),
+        "std": round(float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, 4),
+        "min": round(float(arr.min()), 4),
+        "max": round(float(arr.max()), 4),
+    }
+
+
 def summarize(runs: List[dict]) -> Dict[str, dict]:
     bundled = [r for r in runs if r["test"]["int8"] is not None]
-
-    def stat(values: List[float]) -> Optional[dict]:
-        if not values:
-            return None
-        arr = np.asarray(values, dtype=float)
-        return {
-            "mean": round(float(arr.mean()), 4),
-            "std": round(float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, 4),
-            "min": round(float(arr.min()), 4),
-            "max": round(float(arr.max()), 4),
-        }
-
     return {
         "float_roc_auc": stat([r["test"]["float"]["roc_auc"] for r in runs]),
         "float_escape_rate_at_5pct_fr": stat([r["test"]["float"]["at_5pct_false_reject"]["escape_rate"] for r in runs]),
@@ -204,7 +249,7 @@ def summarize(runs: List[dict]) -> Dict[str, dict]:
         ),
         "int8_accuracy_drop_pp": stat([r["test"]["int8_accuracy_drop_pp"] for r in bundled]),
         "runs_without_bundle": len(runs) - len(bundled),
-        "seconds_per_run": stat([r["seconds"]["total"] for r in runs if r["seconds"]["total"] is not None]),
+        "seconds_per_run": seconds_per_run(runs),
     }
 
 
@@ -288,7 +333,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if int8
                 else "no INT8 bundle (accuracy guard failed)"
             )
-            + f", {runs[-1]['seconds']['total'] or 0:.0f} s",
+            + f", {took(runs[-1])}",
             flush=True,
         )
         write_result(args, runs)  # after every seed: a later failure keeps the finished runs

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from bench.train_magnetic_tile import AIM, REPO, add_run_arguments, kept_runs, run_one
+from bench.train_magnetic_tile import AIM, REPO, add_run_arguments, kept_runs, run_one, took
 from inspector.synth import DEFECTS, GOOD, SURFACES, DefectStyle, generate
 
 RESULT = REPO / "bench" / "results" / "train_synthetic.json"
@@ -88,15 +88,13 @@ def measure(
 
 def _line(run: dict) -> str:
     t = run["test"]
-    seconds = run["seconds"]["total"]
-    took = f"{seconds:.0f} s" if seconds is not None else "reused run"
     head = f"input {run['input_size']}, AUC float {t['float']['roc_auc']:.4f}"
     if t["int8"] is None:
-        return f"{head}, INT8 refused by the accuracy guard, {took} at load {run['load_average']['end'][0]}"
+        return f"{head}, INT8 refused by the accuracy guard, {took(run)} at load {run['load_average']['end'][0]}"
     fr5 = t["int8"]["at_5pct_false_reject"]
     return (
         f"{head} int8 {t['int8']['roc_auc']:.4f}, int8 escapes at 5% FR {fr5['escapes']}/{fr5['defects']}, "
-        f"drop {t['int8_accuracy_drop_pp']:+.2f} pp, {took} at load {run['load_average']['end'][0]}"
+        f"drop {t['int8_accuracy_drop_pp']:+.2f} pp, {took(run)} at load {run['load_average']['end'][0]}"
     )
 
 
