@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from calibration.commissioning import Commissioning, commission_image
+from calibration.commissioning import CameraOptions, Commissioning
 from calibration.convert import (
     Conversion,
     FallbackQuantizer,
@@ -69,7 +69,7 @@ from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict, LineBudget, assess
 from inspector.plausibility import PlausibilityReference
-from inspector.preprocess import Preprocessor, PreprocessSpec, Roi
+from inspector.preprocess import Preprocessor, PreprocessSpec
 from inspector.runfolder import RunFolder, RunManifest
 
 log = logging.getLogger(__name__)
@@ -87,22 +87,6 @@ class Remedy(str, Enum):
     NONE = "none"
     FLOAT_FALLBACK = "float-fallback"  # always build and deploy the mixed model
     AUTO = "auto"  # full integer if it passes the guard, else the mixed model
-
-
-class CameraOptions(StrictModel):
-    """Commissioning reference frame of the station camera."""
-
-    reference_image: str = Field(description="Image of a good part taken by the station camera")
-    roi: Optional[Roi] = Field(None, description="Region of interest in the frame (camera pixels)")
-    auto_roi: bool = Field(False, description="Find the part in the reference image")
-    crop_model_input: bool = Field(
-        False, description="Also crop frames to the ROI before the model (training images were part crops)"
-    )
-    focus_min_ratio: float = Field(0.5, gt=0, le=1, description="Flag focus below this fraction of the reference")
-    mean_tolerance: float = Field(40.0, gt=0, description="Allowed drift of mean luminance (0-255)")
-    clipped_max: Optional[float] = Field(
-        None, ge=0, le=1, description="Largest clipped-pixel fraction; default max(0.05, 2x the reference's)"
-    )
 
 
 class CalibrationOptions(StrictModel):
@@ -583,14 +567,7 @@ def _commission(camera: Optional[CameraOptions], spec: PreprocessSpec):
     """(camera commissioning or None, the bundle's preprocessing: the run's, cropped to the ROI on request)."""
     if camera is None:
         return None, spec
-    commissioning = commission_image(
-        camera.reference_image,
-        roi=camera.roi,
-        auto_roi=camera.auto_roi,
-        focus_min_ratio=camera.focus_min_ratio,
-        mean_tolerance=camera.mean_tolerance,
-        clipped_max=camera.clipped_max,
-    )
+    commissioning = camera.commission()
     for warning in commissioning.warnings:
         log.warning("camera reference: %s", warning)
     if not camera.crop_model_input:

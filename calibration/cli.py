@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Optional
 
 
 def _rate(text: str) -> float:
@@ -191,20 +192,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     other.add_argument("--overwrite", action="store_true", help="replace an existing --out bundle")
 
 
+def _camera(args) -> Optional[dict]:
+    """The camera options given (the fields of :class:`calibration.commissioning.CameraOptions`), or None
+    without --reference-image."""
+    if not args.reference_image:
+        if args.roi or args.auto_roi or args.crop_model_input or args.station_yaml:
+            raise ValueError("--roi, --auto-roi, --crop-model-input and --station-yaml need --reference-image")
+        return None
+    return {
+        "reference_image": args.reference_image,
+        "roi": args.roi,
+        "auto_roi": args.auto_roi,
+        "crop_model_input": args.crop_model_input,
+        "focus_min_ratio": args.focus_min_ratio,
+        "mean_tolerance": args.mean_tolerance,
+        "clipped_max": args.clipped_max,
+    }
+
+
 def _camera_only(args) -> int:
-    from calibration.commissioning import commission_image, write_station_yaml
+    from calibration.commissioning import CameraOptions, write_station_yaml
+    from inspector.config import validate
 
     if not args.reference_image or not args.station_yaml:
         print("inspector calibrate: --camera-only needs --reference-image and --station-yaml", file=sys.stderr)
         return 2
-    result = commission_image(
-        args.reference_image,
-        roi=args.roi,
-        auto_roi=args.auto_roi,
-        focus_min_ratio=args.focus_min_ratio,
-        mean_tolerance=args.mean_tolerance,
-        clipped_max=args.clipped_max,
-    )
+    result = validate(CameraOptions, _camera(args), "command line").commission()
     for warning in result.warnings:
         print(f"warning: {warning}")
     print(result.describe())
@@ -216,19 +229,7 @@ def _options(args):
     from calibration.calibrate import CalibrationOptions
     from inspector.config import validate
 
-    camera = None
-    if args.reference_image:
-        camera = {
-            "reference_image": args.reference_image,
-            "roi": args.roi,
-            "auto_roi": args.auto_roi,
-            "crop_model_input": args.crop_model_input,
-            "focus_min_ratio": args.focus_min_ratio,
-            "mean_tolerance": args.mean_tolerance,
-            "clipped_max": args.clipped_max,
-        }
-    elif args.roi or args.auto_roi or args.crop_model_input or args.station_yaml:
-        raise ValueError("--roi, --auto-roi, --crop-model-input and --station-yaml need --reference-image")
+    camera = _camera(args)
     return validate(
         CalibrationOptions,
         {

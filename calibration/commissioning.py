@@ -27,8 +27,10 @@ from typing import List, Optional
 import cv2
 import numpy as np
 import yaml
+from pydantic import Field
 
 from inspector.camera import BRIGHT_LEVEL, DARK_LEVEL, CameraReference, measure
+from inspector.config import StrictModel
 from inspector.imageio import load_image
 from inspector.preprocess import Roi
 
@@ -171,6 +173,33 @@ def commission_image(path: str | os.PathLike, **options) -> Commissioning:
     """:func:`commission` on an image file (loaded as RGB, measured in the camera's BGR order)."""
     rgb = load_image(path)
     return commission(np.ascontiguousarray(rgb[:, :, ::-1]), **options)
+
+
+class CameraOptions(StrictModel):
+    """Commissioning reference frame of the station camera."""
+
+    reference_image: str = Field(description="Image of a good part taken by the station camera")
+    roi: Optional[Roi] = Field(None, description="Region of interest in the frame (camera pixels)")
+    auto_roi: bool = Field(False, description="Find the part in the reference image")
+    crop_model_input: bool = Field(
+        False, description="Also crop frames to the ROI before the model (training images were part crops)"
+    )
+    focus_min_ratio: float = Field(0.5, gt=0, le=1, description="Flag focus below this fraction of the reference")
+    mean_tolerance: float = Field(40.0, gt=0, description="Allowed drift of mean luminance (0-255)")
+    clipped_max: Optional[float] = Field(
+        None, ge=0, le=1, description="Largest clipped-pixel fraction; default max(0.05, 2x the reference's)"
+    )
+
+    def commission(self) -> Commissioning:
+        """Measure the reference image with these options (``crop_model_input`` is for the bundle, not here)."""
+        return commission_image(
+            self.reference_image,
+            roi=self.roi,
+            auto_roi=self.auto_roi,
+            focus_min_ratio=self.focus_min_ratio,
+            mean_tolerance=self.mean_tolerance,
+            clipped_max=self.clipped_max,
+        )
 
 
 def check_frame(reference: CameraReference, frame_bgr: np.ndarray) -> List[str]:
