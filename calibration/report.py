@@ -283,7 +283,7 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
             probs,
             images.labels,
             images.paths,
-            lambda i: (images.images[i], reporting.heatmap_overlay(classifier, images.images[i], model_input=True)),
+            _shown(classifier, images, result.root),
             run.labels,
             good,
             policy,
@@ -349,26 +349,42 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
     return page, png
 
 
+def _file_shown(classifier: Classifier, path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """An image file cut to the bundle's region of interest (at the file's resolution) and its heatmap
+    overlay, as the station locates it (flip views, the deciding tile)."""
+    from inspector.imageio import load_image
+
+    frame = load_image(path)
+    return classifier.preprocessor.crop(frame), reporting.heatmap_overlay(classifier, frame)
+
+
+def _shown(
+    classifier: Classifier, images, root: Optional[Path]
+) -> Callable[[int], Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """``image(i)`` for :func:`_mistakes`: the prepared model input and its heatmap overlay (the bundle's
+    flip views), or for a tiled bundle, whose tiles are cut from the file at native resolution, the file
+    read again from ``root`` (see :func:`_file_shown`; without ``root``, no overlay)."""
+    if not classifier.tiled:
+        return lambda i: (images.images[i], reporting.heatmap_overlay(classifier, images.images[i], model_input=True))
+    if root is None:
+        return lambda i: (images.images[i], None)
+    return lambda i: _file_shown(classifier, Path(root) / images.paths[i])
+
+
 def _evaluation_mistakes(evaluation, good_index: int, policy: DecisionPolicy) -> Section:
     """Escapes and false rejects of an evaluation: the shown images are read again from the data folder and
     cut to the bundle's region of interest (at the file's resolution), with the heatmap overlay."""
     from inspector.bundle import Bundle
-    from inspector.imageio import load_image
 
     bundle = Bundle.load(evaluation.bundle)
     manifest, classifier = bundle.manifest, Classifier(bundle)
     root = Path(evaluation.data_root)
-
-    def image(i: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        frame = load_image(root / evaluation.paths[i])
-        return classifier.preprocessor.crop(frame), reporting.heatmap_overlay(classifier, frame)
-
     section = _mistakes(
         "Escapes and false rejects",
         evaluation.probs,
         evaluation.labels,
         evaluation.paths,
-        image,
+        lambda i: _file_shown(classifier, root / evaluation.paths[i]),
         manifest.labels,
         good_index,
         policy,

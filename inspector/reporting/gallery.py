@@ -30,6 +30,7 @@ from inspector.reporting.page import Block, paragraph, rate
 
 if TYPE_CHECKING:
     from inspector.inference import Classifier
+    from inspector.localization import Rect
 
 TILE_HEIGHT = 128  # pixels a tile's image is shown at (scaled up or down in the browser)
 LIMIT = 24  # tiles per grid unless a report asks for another number
@@ -85,15 +86,17 @@ def render_heatmap(
     labels: Sequence[str],
     good_index: int,
     spec: Optional[PreprocessSpec] = None,
+    window: Optional[Rect] = None,
 ) -> np.ndarray:
     """A model's class map (:mod:`inspector.localization`) drawn over an RGB ``image``: a frame the bundle's
-    ``spec`` prepares (the overlay is cut to its region of interest, like the crop beside it), or without
-    ``spec`` the model input itself, drawn at least :data:`OVERLAY_SIDE` pixels wide so that the class and
-    strength written on it stay small next to the part."""
+    ``spec`` prepares (the overlay is cut to its region of interest, like the crop beside it; ``window`` is
+    the deciding tile's, ``Classification.map_window``), or without ``spec`` the model input itself, drawn
+    at least :data:`OVERLAY_SIDE` pixels wide so that the class and strength written on it stay small next
+    to the part."""
     from inspector.localization import locate, render_overlay
 
     if spec is not None:
-        heat = locate(class_map, list(labels), good_index, spec, image.shape)
+        heat = locate(class_map, list(labels), good_index, spec, image.shape, window)
         return Preprocessor(spec).crop(render_overlay(image, heat))
     h, w = image.shape[:2]
     scale = max(1, -(-OVERLAY_SIDE // max(h, w)))
@@ -106,18 +109,24 @@ def heatmap_overlay(classifier: Classifier, image: np.ndarray, *, model_input: b
     """:func:`render_heatmap` of a bundle's class map for an RGB ``image`` (a camera frame or an image file,
     or with ``model_input`` an already prepared model input); None for a bundle without the map.
 
-    The map is the plain single view's (one invoke, no flip averaging or tiles): where the model looks, not
-    the bundle's averaged decision.
+    The map is the one the station locates (``Classifier.classify``): with flip averaging the views' maps
+    mirrored back and averaged, with tiles the deciding tile's, placed in its window of the region. Tiles
+    are cut from the frame, so a tiled bundle needs the frame, not a ``model_input``.
     """
     if not classifier.runner.has_class_map:
         return None
     spec = classifier.preprocessor.spec
-    prepared = Preprocessor(spec.model_copy(update={"roi": None})) if model_input else classifier.preprocessor
-    classifier.runner.run(prepared.prepare(image, ChannelOrder.RGB))
-    class_map = classifier.runner.class_map()
-    if class_map is None:
+    if model_input:
+        if classifier.tiled:
+            raise ValueError("this bundle scores tiles of the frame: draw its heatmap over the frame")
+        whole = Preprocessor(spec.model_copy(update={"roi": None}))  # a model input is already the region
+        c = classifier.classify_prepared(whole.prepare(image, ChannelOrder.RGB))
+    else:
+        c = classifier.classify(image, ChannelOrder.RGB)
+    if c.class_map is None:
         return None
-    return render_heatmap(image, class_map, classifier.labels, classifier.good_index, None if model_input else spec)
+    frame_spec = None if model_input else spec
+    return render_heatmap(image, c.class_map, classifier.labels, classifier.good_index, frame_spec, c.map_window)
 
 
 @dataclass(frozen=True)
