@@ -4,8 +4,9 @@ bundle from before the map still runs.
 
 The first two hold for any weights, so they use the shared near-chance ``trained_run`` and its
 ``int8_bundle``. That model's map is almost only its per-class offsets (its spatial variation is about one
-quantization step), so *where* an INT8 map points on a model that has learned is measured on the trained
-magnetic-tile model by ``bench/cam.py``, not asserted here.
+quantization step), so ``tests/test_cam_constructed.py`` compares the INT8 and Keras maps cell by cell on
+a model with its dense layer set in closed form, whose maps have spatial structure; *where* a trained
+model's map points is measured on magnetic tile by ``bench/cam.py``.
 """
 
 import json
