@@ -17,16 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from enum import IntEnum
 
-
-class ExitCode(IntEnum):
-    """What ``inspector controller`` exits with; each number means what it means for a station (docs/edge.md),
-    and the units of the controller and the bridge do not restart on CONFIG (RestartPreventExitStatus)."""
-
-    OK = 0
-    ERROR = 1  # anything else (the broker unreachable, a gate that cannot be driven): restart
-    CONFIG = 2  # bad command line or configuration (argparse's code too): fix it, restarting will not help
+from inspector.exitcodes import ExitCode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

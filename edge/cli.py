@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
 
     from edge import logs
     from edge.config import load_station_config
-    from edge.runtime import ExitCode, Station
+    from edge.runtime import Station
     from inspector.config import ConfigError
+    from inspector.exitcodes import ExitCode
 
     try:
         cfg = load_station_config(args.config, _overrides(args))

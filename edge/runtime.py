@@ -16,7 +16,7 @@ Threads and who owns what:
 * a short-lived loader thread per ``reload`` command, so a new model is loaded and self-tested while the
   old one keeps inspecting; only a model that passed is swapped in.
 
-Exit codes (for systemd ``RestartPreventExitStatus=`` and friends) are :class:`ExitCode`.
+Exit codes (for systemd ``RestartPreventExitStatus=`` and friends) are :class:`inspector.exitcodes.ExitCode`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -49,6 +48,7 @@ from edge.stats import StationStats
 from inspector.bundle import MANIFEST_NAME, MODEL_NAME, Bundle, BundleError
 from inspector.config import ConfigError
 from inspector.decision import DecisionPolicy
+from inspector.exitcodes import ExitCode
 from inspector.fsutil import sha256_bytes
 from inspector.inference import BackendError, Classifier
 from inspector.inspection import bundle_gate, decide_frame
@@ -72,18 +72,6 @@ from inspector.protocol.topics import StationTopics
 from inspector.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
-
-
-class ExitCode(IntEnum):
-    OK = 0  # stopped by SIGTERM/SIGINT, or a replay source ended and every result was delivered
-    ERROR = 1  # unexpected internal error (a bug): restart
-    CONFIG = 2  # bad command line or configuration: fix the config, restarting will not help
-    MODEL = 3  # the bundle cannot be loaded or run: fix the model, restarting will not help
-    SOURCE = 4  # the frame source cannot work as configured, or stayed lost past give_up_after_s
-    OUTBOX = 5  # the outbox database cannot be opened or written (disk full, read-only)
-    UNDELIVERED = 6  # a replay source ended but results are still queued (sent on the next start)
-    NETWORK = 7  # the MQTT network thread died (nothing received or acknowledged any more): restart
-    REFUSED = 8  # the broker refused results (kept in the outbox as rejected): fix the ACL, not the station
 
 
 @dataclass(frozen=True)

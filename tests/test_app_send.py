@@ -6,8 +6,8 @@ import hashlib
 import pytest
 
 from app.commands import send
-from edge.runtime import ExitCode
 from inspector.bundle import Bundle
+from inspector.exitcodes import ExitCode
 from tests.fixtures_edge import StationThread, send_args, station_config
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from app.cli import main
-from controller.cli import ExitCode
+from inspector.exitcodes import ExitCode
 from tests.fixtures_controller import AMQTT_UNRELIABLE, require_mosquitto, result_payload
 from tests.fixtures_mqtt import Broker
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.runtime import ExitCode
 from inspector.bundle import Bundle, BundleError, FlipAveraging, InferenceSpec, TilingSpec
 from inspector.decision import defect_score
+from inspector.exitcodes import ExitCode
 from inspector.imageio import load_image
 from inspector.inference import Classifier, flip_views, tile_origins
 from inspector.synth import generate

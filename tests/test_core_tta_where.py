@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.runtime import ExitCode
 from inspector.bundle import Bundle, InferenceSpec, TilingSpec
 from inspector.decision import DecisionPolicy
+from inspector.exitcodes import ExitCode
 from inspector.imageio import load_image
 from inspector.inference import Classifier, flip_views, flips, mirror, tile_origins
 from inspector.localization import locate

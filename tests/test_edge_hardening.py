@@ -199,7 +199,7 @@ class WatchdogSocket:
 def test_a_dead_network_loop_takes_the_station_offline_and_stops_the_watchdog(
     shared_broker, tmp_path, int8_bundle, frames
 ):
-    from edge.runtime import ExitCode
+    from inspector.exitcodes import ExitCode
     from inspector.sdnotify import Notifier
 
     watchdog = WatchdogSocket(tmp_path / "notify.sock")
@@ -368,7 +368,7 @@ def acl_broker(tmp_path):
 
 def test_results_the_broker_refuses_are_kept_and_the_run_fails(acl_broker, tmp_path, int8_bundle, frames):
     from edge.outbox import Outbox
-    from edge.runtime import ExitCode
+    from inspector.exitcodes import ExitCode
     from tests.fixtures_edge import StationThread, station_config
 
     cfg = station_config(
@@ -409,7 +409,7 @@ def test_a_station_over_mqtt_3_1_1_needs_to_accept_that_refusals_are_invisible(
 
 
 def test_a_run_that_delivered_nothing_exits_non_zero(mqtt_broker, tmp_path, int8_bundle, frames):
-    from edge.runtime import ExitCode
+    from inspector.exitcodes import ExitCode
     from tests.fixtures_edge import StationThread, station_config
 
     mqtt_broker.stop()
@@ -458,7 +458,7 @@ def test_missing_tls_files_name_the_key(tls, key):
 
 
 def test_a_station_with_a_missing_ca_file_exits_with_the_config_code(shared_broker, tmp_path, int8_bundle, frames):
-    from edge.runtime import ExitCode
+    from inspector.exitcodes import ExitCode
     from tests.fixtures_edge import StationThread, station_config
 
     cfg = station_config(
@@ -472,7 +472,7 @@ def test_a_station_with_a_missing_ca_file_exits_with_the_config_code(shared_brok
 
 
 def test_a_text_file_as_video_source_fails_fast_with_exit_4(shared_broker, tmp_path, int8_bundle):
-    from edge.runtime import ExitCode
+    from inspector.exitcodes import ExitCode
     from tests.fixtures_edge import StationThread, station_config
 
     text = tmp_path / "clip.mp4"

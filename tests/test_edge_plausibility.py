@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.runtime import ExitCode
 from inspector.bundle import Bundle
 from inspector.camera import CameraReference
+from inspector.exitcodes import ExitCode
 from inspector.imageio import load_image, save_image
 from inspector.plausibility import GateKind, GateSettings, PlausibilityGate, PlausibilityReference
 from inspector.preprocess import Preprocessor, PreprocessSpec

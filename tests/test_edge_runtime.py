@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import read_pending_ids
-from edge.runtime import ExitCode
 from inspector.bundle import Bundle
 from inspector.camera import CameraReference
+from inspector.exitcodes import ExitCode
 from inspector.imageio import load_image
 from inspector.inference import Classifier
 from inspector.protocol.payloads import Result

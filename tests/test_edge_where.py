@@ -11,11 +11,11 @@ import pytest
 
 from edge.archive import Archive, overlay_path
 from edge.config import ArchiveConfig
-from edge.runtime import ExitCode
 from edge.sources import Frame
 from inspector.bundle import Bundle
 from inspector.dataset import scan_folder
 from inspector.decision import DecisionPolicy
+from inspector.exitcodes import ExitCode
 from inspector.imageio import load_image
 from inspector.inference import Classifier
 from inspector.localization import Heatmap, locate

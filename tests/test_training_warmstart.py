@@ -139,8 +139,8 @@ def test_warm_started_bundle_with_a_new_class_reloads_on_a_running_station(
     to a running station, which then runs the new bundle. Nothing here depends on what the tiny model predicts."""
     from app.commands import send
     from calibration.calibrate import calibrate
-    from edge.runtime import ExitCode
     from inspector.bundle import Bundle
+    from inspector.exitcodes import ExitCode
     from inspector.protocol.enums import EventType
     from tests.fixtures_bundle import fixture_options
     from tests.fixtures_edge import StationThread, send_args, station_config
