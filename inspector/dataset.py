@@ -125,7 +125,15 @@ def scan_folder(root: str | os.PathLike[str], good_class: str = "good", decode: 
     scan = Scan(str(root_path), good_class, classes, samples, skipped)
     empty = [c for c, n in scan.counts().items() if n == 0]
     if empty:
-        raise DatasetError(f"{root}: class folder(s) with no usable image: {', '.join(empty)}")
+        lines = [f"{root}: class folder(s) with no usable image: {', '.join(empty)}"]
+        for name in empty:
+            why = [s for s in skipped if s.path.split("/", 1)[0] == name]
+            lines += [f"  {s.path}: {s.reason}" for s in why[:3]]
+            if len(why) > 3:
+                lines.append(f"  ... and {len(why) - 3} more skipped in {name}/")
+            if not why:
+                lines.append(f"  {name}/ holds no file")
+        raise DatasetError("\n".join(lines))
     return scan
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from inspector.fsutil import atomic_write_bytes
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 50_000_000  # far above any inspection camera (a 20 Mpx sensor is 20e6), far below a bomb
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -31,7 +31,15 @@ _SIGNATURES = (
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
 )
-_NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+_NAMES = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WebP",
+}
 
 
 class ImageError(ValueError):
@@ -49,7 +57,9 @@ def is_image_name(path: str | os.PathLike[str]) -> bool:
 
 
 def sniff_format(data: bytes) -> Optional[str]:
-    """``png``, ``jpeg``, ``bmp`` or ``tiff`` from the first bytes; None for anything else."""
+    """``png``, ``jpeg``, ``bmp``, ``tiff`` or ``webp`` from the first bytes; None for anything else."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
     for magic, kind in _SIGNATURES:
         if data.startswith(magic):
             return kind
@@ -62,6 +72,8 @@ def _truncation_reason(data: bytes, kind: str) -> str | None:
         return "truncated JPEG (no end-of-image marker)"
     if kind == "png" and b"IEND" not in data[-64:]:
         return "truncated PNG (no IEND chunk)"
+    if kind == "webp" and len(data) < 8 + int.from_bytes(data[4:8], "little"):
+        return "truncated WebP (shorter than its RIFF size)"
     return None
 
 
@@ -101,6 +113,20 @@ def _tiff_size(data: bytes) -> Optional[Tuple[int, int]]:
     return (size[256], size[257]) if len(size) == 2 else None
 
 
+def _webp_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """Canvas size of a lossy (VP8), lossless (VP8L) or extended (VP8X) WebP file."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
 def header_size(data: bytes, kind: str) -> Optional[Tuple[int, int]]:
     """(width, height) from the header of a ``kind`` image, without decoding it; None if unreadable."""
     try:
@@ -115,6 +141,8 @@ def header_size(data: bytes, kind: str) -> Optional[Tuple[int, int]]:
         return _jpeg_size(data)
     if kind == "tiff":
         return _tiff_size(data)
+    if kind == "webp":
+        return _webp_size(data)
     return None
 
 
@@ -150,7 +178,7 @@ def decode_image(data: bytes, suffix: str = "", path: str | os.PathLike[str] = "
         raise ImageError(path, "empty file")
     kind = sniff_format(data)
     if kind is None:
-        expected = _NAMES.get(suffix.lower(), "PNG, JPEG, BMP or TIFF")
+        expected = _NAMES.get(suffix.lower(), "PNG, JPEG, BMP, TIFF or WebP")
         raise ImageError(path, f"not a {expected} file (bad signature)")
     reason = _truncation_reason(data, kind)
     if reason:

@@ -108,8 +108,13 @@ def test_clear_errors(tmp_path):
         scan_folder(root, good_class="ok")
     (root / "ok").mkdir()
     (root / "ok" / "broken.png").write_bytes(b"")
-    with pytest.raises(DatasetError, match="no usable image: ok"):
+    (root / "ok" / "a.pgm").write_bytes(b"P5\n1 1\n255\n\x00")
+    with pytest.raises(DatasetError, match="no usable image: ok") as err:
         scan_folder(root, good_class="ok")
+    # The error says why each file of the empty class was left out.
+    assert "ok/broken.png: empty file" in str(err.value) and "ok/a.pgm: not an image file ending (.pgm)" in str(
+        err.value
+    )
     shutil.rmtree(root / "ok")
     with pytest.raises(DatasetError, match="ratios"):
         make_split(scan_folder(root, good_class="spot"), ratios=(0.5, 0.5, 0.5))

@@ -78,3 +78,39 @@ def test_truncated_jpeg_is_detected(tmp_path):
     path.write_bytes(data.tobytes()[: len(data) // 2])
     with pytest.raises(ImageError, match="truncated JPEG"):
         load_image(path)
+
+
+@pytest.mark.parametrize(
+    "params", [[cv2.IMWRITE_WEBP_QUALITY, 90], [cv2.IMWRITE_WEBP_QUALITY, 101]], ids=["lossy", "lossless"]
+)
+def test_webp_loads_with_its_header_size(tmp_path, params):
+    from inspector.imageio import header_size
+
+    image = np.random.default_rng(0).integers(0, 255, (37, 91, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".webp", image, params)
+    assert ok
+    assert header_size(data.tobytes(), "webp") == (91, 37)
+    loaded = load_image(_write_bytes(tmp_path / "a.webp", data.tobytes()))
+    assert loaded.shape == (37, 91, 3)
+    if params[1] > 100:  # lossless: the exact pixels, in RGB order
+        assert np.array_equal(loaded, image[:, :, ::-1])
+    with pytest.raises(ImageError, match="truncated WebP"):
+        load_image(_write_bytes(tmp_path / "cut.webp", data.tobytes()[: len(data) // 2]))
+
+
+def test_extended_webp_with_alpha_loads(tmp_path):
+    from PIL import Image
+
+    from inspector.imageio import header_size
+
+    rgba = np.random.default_rng(1).integers(0, 255, (20, 30, 4), dtype=np.uint8)
+    path = tmp_path / "alpha.webp"
+    Image.fromarray(rgba, "RGBA").save(path, "WEBP", quality=90, exif=b"Exif\x00\x00")
+    assert path.read_bytes()[12:16] == b"VP8X"
+    assert header_size(path.read_bytes(), "webp") == (30, 20)
+    assert load_image(path).shape == (20, 30, 3)
+
+
+def _write_bytes(path, data):
+    path.write_bytes(data)
+    return path
