@@ -122,7 +122,7 @@ def build(variants: Sequence[Variant]) -> List[dict]:
     import keras
 
     from calibration.convert import convert, export_for_conversion
-    from inspector.bundle import Bundle, Manifest, Precision
+    from inspector.bundle import Bundle, Precision
     from inspector.preprocess import Preprocessor, PreprocessSpec
     from training.config import ModelConfig
     from training.model import build_model
@@ -149,15 +149,12 @@ def build(variants: Sequence[Variant]) -> List[dict]:
         for v in group:
             start = time.perf_counter()
             conv = convert(fixed, Precision(v.precision), representative if v.precision == "int8" else None)
-            manifest = Manifest(
+            manifest = conv.manifest(
                 name=f"bench-{arch}",
                 version=f"random-init-{size}-{v.precision}",
                 labels=LABELS,
                 good_class=GOOD,
-                precision=conv.precision,
                 preprocess=spec,
-                input=conv.input,
-                output=conv.output,
                 metrics={"note": "random-init weights: for latency only", "conversion": conv.describe()},
             )
             v.path.parent.mkdir(parents=True, exist_ok=True)

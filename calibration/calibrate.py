@@ -260,20 +260,16 @@ def _manifest(
     inference: Optional[InferenceSpec] = None,
 ) -> Manifest:
     info = run.manifest
-    return Manifest(
+    return conversion.manifest(
         name=options.name or info.name or run.path.name,
         version=options.version or _version(run, conversion.precision),
         labels=run.labels,
         good_class=run.good_class,
-        precision=conversion.precision,
         preprocess=spec,
-        input=conversion.input,
-        output=conversion.output,
-        class_map=conversion.class_map,
-        decision=decision or DecisionPolicy(),
-        inference=inference or InferenceSpec(),
+        decision=decision,
+        inference=inference,
         camera=camera,
-        metrics=metrics or {},
+        metrics=metrics,
         provenance=Provenance(
             dataset_fingerprint=info.dataset_fingerprint,
             split_sha256=info.split_sha256,

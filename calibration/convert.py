@@ -29,12 +29,15 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from inspector.bundle import Precision, TensorSpec
+from inspector.bundle import InferenceSpec, Manifest, Precision, Provenance, TensorSpec
+from inspector.camera import CameraReference
+from inspector.decision import DecisionPolicy
 from inspector.nativelog import native_stderr_filtered
+from inspector.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,39 @@ class Conversion:
         if self.precision != Precision.INT8:
             return self.precision.value
         return "int8 (mixed: float fallback)" if self.mixed else "int8 (full integer)"
+
+    def manifest(
+        self,
+        *,
+        name: str,
+        version: str,
+        labels: Sequence[str],
+        good_class: str,
+        preprocess: PreprocessSpec,
+        decision: Optional[DecisionPolicy] = None,
+        inference: Optional[InferenceSpec] = None,
+        camera: Optional[CameraReference] = None,
+        metrics: Optional[Dict[str, Any]] = None,
+        provenance: Optional[Provenance] = None,
+    ) -> Manifest:
+        """The bundle manifest of this model: the tensors the conversion produced (precision, input, output,
+        class map) written one way for every caller, plus what only the caller knows."""
+        return Manifest(
+            name=name,
+            version=version,
+            labels=list(labels),
+            good_class=good_class,
+            precision=self.precision,
+            preprocess=preprocess,
+            input=self.input,
+            output=self.output,
+            class_map=self.class_map,
+            decision=decision or DecisionPolicy(),
+            inference=inference or InferenceSpec(),
+            camera=camera,
+            metrics=metrics or {},
+            provenance=provenance or Provenance(),
+        )
 
     def describe(self) -> dict:
         return {
