@@ -401,7 +401,13 @@ class Classifier:
         pixels (None for a model without the class map): the station and ``inspector predict`` call this."""
         if c.class_map is None:
             return None
-        return locate(c.class_map, self.labels, self.good_index, self.preprocessor.spec, frame_shape, c.map_window)
+        spec = self.preprocessor.spec
+        return locate(c.class_map, self.labels, self.good_index, spec, frame_shape, c.map_window, self.views)
+
+    @property
+    def views(self) -> List[Tuple[bool, bool]]:
+        """The flip views (rows, columns mirrored) this bundle averages: its class maps are their blend."""
+        return flips(self.inference.tta if self.inference is not None else FlipAveraging.NONE)
 
     def classify(self, frame: np.ndarray, order: ChannelOrder | str = ChannelOrder.BGR) -> Classification:
         """Preprocess a raw frame (BGR from a camera by default) and classify it."""

@@ -10,7 +10,9 @@ median make the box.
 
 Cells are mapped back through the bundle's preprocessing (:mod:`inspector.preprocess`: region of
 interest, then a resize to the model input; with tiled inference, the deciding tile's window of the
-region), so a peak and box are in the camera frame's pixels.
+region), so a peak and box are in the camera frame's pixels. A cell's 32-pixel square is centred where its
+receptive field is (:func:`receptive_offset`: 15.5 pixels right of and below the plain grid's square for
+inputs that are multiples of 32), the first and last of a row or column stretched to the input's edges.
 No TensorFlow here: the station computes a :class:`Heatmap` for failed and review frames and the archive
 renders :func:`render_overlay` beside them; reports call the same function.
 
@@ -34,6 +36,7 @@ from inspector.preprocess import PreprocessSpec
 from inspector.protocol.payloads import Where
 
 BACKBONE_STRIDE = 32  # MobileNetV3's output stride: one map cell per 32x32 model-input pixels
+STRIDE_2_LAYERS = 5  # 2**5 = BACKBONE_STRIDE
 
 Rect = Tuple[float, float, float, float]  # x0, y0, x1, y1
 
@@ -46,6 +49,8 @@ class Heatmap:
     evidence: np.ndarray  # cells_y x cells_x, logits (defect class minus good class)
     input_size: Tuple[int, int]  # model input width, height
     region: Rect  # the model input's source area in frame pixels (the ROI, or the whole frame)
+    # Model-input pixels from each cell's 32-pixel square to the centre of what the cell sees (x, y).
+    offset: Tuple[float, float] = (0.0, 0.0)
 
     @property
     def cells(self) -> Tuple[int, int]:
@@ -72,7 +77,11 @@ class Heatmap:
         size = self.input_size[axis]
         cells = self.cells[axis]
         stride = BACKBONE_STRIDE if -(-size // BACKBONE_STRIDE) == cells else size / cells
-        lo, hi = index * stride, min((index + 1) * stride, size)
+        # Squares moved to where the cells see, the first and last stretched to the input's edges: each input
+        # pixel belongs to the cell whose receptive field is centred nearest to it.
+        shift = self.offset[axis] if stride == BACKBONE_STRIDE else 0.0
+        lo = 0.0 if index == 0 else min(max(index * stride + shift, 0.0), size)
+        hi = float(size) if index == cells - 1 else min(max((index + 1) * stride + shift, 0.0), size)
         origin = self.region[axis]
         scale = (self.region[axis + 2] - origin) / size
         return origin + lo * scale, origin + hi * scale
@@ -119,6 +128,37 @@ class Heatmap:
         return np.clip((self.evidence - self.median) / span, 0.0, 1.0).astype(np.float32)
 
 
+def receptive_offset(size: int, mirrored: bool = False) -> float:
+    """How far (model-input pixels, along an axis of ``size`` pixels) the centre of every map cell's
+    receptive field lies after the centre of its 32-pixel square; ``mirrored`` for a flip view's map
+    mirrored back.
+
+    Each of MobileNetV3's five stride-2 layers pads its input (Keras: ``same`` padding for the stem,
+    ``correct_pad`` before the depthwise blocks) by (k-1)/2 pixels before and after, except one pixel
+    fewer before when the input's length is even: output pixel i is centred on input pixel 2i + 1 for an
+    even length, 2i for an odd one. For sizes that are multiples of 32 the cell sees 15.5 pixels right of
+    and below its square's centre; a mirrored view's map by as much the other way, so flip averaging
+    blends maps that see 31 pixels apart (the offset of the blend is their mean).
+    """
+    centre, length, weight = 0.0, size, 1
+    for _ in range(STRIDE_2_LAYERS):
+        centre += weight * (1 - length % 2)
+        length, weight = -(-length // 2), weight * 2
+    cells = -(-size // BACKBONE_STRIDE)
+    if mirrored:  # cell j of the mirrored-back map is the view's cell (cells - 1 - j), read from the far end
+        centre = size - 1 - BACKBONE_STRIDE * (cells - 1) - centre
+    return centre + 0.5 - BACKBONE_STRIDE / 2
+
+
+def view_offset(input_size: Tuple[int, int], views: Sequence[Tuple[bool, bool]]) -> Tuple[float, float]:
+    """The (x, y) :func:`receptive_offset` of a map averaged over flip ``views`` ((rows, columns) mirrored,
+    :func:`inspector.inference.flips`)."""
+    width, height = input_size
+    x = [receptive_offset(width, columns) for _, columns in views]
+    y = [receptive_offset(height, rows) for rows, _ in views]
+    return sum(x) / len(x), sum(y) / len(y)
+
+
 def input_region(spec: PreprocessSpec, frame_shape: Sequence[int]) -> Rect:
     """The frame area (x0, y0, x1, y1) that :class:`inspector.preprocess.Preprocessor` resizes into the model
     input: the region of interest, or the whole frame (``frame_shape`` is the frame's array shape)."""
@@ -146,11 +186,13 @@ def locate(
     spec: PreprocessSpec,
     frame_shape: Sequence[int],
     window: Optional[Rect] = None,
+    views: Sequence[Tuple[bool, bool]] = ((False, False),),
 ) -> Heatmap:
     """The :class:`Heatmap` of one frame from the model's class map (see :func:`defect_evidence`).
 
     ``window`` is the part of the model's region the map covers, as fractions (x0, y0, x1, y1) of it: a
-    tile's, for tiled inference (``Classification.map_window``); None for the whole region.
+    tile's, for tiled inference (``Classification.map_window``); None for the whole region. ``views`` are
+    the flip views the map was averaged over (:func:`view_offset`), the plain view alone by default.
     """
     defect, evidence = defect_evidence(class_map, good_index)
     region = input_region(spec, frame_shape)
@@ -158,14 +200,18 @@ def locate(
         x0, y0, x1, y1 = region
         w, h = x1 - x0, y1 - y0
         region = (x0 + window[0] * w, y0 + window[1] * h, x0 + window[2] * w, y0 + window[3] * h)
-    return Heatmap(labels[defect], evidence, (spec.width, spec.height), region)
+    size = (spec.width, spec.height)
+    return Heatmap(labels[defect], evidence, size, region, view_offset(size, views))
 
 
 def input_overlay(prepared: np.ndarray, class_map: np.ndarray, labels: List[str], good_index: int) -> np.ndarray:
     """The overlay on the model input itself (the crop a report shows), from a ``Classification.class_map``."""
     height, width = prepared.shape[:2]
     defect, evidence = defect_evidence(class_map, good_index)
-    heat = Heatmap(labels[defect], evidence, (width, height), (0.0, 0.0, float(width), float(height)))
+    size = (width, height)
+    heat = Heatmap(
+        labels[defect], evidence, size, (0.0, 0.0, float(width), float(height)), view_offset(size, [(False, False)])
+    )
     return render_overlay(prepared, heat)
 
 
@@ -184,12 +230,17 @@ def render_overlay(image: np.ndarray, heat: Heatmap, alpha: float = 0.55) -> np.
     if right > left and bottom > top:
         cells_x, cells_y = heat.cells
         in_w, in_h = heat.input_size
-        # Linear between cell centres on the model input, then the same resize back to the region.
+        # Linear between cell centres on the model input, moved to where the cells see (edge cells' values
+        # carried to the border), then the same resize back to the region.
         grid = cv2.resize(
             heat.normalized(),
             (max(cells_x * BACKBONE_STRIDE, in_w), max(cells_y * BACKBONE_STRIDE, in_h)),
             interpolation=cv2.INTER_LINEAR,
-        )[:in_h, :in_w]
+        )
+        if heat.offset != (0.0, 0.0):
+            shift = np.array([[1, 0, heat.offset[0]], [0, 1, heat.offset[1]]], dtype=np.float32)
+            grid = cv2.warpAffine(grid, shift, (grid.shape[1], grid.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+        grid = grid[:in_h, :in_w]
         value = cv2.resize(grid, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
         value = np.clip(value, 0.0, 1.0)
         colour = cv2.applyColorMap((value * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from inspector.inference import BackendError, split_outputs
-from inspector.localization import Heatmap, defect_evidence, input_overlay, input_region, locate, render_overlay
+from inspector.localization import (
+    Heatmap,
+    defect_evidence,
+    input_overlay,
+    input_region,
+    locate,
+    receptive_offset,
+    render_overlay,
+    view_offset,
+)
 from inspector.preprocess import Preprocessor, PreprocessSpec, Roi
 
 
@@ -94,9 +103,13 @@ def test_overlay_colours_only_the_evidence_and_keeps_the_frame_size():
     on_input = input_overlay(crop, class_map, ["good", "crack"], 0)
     assert on_input.shape == (64, 64, 3)
     np.testing.assert_array_equal(
-        on_input[40:60, 40:60], render_overlay(crop, Heatmap("crack", evidence, (64, 64), (0, 0, 64, 64)))[40:60, 40:60]
+        on_input[40:60, 40:60],
+        render_overlay(crop, Heatmap("crack", evidence, (64, 64), (0, 0, 64, 64), (15.5, 15.5)))[40:60, 40:60],
     )
-    assert (on_input[52:62, 52:62, 0].astype(int) - on_input[52:62, 52:62, 1]).min() > 50  # off the drawn marks
+    # The bottom-right cell sees around (63, 63) (receptive_offset 15.5): red in the corner, off the drawn
+    # marks (peak cross at 56, the clipped cell's centre; box edges at 47 and 63), none at its square's centre.
+    assert (on_input[60:63, 60:63, 0].astype(int) - on_input[60:63, 60:63, 1]).min() > 50
+    assert (on_input[44:46, 44:46, 0].astype(int) - on_input[44:46, 44:46, 1]).max() < 0
 
 
 def _detail(index, shape, scale=0.1):
@@ -112,3 +125,40 @@ def test_outputs_are_told_apart_by_rank_not_position():
         split_outputs([probs, _detail(3, [1, 2, 2, 5])])
     with pytest.raises(BackendError):
         split_outputs([probs, _detail(3, [1, 4])])
+
+
+@pytest.mark.parametrize(
+    ("size", "offset", "mirrored"),
+    [
+        # Lengths before the five stride-2 layers 224, 112, 56, 28, 14: all even, each layer's output pixel i
+        # centred on input pixel 2i + 1, so cell j on pixel 32j + 31 (+1+2+4+8+16), centre 32j + 31.5.
+        (224, 15.5, -15.5),
+        # 200, 100, 50 even, 25, 13 odd: pixel 32j + 7; mirrored back, cell j is the view's cell 6 - j, whose
+        # pixel 32 (6 - j) + 7 is original pixel 199 - 192 + 32j - 7 = 32j.
+        (200, -8.5, -15.5),
+        # 1001, 501, 251 odd, 126 even, 63 odd: pixel 32j + 8; mirrored: 1000 - 992 - 8 = 32j + 0.
+        (1001, -7.5, -15.5),
+        # 97, 49, 25, 13, 7 all odd: pixel 32j; mirrored: 96 - 96 - 0 = 32j.
+        (97, -15.5, -15.5),
+    ],
+)
+def test_receptive_offset_follows_the_asymmetric_padding_of_each_stride_2_layer(size, offset, mirrored):
+    """Where a map cell's receptive field is centred, relative to its 32-pixel square's centre. Checked
+    against Keras once (the span of nonzero input gradient of an interior cell of the minimalistic
+    MobileNetV3-Small at widths 800, 808, 1000, 1001: centred 15.5, -8.5, -8.5, -7.5 pixels off)."""
+    assert receptive_offset(size) == offset
+    assert receptive_offset(size, mirrored=True) == mirrored
+
+
+def test_flip_averaged_map_sees_between_its_views():
+    """A map averaged over a view and its mirror blends cells that see 31 pixels apart: centred on the square."""
+    assert view_offset((224, 160), [(False, False)]) == (15.5, 15.5)
+    assert view_offset((224, 160), [(False, False), (False, True)]) == (0.0, 15.5)  # hflip
+    assert view_offset((224, 160), [(False, False), (False, True), (True, False), (True, True)]) == (0.0, 0.0)
+    heat = locate(
+        np.zeros((5, 7, 2), np.float32), ["good", "pit"], 0, PreprocessSpec(width=224, height=160), (160, 224)
+    )
+    assert heat.offset == (15.5, 15.5) and heat.cell_rect(2, 3) == (111.5, 79.5, 143.5, 111.5)
+    # The first and last cells stretched to the input's edges: each pixel to the nearest receptive field.
+    assert heat.cell_rect(0, 0) == (0.0, 0.0, 47.5, 47.5) and heat.cell_rect(4, 6) == (207.5, 143.5, 224.0, 160.0)
+    assert heat.box() == (0.0, 0.0, 224.0, 160.0)  # a flat map still spans the whole input

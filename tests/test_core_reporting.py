@@ -203,7 +203,10 @@ def test_render_heatmap_over_a_model_input_and_over_a_frame_cut_to_its_roi():
     drawn = reporting.render_heatmap(model_input, class_map, ["good", "crack"], 0)
     assert drawn.shape == (256, 256, 3)  # drawn large enough that its text stays small next to the part
     red = drawn[..., 0].astype(int) - drawn[..., 2].astype(int)
-    assert red[160:250, 10:100].mean() > 50 and abs(red[10:100, 160:250].mean()) < 5  # the hot cell, not the rest
+    # The bottom-left cell sees around model-input (31.5, 63.5) (receptive_offset 15.5 for 64 pixels), drawn
+    # at (126, 254): hot along the bottom edge left of the middle, not in its square's upper part, none elsewhere.
+    assert red[220:250, 10:120].mean() > 50 and abs(red[10:100, 160:250].mean()) < 5
+    assert red[130:150, 10:100].mean() < 0  # blue: the upper part of the cell's 32-pixel square
     frame = np.full((240, 320, 3), 100, np.uint8)
     spec = PreprocessSpec(width=64, height=64, roi=Roi(x=96, y=56, width=128, height=128))
     assert reporting.render_heatmap(frame, class_map, ["good", "crack"], 0, spec).shape == (128, 128, 3)

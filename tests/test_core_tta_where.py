@@ -98,10 +98,14 @@ def test_flip_averaged_map_of_a_symmetric_picture(int8_bundle):
 @pytest.mark.parametrize(
     ("frame_shape", "roi", "window", "peak", "centre", "box"),
     [
-        # whole frame 96x160 = the region at native size, a tile at x 48..112, y 32..96
-        ((96, 160, 3), None, (48 / 160, 32 / 96, 112 / 160, 1.0), (1, 0), (64, 80), [48, 64, 32, 32]),
-        # ROI 120x48 at (10, 20) enlarged to 160x64: the tile at x 96..160 is frame x 82..130, y 20..68
-        ((100, 200, 3), (10, 20, 120, 48), (96 / 160, 0.0, 1.0, 1.0), (0, 1), (118, 32), [106, 20, 24, 24]),
+        # Cells of a 64-pixel input see 15.5 pixels right of and below their 32-pixel squares
+        # (receptive_offset), the first and last stretched to the input's edges: cell 0 spans 0..47.5,
+        # cell 1 47.5..64. Whole frame 96x160 = the region at native size, a tile at x 48..112, y 32..96:
+        # cell (1, 0) is frame x 48..95.5, y 79.5..96.
+        ((96, 160, 3), None, (48 / 160, 32 / 96, 112 / 160, 1.0), (1, 0), (72, 88), [48, 79, 48, 17]),
+        # ROI 120x48 at (10, 20) enlarged to 160x64: the tile at x 96..160 is frame x 82..130, y 20..68, 0.75
+        # frame px per input px: cell (0, 1) is frame x 117.625..130, y 20..55.625.
+        ((100, 200, 3), (10, 20, 120, 48), (96 / 160, 0.0, 1.0, 1.0), (0, 1), (124, 38), [117, 20, 13, 36]),
     ],
     ids=["native", "roi-enlarged"],
 )

@@ -51,7 +51,7 @@ def test_flip_averaged_bundle_heatmap_is_the_stations(int8_bundle, synth_root, t
         prepared = clf.preprocessor.prepare(frame, ChannelOrder.RGB)
         on_input = reporting.heatmap_overlay(clf, prepared, model_input=True)
         expected = reporting.render_heatmap(
-            prepared, clf.classify_prepared(prepared).class_map, clf.labels, clf.good_index
+            prepared, clf.classify_prepared(prepared).class_map, clf.labels, clf.good_index, views=clf.views
         )
         assert on_input is not None and np.array_equal(on_input, expected)
     assert differs > len(frames) // 4  # the averaged views draw another picture than the plain one
@@ -90,7 +90,7 @@ def test_calibration_report_shows_a_tiled_bundles_mistakes_from_the_files(int8_b
     prepared = calibrated.test.images[0]
     assert np.array_equal(crop, prepared)
     expected = reporting.render_heatmap(
-        prepared, flipped.classify_prepared(prepared).class_map, flipped.labels, flipped.good_index
+        prepared, flipped.classify_prepared(prepared).class_map, flipped.labels, flipped.good_index, views=flipped.views
     )
     assert overlay is not None and np.array_equal(overlay, expected)
 

@@ -87,21 +87,22 @@ def render_heatmap(
     good_index: int,
     spec: Optional[PreprocessSpec] = None,
     window: Optional[Rect] = None,
+    views: Sequence[Tuple[bool, bool]] = ((False, False),),
 ) -> np.ndarray:
     """A model's class map (:mod:`inspector.localization`) drawn over an RGB ``image``: a frame the bundle's
     ``spec`` prepares (the overlay is cut to its region of interest, like the crop beside it; ``window`` is
     the deciding tile's, ``Classification.map_window``), or without ``spec`` the model input itself, drawn
     at least :data:`OVERLAY_SIDE` pixels wide so that the class and strength written on it stay small next
-    to the part."""
+    to the part; ``views`` are the flip views the map was averaged over (``Classifier.views``)."""
     from inspector.localization import locate, render_overlay
 
     if spec is not None:
-        heat = locate(class_map, list(labels), good_index, spec, image.shape, window)
+        heat = locate(class_map, list(labels), good_index, spec, image.shape, window, views)
         return Preprocessor(spec).crop(render_overlay(image, heat))
     h, w = image.shape[:2]
     scale = max(1, -(-OVERLAY_SIDE // max(h, w)))
     larger = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)  # nearest neighbour: pixels stay pixels
-    heat = locate(class_map, list(labels), good_index, PreprocessSpec(width=w, height=h), larger.shape)
+    heat = locate(class_map, list(labels), good_index, PreprocessSpec(width=w, height=h), larger.shape, None, views)
     return render_overlay(larger, heat)
 
 
@@ -126,7 +127,9 @@ def heatmap_overlay(classifier: Classifier, image: np.ndarray, *, model_input: b
     if c.class_map is None:
         return None
     frame_spec = None if model_input else spec
-    return render_heatmap(image, c.class_map, classifier.labels, classifier.good_index, frame_spec, c.map_window)
+    return render_heatmap(
+        image, c.class_map, classifier.labels, classifier.good_index, frame_spec, c.map_window, classifier.views
+    )
 
 
 @dataclass(frozen=True)
