@@ -15,7 +15,9 @@ images), with the class map output (what ``inspector calibrate`` now writes) and
   the float map (correlation of the evidence after removing each image's mean, same peak cell); the cell
   size in frame pixels against the defects' size.
 
-Writes bench/results/cam.json.
+Writes bench/results/cam.json; with ``--nominal-cells`` cam_nominal.json, the pointing game with the map's
+cells on their nominal 32-pixel squares (the geometry before :func:`inspector.localization.receptive_offset`),
+to compare the two on the same model.
 
 Example:
   .venv/bin/python -m bench.cam --run /tmp/run_copy     # ~5 min on 2 shared cores
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
@@ -64,14 +67,48 @@ def _chance(heat, mask: np.ndarray) -> float:
     return touching / (rows * cols)
 
 
-def run(run_dir: Path, frames: int, threads: int) -> dict:
+def _evidence_centre(with_map, images: np.ndarray, good: int, count: int = 16) -> dict:
+    """Where the float model's interior cells look: per cell, the centroid of |d evidence / d input| (evidence:
+    the defect classes' logits minus the good class's), as model-input pixels from the cell's nominal
+    32-pixel square's centre, over the first ``count`` images, next to the receptive field's geometric
+    centre (:func:`inspector.localization.receptive_offset`). A trained model's kernels can move it."""
+    import tensorflow as tf
+
+    from inspector.localization import BACKBONE_STRIDE, receptive_offset
+
+    offsets = []
+    for image in images[:count]:
+        x = tf.Variable(image[None])
+        with tf.GradientTape(persistent=True) as tape:
+            cells = with_map(x, training=False)[1][0]
+            evidence = tf.reduce_sum(cells, axis=2) - int(cells.shape[2]) * cells[:, :, good]
+            rows, cols = (int(v) for v in evidence.shape)
+            interior = {(r, c): evidence[r, c] for r in range(1, rows - 1) for c in range(1, cols - 1)}
+        for (r, c), value in interior.items():
+            g = np.abs(tape.gradient(value, x).numpy()[0]).sum(axis=2)
+            ys, xs = np.mgrid[0 : g.shape[0], 0 : g.shape[1]] + 0.5
+            square = (c * BACKBONE_STRIDE + BACKBONE_STRIDE / 2, r * BACKBONE_STRIDE + BACKBONE_STRIDE / 2)
+            offsets.append(((g * xs).sum() / g.sum() - square[0], (g * ys).sum() / g.sum() - square[1]))
+        del tape
+    found = np.array(offsets)
+    return {
+        "images": min(count, len(images)),
+        "cells": len(found),
+        "mean_xy": [round(float(v), 2) for v in found.mean(axis=0)],
+        "median_xy": [round(float(v), 2) for v in np.median(found, axis=0)],
+        "std_xy": [round(float(v), 2) for v in found.std(axis=0)],
+        "receptive_offset_xy": [receptive_offset(int(images.shape[2])), receptive_offset(int(images.shape[1]))],
+    }
+
+
+def run(run_dir: Path, frames: int, threads: int, nominal_cells: bool = False) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from calibration.convert import export_for_conversion, load_keras_model
     from calibration.representative import draw_representative, resolve_root
     from inspector.dataset import SplitManifest
     from inspector.imageio import load_image
     from inspector.inference import ModelRunner
-    from inspector.localization import locate, render_overlay
+    from inspector.localization import BACKBONE_STRIDE, locate, render_overlay
     from inspector.preprocess import Preprocessor
     from inspector.runfolder import RunFolder, RunManifest
 
@@ -165,6 +202,8 @@ def run(run_dir: Path, frames: int, threads: int) -> dict:
         probs = runner.run(preprocessor.prepare(frame, "rgb"))
         int8 = locate(runner.class_map(), labels, good, spec, frame.shape)
         flt = locate(keras_map, labels, good, spec, frame.shape)
+        if nominal_cells:
+            int8, flt = (replace(heat, offset=(0.0, 0.0)) for heat in (int8, flt))
         ys, xs = np.nonzero(mask)
         e_q = int8.evidence - int8.evidence.mean()
         e_f = flt.evidence - flt.evidence.mean()
@@ -182,9 +221,9 @@ def run(run_dir: Path, frames: int, threads: int) -> dict:
                 if e_q.std() > 0 and e_f.std() > 0
                 else None,
                 "frame": [int(frame.shape[1]), int(frame.shape[0])],
-                "cell_px": [
-                    round((int8.cell_rect(0, 0)[2] - int8.cell_rect(0, 0)[0]), 1),
-                    round((int8.cell_rect(0, 0)[3] - int8.cell_rect(0, 0)[1]), 1),
+                "cell_px": [  # an interior cell's side; the edge cells reach the region's border
+                    round(BACKBONE_STRIDE * (int8.region[2] - int8.region[0]) / spec.width, 1),
+                    round(BACKBONE_STRIDE * (int8.region[3] - int8.region[1]) / spec.height, 1),
                 ],
                 "mask_px": [int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)] if len(xs) else [0, 0],
             }
@@ -210,6 +249,7 @@ def run(run_dir: Path, frames: int, threads: int) -> dict:
         "split": "test",
         "input": [spec.width, spec.height],
         "cells": list(int8.cells) if rows else None,
+        "cells_placed": "nominal 32-pixel squares" if nominal_cells else "at their receptive fields",
         "pointing_int8": share("int8", "peak"),
         "pointing_float": share("float", "peak"),
         "box_touches_mask_int8": share("int8", "box"),
@@ -221,11 +261,12 @@ def run(run_dir: Path, frames: int, threads: int) -> dict:
         "cell_px_median": [float(np.median([r["cell_px"][i] for r in rows])) for i in (0, 1)] if rows else None,
         "mask_px_median": [float(np.median([r["mask_px"][i] for r in rows])) for i in (0, 1)] if rows else None,
         "per_class": per_class,
+        "evidence_centre": _evidence_centre(with_map, keras_in, good),
         "per_image": rows,
     }
     log(
         f"pointing game: INT8 {pointing['pointing_int8']}, float {pointing['pointing_float']}, chance "
-        f"{pointing['chance']} over {len(rows)} test defect images"
+        f"{pointing['chance']} over {len(rows)} test defect images; cells look at {pointing['evidence_centre']}"
     )
     return {"run": repo_relative(str(run_dir)), "cost": cost, "pointing_game": pointing}
 
@@ -236,10 +277,16 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=150, help="test frames timed for the cost")
     parser.add_argument("--threads", type=int, default=2, help="interpreter threads")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (bench/results)")
+    parser.add_argument(
+        "--nominal-cells",
+        action="store_true",
+        help="score the pointing game with the cells on their nominal 32-pixel squares (cam_nominal.json)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     ctx = context(False, run=repo_relative(str(args.run)))
-    write_result(args.out, "cam", ctx, run(args.run, args.frames, args.threads), started)
+    results = run(args.run, args.frames, args.threads, args.nominal_cells)
+    write_result(args.out, "cam_nominal" if args.nominal_cells else "cam", ctx, results, started)
     return 0
 
 

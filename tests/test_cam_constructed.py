@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.bundle import Bundle, Manifest, Precision
+from inspector.bundle import Bundle, Precision
 from inspector.inference import Classifier
 from inspector.localization import Heatmap, Rect
 from inspector.preprocess import ChannelOrder, Preprocessor, PreprocessSpec, Roi
@@ -155,16 +155,8 @@ class Constructed:
         sample = RepresentativeSample(fit, np.array([1] * FIT + [0] * FIT), [f"fit{i}" for i in range(2 * FIT)])
         self.fixed = export_for_conversion(self.model)
         conversion = convert(self.fixed, Precision.INT8, sample.dataset())
-        manifest = Manifest(
-            name="cam-pointing",
-            version="1",
-            labels=LABELS,
-            good_class=GOOD,
-            precision=conversion.precision,
-            preprocess=SPEC,
-            input=conversion.input,
-            output=conversion.output,
-            class_map=conversion.class_map,
+        manifest = conversion.manifest(
+            name="cam-pointing", version="1", labels=LABELS, good_class=GOOD, preprocess=SPEC
         )
         self.classifier = Classifier(Bundle.create(manifest, conversion.model), threads=1)
 
