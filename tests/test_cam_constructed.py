@@ -21,7 +21,8 @@ a resize, the edge's :class:`inspector.inference.Classifier` and ``Classifier.lo
 ``Result.where`` comes from) on held-out frames, against the Keras export model's map located by the same
 code. Proven: the export, the INT8 quantization of the map and the mapping of its cells back through the
 resize, the region of interest and the receptive-field offset (:func:`inspector.localization.receptive_offset`)
-keep the map's spatial pattern and peak, and the peak cell's rectangle overlaps the pit's box.
+keep the map's spatial pattern and peak, and the peak cell's rectangle overlaps the pit's box. The last
+test checks the offset itself against the Keras backbone's input gradient.
 
 Measured (``Constructed(seed)`` and the helpers below, 60 held-out frames; chance, the
 share of cells whose rectangle overlaps the box, 11-13 %), seeds 0, 1, 2, 3, 4, 5:
@@ -233,3 +234,29 @@ def test_int8_and_keras_peaks_point_at_the_pit(built):
     held_out, keras, int8 = built
     assert np.mean([points(heat, p.box) for (_, heat), p in zip(int8, held_out)]) >= 0.9
     assert np.mean([points(keras_heat(k), p.box) for k, p in zip(keras, held_out)]) >= 0.9
+
+
+# 800: every length before a stride-2 layer even (offset 15.5); 1001: odd, odd, odd, even, odd (-7.5)
+@pytest.mark.parametrize("width", [800, 1001])
+def test_receptive_offset_is_where_the_keras_backbones_cells_look(width):
+    """:func:`inspector.localization.receptive_offset` against Keras itself: the input pixels an interior cell
+    of the product's backbone depends on (nonzero gradient) span a range centred where it says. Wide and
+    64 high so the receptive field is not cut by the border along x; minimalistic, whose backbone has no
+    global squeeze-excite path (the standard one's SE blocks make every cell depend on every pixel)."""
+    import keras
+    import tensorflow as tf
+
+    from inspector.localization import BACKBONE_STRIDE, receptive_offset
+    from training.config import ModelConfig
+    from training.model import build_backbone
+
+    keras.utils.set_random_seed(SEED)
+    backbone = build_backbone(ModelConfig(input_size=(width, 64), weights="none", minimalistic=True), None)
+    image = tf.Variable(np.random.default_rng(SEED).uniform(0, 255, (1, 64, width, 3)).astype(np.float32))
+    column = int(backbone.output.shape[2]) // 2
+    with tf.GradientTape() as tape:
+        target = tf.reduce_sum(tf.square(backbone(image, training=False)[0, :, column]))
+    seen = np.nonzero(np.abs(tape.gradient(target, image).numpy()[0]).sum(axis=(0, 2)))[0]
+    assert 0 < seen[0] and seen[-1] < width - 1  # not cut by the border: the span's centre is the field's
+    centre = (seen[0] + seen[-1] + 1) / 2
+    assert centre - (column * BACKBONE_STRIDE + BACKBONE_STRIDE / 2) == receptive_offset(width)

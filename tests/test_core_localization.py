@@ -143,9 +143,10 @@ def test_outputs_are_told_apart_by_rank_not_position():
     ],
 )
 def test_receptive_offset_follows_the_asymmetric_padding_of_each_stride_2_layer(size, offset, mirrored):
-    """Where a map cell's receptive field is centred, relative to its 32-pixel square's centre. Checked
-    against Keras once (the span of nonzero input gradient of an interior cell of the minimalistic
-    MobileNetV3-Small at widths 800, 808, 1000, 1001: centred 15.5, -8.5, -8.5, -7.5 pixels off)."""
+    """Where a map cell's receptive field is centred, relative to its 32-pixel square's centre. Against
+    Keras: the span of nonzero input gradient of an interior cell of the minimalistic MobileNetV3-Small at
+    widths 800, 808, 1000, 1001 was centred 15.5, -8.5, -8.5, -7.5 pixels off (800 and 1001 are checked in
+    tests/test_cam_constructed.py, slow)."""
     assert receptive_offset(size) == offset
     assert receptive_offset(size, mirrored=True) == mirrored
 
