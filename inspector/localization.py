@@ -72,14 +72,21 @@ class Heatmap:
         # statistics.median on a few dozen cells is several times faster than np.median's overhead
         return float(statistics.median(self.evidence.ravel().tolist()))
 
+    def on_backbone_grid(self, axis: int) -> bool:
+        """True when the map has the backbone's cell count along ``axis`` (0 = x, 1 = y; one cell per 32
+        input pixels): only then are its cells 32-pixel squares moved by ``offset``; any other map's cells
+        are spread evenly over the input."""
+        return -(-self.input_size[axis] // BACKBONE_STRIDE) == self.cells[axis]
+
     def _edges(self, index: int, axis: int) -> Tuple[float, float]:
         """Frame-pixel span of cell ``index`` along ``axis`` (0 = x, 1 = y)."""
         size = self.input_size[axis]
         cells = self.cells[axis]
-        stride = BACKBONE_STRIDE if -(-size // BACKBONE_STRIDE) == cells else size / cells
+        grid = self.on_backbone_grid(axis)
+        stride = BACKBONE_STRIDE if grid else size / cells
         # Squares moved to where the cells see, the first and last stretched to the input's edges: each input
         # pixel belongs to the cell whose receptive field is centred nearest to it.
-        shift = self.offset[axis] if stride == BACKBONE_STRIDE else 0.0
+        shift = self.offset[axis] if grid else 0.0
         lo = 0.0 if index == 0 else min(max(index * stride + shift, 0.0), size)
         hi = float(size) if index == cells - 1 else min(max((index + 1) * stride + shift, 0.0), size)
         origin = self.region[axis]
@@ -237,8 +244,9 @@ def render_overlay(image: np.ndarray, heat: Heatmap, alpha: float = 0.55) -> np.
             (max(cells_x * BACKBONE_STRIDE, in_w), max(cells_y * BACKBONE_STRIDE, in_h)),
             interpolation=cv2.INTER_LINEAR,
         )
-        if heat.offset != (0.0, 0.0):
-            shift = np.array([[1, 0, heat.offset[0]], [0, 1, heat.offset[1]]], dtype=np.float32)
+        dx, dy = (heat.offset[axis] if heat.on_backbone_grid(axis) else 0.0 for axis in (0, 1))
+        if dx or dy:
+            shift = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
             grid = cv2.warpAffine(grid, shift, (grid.shape[1], grid.shape[0]), borderMode=cv2.BORDER_REPLICATE)
         grid = grid[:in_h, :in_w]
         value = cv2.resize(grid, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)

@@ -163,3 +163,8 @@ def test_flip_averaged_map_sees_between_its_views():
     # The first and last cells stretched to the input's edges: each pixel to the nearest receptive field.
     assert heat.cell_rect(0, 0) == (0.0, 0.0, 47.5, 47.5) and heat.cell_rect(4, 6) == (207.5, 143.5, 224.0, 160.0)
     assert heat.box() == (0.0, 0.0, 224.0, 160.0)  # a flat map still spans the whole input
+    # A map not on the backbone's grid (3x3 cells on a 64-pixel input) is spread evenly, the offset unused.
+    other = Heatmap("pit", np.eye(3, dtype=np.float32), (64, 64), (0.0, 0.0, 64.0, 64.0), (15.5, 15.5))
+    assert other.cell_rect(1, 1) == pytest.approx((64 / 3, 64 / 3, 128 / 3, 128 / 3))
+    unmoved = render_overlay(np.zeros((64, 64, 3), np.uint8), Heatmap("pit", other.evidence, (64, 64), other.region))
+    assert np.array_equal(render_overlay(np.zeros((64, 64, 3), np.uint8), other), unmoved)
