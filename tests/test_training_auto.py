@@ -12,9 +12,9 @@ def test_native_size_in_steps_of_32_within_bounds_and_the_time_budget():
     assert choose_input_size([300] * 5) == 192  # a 300 px part is not shrunk to 128 px
     assert choose_input_size([170, 180, 175]) == 160
     assert choose_input_size([64] * 3) == MIN_SIZE and choose_input_size([2000] * 3) == MAX_SIZE
-    assert choose_input_size([300] * 5, train_images=940, epochs=60) == 160  # magnetic tile's measured recipe
-    assert choose_input_size([300] * 5, train_images=300, epochs=60) == 192  # a small set can afford more
-    assert choose_input_size([300] * 5, train_images=20000, epochs=60) == MIN_SIZE
+    assert choose_input_size([300] * 5, train_images=940, epochs=90) == 160  # magnetic tile's measured recipe
+    assert choose_input_size([300] * 5, train_images=300, epochs=90) == 192  # a small set can afford more
+    assert choose_input_size([300] * 5, train_images=20000, epochs=90) == MIN_SIZE
 
 
 def _manifest(tmp_path, colour: bool):

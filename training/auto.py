@@ -4,10 +4,10 @@ Input size: the median short side of the (ROI-cropped) training images, rounded 
 and kept within [``MIN_SIZE``, ``MAX_SIZE``]: downscaling a 300 px image to 128 px shrinks a 4 px
 scratch below two pixels, upscaling a 100 px image only costs time. Then capped by time: a training
 epoch costs about ``SECONDS_PER_MEGAPIXEL`` per million input pixels on two CPU cores (measured on
-magnetic tile: 940 training images at 160 px, 10-14 s per epoch), and the size is the largest step of 32
+magnetic tile: 940 training images at 160 px, 6.8-8.2 s per epoch at a load of 3.5-4.6), and the size is the largest step of 32
 whose planned epochs fit ``TIME_BUDGET_S``. The recipe experiments found no gain from 224 px over 160 px
 on magnetic tile (~300 px images: test AUC 0.931 vs 0.938 at 40 epochs, at 2-4x the time per epoch), so
-``MAX_SIZE`` stops at 192 and the budget goes to epochs first: magnetic tile gets 160 px for 60 epochs,
+``MAX_SIZE`` stops at 192 and the budget goes to epochs first: magnetic tile gets 160 px for 90 epochs,
 a 300-image set of 300 px parts 192 px.
 
 Grayscale: yes when every sampled image has (on average) equal colour channels, so a colour station camera
@@ -16,7 +16,7 @@ sees the same luminance the model was trained on.
 Example:
     >>> choose_input_size([300, 310, 290, 305])
     192
-    >>> choose_input_size([300, 310, 290, 305], train_images=940, epochs=60)
+    >>> choose_input_size([300, 310, 290, 305], train_images=940, epochs=90)
     160
     >>> choose_input_size([120, 100, 130])
     96
@@ -36,7 +36,7 @@ from inspector.imageio import ImageError, load_image
 from inspector.preprocess import Roi
 
 MIN_SIZE, MAX_SIZE, STEP = 96, 192, 32
-SECONDS_PER_MEGAPIXEL = 12.0 / (940 * 160 * 160 / 1e6)  # one epoch over 940 images at 160 px took ~12 s
+SECONDS_PER_MEGAPIXEL = 8.0 / (940 * 160 * 160 / 1e6)  # one epoch over 940 images at 160 px: 6.8-8.2 s
 TIME_BUDGET_S = 15 * 60  # training time the auto size aims for (validation and tracing come on top)
 SAMPLE = 48  # images looked at; sizes within a data set rarely vary much
 GRAY_TOLERANCE = 1.0  # mean channel difference (0-255) still counted as gray (JPEG chroma noise)

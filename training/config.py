@@ -156,7 +156,7 @@ class OptimConfig(StrictModel):
         "validation, selection and the saved model; none = off",
     )
     batch_size: int = Field(32, ge=1, description="Batch size per replica (global = this x replicas)")
-    epochs: int = Field(60, ge=1, description="Epochs of single-stage (random init) training")
+    epochs: int = Field(90, ge=1, description="Epochs of single-stage (random init) training")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Steps per epoch; none = one pass over train")
 
 
