@@ -5,7 +5,10 @@ skewed ranges that one scale per tensor represents badly). Both models are run o
 split, the converted one in the edge's own interpreter code, and compared: accuracy of each, the drop in
 percentage points, how often they agree on the top class, how far the defect scores move, and the
 escape / false-reject rates both give at the operating threshold. A drop above the budget stops the
-calibration with a message that lists what to try.
+calibration with a message that lists what to try. A positive budget finer than one validation image
+(1 pp of 90 images is 0.9 of an image) is widened to one image, up to twice the budget: otherwise any
+single image that changes its class would refuse the model, which measures the split's size, not the
+quantization. Smaller splits keep the budget as given (any changed image fails).
 
 Example:
     >>> import numpy as np
@@ -55,22 +58,35 @@ class ParityCheck:
     budget_pp: float
 
     @property
+    def allowed_pp(self) -> float:
+        """The budget, or one validation image's worth of accuracy when a positive budget is finer than that
+        (and one image is at most twice the budget)."""
+        one_image = 100.0 / self.samples
+        return one_image if 0 < self.budget_pp < one_image <= 2 * self.budget_pp else self.budget_pp
+
+    @property
     def passed(self) -> bool:
-        return self.drop_pp <= self.budget_pp
+        return self.drop_pp <= self.allowed_pp + 1e-9  # a drop of exactly one image is not a rounding error away
 
     def to_dict(self) -> dict:
         out = asdict(self)
+        out["allowed_pp"] = self.allowed_pp
         out["passed"] = self.passed
         return out
 
     def summary(self) -> str:
         return (
             f"{self.kind}: accuracy {100 * self.quant_accuracy:.2f}% vs float {100 * self.float_accuracy:.2f}% "
-            f"(drop {self.drop_pp:+.2f} pp, budget {self.budget_pp:.2f} pp), top-1 agreement "
+            f"(drop {self.drop_pp:+.2f} pp, budget {self._budget_text()}), top-1 agreement "
             f"{100 * self.agreement:.1f}% on {self.samples} images; at threshold {self.threshold:.4f} escape "
             f"{100 * self.quant_escape.rate:.2f}% (float {100 * self.float_escape.rate:.2f}%), false reject "
             f"{100 * self.quant_false_reject.rate:.2f}% (float {100 * self.float_false_reject.rate:.2f}%)"
         )
+
+    def _budget_text(self) -> str:
+        if self.allowed_pp == self.budget_pp:
+            return f"{self.budget_pp:.2f} pp"
+        return f"{self.budget_pp:.2f} pp, widened to one of {self.samples} images: {self.allowed_pp:.2f} pp"
 
 
 def check_parity(
@@ -123,7 +139,7 @@ def failure_message(
 ) -> str:
     """What went wrong (every variant measured) and what to try next, most effective first."""
     lines = [
-        f"accuracy guard failed: the converted model loses more than {checks[0].budget_pp:.2f} "
+        f"accuracy guard failed: the converted model loses more than {checks[0].allowed_pp:.2f} "
         f"percentage points of validation accuracy"
     ]
     lines += [f"  {c.summary()}" for c in checks]

@@ -37,6 +37,31 @@ def test_parity_numbers():
     assert check_parity(float_probs, float_probs, labels, 0, DecisionPolicy(), budget_pp=0.0).passed
 
 
+def test_a_budget_finer_than_one_image_is_widened_to_one_image():
+    """90 validation images: 1 pp is 0.9 of an image, so one changed image (1.11 pp) passes a 1 pp budget, two
+    do not; a budget of 0 stays strict, and so does a split where one image is over twice the budget; a split
+    large enough to resolve the budget keeps it as given."""
+    labels = np.array([0] * 60 + [1] * 30)
+    float_probs = _probs(labels, 2)
+
+    def check(flipped, budget, n=90):
+        quant_top = labels[:n].copy()
+        quant_top[:flipped] = 1 - quant_top[:flipped]
+        return check_parity(float_probs[:n], _probs(quant_top, 2), labels[:n], 0, DecisionPolicy(), budget)
+
+    one = check(1, 1.0)
+    assert one.drop_pp == pytest.approx(100 / 90) and one.allowed_pp == pytest.approx(100 / 90) and one.passed
+    assert "widened to one of 90 images: 1.11 pp" in one.summary() and one.to_dict()["allowed_pp"] == one.allowed_pp
+    assert not check(2, 1.0).passed
+    assert not check(1, 0.0).passed and check(0, 0.0).passed
+    assert check(1, 2.0).allowed_pp == 2.0 and check(1, 2.0).passed
+    assert check(1, 1.0, n=40).allowed_pp == 1.0 and not check(1, 1.0, n=40).passed  # 2.5 pp: over twice the budget
+    large = check_parity(
+        np.tile(float_probs, (3, 1)), np.tile(float_probs, (3, 1)), np.tile(labels, 3), 0, DecisionPolicy(), 0.5
+    )
+    assert large.allowed_pp == 0.5  # 270 images: one image is 0.37 pp, finer than the budget
+
+
 def test_failure_message_lists_what_to_try():
     labels = np.array([0, 1, 1, 0])
     check = check_parity(
