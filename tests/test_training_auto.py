@@ -5,7 +5,7 @@ import numpy as np
 from inspector.dataset import Sample, SplitManifest
 from inspector.imageio import save_image
 from inspector.preprocess import Roi
-from training.auto import MAX_SIZE, MIN_SIZE, choose_input_size, survey
+from training.auto import MAX_EPOCHS, MAX_SIZE, MIN_EPOCHS, MIN_SIZE, choose_epochs, choose_input_size, survey
 
 
 def test_native_size_in_steps_of_32_within_bounds_and_the_time_budget():
@@ -15,6 +15,15 @@ def test_native_size_in_steps_of_32_within_bounds_and_the_time_budget():
     assert choose_input_size([300] * 5, train_images=940, epochs=90) == 160  # magnetic tile's measured recipe
     assert choose_input_size([300] * 5, train_images=300, epochs=90) == 192  # a small set can afford more
     assert choose_input_size([300] * 5, train_images=20000, epochs=90) == MIN_SIZE
+
+
+def test_epochs_show_about_as_many_images_as_the_measured_schedule_within_bounds():
+    assert choose_epochs(940) == 90  # magnetic tile: the measured 90 epochs
+    assert choose_epochs(4160) == 21  # the demo's set: about its measured 20 epochs
+    assert choose_epochs(100) == MAX_EPOCHS and choose_epochs(0) == MAX_EPOCHS
+    assert choose_epochs(7000) == MIN_EPOCHS  # a large set still gets 20 passes
+    # Then the input size: a 7,000-image set of 300 px parts affords 128 px in 20 epochs, not 96 px in 90.
+    assert choose_input_size([300] * 5, train_images=7000, epochs=choose_epochs(7000)) == 128
 
 
 def _manifest(tmp_path, colour: bool):
@@ -36,3 +45,18 @@ def test_survey_reads_short_sides_and_colour(tmp_path):
     assert not survey(_manifest(tmp_path, colour=True)).gray
     cropped = survey(_manifest(tmp_path, colour=False), roi=Roi(x=100, y=0, width=150, height=200))
     assert cropped.short_sides == [150, 150, 150]
+
+
+def test_resolve_auto_sets_epochs_before_the_input_size(tmp_path):
+    from training.config import TrainConfig
+    from training.outcome import resolve_auto
+
+    said = []
+    config = TrainConfig.model_validate({"data": {"root": str(tmp_path)}, "model": {"weights": "none"}})
+    resolved = resolve_auto(config, _manifest(tmp_path, colour=False), said.append)
+    assert resolved.resolved and resolved.optim.epochs == MAX_EPOCHS  # 3 training images
+    assert resolved.model.input_size == (MAX_SIZE, MAX_SIZE) and said[0].startswith("epochs auto: 90 ")
+    explicit = config.model_copy(update={"optim": config.optim.model_copy(update={"epochs": 5})})
+    said.clear()
+    assert resolve_auto(explicit, _manifest(tmp_path, colour=False), said.append).optim.epochs == 5
+    assert not any(line.startswith("epochs auto") for line in said)

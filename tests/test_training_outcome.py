@@ -13,7 +13,11 @@ def _config(**sections):
 
 
 def test_stages_planned_from_the_weights():
-    assert [(s.name, s.epochs) for s in plan_stages(_config(model={"weights": "none"}))] == [("full", 90)]
+    assert [(s.name, s.epochs) for s in plan_stages(_config(model={"weights": "none"}, optim={"epochs": 90}))] == [
+        ("full", 90)
+    ]
+    with pytest.raises(RunError, match="still auto"):  # resolve_auto sets it from the training images first
+        plan_stages(_config(model={"weights": "none"}))
     pretrained = plan_stages(_config(finetune={"head_epochs": 3, "epochs": 7}))
     assert [(s.name, s.epochs) for s in pretrained] == [("head", 3), ("finetune", 7)]
     with pytest.raises(RunError, match="nothing to train"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple, Union
+from typing import Annotated, List, Literal, Optional, Tuple, Union
 
 from pydantic import Field, model_validator
 
@@ -156,7 +156,11 @@ class OptimConfig(StrictModel):
         "validation, selection and the saved model; none = off",
     )
     batch_size: int = Field(32, ge=1, description="Batch size per replica (global = this x replicas)")
-    epochs: int = Field(90, ge=1, description="Epochs of single-stage (random init) training")
+    epochs: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(
+        "auto",
+        description="Epochs of single-stage (random init) training; auto: about 85,000 images seen "
+        "(90 epochs of 940 images), within 20-90 epochs (training.auto)",
+    )
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Steps per epoch; none = one pass over train")
 
 
@@ -311,8 +315,8 @@ class TrainConfig(StrictModel):
 
     @property
     def resolved(self) -> bool:
-        """False while input size or grayscale is still ``auto`` (training.auto resolves them)."""
-        return self.model.input_size != "auto" and self.data.grayscale is not None
+        """False while epochs, input size or grayscale is still ``auto`` (training.auto resolves them)."""
+        return self.optim.epochs != "auto" and self.model.input_size != "auto" and self.data.grayscale is not None
 
     def preprocess_spec(self) -> PreprocessSpec:
         if not self.resolved:

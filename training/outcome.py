@@ -13,7 +13,7 @@ from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.operating_point import choose_policy, outcomes
 from inspector.runfolder import OperatingPointRecord
-from training.auto import TIME_BUDGET_S, choose_input_size, survey
+from training.auto import IMAGES_SEEN, MAX_EPOCHS, MIN_EPOCHS, TIME_BUDGET_S, choose_epochs, choose_input_size, survey
 from training.config import TrainConfig
 from training.folds import OutOfFold
 
@@ -33,6 +33,8 @@ def plan_stages(config: TrainConfig) -> List[Stage]:
     if config.warm_start.run:  # one short stage from the previous run's weights (training.warmstart)
         return [Stage("full", config.warm_start.epochs, config.warm_start.learning_rate)]
     if not config.model.pretrained:
+        if config.optim.epochs == "auto":
+            raise RunError("optim.epochs is still auto: resolve_auto sets it from the number of training images")
         return [Stage("full", config.optim.epochs, config.optim.learning_rate)]
     ft = config.finetune
     stages = [Stage("head", ft.head_epochs, ft.head_learning_rate), Stage("finetune", ft.epochs, ft.learning_rate)]
@@ -43,14 +45,22 @@ def plan_stages(config: TrainConfig) -> List[Stage]:
 
 
 def resolve_auto(config: TrainConfig, manifest: SplitManifest, echo: Callable[[str], None]) -> TrainConfig:
-    """The config with ``auto`` input size and grayscale replaced by what the training images call for."""
+    """The config with ``auto`` epochs, input size and grayscale replaced by what the training images call for."""
     if config.resolved:
         return config
+    train_images = len(manifest.splits["train"])
+    if config.optim.epochs == "auto":
+        epochs = choose_epochs(train_images)
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"epochs": epochs})})
+        if not config.model.pretrained and not config.warm_start.run:
+            echo(
+                f"epochs auto: {epochs} (about {IMAGES_SEEN:,} training images seen, {train_images} per epoch, "
+                f"within {MIN_EPOCHS}-{MAX_EPOCHS})"
+            )
     found = survey(manifest, config.data.root or None, config.data.roi, seed=config.seed)
     model, data = config.model, config.data
     if model.input_size == "auto":
         epochs = sum(stage.epochs for stage in plan_stages(config))
-        train_images = len(manifest.splits["train"])
         size = choose_input_size(found.short_sides, train_images, epochs)
         model = model.model_copy(update={"input_size": (size, size)})
         echo(
