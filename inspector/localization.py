@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -135,6 +135,7 @@ class Heatmap:
         return np.clip((self.evidence - self.median) / span, 0.0, 1.0).astype(np.float32)
 
 
+@lru_cache(maxsize=64)  # locate asks for it on every failed frame; it depends on the input size alone
 def receptive_offset(size: int, mirrored: bool = False) -> float:
     """How far (model-input pixels, along an axis of ``size`` pixels) the centre of every map cell's
     receptive field lies after the centre of its 32-pixel square; ``mirrored`` for a flip view's map
