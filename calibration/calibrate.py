@@ -43,7 +43,7 @@ from calibration.convert import (
     load_keras_model,
 )
 from calibration.evaluate import predict_bundle, predict_keras, score
-from calibration.guard import GuardError, ParityCheck, check_parity, failure_message
+from calibration.guard import GuardError, GuardMeasure, ParityCheck, check_parity, failure_message
 from calibration.inference_choice import (
     FlipChoice,
     InferenceTrial,
@@ -101,6 +101,11 @@ class CalibrationOptions(StrictModel):
     )
     accuracy_budget: float = Field(
         1.0, description="Largest allowed validation accuracy drop, percentage points (negative = must gain)"
+    )
+    guard_on: GuardMeasure = Field(
+        GuardMeasure.DECISION,
+        description="decision: the budget is a drop of pass/fail accuracy at the threshold (a defect named "
+        "as another defect kind is still failed); classes: of top-1 accuracy over every class",
     )
     remedy: Remedy = Field(Remedy.NONE, description="none, float-fallback or auto (see docs/calibration.md)")
     fallback_layers: int = Field(5, ge=0, description="Float fallback: layers with the largest INT8 error kept float")
@@ -341,6 +346,7 @@ def _candidate(
             options.accuracy_budget,
             conversion.kind,
             options.interval,
+            options.guard_on,
         )
         log.debug("%s", parity.summary())
         if parity.passed:
@@ -427,7 +433,11 @@ def _bundle_metrics(result: CalibrationResult) -> dict:
         "val_images": int(len(result.val.labels)),
         "val_accuracy": round(val["accuracy"], 4),
         "val_float_accuracy": round(p.float_accuracy, 4),
-        "val_accuracy_drop_pp": round(p.drop_pp, 3),
+        "val_accuracy_drop_pp": round(p.class_drop_pp, 3),
+        "val_decision_accuracy": round(p.quant_decision_accuracy, 4),
+        "val_float_decision_accuracy": round(p.float_decision_accuracy, 4),
+        "val_decision_drop_pp": round(p.decision_drop_pp, 3),
+        "guard_on": p.measure.value,
         "val_top1_agreement": round(p.agreement, 4),
         "val_escape_rate": round(op.escape.rate, 4),
         "val_escape_rate_ci95_high": round(op.escape.high, 4),

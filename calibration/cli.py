@@ -9,7 +9,8 @@ the reasons) and writes the bundle plus a report (MODEL_report/report.html + rep
 when the guard fails, 4 when the model is NOT DEPLOYABLE (no bundle written unless --force), 2 when
 --out already exists (like `inspector train`, it never replaces earlier work unless told: --overwrite).
 Rates (--target-rate, --max-*-rate) are fractions, as in a training config: 0.02 means 2%; 2% is also
-accepted. --accuracy-budget is in percentage points of accuracy.
+accepted. --accuracy-budget is in percentage points of pass/fail accuracy at the threshold (--guard-on
+classes: of top-1 accuracy over every class).
 
 Examples:
   inspector calibrate runs/tiles --out tiles.inspector
@@ -81,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=1.0,
         help="largest allowed validation accuracy drop in percentage points (default 1.0)",
+    )
+    guard.add_argument(
+        "--guard-on",
+        choices=["decision", "classes"],
+        default="decision",
+        help="decision: the budget is a drop of pass/fail accuracy at the threshold; classes: of top-1 "
+        "accuracy over every class, for a line that sorts by defect kind (default decision)",
     )
     guard.add_argument(
         "--remedy",
@@ -239,6 +247,7 @@ def _options(args):
             "representative_seed": args.representative_seed,
             "representative_min": args.min_representative,
             "accuracy_budget": args.accuracy_budget,
+            "guard_on": args.guard_on,
             "remedy": args.remedy,
             "fallback_layers": args.fallback_layers,
             "fallback_ops": [op.strip().upper() for op in args.fallback_ops.split(",") if op.strip()],
@@ -310,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
     for candidate in result.candidates:
         print(f"guard: {candidate.parity.summary()} -> {'pass' if candidate.parity.passed else 'FAIL'}")
     chosen = result.chosen
+    if chosen.parity.names_drift:
+        print(f"warning: {chosen.parity.names_warning()}")
     if chosen.trials:
         from calibration.inference_choice import format_trials
 

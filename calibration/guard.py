@@ -2,32 +2,41 @@
 
 Post-training INT8 is known to hurt MobileNetV3 (hard-swish and squeeze-excite activations have wide,
 skewed ranges that one scale per tensor represents badly). Both models are run on the held-out validation
-split, the converted one in the edge's own interpreter code, and compared: accuracy of each, the drop in
-percentage points, how often they agree on the top class, how far the defect scores move, and the
-escape / false-reject rates both give at the operating threshold. A drop above the budget stops the
-calibration with a message that lists what to try. A positive budget finer than one validation image
+split, the converted one in the edge's own interpreter code, and compared: how many parts each decides
+right at the operating threshold (a defect failed, a good part passed; a part in the review band is
+neither right nor wrong), the top-1 class accuracy of each, how often they agree on the class, how far the
+defect scores move, and the escape / false-reject rates at the threshold.
+
+What is guarded is chosen by ``GuardMeasure``: by default the line's decision (pass/fail accuracy at the
+threshold), because that is what lets a bad part through or stops a good one. A converted model that
+names a scratch a crack but fails it all the same is reported (the class drop, and a warning when it
+exceeds the budget: the defect-kind counts on the dashboards move) but not refused; ``classes`` guards
+top-1 class accuracy instead, for a line that sorts parts by defect kind. A drop above the budget stops
+the calibration with a message that lists what to try. A positive budget finer than one validation image
 (1 pp of 90 images is 0.9 of an image) is widened to one image, up to twice the budget: otherwise any
-single image that changes its class would refuse the model, which measures the split's size, not the
-quantization. Smaller splits keep the budget as given (any changed image fails).
+single image that changes would refuse the model, which measures the split's size, not the quantization.
+Smaller splits keep the budget as given (any changed image fails).
 
 Example:
     >>> import numpy as np
     >>> from inspector.decision import DecisionPolicy
     >>> p = np.array([[0.9, 0.1], [0.2, 0.8]]); q = np.array([[0.8, 0.2], [0.6, 0.4]])
     >>> check = check_parity(p, q, np.array([0, 1]), good_index=0, policy=DecisionPolicy(), budget_pp=1.0)
-    >>> check.passed, round(check.drop_pp, 1), check.agreement
-    (False, 50.0, 0.5)
+    >>> check.passed, round(check.drop_pp, 1), round(check.class_drop_pp, 1), check.agreement
+    (False, 50.0, 50.0, 0.5)
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import List, Sequence
 
 import numpy as np
 
 from calibration.operating_point import IntervalMethod, Rate, rates_at
 from inspector.decision import DecisionPolicy, defect_score
+from inspector.operating_point import outcomes
 
 
 class GuardError(RuntimeError):
@@ -38,15 +47,23 @@ class GuardError(RuntimeError):
         self.result = result
 
 
+class GuardMeasure(str, Enum):
+    """What the budget is a drop of."""
+
+    DECISION = "decision"  # pass/fail accuracy at the operating threshold: what the line does with a part
+    CLASSES = "classes"  # top-1 accuracy over every class, defect kinds included
+
+
 @dataclass(frozen=True)
 class ParityCheck:
     """Float vs converted model on the same images."""
 
     kind: str  # e.g. "int8 (full integer)"
     samples: int
-    float_accuracy: float
+    float_accuracy: float  # top-1 over every class
     quant_accuracy: float
-    drop_pp: float  # float - converted accuracy, in percentage points
+    float_decision_accuracy: float  # share of images decided right at the threshold (review: not right)
+    quant_decision_accuracy: float
     agreement: float  # fraction of images with the same top-1 class
     mean_abs_score_diff: float  # mean |defect score float - converted|
     max_abs_score_diff: float
@@ -56,6 +73,27 @@ class ParityCheck:
     float_false_reject: Rate
     quant_false_reject: Rate
     budget_pp: float
+    measure: GuardMeasure = GuardMeasure.DECISION
+
+    @property
+    def decision_drop_pp(self) -> float:
+        """Float minus converted pass/fail accuracy at the threshold, in percentage points."""
+        return 100.0 * (self.float_decision_accuracy - self.quant_decision_accuracy)
+
+    @property
+    def class_drop_pp(self) -> float:
+        """Float minus converted top-1 accuracy, in percentage points."""
+        return 100.0 * (self.float_accuracy - self.quant_accuracy)
+
+    @property
+    def drop_pp(self) -> float:
+        """The drop the budget applies to."""
+        return self.decision_drop_pp if self.measure == GuardMeasure.DECISION else self.class_drop_pp
+
+    @property
+    def names_drift(self) -> bool:
+        """Guarding decisions, the defect kinds moved more than the budget (reported, not refused)."""
+        return self.measure == GuardMeasure.DECISION and self.class_drop_pp > self.allowed_pp + 1e-9
 
     @property
     def allowed_pp(self) -> float:
@@ -70,17 +108,34 @@ class ParityCheck:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["allowed_pp"] = self.allowed_pp
-        out["passed"] = self.passed
+        out["measure"] = self.measure.value
+        for name in ("decision_drop_pp", "class_drop_pp", "drop_pp", "allowed_pp", "passed", "names_drift"):
+            out[name] = getattr(self, name)
         return out
 
     def summary(self) -> str:
+        decision = (
+            f"pass/fail accuracy {100 * self.quant_decision_accuracy:.2f}% vs float "
+            f"{100 * self.float_decision_accuracy:.2f}% (drop {self.decision_drop_pp:+.2f} pp)"
+        )
+        classes = (
+            f"class accuracy {100 * self.quant_accuracy:.2f}% vs float {100 * self.float_accuracy:.2f}% "
+            f"(drop {self.class_drop_pp:+.2f} pp)"
+        )
+        guarded, other = (decision, classes) if self.measure == GuardMeasure.DECISION else (classes, decision)
         return (
-            f"{self.kind}: accuracy {100 * self.quant_accuracy:.2f}% vs float {100 * self.float_accuracy:.2f}% "
-            f"(drop {self.drop_pp:+.2f} pp, budget {self._budget_text()}), top-1 agreement "
+            f"{self.kind}: {guarded}, budget {self._budget_text()}; {other}, top-1 agreement "
             f"{100 * self.agreement:.1f}% on {self.samples} images; at threshold {self.threshold:.4f} escape "
             f"{100 * self.quant_escape.rate:.2f}% (float {100 * self.float_escape.rate:.2f}%), false reject "
             f"{100 * self.quant_false_reject.rate:.2f}% (float {100 * self.float_false_reject.rate:.2f}%)"
+        )
+
+    def names_warning(self) -> str:
+        """Why a pass with drifting defect kinds still deserves a look."""
+        return (
+            f"{self.kind} decides pass/fail as well as float but names the defect kind right less often: class "
+            f"accuracy {self.class_drop_pp:+.2f} pp below float. Counts per defect kind on the dashboards will "
+            f"differ from the float model's; --guard-on classes refuses such a model"
         )
 
     def _budget_text(self) -> str:
@@ -98,6 +153,7 @@ def check_parity(
     budget_pp: float,
     kind: str = "converted",
     method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
+    measure: GuardMeasure | str = GuardMeasure.DECISION,
 ) -> ParityCheck:
     float_probs = np.asarray(float_probs, np.float64)
     quant_probs = np.asarray(quant_probs, np.float64)
@@ -116,12 +172,14 @@ def check_parity(
     f_esc, f_fr, _ = rates_at(fs, is_defect, policy, method)
     q_esc, q_fr, _ = rates_at(qs, is_defect, policy, method)
     diff = np.abs(fs - qs)
+    n = len(labels)
     return ParityCheck(
         kind=kind,
-        samples=int(len(labels)),
+        samples=int(n),
         float_accuracy=float_acc,
         quant_accuracy=quant_acc,
-        drop_pp=100.0 * (float_acc - quant_acc),
+        float_decision_accuracy=_decided_right(fs, is_defect, policy),
+        quant_decision_accuracy=_decided_right(qs, is_defect, policy),
         agreement=float((float_top == quant_top).mean()),
         mean_abs_score_diff=float(diff.mean()),
         max_abs_score_diff=float(diff.max()),
@@ -131,16 +189,24 @@ def check_parity(
         float_false_reject=f_fr,
         quant_false_reject=q_fr,
         budget_pp=float(budget_pp),
+        measure=GuardMeasure(measure),
     )
+
+
+def _decided_right(scores: np.ndarray, is_defect: np.ndarray, policy: DecisionPolicy) -> float:
+    """Share of parts the line decides right: defects failed, good parts passed (review is neither)."""
+    passed, failed = outcomes(scores, policy)
+    return float(((failed & is_defect) | (passed & ~is_defect)).mean())
 
 
 def failure_message(
     checks: Sequence[ParityCheck], representative_size: int, remedy_tried: bool, fallback_layers: int
 ) -> str:
     """What went wrong (every variant measured) and what to try next, most effective first."""
+    what = "pass/fail accuracy at the threshold" if checks[0].measure == GuardMeasure.DECISION else "class accuracy"
     lines = [
         f"accuracy guard failed: the converted model loses more than {checks[0].allowed_pp:.2f} "
-        f"percentage points of validation accuracy"
+        f"percentage points of validation {what}"
     ]
     lines += [f"  {c.summary()}" for c in checks]
     tries: List[str] = []

@@ -180,6 +180,8 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
             reporting.paragraph("Calibration stopped: accuracy guard failed. No bundle was written.", "fail"),
             reporting.preformatted(result.message),
         ]
+    if result.chosen is not None and result.chosen.parity.names_drift:
+        intro.append(reporting.paragraph(f"Warning: {result.chosen.parity.names_warning()}.", "fail"))
     intro += [
         f"Run {run.path}; labels {', '.join(run.labels)} (good: {run.good_class}); "
         f"input {run.spec.width}x{run.spec.height}.",
@@ -190,10 +192,11 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
         [
             c.parity.kind,
             len(c.conversion.model),
-            reporting.percent(c.parity.float_accuracy),
-            reporting.percent(c.parity.quant_accuracy),
-            f"{c.parity.drop_pp:+.2f} pp",
-            f"{c.parity.budget_pp:.2f} pp",
+            f"{reporting.percent(c.parity.float_decision_accuracy)} -> "
+            f"{reporting.percent(c.parity.quant_decision_accuracy)}",
+            f"{reporting.percent(c.parity.float_accuracy)} -> {reporting.percent(c.parity.quant_accuracy)}",
+            f"{c.parity.drop_pp:+.2f} pp ({c.parity.measure.value})",
+            f"{c.parity.allowed_pp:.2f} pp",
             reporting.percent(c.parity.agreement),
             c.parity.mean_abs_score_diff,
             f"{reporting.percent(c.parity.float_escape.rate)} -> {reporting.percent(c.parity.quant_escape.rate)}",
@@ -211,9 +214,9 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
                     [
                         "model",
                         "bytes",
-                        "float acc.",
-                        "converted acc.",
-                        "drop",
+                        "pass/fail acc. float -> conv.",
+                        "class acc. float -> conv.",
+                        "drop (guarded)",
                         "budget",
                         "top-1 agreement",
                         "mean |score diff|",
@@ -223,7 +226,9 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
                     ],
                     rows,
                 ),
-                "Escape and false-reject rates of both models at the converted model's threshold.",
+                "Pass/fail accuracy, escape and false-reject rates of both models at the converted model's "
+                "threshold (a part in the review band counts as neither right nor wrong); class accuracy is "
+                "top-1 over every class. The guard applies the budget to the drop it names.",
             ],
         )
     ]

@@ -103,6 +103,8 @@ def test_bundle_metrics(calibrated):
         "val_accuracy",
         "val_float_accuracy",
         "val_accuracy_drop_pp",
+        "val_decision_accuracy",
+        "val_decision_drop_pp",
         "val_escape_rate",
         "val_false_reject_rate",
         "test_accuracy",
@@ -116,6 +118,7 @@ def test_bundle_metrics(calibrated):
     assert m.metrics["conversion"]["bytes"] == m.model_bytes
     assert set(m.metrics["validation"]["per_class"]) == set(m.labels)
     assert m.metrics["val_accuracy"] == pytest.approx(m.metrics["validation"]["accuracy"], abs=1e-4)
+    assert m.metrics["guard_on"] == "decision"
     assert m.camera is None and m.preprocess == calibrated.run.spec
 
 

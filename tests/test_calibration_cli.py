@@ -108,6 +108,8 @@ def test_guard_failure_exits_3_without_bundle(trained_run, tmp_path, capsys):
             "float32",
             "--accuracy-budget",
             "-100",
+            "--guard-on",
+            "classes",
             "--no-test",
             "--overwrite",
         ]
@@ -115,6 +117,7 @@ def test_guard_failure_exits_3_without_bundle(trained_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 3
     assert "accuracy guard failed" in err and "what to try" in err and "--precision float16" in err
+    assert "percentage points of validation class accuracy" in err and ": class accuracy " in err
     assert out.read_bytes() == b"the bundle on the line" and (tmp_path / "never_report" / "report.html").is_file()
 
 

@@ -1,9 +1,10 @@
-"""Accuracy guard: parity numbers, the failure message, and a real run stopped by an impossible budget."""
+"""Accuracy guard: parity numbers, what it guards (pass/fail or classes), the failure message, and a real run
+stopped by an impossible budget."""
 
 import numpy as np
 import pytest
 
-from calibration.guard import GuardError, check_parity, failure_message
+from calibration.guard import GuardError, GuardMeasure, check_parity, failure_message
 from inspector.decision import DecisionPolicy
 
 
@@ -28,13 +29,48 @@ def test_parity_numbers():
         kind="int8",
     )
     assert check.float_accuracy == 1.0 and check.quant_accuracy == 0.8
-    assert check.drop_pp == pytest.approx(20.0) and not check.passed
+    assert check.float_decision_accuracy == 1.0 and check.quant_decision_accuracy == 0.8
+    assert check.drop_pp == pytest.approx(20.0) and check.class_drop_pp == pytest.approx(20.0) and not check.passed
     assert check.agreement == 0.8
     assert check.float_escape.count == 0 and check.quant_escape.count == 1 and check.quant_escape.total == 6
     assert check.float_false_reject.count == 0 and check.quant_false_reject.count == 1
     assert check.max_abs_score_diff == pytest.approx(0.7)  # defect score 0.2 -> 0.9
-    assert "drop +20.00 pp" in check.summary()
+    assert "pass/fail accuracy 80.00% vs float 100.00% (drop +20.00 pp), budget 10.00 pp" in check.summary()
     assert check_parity(float_probs, float_probs, labels, 0, DecisionPolicy(), budget_pp=0.0).passed
+
+
+def test_a_defect_named_as_another_kind_but_still_failed_passes_the_decision_guard():
+    """Two of ten images change their defect kind (a crack called a scratch) while every part is still decided
+    right: guarding decisions it passes with a warning about the defect kinds; guarding classes it fails."""
+    labels = np.array([0, 0, 1, 2, 1, 0, 2, 2, 1, 0])
+    quant_top = labels.copy()
+    quant_top[[2, 6]] = [2, 1]
+    args = (_probs(labels), _probs(quant_top), labels, 0, DecisionPolicy(threshold=0.5), 1.0, "int8")
+    decision = check_parity(*args)
+    assert decision.decision_drop_pp == 0.0 and decision.class_drop_pp == pytest.approx(20.0)
+    assert decision.passed and decision.names_drift
+    assert "class accuracy +20.00 pp below float" in decision.names_warning()
+    classes = check_parity(*args, measure="classes")
+    assert classes.measure == GuardMeasure.CLASSES and classes.drop_pp == pytest.approx(20.0)
+    assert not classes.passed and not classes.names_drift
+    assert classes.summary().startswith("int8: class accuracy 80.00% vs float 100.00% (drop +20.00 pp), budget")
+    assert classes.to_dict()["measure"] == "classes" and classes.to_dict()["passed"] is False
+
+
+def test_pass_fail_accuracy_counts_review_as_neither_and_an_escape_as_wrong():
+    """Threshold 0.5 with a review band 0.4-0.6: a good part moved into the band is no longer decided right,
+    and neither is a defect moved below it (an escape); the class top-1 of both is unchanged or wrong alike."""
+    labels = np.array([0, 0, 0, 1, 1])
+    float_probs = np.array([[0.9, 0.1]] * 3 + [[0.1, 0.9]] * 2)
+    quant_probs = float_probs.copy()
+    quant_probs[0] = [0.55, 0.45]  # good part into the review band: still top-1 good
+    quant_probs[3] = [0.7, 0.3]  # defect below the band: an escape
+    policy = DecisionPolicy(threshold=0.5, review_low=0.4, review_high=0.6)
+    check = check_parity(float_probs, quant_probs, labels, 0, policy, 1.0)
+    assert check.float_decision_accuracy == 1.0 and check.quant_decision_accuracy == pytest.approx(0.6)
+    assert check.quant_accuracy == pytest.approx(0.8)  # top-1 sees only the escape
+    assert check.quant_escape.count == 1 and check.quant_false_reject.count == 0
+    assert not check.passed and check.drop_pp == pytest.approx(40.0)
 
 
 def test_a_budget_finer_than_one_image_is_widened_to_one_image():
@@ -69,7 +105,8 @@ def test_failure_message_lists_what_to_try():
     )
     message = failure_message([check], representative_size=300, remedy_tried=False, fallback_layers=5)
     assert message.startswith("accuracy guard failed")
-    assert "int8 (full integer): accuracy 0.00% vs float 100.00%" in message
+    assert "pass/fail accuracy at the threshold" in message
+    assert "int8 (full integer): pass/fail accuracy 0.00% vs float 100.00%" in message
     for hint in ("--remedy float-fallback", "--representative-size 600", "--precision float16", "--accuracy-budget"):
         assert hint in message, hint
     again = failure_message([check], 300, remedy_tried=True, fallback_layers=5)
