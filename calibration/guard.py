@@ -3,8 +3,7 @@
 Post-training INT8 is known to hurt MobileNetV3 (hard-swish and squeeze-excite activations have wide,
 skewed ranges that one scale per tensor represents badly). Both models are run on the held-out validation
 split, the converted one in the edge's own interpreter code, and compared: how many parts each decides
-right at the operating threshold (a defect failed, a good part passed; a part in the review band is
-neither right nor wrong), the top-1 class accuracy of each, how often they agree on the class, how far the
+wrong at the operating threshold (an escape or a false reject; a part sent to review is not wrong), the top-1 class accuracy of each, how often they agree on the class, how far the
 defect scores move, and the escape / false-reject rates at the threshold.
 
 What is guarded is chosen by ``GuardMeasure``: by default the line's decision (pass/fail accuracy at the
@@ -62,7 +61,7 @@ class ParityCheck:
     samples: int
     float_accuracy: float  # top-1 over every class
     quant_accuracy: float
-    float_decision_accuracy: float  # share of images decided right at the threshold (review: not right)
+    float_decision_accuracy: float  # share of images not decided wrong at the threshold (review: not wrong)
     quant_decision_accuracy: float
     agreement: float  # fraction of images with the same top-1 class
     mean_abs_score_diff: float  # mean |defect score float - converted|
@@ -194,9 +193,11 @@ def check_parity(
 
 
 def _decided_right(scores: np.ndarray, is_defect: np.ndarray, policy: DecisionPolicy) -> float:
-    """Share of parts the line decides right: defects failed, good parts passed (review is neither)."""
+    """Share of parts the line does not decide wrong: neither an escape nor a false reject. A part sent to
+    review is not wrong (a person decides it, and the verdict bounds the review rate): counted wrong, a
+    float model that sends every part to review would score below a converted one that passes them all."""
     passed, failed = outcomes(scores, policy)
-    return float(((failed & is_defect) | (passed & ~is_defect)).mean())
+    return 1.0 - float(((passed & is_defect) | (failed & ~is_defect)).mean())
 
 
 def failure_message(

@@ -227,7 +227,7 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
                     rows,
                 ),
                 "Pass/fail accuracy, escape and false-reject rates of both models at the converted model's "
-                "threshold (a part in the review band counts as neither right nor wrong); class accuracy is "
+                "threshold (an escape or a false reject is wrong, a part sent to review is not); class accuracy is "
                 "top-1 over every class. The guard applies the budget to the drop it names.",
             ],
         )

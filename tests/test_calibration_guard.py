@@ -57,9 +57,10 @@ def test_a_defect_named_as_another_kind_but_still_failed_passes_the_decision_gua
     assert classes.to_dict()["measure"] == "classes" and classes.to_dict()["passed"] is False
 
 
-def test_pass_fail_accuracy_counts_review_as_neither_and_an_escape_as_wrong():
-    """Threshold 0.5 with a review band 0.4-0.6: a good part moved into the band is no longer decided right,
-    and neither is a defect moved below it (an escape); the class top-1 of both is unchanged or wrong alike."""
+def test_pass_fail_accuracy_counts_an_escape_as_wrong_and_review_as_not_wrong():
+    """Threshold 0.5 with a review band 0.4-0.6: a good part moved into the band is not decided wrong (a
+    person looks at it), a defect moved below it is (an escape); and a model that passes every part does
+    not beat one that sends every part to review."""
     labels = np.array([0, 0, 0, 1, 1])
     float_probs = np.array([[0.9, 0.1]] * 3 + [[0.1, 0.9]] * 2)
     quant_probs = float_probs.copy()
@@ -67,10 +68,14 @@ def test_pass_fail_accuracy_counts_review_as_neither_and_an_escape_as_wrong():
     quant_probs[3] = [0.7, 0.3]  # defect below the band: an escape
     policy = DecisionPolicy(threshold=0.5, review_low=0.4, review_high=0.6)
     check = check_parity(float_probs, quant_probs, labels, 0, policy, 1.0)
-    assert check.float_decision_accuracy == 1.0 and check.quant_decision_accuracy == pytest.approx(0.6)
-    assert check.quant_accuracy == pytest.approx(0.8)  # top-1 sees only the escape
+    assert check.float_decision_accuracy == 1.0 and check.quant_decision_accuracy == pytest.approx(0.8)
+    assert check.quant_accuracy == pytest.approx(0.8)  # top-1 sees the escape too
     assert check.quant_escape.count == 1 and check.quant_false_reject.count == 0
-    assert not check.passed and check.drop_pp == pytest.approx(40.0)
+    assert not check.passed and check.drop_pp == pytest.approx(20.0)
+    all_review, all_pass = np.full((5, 2), 0.5), np.tile([0.9, 0.1], (5, 1))
+    constant = check_parity(all_review, all_pass, labels, 0, policy, 1.0)
+    assert constant.float_decision_accuracy == 1.0 and constant.quant_decision_accuracy == pytest.approx(0.6)
+    assert not constant.passed  # two escapes where float sent both defects to a person
 
 
 def test_a_budget_finer_than_one_image_is_widened_to_one_image():
