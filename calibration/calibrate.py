@@ -103,9 +103,9 @@ class CalibrationOptions(StrictModel):
         1.0, description="Largest allowed validation accuracy drop, percentage points (negative = must gain)"
     )
     guard_on: GuardMeasure = Field(
-        GuardMeasure.DECISION,
-        description="decision: the budget is a drop of pass/fail accuracy at the threshold (a defect named "
-        "as another defect kind is still failed); classes: of top-1 accuracy over every class",
+        GuardMeasure.EITHER,
+        description="either: refuse when both pass/fail accuracy at the threshold and top-1 class accuracy "
+        "drop by more than the budget; decision or classes: that drop alone",
     )
     remedy: Remedy = Field(Remedy.NONE, description="none, float-fallback or auto (see docs/calibration.md)")
     fallback_layers: int = Field(5, ge=0, description="Float fallback: layers with the largest INT8 error kept float")

@@ -9,8 +9,8 @@ the reasons) and writes the bundle plus a report (MODEL_report/report.html + rep
 when the guard fails, 4 when the model is NOT DEPLOYABLE (no bundle written unless --force), 2 when
 --out already exists (like `inspector train`, it never replaces earlier work unless told: --overwrite).
 Rates (--target-rate, --max-*-rate) are fractions, as in a training config: 0.02 means 2%; 2% is also
-accepted. --accuracy-budget is in percentage points of pass/fail accuracy at the threshold (--guard-on
-classes: of top-1 accuracy over every class).
+accepted. --accuracy-budget is in percentage points of accuracy: the guard refuses a model that loses more
+than that of both pass/fail accuracy at the threshold and top-1 class accuracy (--guard-on: one of them).
 
 Examples:
   inspector calibrate runs/tiles --out tiles.inspector
@@ -85,10 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     guard.add_argument(
         "--guard-on",
-        choices=["decision", "classes"],
-        default="decision",
-        help="decision: the budget is a drop of pass/fail accuracy at the threshold; classes: of top-1 "
-        "accuracy over every class, for a line that sorts by defect kind (default decision)",
+        choices=["either", "decision", "classes"],
+        default="either",
+        help="either: refuse when pass/fail accuracy at the threshold and top-1 class accuracy both drop by "
+        "more than the budget; decision or classes: that drop alone (classes for a line that sorts by "
+        "defect kind) (default either)",
     )
     guard.add_argument(
         "--remedy",
@@ -319,8 +320,8 @@ def run(args: argparse.Namespace) -> int:
     for candidate in result.candidates:
         print(f"guard: {candidate.parity.summary()} -> {'pass' if candidate.parity.passed else 'FAIL'}")
     chosen = result.chosen
-    if chosen.parity.names_drift:
-        print(f"warning: {chosen.parity.names_warning()}")
+    if chosen.parity.drift_warning():
+        print(f"warning: {chosen.parity.drift_warning()}")
     if chosen.trials:
         from calibration.inference_choice import format_trials
 

@@ -180,8 +180,9 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
             reporting.paragraph("Calibration stopped: accuracy guard failed. No bundle was written.", "fail"),
             reporting.preformatted(result.message),
         ]
-    if result.chosen is not None and result.chosen.parity.names_drift:
-        intro.append(reporting.paragraph(f"Warning: {result.chosen.parity.names_warning()}.", "fail"))
+    drift = result.chosen.parity.drift_warning() if result.chosen is not None else None
+    if drift:
+        intro.append(reporting.paragraph(f"Warning: {drift}.", "fail"))
     intro += [
         f"Run {run.path}; labels {', '.join(run.labels)} (good: {run.good_class}); "
         f"input {run.spec.width}x{run.spec.height}.",

@@ -118,7 +118,7 @@ def test_bundle_metrics(calibrated):
     assert m.metrics["conversion"]["bytes"] == m.model_bytes
     assert set(m.metrics["validation"]["per_class"]) == set(m.labels)
     assert m.metrics["val_accuracy"] == pytest.approx(m.metrics["validation"]["accuracy"], abs=1e-4)
-    assert m.metrics["guard_on"] == "decision"
+    assert m.metrics["guard_on"] == "either"
     assert m.camera is None and m.preprocess == calibrated.run.spec
 
 
