@@ -212,17 +212,6 @@ def locate(
     return Heatmap(labels[defect], evidence, size, region, view_offset(size, views))
 
 
-def input_overlay(prepared: np.ndarray, class_map: np.ndarray, labels: List[str], good_index: int) -> np.ndarray:
-    """The overlay on the model input itself (the crop a report shows), from a ``Classification.class_map``."""
-    height, width = prepared.shape[:2]
-    defect, evidence = defect_evidence(class_map, good_index)
-    size = (width, height)
-    heat = Heatmap(
-        labels[defect], evidence, size, (0.0, 0.0, float(width), float(height)), view_offset(size, [(False, False)])
-    )
-    return render_overlay(prepared, heat)
-
-
 def render_overlay(image: np.ndarray, heat: Heatmap, alpha: float = 0.55) -> np.ndarray:
     """The frame (RGB or gray uint8) with the defect evidence blended over the model's input region, the
     box drawn and the class and strength written: what an operator looks at beside a rejected frame.

@@ -10,7 +10,6 @@ from inspector.inference import BackendError, split_outputs
 from inspector.localization import (
     Heatmap,
     defect_evidence,
-    input_overlay,
     input_region,
     locate,
     receptive_offset,
@@ -100,7 +99,9 @@ def test_overlay_colours_only_the_evidence_and_keeps_the_frame_size():
     assert gray.shape == frame.shape
     crop = frame[50:250, 100:300][::2, ::2][:64, :64]  # a report's tile: the model input itself
     class_map = np.stack([np.zeros((2, 2)), evidence], axis=2).astype(np.float32)  # good, crack
-    on_input = input_overlay(crop, class_map, ["good", "crack"], 0)
+    on_input = render_overlay(
+        crop, locate(class_map, ["good", "crack"], 0, PreprocessSpec(width=64, height=64), crop.shape)
+    )
     assert on_input.shape == (64, 64, 3)
     np.testing.assert_array_equal(
         on_input[40:60, 40:60],
