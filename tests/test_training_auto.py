@@ -8,13 +8,33 @@ from inspector.preprocess import Roi
 from training.auto import MAX_EPOCHS, MAX_SIZE, MIN_EPOCHS, MIN_SIZE, choose_epochs, choose_input_size, survey
 
 
+def _square(side, n=5):
+    return [(side, side)] * n
+
+
 def test_native_size_in_steps_of_32_within_bounds_and_the_time_budget():
-    assert choose_input_size([300] * 5) == 192  # a 300 px part is not shrunk to 128 px
-    assert choose_input_size([170, 180, 175]) == 160
-    assert choose_input_size([64] * 3) == MIN_SIZE and choose_input_size([2000] * 3) == MAX_SIZE
-    assert choose_input_size([300] * 5, train_images=940, epochs=90) == 160  # magnetic tile's measured recipe
-    assert choose_input_size([300] * 5, train_images=300, epochs=90) == 192  # a small set can afford more
-    assert choose_input_size([300] * 5, train_images=20000, epochs=90) == MIN_SIZE
+    assert choose_input_size(_square(300)) == (192, 192)  # a 300 px part is not shrunk to 128 px
+    assert choose_input_size([(170, 170), (180, 180), (175, 175)]) == (160, 160)
+    assert choose_input_size(_square(64)) == (MIN_SIZE, MIN_SIZE)
+    assert choose_input_size(_square(2000)) == (MAX_SIZE, MAX_SIZE)
+    assert choose_input_size(_square(300), train_images=940, epochs=90) == (160, 160)  # magnetic tile's recipe
+    assert choose_input_size(_square(300), train_images=300, epochs=90) == (192, 192)  # a small set affords more
+    assert choose_input_size(_square(300), train_images=20000, epochs=90) == (MIN_SIZE, MIN_SIZE)
+
+
+def test_elongated_images_keep_their_shape_within_the_same_pixel_budget():
+    strips = [(1240, 500), (1250, 500), (1230, 510)]
+    assert choose_input_size(strips) == (480, 192)
+    assert choose_input_size([(h, w) for w, h in strips]) == (192, 480)  # standing strips stand
+    assert choose_input_size([(1600, 256)] * 3) == (768, 192)  # squashed to MAX_ASPECT, not beyond
+    # The time cap applies to the area: 940 images x 90 epochs afford about 178 px square (160 in steps of
+    # 32), about 113 x 281 at this aspect: 96 x 224 in steps of 32.
+    width, height = choose_input_size(strips, train_images=940, epochs=90)
+    assert (width, height) == (224, 96) and width * height <= 178 * 178
+    # 4:3 frames, near-square parts and sets lying both ways (magnetic tile) stay square.
+    assert choose_input_size([(640, 480)] * 3) == (192, 192)
+    mixed = [(300, 200), (200, 300), (310, 190), (190, 310), (400, 250)]
+    assert choose_input_size(mixed, train_images=940, epochs=90) == (160, 160)
 
 
 def test_epochs_show_about_as_many_images_as_the_measured_schedule_within_bounds():
@@ -23,7 +43,7 @@ def test_epochs_show_about_as_many_images_as_the_measured_schedule_within_bounds
     assert choose_epochs(100) == MAX_EPOCHS and choose_epochs(0) == MAX_EPOCHS
     assert choose_epochs(7000) == MIN_EPOCHS  # a large set still gets 20 passes
     # Then the input size: a 7,000-image set of 300 px parts affords 128 px in 20 epochs, not 96 px in 90.
-    assert choose_input_size([300] * 5, train_images=7000, epochs=choose_epochs(7000)) == 128
+    assert choose_input_size(_square(300), train_images=7000, epochs=choose_epochs(7000)) == (128, 128)
 
 
 def _manifest(tmp_path, colour: bool):
@@ -42,6 +62,7 @@ def _manifest(tmp_path, colour: bool):
 def test_survey_reads_short_sides_and_colour(tmp_path):
     gray = survey(_manifest(tmp_path, colour=False))
     assert sorted(gray.short_sides) == [240, 250, 260] and gray.gray
+    assert sorted(gray.sizes) == [(300, 260), (320, 240), (400, 250)]
     assert not survey(_manifest(tmp_path, colour=True)).gray
     cropped = survey(_manifest(tmp_path, colour=False), roi=Roi(x=100, y=0, width=150, height=200))
     assert cropped.short_sides == [150, 150, 150]

@@ -61,11 +61,12 @@ def resolve_auto(config: TrainConfig, manifest: SplitManifest, echo: Callable[[s
     model, data = config.model, config.data
     if model.input_size == "auto":
         epochs = sum(stage.epochs for stage in plan_stages(config))
-        size = choose_input_size(found.short_sides, train_images, epochs)
-        model = model.model_copy(update={"input_size": (size, size)})
+        width, height = choose_input_size(found.sizes, train_images, epochs)
+        model = model.model_copy(update={"input_size": (width, height)})
+        shape = "the images' shape kept, " if width != height else ""
         echo(
-            f"input size auto: {size}x{size} (median short side {int(np.median(found.short_sides or [0]))} px "
-            f"of {len(found.short_sides)} training images; at most what {epochs} epochs over {train_images} images "
+            f"input size auto: {width}x{height} ({shape}median short side {int(np.median(found.short_sides or [0]))} "
+            f"px of {len(found.sizes)} training images; at most what {epochs} epochs over {train_images} images "
             f"allow in about {TIME_BUDGET_S // 60:.0f} minutes on two CPU cores)"
         )
     if data.grayscale is None:
