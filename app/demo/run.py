@@ -74,20 +74,7 @@ def _train_config(settings: DemoSettings, root: Path):
             },
             # Many distinct images seen a few times each, not a few seen fifty times: on 420 training images
             # 50 epochs fitted the training set (accuracy 0.99) and generalized poorly (val accuracy 0.6).
-            # An average of the weights (EMA 0.99, about the last 100 steps; train CPU 355 s vs 341 s without):
-            # without it, seed 0's faint stain P000016 escaped (0.125 among good parts at 0.10-0.25); with it
-            # (the demo's own steps, belt scored with its bundle, load 2-11): seed 0 0 of 30 escapes, 1 of 30
-            # false rejects (stain 0.28), seed 1 0/27 and 1/33 (so did `inspector demo --seed 1`), seed 2 0/29
-            # but 5/31 (its belt's parts are apart, 0.24 good vs 0.43 defect, but validation put the threshold
-            # at 0.115).
-            # Not better on seed 0: 64 px for 40 epochs (5/30 false rejects), flip averaging (tta hvflip, 6/30);
-            # EMA with the last epoch kept instead of the best: seed 0 0 and 1/30, seed 2 0 and 3/31.
-            "optim": {
-                "epochs": 50 if settings.quick else 20,
-                "batch_size": 32,
-                "warmup_epochs": 2,
-                "ema": None if settings.quick else 0.99,
-            },
+            "optim": {"epochs": 50 if settings.quick else 20, "batch_size": 32, "warmup_epochs": 2},
             "runtime": {"progress": "lines"},
         }
     )
