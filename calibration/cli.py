@@ -320,8 +320,9 @@ def run(args: argparse.Namespace) -> int:
     for candidate in result.candidates:
         print(f"guard: {candidate.parity.summary()} -> {'pass' if candidate.parity.passed else 'FAIL'}")
     chosen = result.chosen
-    if chosen.parity.drift_warning():
-        print(f"warning: {chosen.parity.drift_warning()}")
+    drift = chosen.parity.drift_warning()
+    if drift:
+        print(f"warning: {drift}")
     if chosen.trials:
         from calibration.inference_choice import format_trials
 

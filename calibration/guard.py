@@ -13,8 +13,8 @@ or stops a good one, and top-1 class accuracy. Each alone misjudges on its own: 
 names a scratch a crack but fails it all the same decides like float on the line (synthetic cast set:
 -3.3 pp of class accuracy, the same escapes), while quantization noise of a hundredth in the score flips
 parts that lie at the threshold both ways (magnetic tile, 202 validation images: -1.98 pp of pass/fail
-accuracy at 0.156 with no top-1 change, and the same test escapes as float). Real quantization damage
-moves both. When the model passes on one measure while the other moved more than the budget, a warning
+accuracy at 0.156 with no top-1 change, and the same test escapes as float). A converted model that
+decides worse across the board loses on both and is refused. When the model passes on one measure while the other moved more than the budget, a warning
 says which (the defect-kind counts on the dashboards, or the parts near the threshold). ``decision`` or
 ``classes`` guard that measure alone. A drop above the budget stops the calibration with a message that
 lists what to try. A positive budget finer than one validation image (1 pp of 90 images is 0.9 of an
@@ -41,7 +41,6 @@ import numpy as np
 
 from calibration.operating_point import IntervalMethod, Rate, rates_at
 from inspector.decision import DecisionPolicy, defect_score
-from inspector.operating_point import outcomes
 
 
 class GuardError(RuntimeError):
@@ -68,8 +67,6 @@ class ParityCheck:
     samples: int
     float_accuracy: float  # top-1 over every class
     quant_accuracy: float
-    float_decision_accuracy: float  # share of images not decided wrong at the threshold (review: not wrong)
-    quant_decision_accuracy: float
     agreement: float  # fraction of images with the same top-1 class
     mean_abs_score_diff: float  # mean |defect score float - converted|
     max_abs_score_diff: float
@@ -80,6 +77,19 @@ class ParityCheck:
     quant_false_reject: Rate
     budget_pp: float
     measure: GuardMeasure = GuardMeasure.EITHER
+
+    @property
+    def float_decision_accuracy(self) -> float:
+        """Share of images the float model does not decide wrong at the threshold: neither an escape nor a
+        false reject. A part sent to review is not wrong (a person decides it, and the verdict bounds the
+        review rate): counted wrong, a float model that sends every part to review would score below a
+        converted one that passes them all."""
+        return 1.0 - (self.float_escape.count + self.float_false_reject.count) / self.samples
+
+    @property
+    def quant_decision_accuracy(self) -> float:
+        """The same for the converted model."""
+        return 1.0 - (self.quant_escape.count + self.quant_false_reject.count) / self.samples
 
     @property
     def decision_drop_pp(self) -> float:
@@ -135,7 +145,15 @@ class ParityCheck:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["measure"] = self.measure.value
-        for name in ("decision_drop_pp", "class_drop_pp", "drop_pp", "allowed_pp", "passed"):
+        for name in (
+            "float_decision_accuracy",
+            "quant_decision_accuracy",
+            "decision_drop_pp",
+            "class_drop_pp",
+            "drop_pp",
+            "allowed_pp",
+            "passed",
+        ):
             out[name] = getattr(self, name)
         out["warning"] = self.drift_warning()
         return out
@@ -192,14 +210,11 @@ def check_parity(
     f_esc, f_fr, _ = rates_at(fs, is_defect, policy, method)
     q_esc, q_fr, _ = rates_at(qs, is_defect, policy, method)
     diff = np.abs(fs - qs)
-    n = len(labels)
     return ParityCheck(
         kind=kind,
-        samples=int(n),
+        samples=int(len(labels)),
         float_accuracy=float_acc,
         quant_accuracy=quant_acc,
-        float_decision_accuracy=_decided_right(fs, is_defect, policy),
-        quant_decision_accuracy=_decided_right(qs, is_defect, policy),
         agreement=float((float_top == quant_top).mean()),
         mean_abs_score_diff=float(diff.mean()),
         max_abs_score_diff=float(diff.max()),
@@ -211,14 +226,6 @@ def check_parity(
         budget_pp=float(budget_pp),
         measure=GuardMeasure(measure),
     )
-
-
-def _decided_right(scores: np.ndarray, is_defect: np.ndarray, policy: DecisionPolicy) -> float:
-    """Share of parts the line does not decide wrong: neither an escape nor a false reject. A part sent to
-    review is not wrong (a person decides it, and the verdict bounds the review rate): counted wrong, a
-    float model that sends every part to review would score below a converted one that passes them all."""
-    passed, failed = outcomes(scores, policy)
-    return 1.0 - float(((passed & is_defect) | (failed & ~is_defect)).mean())
 
 
 def failure_message(
