@@ -131,7 +131,9 @@ def train_dataset(
         ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size, drop_remainder=True)
     augmenter = build_augmenter(augment, seed)
-    ds = ds.map(lambda x, y: (augmenter(tf.cast(x, tf.float32)), y), num_parallel_calls=tf.data.AUTOTUNE)
+    # One batch at a time: the random layers draw from shared generator state, so parallel calls would take
+    # the draws in whatever order the threads run and the same seed would train a different model.
+    ds = ds.map(lambda x, y: (augmenter(tf.cast(x, tf.float32)), y))
     ds = ds.map(_with_targets(num_classes, class_weights), num_parallel_calls=tf.data.AUTOTUNE)
     return _distributable(ds).prefetch(tf.data.AUTOTUNE)
 
