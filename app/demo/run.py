@@ -224,7 +224,6 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
         options = CalibrationOptions(
             representative_size=100 if settings.quick else 200,
             representative_min=0 if settings.quick else 200,
-            accuracy_budget=5.0,
             remedy="auto",
             target_rate=0.02,
             camera=CameraOptions(reference_image=str(reference), roi=video.roi, crop_model_input=True),
