@@ -403,24 +403,50 @@ def _operating_point(
 
 def judge(result: CalibrationResult) -> DeployabilityVerdict:
     """The verdict on the chosen converted model at its policy: on test when it was evaluated, else on
-    validation (where the threshold was chosen, so optimistic; the basis says so)."""
+    validation (where the threshold was chosen, so optimistic; the basis says so). An unfit quantized model
+    gets a note on the float model at the same policy and images: whether quantization is what fails."""
     chosen, run = result.chosen, result.run
     good = result.good_index
     if result.test_probs is not None and len(result.test.labels):
         probs, labels, basis = result.test_probs, result.test.labels, "test split"
+        float_probs = result.float_test_probs
     else:
         probs, labels, basis = chosen.val_probs, result.val.labels, "validation split (threshold chosen there)"
+        float_probs = result.float_val_probs
     policy = chosen.operating_point.policy()
-    return assess(
+    best_epoch = None if run.manifest.init_from else run.manifest.best_epoch  # a warm start may peak at once
+    verdict = assess(
         defect_score(probs, good),
         labels != good,
         policy,
         result.options.line,
         predicted=probs.argmax(1),
-        best_epoch=None if run.manifest.init_from else run.manifest.best_epoch,  # a warm start may peak at once
+        best_epoch=best_epoch,
         epochs=run.manifest.epochs,
         basis=f"{basis}, {chosen.conversion.kind}, threshold {policy.threshold:.4f}",
     )
+    if not verdict.deployable and chosen.conversion.precision == Precision.INT8 and float_probs is not None:
+        float_verdict = assess(
+            defect_score(float_probs, good),
+            labels != good,
+            policy,
+            result.options.line,
+            predicted=float_probs.argmax(1),
+        )
+        verdict.notes.append(quantization_note(float_verdict))
+    return verdict
+
+
+def quantization_note(float_verdict: DeployabilityVerdict) -> str:
+    """What the float model's verdict at the same policy and images says about an unfit INT8 model."""
+    if float_verdict.deployable:
+        return (
+            "the float model is DEPLOYABLE at this threshold on the same images, so INT8 quantization is what "
+            "fails: --precision float16 deploys it without that loss (CPU and GPU; no integer-only accelerator), "
+            "or train again with another --set seed=N (how well a model survives INT8 varies between training runs)"
+        )
+    why = "; ".join(r.message for r in float_verdict.reasons)
+    return f"the float model is NOT DEPLOYABLE here either ({why}): the model falls short, not only its INT8 form"
 
 
 def _bundle_metrics(result: CalibrationResult) -> dict:

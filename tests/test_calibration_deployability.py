@@ -56,3 +56,27 @@ def test_force_writes_a_bundle_that_records_the_verdict(constant_run, tmp_path, 
     verdict = Bundle.load(out).manifest.metrics["deployability"]
     assert verdict["status"] == "NOT DEPLOYABLE"
     assert "constant_prediction" in [r["problem"] for r in verdict["reasons"]]
+
+
+def test_an_unfit_int8_model_says_whether_quantization_is_what_fails(constant_run, tmp_path, capsys):
+    out = tmp_path / "constant_int8.inspector"
+    code = main(["calibrate", str(constant_run), "--out", str(out), "--no-test"])
+    err = capsys.readouterr().err
+    assert code == 4 and not out.exists()
+    assert "note: the float model is NOT DEPLOYABLE here either (constant prediction" in err
+
+
+def test_quantization_note_names_the_cause():
+    from calibration.calibrate import quantization_note
+    from inspector.decision import DecisionPolicy
+    from inspector.deployability import assess
+
+    is_defect = np.array([False] * 50 + [True] * 50)
+    policy = DecisionPolicy(threshold=0.5)
+    separated = assess(np.where(is_defect, 0.9, 0.1), is_defect, policy)
+    escaping = assess(np.where(is_defect, 0.4, 0.1), is_defect, policy)
+    assert separated.deployable and not escaping.deployable
+    assert "INT8 quantization is what fails" in quantization_note(separated)
+    assert "--precision float16" in quantization_note(separated)
+    blamed = quantization_note(escaping)
+    assert "NOT DEPLOYABLE here either (escapes 100.0% (50/50)" in blamed and "float16" not in blamed
