@@ -140,8 +140,9 @@ def test_failure_message_lists_what_to_try():
     assert message.startswith("accuracy guard failed")
     assert "of validation both pass/fail accuracy at the threshold and class accuracy" in message
     assert "int8 (full integer): pass/fail accuracy 0.00% vs float 100.00%" in message
-    for hint in ("--remedy float-fallback", "--representative-size 600", "--precision float16", "--accuracy-budget"):
-        assert hint in message, hint
+    hints = ("--precision float16", "--set seed=N", "--remedy float-fallback", "--representative-size 600")
+    places = [message.index(hint) for hint in (*hints, "--accuracy-budget")]
+    assert places == sorted(places)  # what was measured to work first (docs/training.md)
     again = failure_message([check], 300, remedy_tried=True, fallback_layers=5)
     assert "--fallback-layers 10" in again and "--remedy float-fallback:" not in again
 
