@@ -3,10 +3,12 @@
 For each split seed this runs exactly what a user types, with no recipe flag::
 
     inspector train ../shared/datasets/magnetic_tile --good-class free --out RUN --weights none
-    inspector calibrate RUN --out RUN/model.inspector
+    inspector calibrate RUN --out RUN/model.inspector --precision int8
 
 (the split seed is the only thing set, through ``--set data.split_seed=S``; calibrate runs in-process with
-``force`` so that an unfit model is still measured, and its verdict is recorded). Each run's ``test`` block
+``force`` so that an unfit model is still measured, and its verdict is recorded; INT8 is what the aim
+measures, and ``precision_auto`` records whether the default ``--precision auto`` would deploy it or
+float16). Each run's ``test`` block
 holds the float and the INT8 model's pass/fail ROC AUC, escapes at <= 5 % false rejects (threshold chosen
 on the test scores themselves: what the model *can* do), the escapes and false rejects at the bundle's own
 operating point (what the line gets), both deployability verdicts and the wall time. ``summary`` gives
@@ -107,7 +109,7 @@ def run_one(
         subprocess.run(cmd, check=True, cwd=REPO)
         train_s = time.time() - started
 
-    from calibration.calibrate import CalibrationOptions, calibrate
+    from calibration.calibrate import CalibrationOptions, calibrate, int8_shortfall
     from calibration.guard import GuardError
     from inspector.runfolder import RunFolder, RunManifest
 
@@ -115,10 +117,12 @@ def run_one(
     manifest = RunManifest.load(folder)
     started = time.time()
     try:
-        result = calibrate(run_dir, run_dir / "model.inspector", CalibrationOptions(force=True))
+        # INT8 as the done-when measures it; what the default --precision auto would deploy is recorded beside
+        result = calibrate(run_dir, run_dir / "model.inspector", CalibrationOptions(precision="int8", force=True))
     except GuardError as exc:  # no bundle: record the float model and why INT8 was refused
         return guard_failed_run(seed, cmd, run_dir, manifest, folder, str(exc), train_s, time.time() - started)
     calibrate_s = time.time() - started
+    shortfall = int8_shortfall(result.chosen)
     policy = result.chosen.operating_point.policy()
     labels = np.asarray(result.test.labels)
     good_index = result.good_index
@@ -132,6 +136,7 @@ def run_one(
         train_s,
         calibrate_s,
         calibrate_verdict={"deployable": result.verdict.deployable, "summary": result.verdict.summary()},
+        precision_auto={"deploys": "float16" if shortfall else "int8", "why": shortfall},
         test={
             "samples": int(len(labels)),
             "float": floats,

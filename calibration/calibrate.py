@@ -4,7 +4,10 @@ Steps (each reported in the bundle's metrics and in the calibration report):
 
 1. Load the run (``model.keras``, ``run.json``, ``split.json``) and prepare the validation and test images
    with the run's :class:`~inspector.preprocess.PreprocessSpec`, as the edge will.
-2. Draw the representative sample from the training split (INT8) and convert.
+2. Draw the representative sample from the training split (INT8) and convert. ``--precision auto``
+   (the default) keeps INT8 only when it moves neither class accuracy nor pass/fail accuracy at the
+   threshold by more than the budget on validation, and deploys float16 otherwise: how much a trained
+   model loses in INT8 varies between training runs of one recipe (docs/training.md).
 3. Run the float Keras model and the converted model (edge interpreter) on validation; take the training
    run's operating point (the threshold its report used), or choose one for an explicitly given target on
    the converted model's scores; compare.
@@ -89,10 +92,27 @@ class Remedy(str, Enum):
     AUTO = "auto"  # full integer if it passes the guard, else the mixed model
 
 
+class PrecisionChoice(str, Enum):
+    """What ``--precision`` asks for: one bundle precision, or auto (INT8 when it holds, else float16)."""
+
+    AUTO = "auto"
+    INT8 = "int8"
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+
+    @property
+    def tries_int8(self) -> bool:
+        return self in (PrecisionChoice.AUTO, PrecisionChoice.INT8)
+
+
 class CalibrationOptions(StrictModel):
     """Everything ``inspector calibrate`` can be told."""
 
-    precision: Precision = Field(Precision.INT8, description="int8 (full integer), float16 or float32")
+    precision: PrecisionChoice = Field(
+        PrecisionChoice.AUTO,
+        description="auto: int8 when it holds on validation on both class and pass/fail accuracy, else float16; "
+        "int8 (full integer, refused by the guard when it loses too much), float16 or float32",
+    )
     io_dtype: Literal["uint8", "int8"] = Field("uint8", description="INT8 model input/output type")
     representative_size: int = Field(DEFAULT_SIZE, ge=1, description="Images in the representative sample")
     representative_seed: int = Field(0, description="Seed of the stratified representative draw")
@@ -209,6 +229,7 @@ class CalibrationResult:
     report_png: Optional[Path] = None
     message: str = ""
     verdict: Optional[DeployabilityVerdict] = None
+    precision_note: Optional[str] = None  # why --precision auto did not deploy INT8
     root: Optional[Path] = None  # the dataset folder (tiled inference reads the image files again)
     float_scores: Optional[FloatScores] = None
 
@@ -470,6 +491,11 @@ def _bundle_metrics(result: CalibrationResult) -> dict:
         "val_false_reject_rate": round(op.false_reject.rate, 4),
         "val_false_reject_rate_ci95_high": round(op.false_reject.high, 4),
         "val_review_rate": round(op.review.rate, 4),
+        "precision_choice": {
+            "asked": result.options.precision.value,
+            "deployed": chosen.conversion.precision.value,
+            "why": result.precision_note,
+        },
     }
     if "test" in detail:
         t, tf = detail["test"], detail["test_float"]
@@ -510,8 +536,8 @@ def calibrate(
     With ``out=None`` nothing is written (the result still holds the bundle in memory).
     """
     options = options or CalibrationOptions()
-    if options.remedy != Remedy.NONE and options.precision != Precision.INT8:
-        raise ValueError(f"--remedy {options.remedy.value} applies to --precision int8 only")
+    if options.remedy != Remedy.NONE and not options.precision.tries_int8:
+        raise ValueError(f"--remedy {options.remedy.value} applies to --precision int8 or auto only")
     run = RunInfo.load(run_dir)
     root = resolve_root(run.split, options.data_root)
     preprocessor = Preprocessor(run.spec)
@@ -526,7 +552,7 @@ def calibrate(
     plain_float = predict_keras(keras_model, val.images)
     result = CalibrationResult(run, options, val, plain_float, [], None, commissioning=commissioning, root=root)
     result.float_scores = FloatScores(keras_model, val.images, plain_float)
-    if options.precision == Precision.INT8:
+    if options.precision.tries_int8:
         result.representative = draw_representative(
             run.split,
             root,
@@ -609,26 +635,67 @@ def _commission(camera: Optional[CameraOptions], spec: PreprocessSpec):
     return commissioning, spec.model_copy(update={"roi": commissioning.reference.roi})
 
 
-def _has_hard_swish(fixed, options: CalibrationOptions) -> bool:
+def _has_hard_swish(fixed) -> bool:
     from training.export_graph import split_hard_swish
 
-    return options.precision == Precision.INT8 and split_hard_swish(fixed) is not fixed
+    return split_hard_swish(fixed) is not fixed
+
+
+def int8_shortfall(chosen: Optional[Candidate]) -> Optional[str]:
+    """Why ``--precision auto`` does not deploy this INT8 candidate (None: it holds). Stricter than the guard's
+    default ``either``: a model that keeps pass/fail accuracy on validation but loses class accuracy was
+    measured to lose escapes on the test split (docs/training.md), so both measures must stay in budget."""
+    if chosen is None:
+        return "INT8 failed the accuracy guard"
+    p = chosen.parity
+    worst = max(p.class_drop_pp, p.decision_drop_pp)
+    if worst <= p.allowed_pp + 1e-9:
+        return None
+    return (
+        f"INT8 loses {p.class_drop_pp:+.2f} pp class accuracy and {p.decision_drop_pp:+.2f} pp pass/fail accuracy "
+        f"at the threshold on validation, over the {p.allowed_pp:.2f} pp budget on one of them"
+    )
 
 
 def _convert_and_guard(result: CalibrationResult, fixed) -> None:
+    """Convert at the asked precision (auto: INT8, then float16 when INT8 does not hold); sets
+    ``result.chosen`` (None = the guard failed)."""
+    asked = result.options.precision
+    if asked != PrecisionChoice.AUTO:
+        _convert_at(result, fixed, Precision(asked.value))
+        return
+    _convert_at(result, fixed, Precision.INT8)
+    result.precision_note = int8_shortfall(result.chosen)
+    if result.precision_note is None:
+        return
+    options = result.options
+    log.warning("%s: deploying float16 (--precision int8 insists on INT8)", result.precision_note)
+    half = _candidate(
+        convert(fixed, Precision.FLOAT16, None, options.io_dtype),
+        result.run,
+        result.val,
+        result.float_scores or (lambda tta: result.float_val_probs),
+        options,
+        result.root,
+    )
+    result.candidates.append(half)
+    result.chosen = half if half.parity.passed else None
+
+
+def _convert_at(result: CalibrationResult, fixed, precision: Precision) -> None:
     """Convert, measure, and apply the remedy as the options say; sets ``result.chosen`` (None = failed)."""
     options, run = result.options, result.run
     dataset = result.representative.dataset() if result.representative is not None else None
     float_val = result.float_scores or (lambda tta: result.float_val_probs)
     first = _candidate(
-        convert(fixed, options.precision, dataset, options.io_dtype), run, result.val, float_val, options, result.root
+        convert(fixed, precision, dataset, options.io_dtype), run, result.val, float_val, options, result.root
     )
     result.candidates.append(first)
-    if not first.parity.passed and _has_hard_swish(fixed, options):
+    if not first.parity.passed and precision == Precision.INT8 and _has_hard_swish(fixed):
         # The one-partition hard-swish quantizes three intermediate tensors more than the fused op does: when
         # that costs the guard, the fused op (exact, but cut into XNNPACK partitions: slower) is still full integer.
         fused = _candidate(
-            convert(fixed, options.precision, dataset, options.io_dtype, split_hard_swish=False),
+            convert(fixed, precision, dataset, options.io_dtype, split_hard_swish=False),
             run,
             result.val,
             float_val,

@@ -2,7 +2,8 @@
 
 Converts RUN_DIR/model.keras to full-integer INT8 TFLite (or float16/float32) with a representative
 sample stratified from the training split, checks on the validation split with the edge interpreter that
-the converted model still decides like the float one (accuracy guard), chooses the pass/fail threshold on
+the converted model still decides like the float one (accuracy guard; with the default --precision auto, an
+INT8 model that loses more than the budget on class or pass/fail accuracy is replaced by float16), chooses the pass/fail threshold on
 the defect score 1 - p(good) (by default the training run's own operating point, so the bundle decides
 at the threshold the training report used), judges the converted model (DEPLOYABLE / NOT DEPLOYABLE with
 the reasons) and writes the bundle plus a report (MODEL_report/report.html + report.png). Exit status 3
@@ -58,9 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conv = parser.add_argument_group("conversion")
     conv.add_argument(
         "--precision",
-        choices=["int8", "float16", "float32"],
-        default="int8",
-        help="int8: full-integer (default); float16 / float32: float models",
+        choices=["auto", "int8", "float16", "float32"],
+        default="auto",
+        help="auto (default): full-integer INT8 when it keeps both class and pass/fail accuracy within "
+        "--accuracy-budget on validation, else float16; int8: full integer or nothing (integer-only "
+        "accelerators); float16 / float32: float models",
     )
     conv.add_argument("--io-dtype", choices=["uint8", "int8"], default="uint8", help="INT8 input/output type")
     conv.add_argument(
@@ -320,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
     for candidate in result.candidates:
         print(f"guard: {candidate.parity.summary()} -> {'pass' if candidate.parity.passed else 'FAIL'}")
     chosen = result.chosen
+    if result.precision_note:
+        print(f"precision auto: {result.precision_note}: deployed float16 (--precision int8 insists on INT8)")
     drift = chosen.parity.drift_warning()
     if drift:
         print(f"warning: {drift}")

@@ -180,6 +180,8 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
             reporting.paragraph("Calibration stopped: accuracy guard failed. No bundle was written.", "fail"),
             reporting.preformatted(result.message),
         ]
+    if result.precision_note:
+        intro.append(reporting.paragraph(f"Precision auto: {result.precision_note}; float16 deployed.", "fail"))
     drift = result.chosen.parity.drift_warning() if result.chosen is not None else None
     if drift:
         intro.append(reporting.paragraph(f"Warning: {drift}.", "fail"))

@@ -156,7 +156,9 @@ def test_impossible_budget_stops_the_run_after_trying_the_remedy(trained_run, tm
         calibrate(
             trained_run,
             out,
-            fixture_options(accuracy_budget=-100.0, remedy="auto", fallback_layers=3, evaluate_test=False),
+            fixture_options(
+                precision="int8", accuracy_budget=-100.0, remedy="auto", fallback_layers=3, evaluate_test=False
+            ),
         )
     message = str(info.value)
     assert "accuracy guard failed" in message and "what to try" in message
