@@ -175,11 +175,10 @@ def test_calibrate_retries_with_fused_hard_swish_only_where_there_is_one(hard_sw
     (minimalistic, like the session fixture) has nothing to retry."""
     import keras
 
-    from calibration.calibrate import CalibrationOptions, _has_hard_swish
+    from calibration.calibrate import _has_hard_swish
     from training.model import export_model
 
     model, _ = hard_swish_model
-    assert _has_hard_swish(model, CalibrationOptions())
-    assert not _has_hard_swish(model, CalibrationOptions(precision="float32"))
+    assert _has_hard_swish(model)
     minimalistic = export_model(keras.models.load_model(trained_run / "model.keras"))
-    assert not _has_hard_swish(minimalistic, CalibrationOptions())
+    assert not _has_hard_swish(minimalistic)
