@@ -135,8 +135,18 @@ class ParityCheck:
     def allowed_pp(self) -> float:
         """The budget, or one validation image's worth of accuracy when a positive budget is finer than that
         (and one image is at most twice the budget)."""
-        one_image = 100.0 / self.samples
-        return one_image if 0 < self.budget_pp < one_image <= 2 * self.budget_pp else self.budget_pp
+        return _widened(self.budget_pp, self.samples)
+
+    @property
+    def escape_rise_pp(self) -> float:
+        """Converted minus float escape rate at the threshold, in percentage points of the defects: the
+        error a line pays for most, which accuracy over all images dilutes by the good parts."""
+        return 100.0 * (self.quant_escape.rate - self.float_escape.rate)
+
+    @property
+    def allowed_escape_pp(self) -> float:
+        """The budget for :attr:`escape_rise_pp`, widened to one defect as :attr:`allowed_pp` is to one image."""
+        return _widened(self.budget_pp, self.float_escape.total)
 
     @property
     def passed(self) -> bool:
@@ -152,6 +162,8 @@ class ParityCheck:
             "class_drop_pp",
             "drop_pp",
             "allowed_pp",
+            "escape_rise_pp",
+            "allowed_escape_pp",
             "passed",
         ):
             out[name] = getattr(self, name)
@@ -180,6 +192,15 @@ class ParityCheck:
         if self.allowed_pp == self.budget_pp:
             return f"{self.budget_pp:.2f} pp"
         return f"{self.budget_pp:.2f} pp, widened to one of {self.samples} images: {self.allowed_pp:.2f} pp"
+
+
+def _widened(budget_pp: float, count: int) -> float:
+    """``budget_pp``, or one item's worth of ``count`` when a positive budget is finer and one item is at most
+    twice the budget: a budget that one image exceeds says more about the split's size than the model."""
+    if count <= 0:
+        return budget_pp
+    one = 100.0 / count
+    return one if 0 < budget_pp < one <= 2 * budget_pp else budget_pp
 
 
 def check_parity(
