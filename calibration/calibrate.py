@@ -5,8 +5,8 @@ Steps (each reported in the bundle's metrics and in the calibration report):
 1. Load the run (``model.keras``, ``run.json``, ``split.json``) and prepare the validation and test images
    with the run's :class:`~inspector.preprocess.PreprocessSpec`, as the edge will.
 2. Draw the representative sample from the training split (INT8) and convert. ``--precision auto``
-   (the default) keeps INT8 only when it moves neither class accuracy nor pass/fail accuracy at the
-   threshold by more than the budget on validation, and deploys float16 otherwise: how much a trained
+   (the default) keeps INT8 only when it moves none of class accuracy, pass/fail accuracy and escapes
+   over the defects at the threshold by more than the budget on validation, and deploys float16 otherwise: how much a trained
    model loses in INT8 varies between training runs of one recipe (docs/training.md).
 3. Run the float Keras model and the converted model (edge interpreter) on validation; take the training
    run's operating point (the threshold its report used), or choose one for an explicitly given target on
@@ -110,7 +110,7 @@ class CalibrationOptions(StrictModel):
 
     precision: PrecisionChoice = Field(
         PrecisionChoice.AUTO,
-        description="auto: int8 when it holds on validation on both class and pass/fail accuracy, else float16; "
+        description="auto: int8 when it holds on validation (class and pass/fail accuracy, escapes), else float16; "
         "int8 (full integer, refused by the guard when it loses too much), float16 or float32",
     )
     io_dtype: Literal["uint8", "int8"] = Field("uint8", description="INT8 model input/output type")
@@ -676,12 +676,13 @@ def _convert_and_guard(result: CalibrationResult, fixed) -> None:
     if result.precision_note is None:
         return
     options = result.options
-    log.warning("%s: deploying float16 (--precision int8 insists on INT8)", result.precision_note)
+    # info, not warning: the CLI prints the choice, the report and the bundle metrics record it
+    log.info("%s: deploying float16 (--precision int8 insists on INT8)", result.precision_note)
     half = _candidate(
         convert(fixed, Precision.FLOAT16, None, options.io_dtype),
         result.run,
         result.val,
-        result.float_scores or (lambda tta: result.float_val_probs),
+        _float_val(result),
         options,
         result.root,
     )
@@ -689,11 +690,16 @@ def _convert_and_guard(result: CalibrationResult, fixed) -> None:
     result.chosen = half if half.parity.passed else None
 
 
+def _float_val(result: CalibrationResult) -> Callable[[FlipAveraging], np.ndarray]:
+    """The float model's validation probabilities per flip-averaging mode (plain ones without a model)."""
+    return result.float_scores or (lambda tta: result.float_val_probs)
+
+
 def _convert_at(result: CalibrationResult, fixed, precision: Precision) -> None:
     """Convert, measure, and apply the remedy as the options say; sets ``result.chosen`` (None = failed)."""
     options, run = result.options, result.run
     dataset = result.representative.dataset() if result.representative is not None else None
-    float_val = result.float_scores or (lambda tta: result.float_val_probs)
+    float_val = _float_val(result)
     first = _candidate(
         convert(fixed, precision, dataset, options.io_dtype), run, result.val, float_val, options, result.root
     )

@@ -3,7 +3,8 @@
 Converts RUN_DIR/model.keras to full-integer INT8 TFLite (or float16/float32) with a representative
 sample stratified from the training split, checks on the validation split with the edge interpreter that
 the converted model still decides like the float one (accuracy guard; with the default --precision auto, an
-INT8 model that loses more than the budget on class or pass/fail accuracy is replaced by float16), chooses the pass/fail threshold on
+INT8 model that loses more than the budget on class or pass/fail accuracy, or on escapes over the defects,
+is replaced by float16), chooses the pass/fail threshold on
 the defect score 1 - p(good) (by default the training run's own operating point, so the bundle decides
 at the threshold the training report used), judges the converted model (DEPLOYABLE / NOT DEPLOYABLE with
 the reasons) and writes the bundle plus a report (MODEL_report/report.html + report.png). Exit status 3
@@ -61,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=["auto", "int8", "float16", "float32"],
         default="auto",
-        help="auto (default): full-integer INT8 when it keeps both class and pass/fail accuracy within "
-        "--accuracy-budget on validation, else float16; int8: full integer or nothing (integer-only "
+        help="auto (default): full-integer INT8 when it keeps class and pass/fail accuracy and the escapes "
+        "over the defects within --accuracy-budget on validation, else float16; int8: full integer or nothing (integer-only "
         "accelerators); float16 / float32: float models",
     )
     conv.add_argument("--io-dtype", choices=["uint8", "int8"], default="uint8", help="INT8 input/output type")
