@@ -225,8 +225,8 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
             representative_size=100 if settings.quick else 200,
             representative_min=0 if settings.quick else 200,
             # The demo shows the full-integer station. Its model moves pass/fail accuracy 1.12 pp in INT8 on
-            # validation, so the default --precision auto would deploy float16 (measured: 2 of 30 good parts
-            # rejected on the belt against INT8's 1; README).
+            # validation, so the default --precision auto would deploy float16 (measured on one host: 0 escapes
+            # and 2 of 30 good parts rejected on the belt; INT8 1 escape and 3, README).
             precision="int8",
             remedy="auto",
             target_rate=0.02,
