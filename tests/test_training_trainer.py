@@ -31,12 +31,12 @@ def _stop_after_first_epoch():
     return StopOnce()
 
 
-def _backbone_weights(path, source_cfg):
-    """Per-layer backbone weights from a weights file, loaded into a fresh model of the run's config."""
+def _backbone_weights(ckpt, source_cfg):
+    """Per-layer backbone weights of the last checkpoint, loaded into a fresh model of the run's config."""
     from training.model import backbone_of, build_model
 
     model = build_model(source_cfg, num_classes=5, init_weights=False)
-    model.load_weights(path)
+    ckpt.restore_weights(model)
     return {l.name: l.get_weights() for l in backbone_of(model).layers if l.weights}
 
 
@@ -79,7 +79,7 @@ def test_two_stage_from_local_weights_with_resume(synth_root, tmp_path):
     state = ckpt.load_state()
     assert (state["stage_index"], state["epoch"], state["stage_done"]) == (0, 1, False)
     # Stage 1 (head) left the whole backbone untouched, BatchNorm statistics included.
-    after_head = _backbone_weights(ckpt.last_weights, config.model)
+    after_head = _backbone_weights(ckpt, config.model)
     for name, values in original.items():
         for a, b in zip(values, after_head[name]):
             np.testing.assert_array_equal(a, b, err_msg=name)

@@ -2,13 +2,15 @@
 
 Three files, each replaced atomically:
 
-* ``last.weights.h5`` + ``optimizer.npz``: model weights and every optimizer variable (step counter,
+* ``last.weights.npz`` + ``optimizer.npz``: model weights and every optimizer variable (step counter,
   moments) after the last finished epoch, so the learning-rate schedule and Adam state continue exactly;
-* ``best.weights.h5``: the best epoch of the current stage, restored when the stage ends;
+* ``best.weights.npz``: the best epoch of the current stage, restored when the stage ends;
 * ``state.json``: stage index, epochs done, best value and epoch, patience counter and the history.
 
-The optimizer variables are restored by position after rebuilding the same model with the same
-trainable layers; a mismatch (different config) is an error, never a partial load.
+Weights and optimizer variables are plain arrays restored by position after rebuilding the same model with
+the same trainable layers; a mismatch (different config) is an error, never a partial load. Arrays, not
+Keras' ``.weights.h5``: that walks the layer tree and took 0.25-0.3 s per save of MobileNetV3Small against
+0.02 s, twice in every improving epoch.
 
 In a multi-worker cluster every worker resumes from the chief's folder (RUN_DIR on shared storage) but
 writes its own checkpoints to a private temporary folder, as tf.distribute requires.
@@ -17,11 +19,10 @@ writes its own checkpoints to a private temporary folder, as tf.distribute requi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -34,7 +35,7 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpoints:
-    LAST, BEST, STATE, OPTIMIZER = "last.weights.h5", "best.weights.h5", "state.json", "optimizer.npz"
+    LAST, BEST, STATE, OPTIMIZER = "last.weights.npz", "best.weights.npz", "state.json", "optimizer.npz"
 
     def __init__(self, folder: Path, writable: bool = True):
         self.shared = Path(folder)  # resume reads from here
@@ -68,20 +69,32 @@ class Checkpoints:
         except ValueError as exc:
             raise CheckpointError(f"{path}: unreadable checkpoint state ({exc})") from None
 
-    def _save_weights(self, model: keras.Model, path: Path) -> None:
-        tmp = path.with_name("tmp-" + path.name)
-        model.save_weights(str(tmp))
-        os.replace(tmp, path)
+    @staticmethod
+    def _save_arrays(variables: Sequence, path: Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, *[np.asarray(keras.ops.convert_to_numpy(v)) for v in variables])
+
+    @staticmethod
+    def _load_arrays(variables: Sequence, path: Path) -> None:
+        """Assign the arrays saved by :meth:`_save_arrays` to ``variables``, by position."""
+        with np.load(path) as data:
+            arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+        if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
+            raise CheckpointError(
+                f"{path}: does not match this model ({len(arrays)} saved vs {len(variables)} variables); "
+                "was the config changed since the checkpoint?"
+            )
+        for variable, value in zip(variables, arrays):
+            variable.assign(value)
 
     def save_best(self, model: keras.Model) -> None:
-        self._save_weights(model, self.best_weights)
+        self._save_arrays(model.weights, self.best_weights)
 
     def save_last(self, model: keras.Model, state: dict) -> None:
-        self._save_weights(model, self.last_weights)
+        self._save_arrays(model.weights, self.last_weights)
         optimizer = model.optimizer
         if optimizer is not None and optimizer.built:
-            with atomic_path(self.optimizer_file) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, *[np.asarray(keras.ops.convert_to_numpy(v)) for v in optimizer.variables])
+            self._save_arrays(optimizer.variables, self.optimizer_file)
         atomic_write_json(self.state_file, state)
 
     def restore_weights(self, model: keras.Model, best: bool = False) -> None:
@@ -89,7 +102,7 @@ class Checkpoints:
         path = self.best_weights if best else self.shared / self.LAST
         if not path.is_file():
             raise CheckpointError(f"{path}: checkpoint missing, cannot resume")
-        model.load_weights(str(path))
+        self._load_arrays(model.weights, path)
 
     def restore_optimizer(self, model: keras.Model) -> None:
         """Build the compiled model's optimizer and load the saved variables into it, by position."""
@@ -99,16 +112,7 @@ class Checkpoints:
         optimizer = model.optimizer
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        with np.load(path) as data:
-            arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
-        variables = optimizer.variables
-        if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
-            raise CheckpointError(
-                f"{path}: optimizer state does not match this model ({len(arrays)} saved vs "
-                f"{len(variables)} variables); was the config changed since the checkpoint?"
-            )
-        for variable, value in zip(variables, arrays):
-            variable.assign(value)
+        self._load_arrays(optimizer.variables, path)
 
     def close(self) -> None:
         if self._private:
