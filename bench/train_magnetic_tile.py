@@ -8,7 +8,8 @@ For each split seed this runs exactly what a user types, with no recipe flag::
 (the split seed is the only thing set, through ``--set data.split_seed=S``; calibrate runs in-process with
 ``force`` so that an unfit model is still measured, and its verdict is recorded; INT8 is what the aim
 measures, and ``precision_auto`` records whether the default ``--precision auto`` would deploy it or
-float16). Each run's ``test`` block
+float16; flip averaging is calibrate's default ``--tta auto``, and ``inference`` records what the bundle
+runs). Each run's ``test`` block
 holds the float and the INT8 model's pass/fail ROC AUC, escapes at <= 5 % false rejects (threshold chosen
 on the test scores themselves: what the model *can* do), the escapes and false rejects at the bundle's own
 operating point (what the line gets), both deployability verdicts and the wall time. ``summary`` gives
@@ -137,6 +138,7 @@ def run_one(
         calibrate_s,
         calibrate_verdict={"deployable": result.verdict.deployable, "summary": result.verdict.summary()},
         precision_auto={"deploys": "float16" if shortfall else "int8", "why": shortfall},
+        inference=result.chosen.bundle.manifest.inference.model_dump(mode="json"),
         test={
             "samples": int(len(labels)),
             "float": floats,

@@ -143,9 +143,9 @@ class CalibrationOptions(StrictModel):
     )
     line: LineBudget = Field(default_factory=LineBudget, description="What the line accepts (deployability verdict)")
     tta: FlipChoice = Field(
-        FlipChoice.NONE,
-        description="Flip averaging the bundle runs: none, hflip, vflip, hvflip, or auto (on only when it "
-        "helps on validation); the threshold is chosen on the scores it gives",
+        FlipChoice.AUTO,
+        description="Flip averaging the bundle runs: none, hflip, vflip, hvflip, or auto (the default: on only "
+        "when it helps on validation); the threshold is chosen on the scores it gives",
     )
     tiles: TilingChoice = Field(
         TilingChoice.OFF, description="Tiled inference: off, on, or auto (on only when it helps on validation)"

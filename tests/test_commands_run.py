@@ -124,7 +124,7 @@ PLAN: Dict[str, Plan] = {
         add=SMALL_CALIBRATE
     ),
     "inspector calibrate runs/tiles --out tiles-fp16.inspector --precision float16": Plan(add=SMALL_CALIBRATE),
-    "inspector calibrate runs/tiles --out tiles.inspector --tta auto": Plan(add=SMALL_CALIBRATE),
+    "inspector calibrate runs/tiles --out tiles-fast.inspector --tta none": Plan(add=SMALL_CALIBRATE),
     "inspector calibrate runs/tiles --out tiles.inspector --reference-image ref.png --auto-roi": Plan(
         add=SMALL_CALIBRATE
     ),

@@ -220,15 +220,17 @@ def test_auto_turns_flip_averaging_on_only_when_it_helps():
 def test_calibrate_options_for_flip_averaging_and_tiles():
     import argparse
 
+    from calibration.calibrate import CalibrationOptions
     from calibration.cli import _options, add_arguments
     from calibration.inference_choice import FlipChoice, TilingChoice
     from inspector.config import ConfigError
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    options = _options(parser.parse_args(["run", "--out", "m.inspector", "--tta", "auto", "--tiles", "on"]))
-    assert (options.tta, options.tiles, options.tile_overlap) == (FlipChoice.AUTO, TilingChoice.ON, 0.25)
-    assert _options(parser.parse_args(["run", "--out", "m.inspector"])).tta == FlipChoice.NONE  # off by default
+    options = _options(parser.parse_args(["run", "--out", "m.inspector", "--tta", "hflip", "--tiles", "on"]))
+    assert (options.tta, options.tiles, options.tile_overlap) == (FlipChoice.HFLIP, TilingChoice.ON, 0.25)
+    assert _options(parser.parse_args(["run", "--out", "m.inspector"])).tta == FlipChoice.AUTO  # by default
+    assert CalibrationOptions().tta == FlipChoice.AUTO  # the Python API decides as the command does
     with pytest.raises(ConfigError, match="tile_overlap"):
         _options(parser.parse_args(["run", "--out", "m.inspector", "--tile-overlap", "0.9"]))
     with pytest.raises(SystemExit):
