@@ -49,3 +49,6 @@ def test_summary_rows_show_cpu_and_load_when_recorded():
     rows = dict(summary_rows({**base, "clock": clock}))
     assert rows["cpu"].startswith("train 180.5 s")
     assert rows["load average"].startswith("6.5 at start, 7.25 at end")
+    assert dict(summary_rows(base))["inference"] == "p50 1 ms, p99 2 ms"  # a summary from before the mode was kept
+    with_mode = dict(summary_rows({**base, "inference_mode": "flip averaging hvflip"}))
+    assert with_mode["inference"] == "p50 1 ms, p99 2 ms (flip averaging hvflip)"  # four model runs in those ms

@@ -106,12 +106,18 @@ def summary_rows(summary: dict) -> List[Tuple[str, str]]:
         ("false rejects", f"{s['false_rejects']} (good parts rejected)"),
         ("unseen defects", f"{s['unseen_caught']}/{s['unseen_defects']} rejected (kinds never in training)"),
         ("camera", f"{s['camera_fps']} frames/s"),
-        ("inference", f"p50 {s['inference_ms_p50']} ms, p99 {s['inference_ms_p99']} ms"),
+        ("inference", f"p50 {s['inference_ms_p50']} ms, p99 {s['inference_ms_p99']} ms{_mode(s)}"),
         ("trigger->decision", f"p50 {s['trigger_to_decision_ms_p50']} ms, p99 {s['trigger_to_decision_ms_p99']} ms"),
         ("time", timings),
         *_wrong_frame_rows(s.get("wrong_frame")),
         *_clock_rows(s.get("clock")),
     ]
+
+
+def _mode(summary: dict) -> str:
+    """`` (flip averaging hvflip)``: a flip-averaged bundle runs the model once per view, which the ms show."""
+    mode = summary.get("inference_mode")
+    return f" ({mode})" if mode else ""
 
 
 def _wrong_frame_rows(wrong: Optional[List[str]]) -> List[Tuple[str, str]]:

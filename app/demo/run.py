@@ -256,6 +256,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
     summary["clock"] = clock.to_dict()
     summary["training"] = {"test_accuracy": test["accuracy"], "test_pass_fail": test["pass_fail"]}
     summary["bundle"] = str(calibration.bundle_path)
+    summary["inference_mode"] = calibration.bundle.manifest.inference.describe()  # what the p50 above paid for
     summary["deployability"] = calibration.verdict.to_dict()
     summary["reports"] = {
         name: str(Path(path).relative_to(out))
