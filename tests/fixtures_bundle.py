@@ -5,8 +5,9 @@ for 0.5 % escapes on validation) except for three fixture-only options: a 32-ima
 (fast; the <200 warning is silenced by ``representative_min=0``, not by changing the default); an
 accuracy budget of 100 pp and ``force``, because ``trained_run`` is near chance by design (NOT DEPLOYABLE)
 and the fixture must always yield a bundle; and one view (``tta="none"``), so the tests that compare the
-station with the model see single-view scores (flip averaging has its own tests in tests/test_core_tta*.py). The guard itself is tested in tests/test_calibration_guard.py
-with real budgets, the refusal of an unfit model in tests/test_calibration_deployability.py.
+station with the model see single-view scores (flip averaging has its own tests in tests/test_core_tta*.py).
+The guard itself is tested in tests/test_calibration_guard.py with real budgets, the refusal of an unfit
+model in tests/test_calibration_deployability.py.
 """
 
 from pathlib import Path

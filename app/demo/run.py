@@ -226,9 +226,9 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
             representative_min=0 if settings.quick else 200,
             # The product's default --precision auto: INT8 when it holds on validation, float16 otherwise.
             remedy="auto",
-            # The default --tta auto: flip averaging when it helps on validation (0.7 -> 1-2 ms per part). Belt false rejects without it:
-            # seed 1 7 of 33, seed 2 12 of 31 (the test's good parts: 7.9 % failed; 3.8 % failed, 7.2 % review);
-            # with it 2 of 33 and 1 of 31, both DEPLOYABLE in INT8 (0 escapes on every belt). --quick skips
+            # The default --tta auto: flip averaging when it helps on validation (0.7 -> 1-2 ms per part).
+            # Belt false rejects without it: seed 1 7 of 33, seed 2 12 of 31 (the test's good parts: 7.9 %
+            # failed; 3.8 % failed, 7.2 % review); with it 2 of 33 and 1 of 31, both DEPLOYABLE in INT8 (0 escapes on every belt). --quick skips
             # the search (scoring four variants took its calibration from 19 to 30 s).
             tta="none" if settings.quick else "auto",
             camera=CameraOptions(reference_image=str(reference), roi=video.roi, crop_model_input=True),
