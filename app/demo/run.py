@@ -228,8 +228,8 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> dic
             remedy="auto",
             # The default --tta auto: flip averaging when it helps on validation (0.7 -> 1-2 ms per part).
             # Belt false rejects without it: seed 1 7 of 33, seed 2 12 of 31 (the test's good parts: 7.9 %
-            # failed; 3.8 % failed, 7.2 % review); with it 2 of 33 and 1 of 31, both DEPLOYABLE in INT8 (0 escapes on every belt). --quick skips
-            # the search (scoring four variants took its calibration from 19 to 30 s).
+            # failed; 3.8 % failed, 7.2 % review); with it 2 of 33 and 1 of 31, both DEPLOYABLE in INT8 (0 escapes
+            # on every belt). --quick skips the search (scoring four variants took its calibration from 19 to 30 s).
             tta="none" if settings.quick else "auto",
             camera=CameraOptions(reference_image=str(reference), roi=video.roi, crop_model_input=True),
             force=True,  # the demo runs the line either way, to show what an unfit model does; the verdict says so
