@@ -102,7 +102,10 @@ _SHORTCUTS = [
     (
         "--imbalance",
         "imbalance.method",
-        dict(choices=["class_weights", "oversample", "none"], help="class weights (default) or oversampling"),
+        dict(
+            choices=["class_weights", "oversample", "none"],
+            help="oversample (default: half of each batch good), class_weights or none",
+        ),
     ),
     (
         "--strategy",
@@ -119,7 +122,7 @@ _SHORTCUTS = [
 _AUGMENT_OFF = [
     ("--no-augment", {"augment.enabled": False}, "no augmentation at all"),
     ("--no-flip", {"augment.hflip": False, "augment.vflip": False}, "no random flips"),
-    ("--no-rotate", {"augment.rotation_degrees": 0}, "no random rotation"),
+    ("--no-rotate", {"augment.rotation_degrees": 0}, "no random rotation (default off)"),
     ("--no-shift", {"augment.shift": 0, "augment.zoom": 0}, "no random shift or zoom"),
     ("--no-color", {"augment.brightness": 0, "augment.contrast": 0}, "no brightness/contrast change"),
 ]
