@@ -70,7 +70,7 @@ from inspector.bundle import BUNDLE_SUFFIX, Bundle, FlipAveraging, InferenceSpec
 from inspector.config import StrictModel
 from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
-from inspector.deployability import DeployabilityVerdict, LineBudget, assess
+from inspector.deployability import DeployabilityVerdict, LineBudget, absent_defect_classes, assess
 from inspector.plausibility import PlausibilityReference
 from inspector.preprocess import Preprocessor, PreprocessSpec
 from inspector.runfolder import RunFolder, RunManifest
@@ -445,6 +445,7 @@ def judge(result: CalibrationResult) -> DeployabilityVerdict:
         best_epoch=best_epoch,
         epochs=run.manifest.epochs,
         basis=f"{basis}, {chosen.conversion.kind}, threshold {policy.threshold:.4f}",
+        absent=absent_defect_classes(labels, run.manifest.labels, good),
     )
     if not verdict.deployable and chosen.conversion.precision == Precision.INT8 and float_probs is not None:
         float_verdict = assess(

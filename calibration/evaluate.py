@@ -34,7 +34,7 @@ from calibration.representative import LabeledImages, load_labeled
 from inspector.bundle import Bundle, FlipAveraging, InferenceSpec
 from inspector.dataset import Skipped, SplitManifest, scan_folder
 from inspector.decision import DecisionPolicy, defect_score
-from inspector.deployability import DeployabilityVerdict, assess, no_usable_images
+from inspector.deployability import DeployabilityVerdict, absent_defect_classes, assess, no_usable_images
 from inspector.imageio import load_image
 from inspector.inference import flip_views
 from inspector.metrics import classification_report
@@ -279,6 +279,7 @@ def evaluate_bundle(
         training_images=seen,
         basis=f"{len(scores)} images{f' ({len(others.labels)} of unseen defect kinds)' if len(others.labels) else ''}, "
         f"threshold {policy.threshold:.4f}",
+        absent=absent_defect_classes(images.labels, m.labels, m.good_index),
     )
     if trained_on is None:
         verdict.notes.append("the training run folder is not here: cannot check for training images")

@@ -213,6 +213,30 @@ class SplitManifest:
             out[name] = {c: counter.get(c, 0) for c in self.classes}
         return out
 
+    def unmeasured(self) -> Dict[str, List[str]]:
+        """Defect classes with no image in validation or test, and the held-out splits they are missing from.
+
+        A class of one or two images lands in train only: no operating point, report or verdict can say
+        how many of its parts escape.
+        """
+        counts = self.counts()
+        out: Dict[str, List[str]] = {}
+        for c in self.classes:
+            missing = [n for n in SPLIT_NAMES[1:] if c != self.good_class and not counts[n][c]]
+            if missing:
+                out[c] = missing
+        return out
+
+
+def unmeasured_warnings(manifest: SplitManifest) -> List[str]:
+    """One line per defect class that a held-out split lacks, saying what that leaves unmeasured."""
+    return [
+        f"warning: defect class '{c}' has no image in {' or '.join(splits)} "
+        f"({manifest.counts()['train'][c]} in train): its escapes are not measured there; "
+        f"with 3 or more images each split gets one"
+        for c, splits in manifest.unmeasured().items()
+    ]
+
 
 def _allocate(n: int, ratios: Sequence[float]) -> Tuple[int, int, int]:
     """Split ``n`` items by ratios, giving val and test at least one item each when n >= 3."""
@@ -324,4 +348,5 @@ def format_table(manifest: SplitManifest) -> str:
     totals = [sum(counts[n].values()) for n in SPLIT_NAMES]
     lines.append(f"{'all':<{width}}{totals[0]:>7}{totals[1]:>7}{totals[2]:>7}{sum(totals):>8}")
     lines.append(f"(* = good/pass class '{manifest.good_class}')")
+    lines += unmeasured_warnings(manifest)
     return "\n".join(lines)

@@ -131,12 +131,14 @@ def assess(
     epochs: Optional[int] = None,
     training_images: int = 0,
     basis: str = "",
+    absent: Sequence[str] = (),
 ) -> DeployabilityVerdict:
     """The verdict on defect scores ``1 - p(good)`` at ``policy`` (a review band is neither pass nor fail).
 
     ``predicted`` (top-1 class per image) detects a model that answers one class; ``best_epoch`` of
     ``epochs`` (the kept weights' global epoch) detects training that never improved the model;
-    ``training_images`` is how many judged images were in the training split.
+    ``training_images`` is how many judged images were in the training split; ``absent`` names the
+    defect classes with no judged image (:func:`absent_defect_classes`), a note.
     """
     budget = budget or LineBudget()
     scores = np.asarray(scores, np.float64).ravel()
@@ -202,6 +204,11 @@ def assess(
                 f"improved the model (check labels, learning rate, input size)",
             )
         )
+    if absent and defects:  # with no defect at all, the note above already says so
+        verdict.notes.append(
+            f"no image of defect class {', '.join(absent)} among the judged ones: this verdict says nothing "
+            f"about how many of those parts escape"
+        )
     if training_images:
         reasons.append(
             Reason(
@@ -211,6 +218,12 @@ def assess(
             )
         )
     return verdict
+
+
+def absent_defect_classes(labels: npt.ArrayLike, classes: Sequence[str], good_index: int) -> List[str]:
+    """The defect classes (names) of which ``labels`` (class indices) hold no image."""
+    present = set(np.asarray(labels).ravel().tolist())
+    return [c for i, c in enumerate(classes) if i != good_index and i not in present]
 
 
 def no_usable_images(skipped_reasons: Sequence[str], basis: str = "") -> DeployabilityVerdict:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.dataset import DatasetError, SplitManifest, make_split, scan_folder
+from inspector.dataset import DatasetError, SplitManifest, format_table, make_split, scan_folder, unmeasured_warnings
 from inspector.synth import generate
 
 
@@ -86,6 +86,19 @@ def test_ratios_are_respected(synth_root):
     split = make_split(scan_folder(synth_root), ratios=(0.5, 0.25, 0.25))
     counts = {n: sum(split.counts()[n].values()) for n in ("train", "val", "test")}
     assert counts == {"train": 60, "val": 30, "test": 30}
+
+
+def test_a_defect_class_too_small_for_the_held_out_splits_is_named(tmp_path):
+    root = tmp_path / "rare"
+    generate(
+        root, per_class={"good": 10, "spot": 10, "stain": 2}, size=(16, 16), seed=0, classes=("good", "spot", "stain")
+    )
+    split = make_split(scan_folder(root))
+    assert split.unmeasured() == {"stain": ["val", "test"]}
+    (warning,) = unmeasured_warnings(split)
+    assert "'stain' has no image in val or test (2 in train)" in warning and warning in format_table(split)
+    generate(root, per_class={"stain": 3}, size=(16, 16), seed=1, classes=("stain",))
+    assert make_split(scan_folder(root)).unmeasured() == {}
 
 
 def test_fingerprint_changes_with_content(tmp_path):

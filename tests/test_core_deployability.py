@@ -3,7 +3,7 @@
 import numpy as np
 
 from inspector.decision import DecisionPolicy
-from inspector.deployability import Deployability, LineBudget, Problem, assess, no_usable_images
+from inspector.deployability import Deployability, LineBudget, Problem, absent_defect_classes, assess, no_usable_images
 
 IS_DEFECT = np.r_[np.zeros(60, bool), np.ones(40, bool)]
 SEPARATED = np.r_[np.linspace(0.0, 0.3, 60), np.linspace(0.7, 1.0, 40)]
@@ -66,6 +66,17 @@ def test_a_review_band_that_holds_most_parts_is_not_a_usable_line():
 def test_good_parts_only_is_judged_without_a_constant_verdict():
     v = assess(np.full(30, 0.01), np.zeros(30, bool), DecisionPolicy(threshold=0.5), predicted=np.zeros(30, int))
     assert v.deployable and "escapes cannot be measured" in v.notes[0]
+
+
+def test_defect_classes_without_a_judged_image_are_a_note_not_a_reason():
+    labels = np.r_[np.zeros(60, int), np.full(40, 2)]  # good, then "stain"; no "spot"
+    absent = absent_defect_classes(labels, ["good", "spot", "stain"], good_index=0)
+    assert absent == ["spot"]
+    v = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), predicted=labels, absent=absent)
+    assert v.deployable and v.notes == [
+        "no image of defect class spot among the judged ones: this verdict says nothing about how many of "
+        "those parts escape"
+    ]
 
 
 def test_all_images_skipped_counts_the_reasons_and_round_trips():

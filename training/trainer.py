@@ -37,9 +37,9 @@ import numpy as np
 import tensorflow as tf
 
 from inspector import __version__, nativelog
-from inspector.dataset import DatasetError, SplitManifest, extend_split, make_split, scan_folder
+from inspector.dataset import DatasetError, SplitManifest, extend_split, make_split, scan_folder, unmeasured_warnings
 from inspector.decision import DecisionPolicy, defect_score
-from inspector.deployability import DeployabilityVerdict, assess
+from inspector.deployability import DeployabilityVerdict, absent_defect_classes, assess
 from inspector.metrics import classification_report
 from inspector.runfolder import RunFolder, RunManifest, write_json
 from training.checkpoints import Checkpoints
@@ -296,6 +296,8 @@ def train(
         f"data: {', '.join(f'{n} {len(s)}' for n, s in data.items())} images at {spec.width}x{spec.height} "
         f"({time.time() - started:.1f}s); classes {labels} (good: {good_class})"
     )
+    for line in unmeasured_warnings(manifest):
+        echo(line)
     plan = plan_imbalance(
         data["train"].labels, labels, good_class, config.imbalance.method.value, config.imbalance.good_fraction
     )
@@ -490,6 +492,7 @@ def _finish(
         best_epoch=None if previous is not None else best_epoch,
         epochs=len(history),
         basis=f"{judged} split, float model, threshold {policy.threshold:.4f}",
+        absent=absent_defect_classes(data[judged].labels, labels, good),
     )
     metrics = {
         "labels": labels,
