@@ -21,6 +21,7 @@ from inspector import reporting
 from inspector.decision import DecisionPolicy, defect_score
 from inspector.deployability import DeployabilityVerdict
 from inspector.metrics import misclassified
+from inspector.operating_point import Target
 from inspector.reporting import Section, plots
 from training.config import TrainConfig
 
@@ -246,8 +247,8 @@ def write_report(
         else ""
     )
     op_text = (
-        f"Operating point: threshold {policy['threshold']:.4f}{band} on the defect score, for a "
-        f"{op['target'].replace('_', '-')} rate of {reporting.percent(op['target_rate'])} on the "
+        f"Operating point: threshold {policy['threshold']:.4f}{band} on the defect score, for "
+        f"{'an escape' if Target(op['target']) is Target.ESCAPE else 'a false-reject'} rate of {reporting.percent(op['target_rate'])} on the "
         f"{op['chosen_on']}{'; ' + op['note'] if op.get('note') else ''}. `inspector calibrate` puts this "
         f"policy into the bundle."
     )
