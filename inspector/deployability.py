@@ -12,7 +12,8 @@ run) but decides badly at the line's threshold is called what it is. A model is 
 * no image could be judged at all (every one skipped; the reasons are counted).
 
 A split without defect (or without good) images cannot show escapes (or false rejects); that is a note,
-not a reason. TensorFlow-free: it works on scores and labels only.
+not a reason, as are a split too small for a budget (one image is more than the budget) and a defect class
+with no image in it. TensorFlow-free: it works on scores and labels only.
 
 Example:
     >>> import numpy as np
@@ -186,6 +187,7 @@ def assess(
             )
     else:
         verdict.notes.append("no good image: false rejects cannot be measured")
+    verdict.notes += _coarse_notes(defects, goods, budget)
     reviewed = int((~passed & ~failed).sum())
     if reviewed / scores.size > budget.max_review_rate:
         reasons.append(
@@ -218,6 +220,22 @@ def assess(
             )
         )
     return verdict
+
+
+def _coarse_notes(defects: int, goods: int, budget: LineBudget) -> List[str]:
+    """Notes for a split too small to measure a budget: one image is more than the whole budget, so the
+    verdict rests on that image (a person should not read DEPLOYABLE from 12 defects as 0.5 % escapes)."""
+    notes = []
+    for count, rate, what, kind in (
+        (defects, budget.max_escape_rate, "defect", "escape"),
+        (goods, budget.max_false_reject_rate, "good", "false-reject"),
+    ):
+        if count and 1 / count > rate:
+            notes.append(
+                f"only {count} {what} images judged: one is {100 / count:.1f}%, more than the line's {kind} budget "
+                f"of {100 * rate:g}%, so this verdict rests on single images; judge on more before trusting it"
+            )
+    return notes
 
 
 def absent_defect_classes(labels: npt.ArrayLike, classes: Sequence[str], good_index: int) -> List[str]:

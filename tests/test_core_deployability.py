@@ -73,10 +73,24 @@ def test_defect_classes_without_a_judged_image_are_a_note_not_a_reason():
     absent = absent_defect_classes(labels, ["good", "spot", "stain"], good_index=0)
     assert absent == ["spot"]
     v = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), predicted=labels, absent=absent)
-    assert v.deployable and v.notes == [
+    assert v.deployable and v.notes[-1] == (
         "no image of defect class spot among the judged ones: this verdict says nothing about how many of "
         "those parts escape"
+    )
+
+
+def test_a_split_too_small_for_the_budget_says_the_verdict_rests_on_single_images():
+    v = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5))  # 40 defects: one is 2.5 % > 2 %
+    assert v.deployable and v.notes == [
+        "only 40 defect images judged: one is 2.5%, more than the line's escape budget of 2%, so this verdict "
+        "rests on single images; judge on more before trusting it"
     ]
+    roomy = LineBudget(max_escape_rate=0.03)
+    assert assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), roomy).notes == []
+    few_good = assess(SEPARATED[40:], IS_DEFECT[40:], DecisionPolicy(threshold=0.5), roomy)  # 20 good: 5 % each
+    assert few_good.notes == []
+    few_good = assess(SEPARATED[45:], IS_DEFECT[45:], DecisionPolicy(threshold=0.5), roomy)  # 15 good
+    assert [n.split(":")[0] for n in few_good.notes] == ["only 15 good images judged"]
 
 
 def test_all_images_skipped_counts_the_reasons_and_round_trips():
