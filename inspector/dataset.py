@@ -220,20 +220,16 @@ class SplitManifest:
         how many of its parts escape.
         """
         counts = self.counts()
-        out: Dict[str, List[str]] = {}
-        for c in self.classes:
-            missing = [n for n in SPLIT_NAMES[1:] if c != self.good_class and not counts[n][c]]
-            if missing:
-                out[c] = missing
-        return out
+        missing = {c: [n for n in SPLIT_NAMES[1:] if not counts[n][c]] for c in self.classes if c != self.good_class}
+        return {c: splits for c, splits in missing.items() if splits}
 
 
 def unmeasured_warnings(manifest: SplitManifest) -> List[str]:
     """One line per defect class that a held-out split lacks, saying what that leaves unmeasured."""
+    in_train = manifest.counts()["train"]
     return [
-        f"warning: defect class '{c}' has no image in {' or '.join(splits)} "
-        f"({manifest.counts()['train'][c]} in train): its escapes are not measured there; "
-        f"with 3 or more images each split gets one"
+        f"warning: defect class '{c}' has no image in {' or '.join(splits)} ({in_train[c]} in train): its "
+        f"escapes are not measured there; with 3 or more images each split gets one"
         for c, splits in manifest.unmeasured().items()
     ]
 
