@@ -158,6 +158,7 @@ def run_record(seed, cmd, run_dir, manifest, train_s: Optional[float], calibrate
         "grayscale": manifest.preprocess.grayscale,
         "epochs": manifest.epochs,
         "best_epoch": manifest.best_epoch,
+        "kept_epoch": manifest.kept_epoch,
         "train_verdict": manifest.deployability,
         **blocks,
         "seconds": run_seconds(run_dir, train_s, calibrate_s),

@@ -124,7 +124,10 @@ class RunManifest(StrictModel):
     seed: int
     tool_version: str
     epochs: Optional[int] = Field(None, description="Epochs trained over all stages")
-    best_epoch: Optional[int] = Field(None, description="Global epoch of the kept weights")
+    best_epoch: Optional[int] = Field(None, description="Global epoch with the best validation pass/fail score")
+    kept_epoch: Optional[int] = Field(
+        None, description="Global epoch whose weights the model holds (the last, or the best with restore_best)"
+    )
     operating_point: Optional[OperatingPointRecord] = None
     deployability: Optional[Dict[str, Any]] = Field(
         None, description="DeployabilityVerdict.to_dict() on the test split"

@@ -29,6 +29,7 @@ def test_trained_run_contract(trained_run):
         "tool_version",
         "epochs",
         "best_epoch",
+        "kept_epoch",
         "operating_point",
         "deployability",
         "init_from",
@@ -41,6 +42,7 @@ def test_trained_run_contract(trained_run):
     assert manifest.deployability == metrics["deployability"]
     assert manifest.verdict().status.value in ("DEPLOYABLE", "NOT DEPLOYABLE")
     assert 1 <= manifest.best_epoch <= manifest.epochs == 2
+    assert manifest.kept_epoch == 2  # the last epoch's weights (early_stopping.restore_best keeps the best)
     assert run["labels"] == ["crack", "good", "scratch", "spot", "stain"]
     assert run["good_class"] == "good" and run["input_size"] == [64, 64]
     spec = PreprocessSpec.model_validate(run["preprocess"])

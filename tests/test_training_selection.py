@@ -66,3 +66,25 @@ def test_score_measured_from_probabilities():
     assert score.escapes == 0.5
     assert score.loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.7, 0.6, 0.25])))
     assert EpochScore.measure(probs[:3], labels[:3], 0, 0.05).auc is None
+
+
+def test_without_patience_the_stage_never_stops():
+    selector = replay(FLAT_LOSS_RISING_AUC, Monitor.VAL_AUC, patience=None)
+    assert selector.best_epoch == 8 and not selector.should_stop and selector.wait == len(FLAT_LOSS_RISING_AUC) - 8
+
+
+def test_kept_epoch_is_the_last_unless_the_best_is_restored():
+    from training.config import EarlyStoppingConfig
+    from training.state import TrainState
+
+    es = EarlyStoppingConfig()
+    # The second stage of a run whose first stage ran 3 epochs: its epochs count on in global epochs.
+    first = TrainState.fresh(es, history=[{"stage_index": 0, "epoch": i, "global_epoch": i} for i in range(1, 4)])
+    second = first.next_stage(es)
+    second.history += [{"stage_index": 1, "epoch": i, "global_epoch": 3 + i} for i in range(1, 15)]
+    for epoch, score in enumerate(FLAT_LOSS_RISING_AUC, start=1):
+        second.selector.update(epoch, score)
+    assert second.best_global_epoch() == 3 + 8
+    assert second.kept_global_epoch(restore_best=False) == 3 + 14
+    assert second.kept_global_epoch(restore_best=True) == 3 + 8
+    assert TrainState.fresh(es).kept_global_epoch(restore_best=False) is None

@@ -98,7 +98,11 @@ _SHORTCUTS = [
             "one short stage (warm_start.epochs), and the report compares old and new model",
         ),
     ),
-    ("--patience", "early_stopping.patience", dict(type=int, help="early-stopping patience in epochs")),
+    (
+        "--patience",
+        "early_stopping.patience",
+        dict(type=int, help="stop a stage after N epochs without a better validation epoch (default: never)"),
+    ),
     (
         "--imbalance",
         "imbalance.method",

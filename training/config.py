@@ -178,21 +178,27 @@ class FineTuneConfig(StrictModel):
 
 
 class EarlyStoppingConfig(StrictModel):
-    """Stop a stage when validation stops improving; the best epoch's weights are kept."""
+    """Which epoch's weights a stage ends with, and whether it stops early.
+
+    By default a stage runs its whole schedule and keeps its last epoch: the cosine schedule's end, where
+    the learning rate is 1 % of its peak. The best validation epoch is still found (reported; a best epoch
+    of 1 makes a run NOT DEPLOYABLE), but selecting on a validation split of a few dozen defects picked
+    noisy mid-run peaks (docs/training.md, "Which epoch to keep")."""
 
     monitor: Monitor = Field(
         Monitor.VAL_AUC,
         description="val_auc: pass/fail ROC AUC, then escapes at the false-reject budget, then "
         "loss (training.selection); val_loss: lowest plain validation loss",
     )
-    patience: int = Field(
-        30,
-        ge=1,
-        description="Epochs without a better epoch before the stage stops (the cosine schedule's tail "
-        "still improves a from-scratch run, so stopping is kept for runs that went nowhere)",
+    patience: Optional[Annotated[int, Field(ge=1)]] = Field(
+        None,
+        description="Epochs without a better validation epoch before the stage stops; null = never (the "
+        "default: a run stopped mid-schedule ends at a high learning rate)",
     )
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement")
-    restore_best: bool = Field(True, description="End each stage with its best epoch's weights")
+    restore_best: bool = Field(
+        False, description="End each stage with its best validation epoch's weights instead of its last epoch's"
+    )
 
 
 class AugmentConfig(StrictModel):

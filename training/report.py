@@ -219,7 +219,8 @@ def write_report(
         ["accuracy (all classes)", reporting.percent(test["accuracy"])],
         ["macro F1", test["macro_f1"]],
         ["validation pass/fail ROC AUC", metrics["val"]["pass_fail"]["roc_auc"]],
-        ["best epoch (kept weights)", f"{training.get('best_epoch')} of {training['epochs']}"],
+        ["kept weights: epoch", f"{training.get('kept_epoch')} of {training['epochs']}"],
+        ["best validation pass/fail score: epoch", training.get("best_epoch")],
     ]
     imbalance = metrics["imbalance"]
     imb_rows = [

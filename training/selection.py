@@ -1,4 +1,8 @@
-"""Which epoch's weights to keep, and when to stop: judged on the validation pass/fail score.
+"""Which epoch is the best, and when to stop: judged on the validation pass/fail score.
+
+A stage keeps its last epoch's weights by default (``early_stopping.restore_best`` keeps the best
+epoch's, ``early_stopping.patience`` stops early); the best epoch is reported either way, and a best
+epoch of 1 tells the deployability verdict that training never improved the model.
 
 The line cares how well the defect score ``1 - p(good)`` separates good parts from defects, not about a
 cross-entropy that label smoothing flattens (a run whose validation AUC rose from 0.6 to 0.97 while its
@@ -68,7 +72,7 @@ class ModelSelector:
     def __init__(
         self,
         monitor: Monitor,
-        patience: int,
+        patience: Optional[int],
         min_delta: float = 0.0,
         best: Optional[EpochScore] = None,
         best_epoch: int = 0,
@@ -100,7 +104,8 @@ class ModelSelector:
 
     @property
     def should_stop(self) -> bool:
-        return self.wait >= self.patience
+        """True after ``patience`` epochs without a better one (never without a patience)."""
+        return self.patience is not None and self.wait >= self.patience
 
     def describe(self) -> str:
         if self.best is None:
@@ -115,12 +120,14 @@ class ModelSelector:
         return {"best": asdict(self.best) if self.best else None, "best_epoch": self.best_epoch, "wait": self.wait}
 
     @classmethod
-    def from_dict(cls, data: dict, monitor: Monitor, patience: int, min_delta: float) -> ModelSelector:
+    def from_dict(cls, data: dict, monitor: Monitor, patience: Optional[int], min_delta: float) -> ModelSelector:
         best = EpochScore(**data["best"]) if data.get("best") else None
         return cls(monitor, patience, min_delta, best, data.get("best_epoch", 0), data.get("wait", 0))
 
 
-def replay(scores: Sequence[EpochScore], monitor: Monitor, patience: int, min_delta: float = 0.0) -> ModelSelector:
+def replay(
+    scores: Sequence[EpochScore], monitor: Monitor, patience: Optional[int], min_delta: float = 0.0
+) -> ModelSelector:
     """The selector after feeding ``scores`` epoch by epoch, stopping where training would stop."""
     selector = ModelSelector(monitor, patience, min_delta)
     for epoch, score in enumerate(scores, start=1):

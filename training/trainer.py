@@ -482,6 +482,7 @@ def _finish(
         evaluation["decision"] = decision_counts(probs[name], data[name].labels, good, policy)
     judged = "test" if len(data["test"]) else "val"
     best_epoch = state.best_global_epoch()
+    kept_epoch = state.kept_global_epoch(ctx.config.early_stopping.restore_best)
     verdict = assess(
         defect_score(probs[judged], good),
         data[judged].labels != good,
@@ -506,6 +507,7 @@ def _finish(
         "training": {
             "epochs": len(history),
             "best_epoch": best_epoch,
+            "kept_epoch": kept_epoch,
             "seconds_per_epoch": float(np.median([h["seconds"] for h in history])) if history else None,
             "stages": list(dict.fromkeys(h["stage"] for h in history)),
         },
@@ -542,6 +544,7 @@ def _finish(
             tool_version=__version__,
             epochs=len(history),
             best_epoch=best_epoch,
+            kept_epoch=kept_epoch,
             operating_point=operating_point,
             deployability=verdict.to_dict(),
             init_from=str(previous.folder.root.resolve()) if previous is not None else None,
