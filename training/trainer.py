@@ -418,7 +418,8 @@ def _run_stage(ctx: RunContext, model: keras.Model, stage: Stage, state: TrainSt
     per_epoch = np.median([h["seconds"] for h in ran]) if ran else float("nan")
     ctx.echo(
         f"stage {stage.name} done: {len(ran)} epochs in {time.time() - started:.0f}s ({per_epoch:.1f}s/epoch), "
-        f"{state.selector.describe()}{', early stop' if state.selector.should_stop else ''}"
+        f"{state.selector.describe()}{', early stop' if state.selector.should_stop else ''}; "
+        f"keeps its {'best' if config.early_stopping.restore_best else 'last'} epoch's weights"
     )
 
 
