@@ -109,6 +109,13 @@ class LineController:
         if not self.client.start(timeout):
             self.client.stop()
             raise RuntimeError(f"cannot connect to the broker at {self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
+        # Up means listening: a result published before the broker acknowledged the subscriptions would not
+        # reach this controller (its part would then be decided by the result timeout).
+        if not self.client.subscribed.wait(timeout):
+            self.client.stop()
+            raise RuntimeError(
+                f"the broker at {self.cfg.mqtt.host}:{self.cfg.mqtt.port} did not acknowledge the subscriptions"
+            )
         with self._lock:  # tell the gate the state we start in: a stopped line stays stopped
             self.actuator.set_line(self.state == LineState.RUNNING, self.stop_reason or "controller started")
         self.notifier.ready(f"line {self.cfg.line}: {self.state.value}")
@@ -213,7 +220,7 @@ class LineController:
         subscriptions = [(f"{base}/result", 1), (f"{base}/status", 1)]
         if self.cfg.trigger.input_topic:
             subscriptions.append((self.cfg.trigger.input_topic, 1))
-        self.client.client.subscribe(subscriptions)
+        self.client.subscribe(subscriptions)
         self._publish(self.topics.status, Presence.ONLINE.value, retain=True)
 
     def _on_message(self, client: mqtt.Client, userdata, msg: mqtt.MQTTMessage) -> None:

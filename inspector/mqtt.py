@@ -25,7 +25,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Literal, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -258,11 +258,15 @@ class BrokerClient:
         self.session_expiry_s = session_expiry_s
         self.client = make_client(cfg, client_id, persistent=persistent, will=will, max_inflight=cfg.max_inflight)
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the broker acknowledged the latest subscribe()
+        self._subscribe_mid: Optional[int] = None
+        self._subscribe_lock = threading.Lock()  # the SUBACK's callback waits until its mid is known
         self.session_present = False
         self._user_on_connect: Optional[Callable[[bool], None]] = None
         self._user_on_disconnect: Optional[Callable[[], None]] = None
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
 
     def on_connect(self, callback: Callable[[bool], None]) -> None:
         """``callback(session_present: bool)`` after every successful (re)connection: (re)subscribe here."""
@@ -281,6 +285,18 @@ class BrokerClient:
         if self._user_on_connect is not None:
             self._user_on_connect(self.session_present)
         self.connected.set()
+
+    def subscribe(self, subscriptions: List[Tuple[str, int]]) -> None:
+        """Subscribe to ``(topic, qos)`` pairs; :attr:`subscribed` is set when the broker acknowledges them
+        (messages published by others before that are not delivered to this client)."""
+        with self._subscribe_lock:
+            self.subscribed.clear()
+            self._subscribe_mid = self.client.subscribe(subscriptions)[1]
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        with self._subscribe_lock:
+            if mid == self._subscribe_mid:
+                self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self.connected.clear()

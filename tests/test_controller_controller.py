@@ -267,3 +267,17 @@ def test_a_reused_part_id_ends_in_a_reject_decision_not_in_silence(shared_broker
     ]
     assert [m.json()["part_id"] for m in station.on("cmd")] == ["J1", "J3"]  # no trigger for a duplicate
     assert (state.reject_reasons, state.pending, state.parts) == ({"duplicate_part_id": 4}, 0, 6)
+
+
+def test_start_returns_once_the_broker_acknowledged_the_subscriptions(shared_broker):
+    """Up means listening: a station's result published right after start() reaches the controller."""
+    from controller.controller import LineController
+
+    controller = LineController(line_config(shared_broker))
+    try:
+        controller.start()
+        assert controller.client.connected.is_set() and controller.client.subscribed.is_set()
+        controller.client.subscribe([(f"inspector/{controller.cfg.line}/+/result", 1)])  # again: a new SUBACK
+        assert controller.client.subscribed.wait(10)
+    finally:
+        controller.stop()
