@@ -25,11 +25,11 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from bench.train_magnetic_tile import escapes_at_false_reject
+from bench.train_magnetic_tile import FALSE_REJECT_BUDGET, escapes_at_false_reject
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "bench" / "results" / "epoch_choice.json"
@@ -82,41 +82,39 @@ def train(argv: Sequence[str]) -> None:
     run_training(config, folder.root, callbacks=[EpochProbabilities()])
 
 
-def _selector_epochs(val: np.ndarray, labels: np.ndarray, good: int, start: int = 0) -> tuple:
-    """(best epoch, epoch the old patience stops at or the last) of the product's selector from ``start``."""
+def _best_validation(scores: Sequence, patience: Optional[int]) -> Tuple[int, int]:
+    """(best epoch, epoch the stage ends at) of the product's selector fed ``scores`` from epoch 1."""
     from training.config import Monitor
-    from training.selection import EpochScore, ModelSelector
+    from training.selection import replay
 
-    selector, stopped = ModelSelector(Monitor.VAL_AUC, OLD_PATIENCE), len(val)
-    for epoch in range(start, len(val)):
-        selector.update(epoch + 1, EpochScore.measure(val[epoch], labels, good, 0.05))
-        if selector.should_stop and stopped == len(val):
-            stopped = epoch + 1
-            if start == 0:
-                break
-    return selector.best_epoch, stopped
+    selector = replay(scores, Monitor.VAL_AUC, patience)
+    return selector.best_epoch, selector.best_epoch + selector.wait
 
 
-CHOICES: Dict[str, Callable[[np.ndarray, np.ndarray, int], int]] = {
-    "best_validation": lambda val, y, good: _selector_epochs(val, y, good)[0],
-    "last": lambda val, y, good: len(val),
-    "last_after_stop_30": lambda val, y, good: _selector_epochs(val, y, good)[1],
-    "best_validation_second_half": lambda val, y, good: _selector_epochs(val, y, good, len(val) // 2)[0],
+CHOICES: Dict[str, Callable[[Sequence], int]] = {
+    "best_validation": lambda scores: _best_validation(scores, OLD_PATIENCE)[0],
+    "last": lambda scores: len(scores),
+    "last_after_stop_30": lambda scores: _best_validation(scores, OLD_PATIENCE)[1],
+    "best_validation_second_half": lambda scores: (
+        len(scores) // 2 + _best_validation(scores[len(scores) // 2 :], None)[0]
+    ),
 }
 
 
 def compare_run(run_dir: Path) -> dict:
     """Every choice's epoch and its test figures for one recorded run."""
     from inspector.metrics import roc_auc
+    from training.selection import EpochScore
 
     split = json.loads((run_dir / "split.json").read_text())
     good = list(split["classes"]).index(split["good_class"])
     record = np.load(run_dir / PROBS)
     val, test, test_labels = record["val"], record["test"], record["test_labels"]
+    validation = [EpochScore.measure(p, record["val_labels"], good, FALSE_REJECT_BUDGET) for p in val]
     is_defect = test_labels != good
     choices = {}
     for name, choose in CHOICES.items():
-        epoch = choose(val, record["val_labels"], good)
+        epoch = choose(validation)
         scores = 1.0 - test[epoch - 1][:, good]
         at_budget = escapes_at_false_reject(scores, is_defect)
         choices[name] = {
