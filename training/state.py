@@ -49,17 +49,19 @@ class TrainState:
             selector, list(data["history"]), int(data["stage_index"]), int(data["epoch"]), bool(data["stage_done"])
         )
 
+    def _stage_records(self) -> List[dict]:
+        return [h for h in self.history if h["stage_index"] == self.stage_index]
+
     def best_global_epoch(self) -> Optional[int]:
         """Global epoch number of this stage's best validation score (None before any epoch)."""
         if not self.selector.best_epoch:
             return None
-        stage_records = [h for h in self.history if h["stage_index"] == self.stage_index]
-        return next((h["global_epoch"] for h in stage_records if h["epoch"] == self.selector.best_epoch), None)
+        return next((h["global_epoch"] for h in self._stage_records() if h["epoch"] == self.selector.best_epoch), None)
 
     def kept_global_epoch(self, restore_best: bool) -> Optional[int]:
         """Global epoch number of the weights this stage ends with: its best epoch's with ``restore_best``,
         else its last epoch's (None before any epoch)."""
         if restore_best and self.selector.best_epoch:
             return self.best_global_epoch()
-        stage_records = [h for h in self.history if h["stage_index"] == self.stage_index]
-        return stage_records[-1]["global_epoch"] if stage_records else None
+        records = self._stage_records()
+        return records[-1]["global_epoch"] if records else None
