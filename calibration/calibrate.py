@@ -132,8 +132,9 @@ class CalibrationOptions(StrictModel):
     fallback_ops: List[str] = Field(default_factory=list, description="Float fallback: TFLite op types kept float")
     target: Optional[Target] = Field(
         None,
-        description="escape or false_reject: which rate the threshold targets; none of target, target_rate "
-        "and review_margin given = the training run's operating point (same threshold as its report)",
+        description="budget (the point most likely to meet the line's budget), escape or false_reject (that "
+        "rate at target_rate); none of target, target_rate and review_margin given = the training run's "
+        "operating point (same threshold as its report)",
     )
     target_rate: Optional[float] = Field(
         None, ge=0, lt=1, description="Target rate on the validation split (0.005 = 0.5 %); default 0.005"
@@ -398,7 +399,9 @@ def _operating_point(
         return operating_point(
             scores, is_defect, recorded.policy, recorded.target, recorded.target_rate, options.interval, note=note
         )
-    target = options.target or (recorded.target if recorded is not None and not explicit else Target.ESCAPE)
+    # a rate or margin given alone asks for the escape rule of old; nothing given and no run policy: budget
+    fallback = Target.ESCAPE if explicit else Target.BUDGET
+    target = options.target or (recorded.target if recorded is not None and not explicit else fallback)
     rate = options.target_rate
     if rate is None:
         rate = recorded.target_rate if recorded is not None and not explicit else 0.005
@@ -411,11 +414,12 @@ def _operating_point(
         options.interval,
         max_false_reject_rate=options.line.max_false_reject_rate,
         max_review_rate=options.line.max_review_rate,
+        max_escape_rate=options.line.max_escape_rate,
     )
     if recorded is not None and not explicit and inference is not None:
         why = (
             f"threshold chosen on the bundle's validation scores with {inference.describe()}, for the "
-            f"training run's target ({target.value} {100 * rate:g}%); the training report's threshold "
+            f"training run's target ({target.describe(rate)}); the training report's threshold "
             f"{recorded.policy.threshold:.4f} is for single-view whole-frame scores"
         )
         op = replace(op, note=f"{why}; {op.note}" if op.note else why)

@@ -111,8 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     op = parser.add_argument_group("operating point")
     op.add_argument(
         "--target",
-        choices=["escape", "false_reject"],
-        help="rate the threshold is chosen for (escape: defects passed). Without --target, "
+        choices=["budget", "escape", "false_reject"],
+        help="what the threshold is chosen for: budget (the point most likely to meet the line's --max-*-rate "
+        "budget), or the escape (defects passed) or false-reject rate --target-rate. Without --target, "
         "--target-rate and --review-margin the training run's operating point is used",
     )
     op.add_argument("--target-rate", type=_rate, metavar="RATE", help="target rate, 0.005 or 0.5%% (default 0.005)")

@@ -148,12 +148,15 @@ def choose_threshold(
     confidence: float = 0.95,
     max_false_reject_rate: Optional[float] = None,
     max_review_rate: Optional[float] = None,
+    max_escape_rate: Optional[float] = None,
 ) -> OperatingPoint:
     """The policy of :func:`inspector.operating_point.choose_policy` with its rates and intervals."""
     target, method = Target(target), IntervalMethod(method)
     scores = np.asarray(scores, np.float64).ravel()
     is_defect = np.asarray(is_defect, bool).ravel()
-    policy, note = choose_policy(scores, is_defect, target, rate, review_margin, max_false_reject_rate, max_review_rate)
+    policy, note = choose_policy(
+        scores, is_defect, target, rate, review_margin, max_false_reject_rate, max_review_rate, max_escape_rate
+    )
     return operating_point(scores, is_defect, policy, target, rate, method, confidence, note)
 
 

@@ -243,11 +243,9 @@ def write_calibration_report(result, out_dir: str | os.PathLike) -> Tuple[Path, 
         [
             reporting.paragraph(
                 Markup(
-                    "Target: {} rate &le; {} on the validation split. Threshold on the defect score 1 - p({}): "
-                    "<b>{:.4f}</b>{}."
+                    "Target: {} on the validation split. Threshold on the defect score 1 - p({}): <b>{:.4f}</b>{}."
                 ).format(
-                    op.target.value.replace("_", "-"),
-                    reporting.percent(op.target_rate),
+                    op.target.describe(op.target_rate),
                     run.good_class,
                     op.threshold,
                     band,

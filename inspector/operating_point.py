@@ -6,18 +6,28 @@ report, the calibration report, ``inspector evaluate`` and the station all decid
 
 Targets (a part fails when its defect score ``1 - p(good)`` is at or above the threshold):
 
+* ``budget`` (the default): the threshold, or review band, most likely to meet the line's budget for
+  escapes, false rejects and review on new parts. A threshold set where one rate just meets its budget on
+  a validation split of 59 defects and 143 good parts meets the budget on the next such sample less than
+  half the time; this rule keeps every rate as far inside its budget as the scores allow. Each rate is
+  estimated from a kernel-smoothed score distribution per class (on the logit of the score, so a
+  threshold between two scores is not judged by whichever image happens to lie nearest), and the chance
+  that the true rate is within budget from a Beta posterior (Jeffreys prior) on that smoothed count; the
+  point maximizes the product of the three chances, except that of the points within 1 % of the best
+  chance the one sending the fewest parts to review wins (review costs a person's time); the note gives
+  the chance (bench/operating_point.py measures the rule);
 * ``escape``: the highest threshold whose escape rate (defects passed) is at most the target rate; the
   highest such threshold rejects the fewest good parts;
 * ``false_reject``: the lowest threshold whose false-reject rate (good parts failed) is at most the target.
 
-The threshold sits halfway between the deciding score and its neighbour, so the rates on the data are
-exactly those reported, with a margin either side for score noise (e.g. quantization).
+For the two rate targets the threshold sits halfway between the deciding score and its neighbour, so the
+rates on the data are exactly those reported, with a margin either side for score noise (e.g. quantization).
 
-When the data cannot support the target within the line's false-reject budget (a few low-scored defects
-would make the zero-escape threshold fail most good parts), the rule does not hand the line an unusable
-threshold: parts between the escape-target threshold and the false-reject-budget threshold go to review,
-so automatic decisions meet both, and the note says how many parts that sends to a person. With the
-line's review budget given, the band holds at most that share of parts: its lower edge rises until it
+When the data cannot support an escape target within the line's false-reject budget (a few low-scored
+defects would make the zero-escape threshold fail most good parts), the rule does not hand the line an
+unusable threshold: parts between the escape-target threshold and the false-reject-budget threshold go to
+review, so automatic decisions meet both, and the note says how many parts that sends to a person. With
+the line's review budget given, the band holds at most that share of parts: its lower edge rises until it
 does (the highest-scored parts below the fail line stay in review), and the note says how many defects
 the validation scores then let pass. A band that swallowed half the line because of one defect scored
 like a good part would only move the problem from the gate to the people at the review station.
@@ -44,8 +54,16 @@ from inspector.decision import DecisionPolicy
 
 
 class Target(str, Enum):
+    BUDGET = "budget"
     ESCAPE = "escape"
     FALSE_REJECT = "false_reject"
+
+    def describe(self, rate: float) -> str:
+        """The target in words for reports, e.g. "an escape rate of 0.5%"."""
+        if self is Target.BUDGET:
+            return "the line's budget (escapes, false rejects, review)"
+        kind = "an escape" if self is Target.ESCAPE else "a false-reject"
+        return f"{kind} rate of {100 * rate:g}%"
 
 
 class OperatingPointError(ValueError):
@@ -55,8 +73,14 @@ class OperatingPointError(ValueError):
 class OperatingPointConfig(StrictModel):
     """How the pass/fail threshold is chosen."""
 
-    target: Target = Field(Target.ESCAPE, description="escape or false_reject: which rate the threshold targets")
-    target_rate: float = Field(0.005, ge=0, lt=1, description="Target rate on the scores it is chosen on")
+    target: Target = Field(
+        Target.BUDGET,
+        description="budget: the point most likely to meet the line's budget; escape or false_reject: "
+        "that rate at target_rate",
+    )
+    target_rate: float = Field(
+        0.005, ge=0, lt=1, description="Target rate on the scores it is chosen on (escape and false_reject)"
+    )
     review_margin: float = Field(0.0, ge=0, lt=1, description="Review band threshold +- margin on the defect score")
     review_when_unsupported: bool = Field(
         True,
@@ -74,6 +98,8 @@ def _between(upper: float, scores: np.ndarray) -> float:
 def threshold_for(scores: npt.ArrayLike, is_defect: npt.ArrayLike, target: Target | str, rate: float) -> float:
     """The threshold meeting ``rate`` for ``target`` on these scores (see the module docstring)."""
     target = Target(target)
+    if target is Target.BUDGET:
+        raise OperatingPointError("the budget target has no single rate: use choose_policy with the line's budget")
     scores = np.asarray(scores, np.float64).ravel()
     is_defect = np.asarray(is_defect, bool).ravel()
     if not 0.0 <= rate < 1.0:
@@ -106,20 +132,37 @@ def choose_policy(
     review_margin: float = 0.0,
     max_false_reject_rate: Optional[float] = None,
     max_review_rate: Optional[float] = None,
+    max_escape_rate: Optional[float] = None,
 ) -> Tuple[DecisionPolicy, str]:
-    """(policy, note). ``review_margin`` > 0 makes a band ``threshold +- margin``; otherwise, with
-    ``max_false_reject_rate``, an escape target the data cannot meet within that budget becomes a review
-    band of at most ``max_review_rate`` of the parts (the note says what it achieves)."""
+    """(policy, note). The ``budget`` target needs all three ``max_*`` rates (the line's budget).
+    ``review_margin`` > 0 makes a band ``threshold +- margin``; otherwise, with ``max_false_reject_rate``,
+    an escape target the data cannot meet within that budget becomes a review band of at most
+    ``max_review_rate`` of the parts (the note says what it achieves)."""
     target = Target(target)
     if review_margin < 0:
         raise OperatingPointError(f"review margin must be >= 0, got {review_margin}")
     scores = np.asarray(scores, np.float64).ravel()
     is_defect = np.asarray(is_defect, bool).ravel()
-    threshold = threshold_for(scores, is_defect, target, rate)
-    goods = ~is_defect
+    if target is Target.BUDGET:
+        if max_escape_rate is None or max_false_reject_rate is None or max_review_rate is None:
+            raise OperatingPointError("the budget target needs the line's escape, false-reject and review budgets")
+        policy, chance = budget_policy(scores, is_defect, max_escape_rate, max_false_reject_rate, max_review_rate)
+        note = (
+            f"the point most likely to meet the line's budget (escapes <= {100 * max_escape_rate:g}%, false "
+            f"rejects <= {100 * max_false_reject_rate:g}%, review <= {100 * max_review_rate:g}%): an estimated "
+            f"{100 * chance:.0f}% chance, from these scores, that its true rates are all within it"
+        )
+        if chance < 0.5:
+            note += " (less than even: these scores do not support the budget)"
+        threshold = policy.threshold
+        if review_margin == 0:
+            return policy, note
+    else:
+        threshold, note = threshold_for(scores, is_defect, target, rate), ""
     if review_margin > 0:
         low, high = max(0.0, threshold - review_margin), min(1.0, threshold + review_margin)
-        return DecisionPolicy(threshold=threshold, review_low=low, review_high=high), ""
+        return DecisionPolicy(threshold=threshold, review_low=low, review_high=high), note
+    goods = ~is_defect
     if target == Target.ESCAPE and max_false_reject_rate is not None:
         rejects = float((scores[goods] >= threshold).mean())
         fail_line = threshold_for(scores, is_defect, Target.FALSE_REJECT, max_false_reject_rate)
@@ -145,7 +188,78 @@ def choose_policy(
             if low >= fail_line:
                 return DecisionPolicy(threshold=fail_line), note
             return DecisionPolicy(threshold=fail_line, review_low=low, review_high=fail_line), note
-    return DecisionPolicy(threshold=threshold), ""
+    return DecisionPolicy(threshold=threshold), note
+
+
+# The budget rule works on the logit of the defect score, where both classes' scores spread out enough for a
+# kernel estimate; clipping keeps scores of exactly 0 or 1 finite.
+_LOGIT_CLIP = 1e-6
+_GRID = 160  # candidate band edges, evenly spaced in logit over the scores' range
+_MIN_BANDWIDTH = 0.05  # logit units: a class whose scores are all equal is still a (narrow) distribution
+_MIN_BUDGET = 1e-6  # a zero budget still ranks points by how few such parts they let through
+_CHANCE_TOLERANCE = 0.01  # relative: a review band must buy more than this much chance
+
+
+def budget_policy(
+    scores: npt.ArrayLike,
+    is_defect: npt.ArrayLike,
+    max_escape_rate: float,
+    max_false_reject_rate: float,
+    max_review_rate: float,
+) -> Tuple[DecisionPolicy, float]:
+    """(policy, chance): the plain threshold or review band ``[low, high)`` whose escape, false-reject and
+    review rates are most likely all within their budgets, and that estimated chance (module docstring).
+
+    SciPy comes with the train extra; only training and calibration choose a threshold, never the station."""
+    from scipy.special import betainc, betaincc, ndtr
+
+    scores = np.asarray(scores, np.float64).ravel()
+    is_defect = np.asarray(is_defect, bool).ravel()
+    defects, goods = int(is_defect.sum()), int((~is_defect).sum())
+    if defects == 0 or goods == 0:
+        raise OperatingPointError(
+            f"cannot choose a threshold: the data has {defects} defect and {goods} good images; it needs both"
+        )
+    clipped = np.clip(scores, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
+    x = np.log(clipped / (1 - clipped))
+    cuts = np.linspace(x.min() - 1, x.max() + 1, _GRID)
+
+    def share_below(values: np.ndarray) -> np.ndarray:
+        """Kernel-smoothed share of ``values`` below each cut (Gaussian kernel, Silverman's rule-of-thumb
+        bandwidth)."""
+        bandwidth = max(1.06 * float(values.std()) * values.size**-0.2, _MIN_BANDWIDTH)
+        kernels = np.asarray(ndtr((cuts[:, None] - values[None, :]) / bandwidth), np.float64)
+        shares: np.ndarray = kernels.mean(axis=1)
+        return shares
+
+    def log_chance(rate: np.ndarray, parts: int, budget: float) -> np.ndarray:
+        """log P(true rate <= budget) under Beta(k + 1/2, n - k + 1/2) for the smoothed count k."""
+        a, b, budget = rate * parts + 0.5, (1 - rate) * parts + 0.5, max(budget, _MIN_BUDGET)
+        tail = np.asarray(betaincc(a, b, budget), np.float64)  # P(true rate > budget); log1p keeps tiny tails apart
+        with np.errstate(divide="ignore"):
+            head = np.log(np.asarray(betainc(a, b, budget), np.float64))
+        return np.where(tail < 0.5, np.log1p(-np.minimum(tail, 0.5)), head)
+
+    escape = share_below(x[is_defect])  # passed below the lower edge
+    good_below = share_below(x[~is_defect])  # 1 - false reject at the upper edge
+    all_below = (escape * defects + good_below * goods) / (defects + goods)
+    low_edges, high_edges = np.triu_indices(_GRID)  # every band [low, high), low == high a plain threshold
+    review = np.clip(all_below[high_edges] - all_below[low_edges], 0.0, 1.0)
+    objective = (
+        log_chance(escape, defects, max_escape_rate)[low_edges]
+        + log_chance(1 - good_below, goods, max_false_reject_rate)[high_edges]
+        + log_chance(review, defects + goods, max_review_rate)
+    )
+    # Review costs a person's time: of the points within 1 % of the best chance, the one sending the fewest
+    # parts to review (a plain threshold when one is that close), then the likeliest of those.
+    near = np.flatnonzero(objective >= objective.max() + np.log1p(-_CHANCE_TOLERANCE))
+    best = int(near[np.lexsort((-objective[near], review[near]))[0]])
+    low, high = low_edges[best], high_edges[best]
+    chance = float(np.exp(objective[best]))
+    edge_low, edge_high = (float(1 / (1 + np.exp(-cuts[i]))) for i in (low, high))
+    if low == high:
+        return DecisionPolicy(threshold=edge_high), chance
+    return DecisionPolicy(threshold=edge_high, review_low=edge_low, review_high=edge_high), chance
 
 
 def _review_edge(scores: np.ndarray, low: float, high: float, max_share: Optional[float]) -> float:

@@ -194,6 +194,7 @@ def test_calibrate_chooses_the_threshold_on_the_flip_averaged_scores(trained_run
         0.0,
         line.max_false_reject_rate,
         line.max_review_rate,
+        line.max_escape_rate,
     )
     assert bundle.manifest.decision == expected
     assert "training run's target" in result.chosen.operating_point.note

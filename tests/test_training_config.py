@@ -38,6 +38,7 @@ def test_defaults_and_round_trip(tmp_path):
     assert cfg.model.input_size == "auto" and cfg.data.grayscale is None
     assert cfg.early_stopping.patience is None and not cfg.early_stopping.restore_best
     assert cfg.optim.min_lr_ratio == 0.01
+    assert cfg.operating_point.target.value == "budget"  # the point most likely to meet the line's budget
     assert cfg.augment.hflip and cfg.augment.vflip and cfg.augment.rotation_degrees == 0
     assert (cfg.augment.shift, cfg.augment.zoom) == (0.1, 0.15)
     path = cfg.save(tmp_path / "config.json")

@@ -29,7 +29,7 @@ LABELS = np.array([0, 0, 0, 1, 1])
 
 
 def test_operating_point_on_validation_out_of_fold_or_fixed():
-    config = _config()
+    config = _config(operating_point={"target": "escape"})
     on_val = choose_run_policy(config, PROBS, LABELS, 0)
     assert on_val.policy.threshold == pytest.approx(0.55) and on_val.chosen_on.startswith("validation split (2 defect")
     oof = OutOfFold(np.array([[0.6, 0.4], [0.5, 0.5], [0.3, 0.7]]), np.array([0, 1, 1]), ["a", "b", "c"], 3)
@@ -39,6 +39,14 @@ def test_operating_point_on_validation_out_of_fold_or_fixed():
     assert fixed.policy.threshold == 0.3 and fixed.chosen_on == "fixed by report.threshold"
     only_good = choose_run_policy(config, PROBS[:3], LABELS[:3], 0)
     assert only_good.policy.threshold == 0.5 and "lacks good or defect" in only_good.note
+
+
+def test_the_default_target_is_the_line_budget_and_says_what_five_images_support():
+    chosen = choose_run_policy(_config(), PROBS, LABELS, 0)
+    assert chosen.target.value == "budget"
+    counts = decision_counts(PROBS, LABELS, 0, chosen.policy)
+    assert counts["escapes"] == counts["false_rejects"] == 0  # the gap between 0.3 and 0.8 separates them
+    assert "less than even" in chosen.note  # two defects and three good parts cannot show 2 % escapes
 
 
 def test_decision_counts_are_band_aware():

@@ -11,7 +11,7 @@ import numpy as np
 
 from inspector.dataset import SplitManifest
 from inspector.decision import DecisionPolicy, defect_score
-from inspector.operating_point import choose_policy, outcomes
+from inspector.operating_point import Target, choose_policy, outcomes
 from inspector.runfolder import OperatingPointRecord
 from training.auto import IMAGES_SEEN, MAX_EPOCHS, MIN_EPOCHS, TIME_BUDGET_S, choose_epochs, choose_input_size, survey
 from training.config import TrainConfig
@@ -107,15 +107,18 @@ def choose_run_policy(
             chosen_on=chosen_on,
             note="validation lacks good or defect images: threshold 0.5",
         )
-    budget = config.line.max_false_reject_rate if op.review_when_unsupported else None
+    line = config.line
+    # the budget rule weighs false rejects always; the escape rule only to fall back to a review band
+    weighs_false_rejects = op.target is Target.BUDGET or op.review_when_unsupported
     policy, note = choose_policy(
         defect_score(val_probs, good_index),
         is_defect,
         op.target,
         op.target_rate,
         op.review_margin,
-        budget,
-        config.line.max_review_rate,
+        line.max_false_reject_rate if weighs_false_rejects else None,
+        line.max_review_rate,
+        line.max_escape_rate,
     )
     return OperatingPointRecord(
         policy=policy, target=op.target, target_rate=op.target_rate, chosen_on=chosen_on, note=note

@@ -249,7 +249,7 @@ def write_report(
     )
     op_text = (
         f"Operating point: threshold {policy['threshold']:.4f}{band} on the defect score, for "
-        f"{'an escape' if Target(op['target']) is Target.ESCAPE else 'a false-reject'} rate of {reporting.percent(op['target_rate'])} on the "
+        f"{Target(op['target']).describe(op['target_rate'])} on the "
         f"{op['chosen_on']}{'; ' + op['note'] if op.get('note') else ''}. `inspector calibrate` puts this "
         f"policy into the bundle."
     )

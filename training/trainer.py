@@ -554,8 +554,8 @@ def _finish(
     auc = test["pass_fail"]["roc_auc"]
     band = f", review band [{policy.review_low:.4f}, {policy.review_high:.4f})" if policy.review_low is not None else ""
     ctx.echo(
-        f"operating point: threshold {policy.threshold:.4f}{band} for {operating_point.target.value} rate "
-        f"{100 * operating_point.target_rate:g}% on the {operating_point.chosen_on}"
+        f"operating point: threshold {policy.threshold:.4f}{band} for "
+        f"{operating_point.target.describe(operating_point.target_rate)} on the {operating_point.chosen_on}"
     )
     if operating_point.note:
         ctx.echo(f"note: {operating_point.note}")
