@@ -66,18 +66,21 @@ def escapes_at_false_reject(scores: np.ndarray, is_defect: np.ndarray, budget: f
 
 def score_block(probs: np.ndarray, labels: np.ndarray, good_index: int, policy) -> dict:
     from inspector.metrics import roc_auc
+    from inspector.operating_point import outcomes
 
     scores = 1.0 - probs[:, good_index]
     is_defect = labels != good_index
-    at_policy_fail = scores >= policy.threshold
+    passed, failed = outcomes(scores, policy)  # a part in the review band is neither
     return {
         "accuracy": round(float(np.mean(np.argmax(probs, axis=1) == labels)), 4),
         "roc_auc": round(float(roc_auc(scores, is_defect)), 4),
         "at_5pct_false_reject": escapes_at_false_reject(scores, is_defect),
         "at_bundle_threshold": {
             "threshold": round(float(policy.threshold), 6),
-            "escapes": int(np.sum(is_defect & ~at_policy_fail)),
-            "false_rejects": int(np.sum(~is_defect & at_policy_fail)),
+            "review_low": None if policy.review_low is None else round(float(policy.review_low), 6),
+            "escapes": int(np.sum(is_defect & passed)),
+            "false_rejects": int(np.sum(~is_defect & failed)),
+            "review": int(np.sum(~passed & ~failed)),
         },
     }
 
