@@ -154,9 +154,9 @@ def choose_policy(
         )
         if chance < 0.5:
             note += " (less than even: these scores do not support the budget)"
-        threshold = policy.threshold
         if review_margin == 0:
             return policy, note
+        threshold = policy.threshold
     else:
         threshold, note = threshold_for(scores, is_defect, target, rate), ""
     if review_margin > 0:
