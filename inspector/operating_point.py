@@ -250,10 +250,16 @@ def budget_policy(
         + log_chance(1 - good_below, goods, max_false_reject_rate)[high_edges]
         + log_chance(review, defects + goods, max_review_rate)
     )
-    # Review costs a person's time: of the points within 1 % of the best chance, the one sending the fewest
-    # parts to review (a plain threshold when one is that close), then the likeliest of those.
+    # Review costs a person's time: of the points within 1 % of the best chance, those sending the fewest
+    # parts to review (plain thresholds when one is that close), then the likeliest of those. Where the
+    # chance saturates (classes far apart) many points tie exactly: the middle of them, not the first,
+    # which would sit against the good parts' scores.
     near = np.flatnonzero(objective >= objective.max() + np.log1p(-_CHANCE_TOLERANCE))
-    best = int(near[np.lexsort((-objective[near], review[near]))[0]])
+    fewest = near[review[near] <= review[near].min() + 1e-12]
+    plain = fewest[low_edges[fewest] == high_edges[fewest]]
+    fewest = plain if plain.size else fewest
+    likeliest = fewest[objective[fewest] >= objective[fewest].max() - 1e-12]
+    best = int(likeliest[len(likeliest) // 2])
     low, high = low_edges[best], high_edges[best]
     chance = float(np.exp(objective[best]))
     edge_low, edge_high = (float(1 / (1 + np.exp(-cuts[i]))) for i in (low, high))

@@ -91,6 +91,14 @@ def test_budget_target_sends_no_part_to_review_where_a_threshold_is_as_sure():
     assert "an estimated 100% chance" in note
 
 
+def test_budget_target_puts_a_saturated_threshold_midway_not_against_the_good_parts():
+    # a confident model: good parts score (almost) exactly 0, defects 1; every threshold between ties
+    scores = np.r_[np.full(500, 1e-7), np.full(100, 1 - 1e-7)]
+    is_defect = np.r_[np.zeros(500, bool), np.ones(100, bool)]
+    policy, _ = choose_policy(scores, is_defect, Target.BUDGET, **BUDGET)
+    assert policy.review_low is None and 0.2 < policy.threshold < 0.8
+
+
 def test_budget_target_needs_the_line_budget():
     with pytest.raises(OperatingPointError, match="budget"):
         choose_policy([0.1, 0.9], [False, True], Target.BUDGET, max_false_reject_rate=0.05)
