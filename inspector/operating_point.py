@@ -61,7 +61,7 @@ class Target(str, Enum):
     def describe(self, rate: float) -> str:
         """The target in words for reports, e.g. "an escape rate of 0.5%"."""
         if self is Target.BUDGET:
-            return "the line's budget (escapes, false rejects, review)"
+            return "the line's budget"
         kind = "an escape" if self is Target.ESCAPE else "a false-reject"
         return f"{kind} rate of {100 * rate:g}%"
 
