@@ -397,7 +397,14 @@ def _operating_point(
         note = f"threshold from the training run, chosen on its {recorded.chosen_on}"
         note += f"; {recorded.note}" if recorded.note else ""
         return operating_point(
-            scores, is_defect, recorded.policy, recorded.target, recorded.target_rate, options.interval, note=note
+            scores,
+            is_defect,
+            recorded.policy,
+            recorded.target,
+            recorded.target_rate,
+            options.interval,
+            note=note,
+            chance=recorded.chance,
         )
     # a rate or margin given alone asks for the escape rule of old; nothing given and no run policy: budget
     fallback = Target.ESCAPE if explicit else Target.BUDGET
@@ -450,6 +457,7 @@ def judge(result: CalibrationResult) -> DeployabilityVerdict:
         epochs=run.manifest.epochs,
         basis=f"{basis}, {chosen.conversion.kind}, threshold {policy.threshold:.4f}",
         absent=absent_defect_classes(labels, run.manifest.labels, good),
+        chance=chosen.operating_point.chance,
     )
     if not verdict.deployable and chosen.conversion.precision == Precision.INT8 and float_probs is not None:
         float_verdict = assess(

@@ -109,6 +109,7 @@ class OperatingPoint:
     confidence: float
     defects_needed: Optional[int]  # defects for 0 escapes to demonstrate the target at this confidence
     note: str = ""
+    chance: Optional[float] = None  # budget target: estimated chance of meeting the line's budget
 
     def policy(self) -> DecisionPolicy:
         return DecisionPolicy(threshold=self.threshold, review_low=self.review_low, review_high=self.review_high)
@@ -154,10 +155,12 @@ def choose_threshold(
     target, method = Target(target), IntervalMethod(method)
     scores = np.asarray(scores, np.float64).ravel()
     is_defect = np.asarray(is_defect, bool).ravel()
-    policy, note = choose_policy(
+    choice = choose_policy(
         scores, is_defect, target, rate, review_margin, max_false_reject_rate, max_review_rate, max_escape_rate
     )
-    return operating_point(scores, is_defect, policy, target, rate, method, confidence, note)
+    return operating_point(
+        scores, is_defect, choice.policy, target, rate, method, confidence, choice.note, choice.chance
+    )
 
 
 def operating_point(
@@ -169,6 +172,7 @@ def operating_point(
     method: IntervalMethod | str = IntervalMethod.CLOPPER_PEARSON,
     confidence: float = 0.95,
     note: str = "",
+    chance: Optional[float] = None,
 ) -> OperatingPoint:
     """An :class:`OperatingPoint` for a given ``policy`` (e.g. the one a training run chose) on these scores."""
     target, method = Target(target), IntervalMethod(method)
@@ -203,4 +207,5 @@ def operating_point(
         confidence,
         needed,
         "; ".join(notes),
+        chance,
     )

@@ -133,13 +133,15 @@ def assess(
     training_images: int = 0,
     basis: str = "",
     absent: Sequence[str] = (),
+    chance: Optional[float] = None,
 ) -> DeployabilityVerdict:
     """The verdict on defect scores ``1 - p(good)`` at ``policy`` (a review band is neither pass nor fail).
 
     ``predicted`` (top-1 class per image) detects a model that answers one class; ``best_epoch`` of
     ``epochs`` (the kept weights' global epoch) detects training that never improved the model;
     ``training_images`` is how many judged images were in the training split; ``absent`` names the
-    defect classes with no judged image (:func:`absent_defect_classes`), a note.
+    defect classes with no judged image (:func:`absent_defect_classes`), a note; ``chance`` is the
+    operating point's estimated chance of meeting the budget (the budget target), a note when below even.
     """
     budget = budget or LineBudget()
     scores = np.asarray(scores, np.float64).ravel()
@@ -210,6 +212,12 @@ def assess(
         verdict.notes.append(
             f"no image of defect class {', '.join(absent)} among the judged ones: this verdict says nothing "
             f"about how many of those parts escape"
+        )
+    if chance is not None and chance < 0.5:
+        verdict.notes.append(
+            f"the operating point's chance of meeting the line's budget on new parts, estimated from the "
+            f"scores it was chosen on, is {100 * chance:.0f}%: this verdict on {scores.size} images can go "
+            f"either way on the line; more validation images (or --folds) make the point surer"
         )
     if training_images:
         reasons.append(

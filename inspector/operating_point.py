@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,15 @@ class Target(str, Enum):
             return "the line's budget"
         kind = "an escape" if self is Target.ESCAPE else "a false-reject"
         return f"{kind} rate of {100 * rate:g}%"
+
+
+class PolicyChoice(NamedTuple):
+    """A chosen policy, what the rule says of it, and (budget target) its estimated chance of meeting the
+    line's budget."""
+
+    policy: DecisionPolicy
+    note: str
+    chance: Optional[float] = None
 
 
 class OperatingPointError(ValueError):
@@ -133,8 +142,8 @@ def choose_policy(
     max_false_reject_rate: Optional[float] = None,
     max_review_rate: Optional[float] = None,
     max_escape_rate: Optional[float] = None,
-) -> Tuple[DecisionPolicy, str]:
-    """(policy, note). The ``budget`` target needs all three ``max_*`` rates (the line's budget).
+) -> PolicyChoice:
+    """The policy, a note and (budget) its chance. The ``budget`` target needs all three ``max_*`` rates.
     ``review_margin`` > 0 makes a band ``threshold +- margin``; otherwise, with ``max_false_reject_rate``,
     an escape target the data cannot meet within that budget becomes a review band of at most
     ``max_review_rate`` of the parts (the note says what it achieves)."""
@@ -155,13 +164,13 @@ def choose_policy(
         if chance < 0.5:
             note += " (less than even: these scores do not support the budget)"
         if review_margin == 0:
-            return policy, note
+            return PolicyChoice(policy, note, chance)
         threshold = policy.threshold
     else:
-        threshold, note = threshold_for(scores, is_defect, target, rate), ""
+        threshold, note, chance = threshold_for(scores, is_defect, target, rate), "", None
     if review_margin > 0:
         low, high = max(0.0, threshold - review_margin), min(1.0, threshold + review_margin)
-        return DecisionPolicy(threshold=threshold, review_low=low, review_high=high), note
+        return PolicyChoice(DecisionPolicy(threshold=threshold, review_low=low, review_high=high), note, chance)
     goods = ~is_defect
     if target == Target.ESCAPE and max_false_reject_rate is not None:
         rejects = float((scores[goods] >= threshold).mean())
@@ -186,9 +195,9 @@ def choose_policy(
                     f"{int(is_defect.sum())} defects here pass"
                 )
             if low >= fail_line:
-                return DecisionPolicy(threshold=fail_line), note
-            return DecisionPolicy(threshold=fail_line, review_low=low, review_high=fail_line), note
-    return DecisionPolicy(threshold=threshold), note
+                return PolicyChoice(DecisionPolicy(threshold=fail_line), note)
+            return PolicyChoice(DecisionPolicy(threshold=fail_line, review_low=low, review_high=fail_line), note)
+    return PolicyChoice(DecisionPolicy(threshold=threshold), note)
 
 
 # The budget rule works on the logit of the defect score, where both classes' scores spread out enough for a

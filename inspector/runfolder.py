@@ -105,6 +105,9 @@ class OperatingPointRecord(StrictModel):
     target_rate: float
     chosen_on: str = Field(description="e.g. 'validation split (59 defects, 400 good)'")
     note: str = ""
+    chance: Optional[float] = Field(
+        None, description="budget target: estimated chance that the policy meets the line's budget"
+    )
 
 
 class RunManifest(StrictModel):

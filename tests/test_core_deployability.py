@@ -27,6 +27,13 @@ def test_a_model_that_separates_the_parts_is_deployable():
     assert v.summary().startswith("DEPLOYABLE (test split)")
 
 
+def test_an_operating_point_unlikely_to_meet_the_budget_is_a_note_on_a_passing_verdict():
+    unsure = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), chance=0.2)
+    assert unsure.deployable and any("chance of meeting the line's budget" in n and "20%" in n for n in unsure.notes)
+    sure = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), chance=0.9)
+    assert not any("chance" in n for n in sure.notes)
+
+
 def test_constant_model_is_not_deployable():
     v = assess(np.full(100, 0.2), IS_DEFECT, DecisionPolicy(threshold=0.5), predicted=np.zeros(100, int))
     assert v.status is Deployability.NOT_DEPLOYABLE

@@ -10,7 +10,7 @@ from inspector.operating_point import OperatingPointError, Target, choose_policy
 def test_escape_target_within_the_false_reject_budget_needs_no_band():
     scores = np.r_[np.linspace(0.0, 0.3, 50), np.linspace(0.6, 1.0, 20)]
     is_defect = np.r_[np.zeros(50, bool), np.ones(20, bool)]
-    policy, note = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
+    policy, note, _ = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
     assert policy.review_low is None and note == ""
     assert 0.3 < policy.threshold < 0.6
 
@@ -22,7 +22,7 @@ def test_one_low_scored_defect_becomes_a_review_band_not_a_threshold_that_fails_
     is_defect = np.r_[np.zeros(100, bool), np.ones(20, bool)]
     plain = threshold_for(scores, is_defect, Target.ESCAPE, 0.0)
     assert (goods >= plain).mean() > 0.9  # zero escapes alone would fail > 90 % of good parts
-    policy, note = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
+    policy, note, _ = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
     passed, failed = outcomes(scores, policy)
     assert not (passed & is_defect).any()  # no automatic escape
     assert (failed[~is_defect]).mean() <= 0.05
@@ -36,7 +36,7 @@ def test_the_review_band_is_capped_at_the_line_review_budget():
     defects = np.r_[0.02, np.linspace(0.7, 1.0, 19)]  # the same lone defect scored like a good part
     scores = np.r_[goods, defects]
     is_defect = np.r_[np.zeros(100, bool), np.ones(20, bool)]
-    policy, note = choose_policy(
+    policy, note, _ = choose_policy(
         scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05, max_review_rate=0.10
     )
     passed, failed = outcomes(scores, policy)
@@ -45,14 +45,16 @@ def test_the_review_band_is_capped_at_the_line_review_budget():
     assert failed[~is_defect].mean() <= 0.05
     assert (passed & is_defect).sum() == 1  # the lone defect is what the capped band lets pass, and the note says so
     assert "lets 1 of 20 defects here pass" in note
-    uncapped, _ = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05)
+    uncapped = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05).policy
     assert policy.threshold == uncapped.threshold and policy.review_low > uncapped.review_low
 
 
 def test_a_zero_review_budget_leaves_only_the_fail_line():
     scores = np.r_[np.linspace(0.01, 0.5, 100), 0.02, np.linspace(0.7, 1.0, 19)]
     is_defect = np.r_[np.zeros(100, bool), np.ones(20, bool)]
-    policy, _ = choose_policy(scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05, max_review_rate=0.0)
+    policy = choose_policy(
+        scores, is_defect, Target.ESCAPE, 0.0, max_false_reject_rate=0.05, max_review_rate=0.0
+    ).policy
     assert policy.review_low is None and policy.review_high is None
 
 
@@ -76,7 +78,7 @@ def _meets_budget(scores, is_defect, policy) -> bool:
 def test_budget_target_decides_in_the_gap_and_says_how_sure_it_is():
     scores = np.r_[np.linspace(0.01, 0.3, 150), np.linspace(0.6, 0.99, 60)]
     is_defect = np.r_[np.zeros(150, bool), np.ones(60, bool)]
-    policy, note = choose_policy(scores, is_defect, Target.BUDGET, **BUDGET)
+    policy, note, _ = choose_policy(scores, is_defect, Target.BUDGET, **BUDGET)
     assert 0.3 < (policy.review_low or policy.threshold) <= policy.threshold < 0.6  # any band lies in the empty gap
     assert _meets_budget(scores, is_defect, policy)
     # 0 escapes among 60 defects leave about 1 in 8 odds that the true escape rate is above 2 %
@@ -86,7 +88,7 @@ def test_budget_target_decides_in_the_gap_and_says_how_sure_it_is():
 def test_budget_target_sends_no_part_to_review_where_a_threshold_is_as_sure():
     scores = np.r_[np.linspace(0.01, 0.3, 600), np.linspace(0.6, 0.99, 400)]
     is_defect = np.r_[np.zeros(600, bool), np.ones(400, bool)]
-    policy, note = choose_policy(scores, is_defect, Target.BUDGET, **BUDGET)
+    policy, note, _ = choose_policy(scores, is_defect, Target.BUDGET, **BUDGET)
     assert policy.review_low is None and 0.3 < policy.threshold < 0.6
     assert "an estimated 100% chance" in note
 
@@ -95,7 +97,7 @@ def test_budget_target_puts_a_saturated_threshold_midway_not_against_the_good_pa
     # a confident model: good parts score (almost) exactly 0, defects 1; every threshold between ties
     scores = np.r_[np.full(500, 1e-7), np.full(100, 1 - 1e-7)]
     is_defect = np.r_[np.zeros(500, bool), np.ones(100, bool)]
-    policy, _ = choose_policy(scores, is_defect, Target.BUDGET, **BUDGET)
+    policy = choose_policy(scores, is_defect, Target.BUDGET, **BUDGET).policy
     assert policy.review_low is None and 0.2 < policy.threshold < 0.8
 
 
@@ -116,8 +118,8 @@ def test_budget_point_meets_the_budget_on_new_parts_more_often_than_an_escape_ta
     met = {Target.BUDGET: 0, Target.ESCAPE: 0}
     for _ in range(60):
         validation, new_parts = draw(), draw()
-        budget, _ = choose_policy(validation, is_defect, Target.BUDGET, **BUDGET)
-        escape, _ = choose_policy(validation, is_defect, Target.ESCAPE, 0.005, 0.0, 0.05, 0.10)
+        budget = choose_policy(validation, is_defect, Target.BUDGET, **BUDGET).policy
+        escape = choose_policy(validation, is_defect, Target.ESCAPE, 0.005, 0.0, 0.05, 0.10).policy
         met[Target.BUDGET] += _meets_budget(new_parts, is_defect, budget)
         met[Target.ESCAPE] += _meets_budget(new_parts, is_defect, escape)
     assert met[Target.BUDGET] >= 54 and met[Target.ESCAPE] <= 42  # measured 57 and 38 of 60

@@ -186,7 +186,7 @@ def test_calibrate_chooses_the_threshold_on_the_flip_averaged_scores(trained_run
     run = RunInfo.load(trained_run).manifest
     good = bundle.manifest.good_index
     line = result.options.line
-    expected, _ = choose_policy(
+    expected = choose_policy(
         defect_score(val_probs, good),
         result.val.labels != good,
         run.operating_point.target,
@@ -195,7 +195,7 @@ def test_calibrate_chooses_the_threshold_on_the_flip_averaged_scores(trained_run
         line.max_false_reject_rate,
         line.max_review_rate,
         line.max_escape_rate,
-    )
+    ).policy
     assert bundle.manifest.decision == expected
     assert "training run's target" in result.chosen.operating_point.note
 

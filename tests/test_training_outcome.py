@@ -47,6 +47,8 @@ def test_the_default_target_is_the_line_budget_and_says_what_five_images_support
     counts = decision_counts(PROBS, LABELS, 0, chosen.policy)
     assert counts["escapes"] == counts["false_rejects"] == 0  # the gap between 0.3 and 0.8 separates them
     assert "less than even" in chosen.note  # two defects and three good parts cannot show 2 % escapes
+    assert chosen.chance is not None and chosen.chance < 0.5  # run.json keeps it for the verdicts' note
+    assert choose_run_policy(_config(operating_point={"target": "escape"}), PROBS, LABELS, 0).chance is None
 
 
 def test_decision_counts_are_band_aware():

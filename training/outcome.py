@@ -110,7 +110,7 @@ def choose_run_policy(
     line = config.line
     # the budget rule weighs false rejects always; the escape rule only to fall back to a review band
     weighs_false_rejects = op.target is Target.BUDGET or op.review_when_unsupported
-    policy, note = choose_policy(
+    choice = choose_policy(
         defect_score(val_probs, good_index),
         is_defect,
         op.target,
@@ -121,7 +121,12 @@ def choose_run_policy(
         line.max_escape_rate,
     )
     return OperatingPointRecord(
-        policy=policy, target=op.target, target_rate=op.target_rate, chosen_on=chosen_on, note=note
+        policy=choice.policy,
+        target=op.target,
+        target_rate=op.target_rate,
+        chosen_on=chosen_on,
+        note=choice.note,
+        chance=choice.chance,
     )
 
 

@@ -495,6 +495,7 @@ def _finish(
         epochs=len(history),
         basis=f"{judged} split, float model, threshold {policy.threshold:.4f}",
         absent=absent_defect_classes(data[judged].labels, labels, good),
+        chance=operating_point.chance,
     )
     metrics = {
         "labels": labels,
