@@ -213,12 +213,6 @@ def assess(
             f"no image of defect class {', '.join(absent)} among the judged ones: this verdict says nothing "
             f"about how many of those parts escape"
         )
-    if chance is not None and chance < 0.5:
-        verdict.notes.append(
-            f"the operating point's chance of meeting the line's budget on new parts, estimated from the "
-            f"scores it was chosen on, is {100 * chance:.0f}%: this verdict on {scores.size} images can go "
-            f"either way on the line; more validation images (or --folds) make the point surer"
-        )
     if training_images:
         reasons.append(
             Reason(
@@ -226,6 +220,17 @@ def assess(
                 f"{_pct(training_images, scores.size)} of the judged images were used to train the "
                 f"model; judge it on images it has not seen",
             )
+        )
+    if chance is not None and chance < 0.5:
+        what = (
+            f"this DEPLOYABLE on {scores.size} images may not hold on the line"
+            if verdict.deployable
+            else "the scores it was chosen on already said so"
+        )
+        verdict.notes.append(
+            f"the operating point's chance of meeting the line's budget on new parts, estimated from the "
+            f"scores it was chosen on, is {100 * chance:.0f}%: {what}; more validation images (or --folds) "
+            f"make the point surer"
         )
     return verdict
 

@@ -29,7 +29,9 @@ def test_a_model_that_separates_the_parts_is_deployable():
 
 def test_an_operating_point_unlikely_to_meet_the_budget_is_a_note_on_a_passing_verdict():
     unsure = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), chance=0.2)
-    assert unsure.deployable and any("chance of meeting the line's budget" in n and "20%" in n for n in unsure.notes)
+    assert unsure.deployable and any("is 20%: this DEPLOYABLE on 100 images may not hold" in n for n in unsure.notes)
+    unfit = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.9), chance=0.2)
+    assert not unfit.deployable and any("is 20%: the scores it was chosen on already said so" in n for n in unfit.notes)
     sure = assess(SEPARATED, IS_DEFECT, DecisionPolicy(threshold=0.5), chance=0.9)
     assert not any("chance" in n for n in sure.notes)
 
