@@ -239,6 +239,13 @@ def _unseen_counts(scores: np.ndarray, labels: np.ndarray, names: Sequence[str],
     }
 
 
+def _recorded_chance(metrics: dict) -> Optional[float]:
+    """The operating point's estimated chance of meeting the line's budget, as calibration recorded it in the
+    bundle (budget target only; None in bundles from before it, or for other targets)."""
+    chance = (metrics.get("operating_point") or {}).get("chance")
+    return float(chance) if isinstance(chance, (int, float)) else None
+
+
 def evaluate_bundle(
     bundle_path: str | os.PathLike,
     data_root: str | os.PathLike,
@@ -260,6 +267,7 @@ def evaluate_bundle(
         verdict = no_usable_images([s.reason for s in images.skipped], basis=f"evaluate {root}")
         raise NothingToEvaluate(f"{root}: no usable image to evaluate\n{verdict.summary()}", verdict)
     probs = predict_bundle(bundle, images, root, threads, backend)
+    chance = _recorded_chance(m.metrics) if policy is None else None  # said of the bundle's own policy only
     policy = policy or m.decision
     metrics = score(probs, images.labels, m.labels, m.good_class, policy, method)
     scores, is_defect, predicted = defect_score(probs, m.good_index), images.labels != m.good_index, probs.argmax(1)
@@ -280,6 +288,7 @@ def evaluate_bundle(
         basis=f"{len(scores)} images{f' ({len(others.labels)} of unseen defect kinds)' if len(others.labels) else ''}, "
         f"threshold {policy.threshold:.4f}",
         absent=absent_defect_classes(images.labels, m.labels, m.good_index),
+        chance=chance,
     )
     if trained_on is None:
         verdict.notes.append("the training run folder is not here: cannot check for training images")

@@ -114,3 +114,18 @@ def test_verdict_flags_training_images_and_explains_an_empty_evaluation(int8_bun
         evaluate_bundle(int8_bundle, moved, split_file=trained_run / "split.json", split="test")
     message = info.value.verdict.reasons[0].message
     assert f"all {tests} skipped ({tests} x cannot read" in message
+
+
+def test_an_unlikely_point_is_a_note_for_the_bundles_own_policy(int8_bundle, trained_run, synth_root, tmp_path):
+    from inspector.decision import DecisionPolicy
+
+    bundle = Bundle.load(int8_bundle)
+    metrics = {**bundle.manifest.metrics}
+    metrics["operating_point"] = {**metrics["operating_point"], "chance": 0.12}
+    unlikely = Bundle.create(bundle.manifest.model_copy(update={"metrics": metrics}), bundle.model)
+    path = unlikely.save(tmp_path / "unlikely.inspector")
+    split = dict(split_file=trained_run / "split.json", split="test")
+    own = evaluate_bundle(path, synth_root, **split)
+    assert [n for n in own.verdict.notes if "estimated from the scores it was chosen on, is 12%" in n]
+    other = evaluate_bundle(path, synth_root, policy=DecisionPolicy(threshold=0.5), **split)
+    assert not [n for n in other.verdict.notes if "chance of meeting" in n]
