@@ -119,6 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from bench.common import context, repo_relative
     from inspector.fsutil import atomic_write_json
 
+    machine = context(False)  # before the work: its load average at start is the machine's, not this run's
     forms = [HardSwishForm(f) for f in args.forms]
     runs = [survey(r, args.representative_seeds, forms, args.representative_size) for r in args.runs]
     atomic_write_json(
@@ -127,7 +128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             {
                 "benchmark": "int8_survival",
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "machine": {**context(False), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+                "machine": {**machine, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
                 "representative_size": args.representative_size,
                 "runs": runs,
             }

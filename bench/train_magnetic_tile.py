@@ -106,6 +106,7 @@ def run_one(
     ]
     for item in extra:
         cmd += ["--set", item]
+    load_start = os.getloadavg()
     started = time.time()
     if reuse and (run_dir / "run.json").is_file():
         train_s = None  # trained earlier (--reuse): not timed here, run_seconds takes the run's own record
@@ -124,7 +125,9 @@ def run_one(
         # INT8 as the done-when measures it; what the default --precision auto would deploy is recorded beside
         result = calibrate(run_dir, run_dir / "model.inspector", CalibrationOptions(precision="int8", force=True))
     except GuardError as exc:  # no bundle: record the float model and why INT8 was refused
-        return guard_failed_run(seed, cmd, run_dir, manifest, folder, str(exc), train_s, time.time() - started)
+        return guard_failed_run(
+            seed, cmd, run_dir, manifest, folder, str(exc), train_s, time.time() - started, load_start
+        )
     calibrate_s = time.time() - started
     shortfall = int8_shortfall(result.chosen)
     policy = result.chosen.operating_point.policy()
@@ -139,6 +142,7 @@ def run_one(
         manifest,
         train_s,
         calibrate_s,
+        load_start,
         calibrate_verdict={"deployable": result.verdict.deployable, "summary": result.verdict.summary()},
         precision_auto={"deploys": "float16" if shortfall else "int8", "why": shortfall},
         inference=result.chosen.bundle.manifest.inference.model_dump(mode="json"),
@@ -151,8 +155,11 @@ def run_one(
     )
 
 
-def run_record(seed, cmd, run_dir, manifest, train_s: Optional[float], calibrate_s: float, **blocks) -> dict:
-    """One run's entry in the result: what was run and trained, ``blocks`` (verdict, test, ...) and the times."""
+def run_record(
+    seed, cmd, run_dir, manifest, train_s: Optional[float], calibrate_s: float, load_start: Sequence[float], **blocks
+) -> dict:
+    """One run's entry in the result: what was run and trained, ``blocks`` (verdict, test, ...), the times and
+    the load average when the run started and ended (a time says little without it: the machine is shared)."""
     return {
         "split_seed": seed,
         "command": " ".join(["inspector", *cmd[3:]]),
@@ -165,6 +172,10 @@ def run_record(seed, cmd, run_dir, manifest, train_s: Optional[float], calibrate
         "train_verdict": manifest.deployability,
         **blocks,
         "seconds": run_seconds(run_dir, train_s, calibrate_s),
+        "load_average": {
+            "start": [round(x, 2) for x in load_start],
+            "end": [round(x, 2) for x in os.getloadavg()],
+        },
     }
 
 
@@ -215,7 +226,15 @@ def seconds_per_run(runs: List[dict]) -> Optional[dict]:
 
 
 def guard_failed_run(
-    seed, cmd, run_dir, manifest, folder, message: str, train_s: Optional[float], calibrate_s: float
+    seed,
+    cmd,
+    run_dir,
+    manifest,
+    folder,
+    message: str,
+    train_s: Optional[float],
+    calibrate_s: float,
+    load_start: Sequence[float],
 ) -> dict:
     """A run whose INT8 conversion failed the accuracy guard: the float test block from the run's own
     predictions at its operating point, ``int8`` None and the guard's message."""
@@ -230,6 +249,7 @@ def guard_failed_run(
         manifest,
         train_s,
         calibrate_s,
+        load_start,
         calibrate_verdict={"deployable": False, "summary": "no bundle: " + message.splitlines()[0]},
         guard_failed=message,
         test={"samples": int(len(labels)), "float": floats, "int8": None, "int8_accuracy_drop_pp": None},
@@ -264,15 +284,16 @@ def summarize(runs: List[dict]) -> Dict[str, dict]:
     }
 
 
-def write_result(args: argparse.Namespace, runs: List[dict]) -> Dict[str, dict]:
-    from bench.common import context, repo_relative
+def write_result(args: argparse.Namespace, runs: List[dict], machine: dict) -> Dict[str, dict]:
+    """Write the result file; ``machine`` is the benchmark's context taken when it started."""
+    from bench.common import repo_relative
     from inspector.fsutil import atomic_write_json
 
     summary = summarize(runs)
     result = {
         "benchmark": "train_magnetic_tile",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**context(False), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {**machine, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "dataset": str(args.data),
         "overrides": args.set,
         "aim": AIM,
@@ -331,6 +352,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.data.is_dir():
         print(f"dataset not found at {args.data}; pass --data", file=sys.stderr)
         return 2
+    from bench.common import context
+
+    machine = context(False)
     runs = kept_runs(args, "split_seed", args.seeds)
     for seed in args.seeds:
         runs.append(run_one(args.data, seed, args.runs_dir / f"seed{seed}", args.set, reuse=args.reuse))
@@ -347,8 +371,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             + f", {took(runs[-1])}",
             flush=True,
         )
-        write_result(args, runs)  # after every seed: a later failure keeps the finished runs
-    summary = write_result(args, runs)
+        write_result(args, runs, machine)  # after every seed: a later failure keeps the finished runs
+    summary = write_result(args, runs, machine)
     auc = summary["float_roc_auc"]
     print(f"train_magnetic_tile: float AUC {auc['mean']:.4f} +- {auc['std']:.4f} over {len(runs)} runs -> {args.out}")
     return 0

@@ -68,7 +68,6 @@ def measure(
 ) -> dict:
     data = work / name / "data"
     started = time.time()
-    load_start = os.getloadavg()
     per_class = {GOOD: good, **{label: defect for label in DEFECTS}}
     generate(data, per_class=per_class, size=spec.size, seed=seed, surfaces=spec.surfaces, style=spec.style)
     generate_s = time.time() - started
@@ -78,10 +77,6 @@ def measure(
         "dataset": name,
         "generator": {**asdict(spec), "seed": seed, "per_class": per_class},
         "generate_command": spec.command(data, good, defect),
-        "load_average": {
-            "start": [round(x, 2) for x in load_start],
-            "end": [round(x, 2) for x in os.getloadavg()],
-        },
         **run,
     }
 
@@ -98,14 +93,15 @@ def _line(run: dict) -> str:
     )
 
 
-def write_result(out: Path, runs: List[dict], overrides: List[str]) -> None:
-    from bench.common import context, repo_relative
+def write_result(out: Path, runs: List[dict], overrides: List[str], machine: dict) -> None:
+    """Write the result file; ``machine`` is the benchmark's context taken when it started."""
+    from bench.common import repo_relative
     from inspector.fsutil import atomic_write_json
 
     result = {
         "benchmark": "train_synthetic",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**context(False), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {**machine, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "overrides": overrides,
         "aim": AIM,
         "runs": runs,
@@ -121,12 +117,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="generator and split seed (default 0)")
     add_run_arguments(parser, "train_synthetic", RESULT, "--work", "data sets")
     args = parser.parse_args(argv)
+    from bench.common import context
+
+    machine = context(False)
     runs = kept_runs(args, "dataset", args.datasets)
     for name in args.datasets:
         run = measure(name, DATASETS[name], args.runs_dir, args.good, args.defect, args.seed, args.set, args.reuse)
         runs.append(run)
         print(f"{name}: {_line(run)}", flush=True)
-        write_result(args.out, runs, args.set)  # after every data set: a long run that stops keeps what it measured
+        write_result(args.out, runs, args.set, machine)  # after every set: a run that stops keeps what it measured
     print(f"train_synthetic: {len(runs)} data set(s) -> {args.out}")
     return 0
 
