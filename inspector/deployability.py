@@ -9,10 +9,13 @@ run) but decides badly at the line's threshold is called what it is. A model is 
 * its best validation epoch was the first of several (training never improved it);
 * at the chosen operating point, escapes, false rejects or parts sent to review exceed the line's budget;
 * it was judged on images it was trained on (the numbers say nothing about new parts);
+* it was judged on fewer than ``LineBudget.min_judged`` defect or good images (2 defects and 2 good parts
+  that all pass tell nothing about a line, and a report must not call that DEPLOYABLE);
 * no image could be judged at all (every one skipped; the reasons are counted).
 
 A split without defect (or without good) images cannot show escapes (or false rejects); that is a note,
-not a reason, as are a split too small for a budget (one image is more than the budget) and a defect class
+not a reason (a folder of good parts from the line is a fair check of false rejects), as are a split
+small for a budget but not below ``min_judged`` (one image is more than the budget) and a defect class
 with no image in it. TensorFlow-free: it works on scores and labels only.
 
 Example:
@@ -55,6 +58,7 @@ class Problem(str, Enum):
     FALSE_REJECTS_OVER_BUDGET = "false_rejects_over_budget"
     REVIEW_OVER_BUDGET = "review_over_budget"
     TRAINING_IMAGES = "evaluated_on_training_images"
+    TOO_FEW_IMAGES = "too_few_images"
     NO_USABLE_IMAGES = "no_usable_images"
 
 
@@ -65,6 +69,9 @@ class LineBudget(StrictModel):
     max_false_reject_rate: float = Field(0.05, ge=0, le=1, description="Largest share of good parts failed")
     max_review_rate: float = Field(0.10, ge=0, le=1, description="Largest share of parts sent to review")
     min_auc: float = Field(0.75, ge=0.5, le=1, description="Pass/fail ROC AUC below this is near chance")
+    min_judged: int = Field(
+        5, ge=1, description="Fewer defect (or good) images than this among the judged ones cannot judge a model"
+    )
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,15 @@ def assess(
             )
     else:
         verdict.notes.append("no good image: false rejects cannot be measured")
+    for count, what in ((defects, "defect"), (goods, "good")):
+        if 0 < count < budget.min_judged:
+            reasons.append(
+                Reason(
+                    Problem.TOO_FEW_IMAGES,
+                    f"only {count} {what} image{'s' if count > 1 else ''} judged, too few to judge a model (needs "
+                    f"at least {budget.min_judged}): collect more, or judge it on line images (inspector evaluate)",
+                )
+            )
     verdict.notes += _coarse_notes(defects, goods, budget)
     reviewed = int((~passed & ~failed).sum())
     if reviewed / scores.size > budget.max_review_rate:
@@ -243,7 +259,7 @@ def _coarse_notes(defects: int, goods: int, budget: LineBudget) -> List[str]:
         (defects, budget.max_escape_rate, "defect", "escape"),
         (goods, budget.max_false_reject_rate, "good", "false-reject"),
     ):
-        if count and 1 / count > rate:
+        if count >= budget.min_judged and 1 / count > rate:
             notes.append(
                 f"only {count} {what} images judged: one is {100 / count:.1f}%, more than the line's {kind} budget "
                 f"of {100 * rate:g}%, so this verdict rests on single images; judge on more before trusting it"

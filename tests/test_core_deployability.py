@@ -108,3 +108,22 @@ def test_all_images_skipped_counts_the_reasons_and_round_trips():
     assert "all 4 skipped (3 x ROI does not fit; 1 x cannot decode)" in v.reasons[0].message
     back = type(v).from_dict(v.to_dict())
     assert back.to_dict() == v.to_dict() and back.status is Deployability.NOT_DEPLOYABLE
+
+
+def test_a_handful_of_images_is_too_few_to_call_a_model_deployable():
+    policy = DecisionPolicy(threshold=0.5)
+    perfect = assess(np.array([0.1, 0.2, 0.8, 0.9]), np.array([False, False, True, True]), policy)
+    assert problems(perfect) == [Problem.TOO_FEW_IMAGES, Problem.TOO_FEW_IMAGES]
+    assert perfect.reasons[0].message.startswith(
+        "only 2 defect images judged, too few to judge a model (needs at least 5)"
+    )
+    assert not [n for n in perfect.notes if "rests on single images" in n]  # the reason says it already
+    five = assess(np.r_[np.full(5, 0.1), np.full(5, 0.9)], np.r_[np.zeros(5, bool), np.ones(5, bool)], policy)
+    assert five.deployable and len([n for n in five.notes if "rests on single images" in n]) == 2
+    good_only = assess(np.full(3, 0.1), np.zeros(3, bool), policy)  # a few good parts from the line: still too few
+    assert problems(good_only) == [Problem.TOO_FEW_IMAGES]
+    assert assess(np.full(30, 0.1), np.zeros(30, bool), policy).deployable  # a folder of good parts is a fair check
+    relaxed = assess(
+        np.array([0.1, 0.2, 0.8, 0.9]), np.array([False, False, True, True]), policy, LineBudget(min_judged=2)
+    )
+    assert Problem.TOO_FEW_IMAGES not in problems(relaxed)
