@@ -146,14 +146,23 @@ def header_size(data: bytes, kind: str) -> Optional[Tuple[int, int]]:
     return None
 
 
+TWELVE_BIT_PEAK = 4095  # a 16-bit image whose values all fit in 12 bits holds a Mono12 camera's data
+
+
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """Convert an OpenCV-decoded array (BGR order, any depth/channels) to contiguous HxWx3 uint8 RGB.
 
-    16-bit data is mapped by its full range (value / 257) so that 0..65535 becomes 0..255; floats in 0..1
-    are scaled by 255. Alpha is dropped: inspection images are not composited.
+    16-bit data is mapped by its full range (value / 257) so that 0..65535 becomes 0..255, except that an
+    image whose values all fit in 12 bits (at most :data:`TWELVE_BIT_PEAK`) is 12-bit camera data in a 16-bit
+    file, as Mono12 cameras' tools save it: its top 8 bits are kept (value / 16), which is what the camera
+    gives in 8-bit mode. By the full range it would be 16 times too dark (0..16), and a model learns nothing
+    from it (measured on a synthetic set: docs/training.md, "Image files"). A 16-bit exposure that dark is
+    not an inspection image. Floats in 0..1 are scaled by 255. Alpha is dropped: inspection images are not
+    composited.
     """
     if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+        scale = 16.0 if image.size and int(image.max()) <= TWELVE_BIT_PEAK else 257.0
+        image = np.minimum(image.astype(np.float32) / scale + 0.5, 255).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
         peak = float(np.nanmax(image)) if image.size else 0.0
         scale = 255.0 if peak <= 1.0 else 1.0

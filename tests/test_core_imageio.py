@@ -32,6 +32,16 @@ def test_sixteen_bit_uses_full_range(tmp_path):
     assert img[:, :, 0].tolist() == [[0, 255], [128, 1]]
 
 
+def test_twelve_bit_camera_data_in_a_sixteen_bit_file_keeps_its_top_eight_bits(tmp_path):
+    mono12 = np.array([[0, 4095], [2048, 16]], np.uint16)  # a Mono12 camera's values, saved as 16-bit
+    for name in ("m.png", "m.tif"):
+        img = load_image(_write(tmp_path / name, mono12))
+        assert img[:, :, 0].tolist() == [[0, 255], [128, 1]]  # what the camera gives in 8-bit mode
+    one_bright_pixel = mono12.copy()
+    one_bright_pixel[0, 0] = 4096  # no longer fits in 12 bits: the full 16-bit range
+    assert load_image(_write(tmp_path / "w.png", one_bright_pixel))[:, :, 0].tolist() == [[16, 16], [8, 0]]
+
+
 def test_alpha_is_dropped(tmp_path):
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 2] = 90
